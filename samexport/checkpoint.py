@@ -1,0 +1,132 @@
+"""Loading official checkpoints safely, and the deterministic random weights used without one."""
+
+from __future__ import annotations
+
+import functools
+import math
+import pickle
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Dict, Mapping, Tuple
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+from .registry import ModelSpec, get_spec, list_models
+
+StateDict = Dict[str, torch.Tensor]
+
+
+@functools.lru_cache(maxsize=None)
+def expected_layout(name: str) -> Dict[str, Tuple[int, ...]]:
+    """Key -> shape of the official state_dict of a registry model (built on the meta device)."""
+    with torch.device("meta"):
+        model = get_spec(name).build()
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def read_checkpoint(path: str | Path) -> StateDict:
+    """Read a checkpoint file without executing code: a plain state_dict or {"model": state_dict}."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file; "
+                              "pass the path of an official .pt/.pth file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} contains pickled objects other than tensors, which samexport "
+                              f"refuses to execute ({first[:160]}); re-save it as a plain state_dict") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} is truncated or not a PyTorch file ({reason}); "
+                              "download it again") from None
+    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"checkpoint {path} is not a state_dict of tensors (nor {{'model': state_dict}}); "
+                              "pass the official checkpoint file")
+    for key, value in obj.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"checkpoint {path} has NaN/Inf values in {key!r}; the file is damaged, "
+                                  "download it again")
+    return dict(obj)
+
+
+def guess_model(state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    """The registry model whose official layout matches the keys and shapes best, or None."""
+    keys = {k: tuple(v.shape) for k, v in state_dict.items()}
+    best, best_score = None, 0.0
+    for name in list_models():
+        layout = expected_layout(name)
+        same = sum(1 for k, s in keys.items() if layout.get(k) == s)
+        score = same / len(set(layout) | set(keys))
+        if score > best_score:
+            best, best_score = name, score
+    return best if best_score > 0.5 else None
+
+
+def _sample(keys, n: int = 3) -> str:
+    keys = sorted(keys)
+    more = f", +{len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def check_layout(state_dict: Mapping[str, torch.Tensor], spec: ModelSpec, source: str) -> None:
+    """Raise a one-line CheckpointError unless the keys and shapes are exactly the official layout."""
+    layout = expected_layout(spec.name)
+    missing = set(layout) - set(state_dict)
+    unexpected = set(state_dict) - set(layout)
+    wrong_shape = {k for k in set(layout) & set(state_dict) if tuple(state_dict[k].shape) != layout[k]}
+    if not (missing or unexpected or wrong_shape):
+        return
+    guess = guess_model(state_dict)
+    if guess and guess != spec.name:
+        hint = f"this checkpoint looks like {guess}, not {spec.name} (use --encoder {guess})"
+    else:
+        hint = f"this checkpoint does not match {spec.name} ({spec.checkpoint_file} expected)"
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({_sample(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_sample(unexpected)})")
+    if wrong_shape:
+        parts.append(f"{len(wrong_shape)} with other shapes ({_sample(wrong_shape)})")
+    raise CheckpointError(f"{source}: {hint}; keys: {'; '.join(parts)}")
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, spec: ModelSpec) -> None:
+    """Strictly load an official checkpoint file into `model`."""
+    state_dict = read_checkpoint(path)
+    check_layout(state_dict, spec, str(path))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def random_fill(key: str, like: torch.Tensor, salt: str = "") -> torch.Tensor:
+    """Deterministic tensor for one key, by the parity fixtures' name-keyed rule.
+
+    Drawn from a generator seeded with crc32(salt + key): BatchNorm running_var uniform
+    [1.1, 2.1), running_mean 0.1*N(0,1), 1-D weights 1 + 0.1*N, other 1-D 0.02*N, and
+    N(0,1)/sqrt(fan_in) for matrices. This keeps every activation of every family well
+    inside float16, so random-weight exports are valid for latency and overflow checks.
+    """
+    shape = tuple(like.shape)
+    if not like.is_floating_point():
+        return torch.zeros(shape, dtype=like.dtype)
+    g = torch.Generator().manual_seed(zlib.crc32((salt + key).encode("utf-8")))
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf == "running_var":
+        t = 1.1 + torch.rand(shape, generator=g)
+    elif leaf == "running_mean":
+        t = 0.1 * torch.randn(shape, generator=g)
+    elif len(shape) < 2:
+        t = (1.0 + 0.1 * torch.randn(shape, generator=g)) if leaf == "weight" else 0.02 * torch.randn(shape, generator=g)
+    else:
+        t = torch.randn(shape, generator=g) * (1.0 / math.sqrt(math.prod(shape[1:])))
+    return t.to(like.dtype)
+
+
+def random_state_dict(model: nn.Module, salt: str = "") -> StateDict:
+    return {k: random_fill(k, v, salt) for k, v in model.state_dict().items()}

@@ -1,0 +1,14 @@
+"""Model definitions, one file per component (as in segment-anything)."""
+
+from .efficient_sam_encoder import EfficientSamImageEncoder
+from .image_encoder import ImageEncoderViT
+from .mask_decoder import EfficientSamMaskDecoder, MaskDecoder
+from .prompt_encoder import EfficientSamPromptEncoder, PromptEncoder
+from .repvit import RepViT
+from .sam import EfficientSam, Sam
+from .tiny_vit import TinyViT
+
+__all__ = [
+    "EfficientSam", "EfficientSamImageEncoder", "EfficientSamMaskDecoder", "EfficientSamPromptEncoder",
+    "ImageEncoderViT", "MaskDecoder", "PromptEncoder", "RepViT", "Sam", "TinyViT",
+]

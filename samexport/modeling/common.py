@@ -1,0 +1,118 @@
+"""Building blocks shared by several encoders and decoders."""
+
+from __future__ import annotations
+
+from typing import Type
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of an NCHW tensor.
+
+    Written as one `F.layer_norm` over a channels-last view rather than the official
+    mean/pow/sqrt sequence: the result is the same in float32, and converters emit a
+    single layer_norm op whose variance cannot overflow float16 (the separate `pow`
+    reaches 8e4 in the RepViT-SAM neck).
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """One Conv2d computing bn(conv(x)) in eval mode."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+        padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
+        device=conv.weight.device, dtype=conv.weight.dtype,
+    )
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale[:, None, None, None])
+        fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
+    return fused
+
+
+class Conv2d_BN(nn.Sequential):
+    """Conv2d without bias followed by BatchNorm2d (RepViT and TinyViT); keys `c.*`, `bn.*`."""
+
+    def __init__(self, in_ch: int, out_ch: int, ks: int = 1, stride: int = 1, pad: int = 0,
+                 groups: int = 1) -> None:
+        super().__init__()
+        self.add_module("c", nn.Conv2d(in_ch, out_ch, ks, stride, pad, groups=groups, bias=False))
+        self.add_module("bn", nn.BatchNorm2d(out_ch))
+
+    @torch.no_grad()
+    def fuse(self) -> nn.Conv2d:
+        return fuse_conv_bn(self.c, self.bn)
+
+
+class MLPBlock(nn.Module):
+    """lin2(act(lin1(x))): SAM's ViT and two-way-transformer MLP."""
+
+    def __init__(self, embedding_dim: int, mlp_dim: int, act: Type[nn.Module] = nn.GELU) -> None:
+        super().__init__()
+        self.lin1 = nn.Linear(embedding_dim, mlp_dim)
+        self.lin2 = nn.Linear(mlp_dim, embedding_dim)
+        self.act = act()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin2(self.act(self.lin1(x)))
+
+
+class EfficientSamMLP(nn.Module):
+    """EfficientSAM's MLP: `num_layers` x (Linear + act), then a plain Linear `fc`."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int,
+                 act: Type[nn.Module] = nn.GELU) -> None:
+        super().__init__()
+        dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(nn.Sequential(nn.Linear(n, hidden_dim), act()) for n in dims_in)
+        self.fc = nn.Linear(hidden_dim, output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.fc(x)
+
+
+class SamMLP(nn.Module):
+    """SAM's head MLP: Linear layers with ReLU between them (none after the last)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+        super().__init__()
+        hidden = [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(
+            nn.Linear(n, k) for n, k in zip([input_dim] + hidden, hidden + [output_dim])
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+class SamNeck(nn.Sequential):
+    """1x1 conv, LayerNorm2d, 3x3 conv, LayerNorm2d: (B, C, 64, 64) -> (B, 256, 64, 64)."""
+
+    def __init__(self, in_ch: int, out_ch: int = 256) -> None:
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, kernel_size=1, bias=False),
+            LayerNorm2d(out_ch),
+            nn.Conv2d(out_ch, out_ch, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out_ch),
+        )

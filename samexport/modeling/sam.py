@@ -1,0 +1,170 @@
+"""Whole models: an image encoder plus a family's prompt encoder and mask decoder.
+
+`Sam` serves RepViT-SAM, MobileSAM and SAM ViT-B/L/H; `EfficientSam` serves EfficientSAM.
+Each keeps its family's official conventions for preprocessing and prompts.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import transforms
+from ..errors import InputError
+from .mask_decoder import EfficientSamMaskDecoder, MaskDecoder
+from .prompt_encoder import EfficientSamPromptEncoder, PromptEncoder
+
+Tensorish = torch.Tensor | np.ndarray
+
+
+def _batched(x: Tensorish, dtype: torch.dtype, ndim: int, what: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(dtype)
+    if t.ndim == ndim - 1:
+        t = t.unsqueeze(0)
+    if t.ndim != ndim:
+        raise InputError(f"{what} must have {ndim - 1} or {ndim} dimensions, got shape {tuple(t.shape)}")
+    return t
+
+
+class _SamBase(nn.Module):
+    image_encoder: nn.Module
+
+    @torch.no_grad()
+    def encode_image(self, image: np.ndarray) -> torch.Tensor:
+        """HxWx3 uint8 RGB -> (1, 256, 64, 64) image embedding."""
+        return self.image_encoder(self.preprocess(image))
+
+    def _prompt_inputs(self, image_embeddings: Tensorish, coords: Tensorish,
+                       labels: Tensorish) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        emb = _batched(image_embeddings, torch.float32, 4, "image embeddings")
+        coords_t = _batched(coords, torch.float32, 3, "point coordinates")
+        labels_t = _batched(labels, torch.int64, 2, "point labels")
+        if coords_t.shape[:2] != labels_t.shape or coords_t.shape[-1] != 2:
+            raise InputError(f"coords (B, N, 2) and labels (B, N) disagree: {tuple(coords_t.shape)} "
+                             f"vs {tuple(labels_t.shape)}")
+        bad = set(labels_t.unique().tolist()) - {-1, 0, 1, 2, 3}
+        if bad:
+            raise InputError(f"point labels must be -1, 0, 1, 2 or 3, got {sorted(bad)}")
+        return emb, coords_t, labels_t
+
+
+class Sam(_SamBase):
+    """SAM-style model: (1, 256, 64, 64) embeddings + point tokens (+ mask) -> 4 masks and IoUs."""
+
+    def __init__(self, image_encoder: nn.Module) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = PromptEncoder()
+        self.mask_decoder = MaskDecoder()
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """HxWx3 uint8 RGB -> (1, 3, 1024, 1024): Pillow resize, normalize, pad with zeros."""
+        return transforms.sam_preprocess(image)
+
+    def transform_coords(self, coords: Tensorish, original_hw: Tuple[int, int]) -> torch.Tensor:
+        """(..., 2) original-image (x, y) pixels -> model frame, as SamPredictor does."""
+        return transforms.sam_transform_coords(coords, original_hw)
+
+    def prompt_tokens(self, original_hw: Tuple[int, int], points: Optional[Tensorish] = None,
+                      labels: Optional[Tensorish] = None,
+                      box: Optional[Tensorish] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Clicks and/or a box in original pixels -> the flat token list (1, T, 2), (1, T).
+
+        Order: clicks, then one padding token (0, 0)/-1 only when there is no box, then the
+        box corners with labels 2 and 3 (the layout of the official ONNX decoder).
+        """
+        coords, token_labels = [], []
+        if points is not None:
+            pts = self.transform_coords(points, original_hw).reshape(-1, 2)
+            lab = torch.as_tensor(np.asarray(labels), dtype=torch.int64).reshape(-1)
+            if len(lab) != len(pts):
+                raise InputError(f"{len(pts)} points but {len(lab)} labels")
+            coords.append(pts)
+            token_labels.append(lab)
+        if box is None:
+            coords.append(torch.zeros(1, 2))
+            token_labels.append(torch.tensor([-1]))
+        else:
+            coords.append(self.transform_coords(np.asarray(box, dtype=np.float64).reshape(2, 2), original_hw))
+            token_labels.append(torch.tensor([2, 3]))
+        return torch.cat(coords)[None], torch.cat(token_labels)[None]
+
+    @torch.no_grad()
+    def decode(self, image_embeddings: Tensorish, coords: Tensorish, labels: Tensorish,
+               mask_input: Optional[Tensorish] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (B, 256, 64, 64), coords (B, N, 2) in the model frame, labels (B, N),
+        optional mask logits (B, 1, 256, 256) -> low-res logits (B, 4, 256, 256), IoU (B, 4)."""
+        emb, coords_t, labels_t = self._prompt_inputs(image_embeddings, coords, labels)
+        sparse = self.prompt_encoder.embed_points(coords_t, labels_t)
+        if mask_input is None:
+            dense = self.prompt_encoder.no_mask_dense(emb.shape[0])
+        else:
+            mask = torch.as_tensor(np.asarray(mask_input) if not isinstance(mask_input, torch.Tensor)
+                                   else mask_input, dtype=torch.float32)
+            if mask.shape[-2:] != (256, 256):
+                raise InputError(f"mask_input must be 256x256 low-res logits, got shape {tuple(mask.shape)}")
+            dense = self.prompt_encoder.embed_mask(mask.reshape(-1, 1, 256, 256))
+        return self.mask_decoder.predict_masks(emb, self.prompt_encoder.get_dense_pe(), sparse, dense)
+
+
+class EfficientSam(_SamBase):
+    """EfficientSAM: (1, 256, 64, 64) embeddings + exactly 6 point tokens -> 4 masks and IoUs."""
+
+    def __init__(self, image_encoder: nn.Module) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = EfficientSamPromptEncoder()
+        self.mask_decoder = EfficientSamMaskDecoder()
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """HxWx3 uint8 RGB -> (1, 3, 1024, 1024): /255, bilinear stretch, normalize."""
+        return transforms.efficient_sam_preprocess(image)
+
+    def transform_coords(self, coords: Tensorish, original_hw: Tuple[int, int]) -> torch.Tensor:
+        """(..., 2) original-image (x, y) pixels -> stretched 1024 frame; negatives become -1."""
+        return transforms.efficient_sam_transform_coords(coords, original_hw)
+
+    def prompt_tokens(self, original_hw: Tuple[int, int], points: Optional[Tensorish] = None,
+                      labels: Optional[Tensorish] = None,
+                      box: Optional[Tensorish] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Clicks then box corners (labels 2, 3), padded with (-1, -1)/-1 or cut to 6 tokens."""
+        raw_coords, raw_labels = [], []
+        if points is not None:
+            raw_coords.append(np.asarray(points, dtype=np.float32).reshape(-1, 2))
+            raw_labels.append(np.asarray(labels, dtype=np.int64).reshape(-1))
+            if len(raw_labels[0]) != len(raw_coords[0]):
+                raise InputError(f"{len(raw_coords[0])} points but {len(raw_labels[0])} labels")
+        if box is not None:
+            raw_coords.append(np.asarray(box, dtype=np.float32).reshape(2, 2))
+            raw_labels.append(np.array([2, 3]))
+        if not raw_coords:
+            raise InputError("EfficientSAM needs at least one point or a box")
+        coords = self.transform_coords(np.concatenate(raw_coords), original_hw)
+        return self._pad_tokens(coords[None], torch.as_tensor(np.concatenate(raw_labels))[None])
+
+    @staticmethod
+    def _pad_tokens(coords: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        n = transforms.EFFICIENT_SAM_MAX_POINTS
+        coords, labels = coords[:, :n], labels[:, :n]
+        missing = n - coords.shape[1]
+        if missing:
+            coords = torch.cat([coords, coords.new_full((coords.shape[0], missing, 2), -1.0)], dim=1)
+            labels = torch.cat([labels, labels.new_full((labels.shape[0], missing), -1)], dim=1)
+        return coords, labels
+
+    @torch.no_grad()
+    def decode(self, image_embeddings: Tensorish, coords: Tensorish, labels: Tensorish,
+               mask_input: Optional[Tensorish] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (B, 256, 64, 64), coords (B, N, 2), labels (B, N) -> (B, 4, 256, 256), (B, 4).
+
+        Tokens are padded or cut to 6 as the official model does. EfficientSAM has no mask prompt.
+        """
+        if mask_input is not None:
+            raise InputError("EfficientSAM has no mask prompt; pass mask_input=None")
+        emb, coords_t, labels_t = self._prompt_inputs(image_embeddings, coords, labels)
+        coords_t, labels_t = self._pad_tokens(coords_t, labels_t)
+        sparse = self.prompt_encoder.embed_points(coords_t, labels_t)
+        return self.mask_decoder.predict_masks(emb, self.prompt_encoder.get_dense_pe(), sparse)
