@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Type
+from typing import Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -30,19 +30,31 @@ class LayerNorm2d(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Kernel and bias of bn(conv(x)) given conv's (weight, bias), computed in float64.
+
+    Folding in float64 and rounding once keeps the fold's own rounding out of the fused weights.
+    """
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    shape = (-1,) + (1,) * (weight.ndim - 1)
+    return weight.double() * scale.view(shape), bn.bias.double() + (bias.double() - bn.running_mean.double()) * scale
+
+
+def conv_like(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+    """A Conv2d with conv's geometry holding the given (float64) weight and bias in conv's dtype."""
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                    padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
+                    device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        out.weight.copy_(weight)
+        out.bias.copy_(bias)
+    return out
+
+
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """One Conv2d computing bn(conv(x)) in eval mode."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-        padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
-        device=conv.weight.device, dtype=conv.weight.dtype,
-    )
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight * scale[:, None, None, None])
-        fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
-    return fused
+    return conv_like(conv, *fold_bn(conv.weight, bias, bn))
 
 
 class Conv2d_BN(nn.Sequential):

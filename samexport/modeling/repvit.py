@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import Conv2d_BN, SamNeck, fuse_conv_bn
+from .common import Conv2d_BN, SamNeck, conv_like, fold_bn
 
 # k, t, c, use_se, use_hs, stride (official RepViT-M2.3 table)
 M2_3_CFGS: List[Sequence[int]] = (
@@ -62,10 +62,11 @@ class Residual(nn.Module):
         """A depthwise Conv2d_BN with its identity folds into one conv; anything else stays."""
         if not isinstance(self.m, Conv2d_BN) or self.m.c.groups != self.m.c.in_channels:
             return self
-        conv = self.m.fuse()
+        conv = self.m.c
+        weight, bias = fold_bn(conv.weight, torch.zeros(conv.out_channels), self.m.bn)
         kh, kw = conv.kernel_size
-        conv.weight[:, 0, kh // 2, kw // 2] += 1.0
-        return conv
+        weight[:, 0, kh // 2, kw // 2] += 1.0
+        return conv_like(conv, weight, bias)
 
 
 class RepVGGDW(nn.Module):
@@ -82,11 +83,12 @@ class RepVGGDW(nn.Module):
 
     @torch.no_grad()
     def fuse(self) -> nn.Conv2d:
-        conv = self.conv.fuse()
-        conv.weight += F.pad(self.conv1.weight, [1, 1, 1, 1])
-        conv.weight[:, 0, 1, 1] += 1.0
-        conv.bias += self.conv1.bias
-        return fuse_conv_bn(conv, self.bn)
+        conv = self.conv.c
+        weight, bias = fold_bn(conv.weight, torch.zeros(conv.out_channels), self.conv.bn)
+        weight = weight + F.pad(self.conv1.weight.double(), [1, 1, 1, 1])
+        weight[:, 0, 1, 1] += 1.0
+        bias = bias + self.conv1.bias.double()
+        return conv_like(conv, *fold_bn(weight, bias, self.bn))
 
 
 class BNLinear(nn.Sequential):
@@ -100,11 +102,11 @@ class BNLinear(nn.Sequential):
     @torch.no_grad()
     def fuse(self) -> nn.Linear:
         bn, lin = self.bn, self.l
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        shift = bn.bias - bn.running_mean * scale
-        fused = nn.Linear(lin.in_features, lin.out_features, device=lin.weight.device)
-        fused.weight.copy_(lin.weight * scale[None, :])
-        fused.bias.copy_(lin.weight @ shift + lin.bias)
+        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        shift = bn.bias.double() - bn.running_mean.double() * scale
+        fused = nn.Linear(lin.in_features, lin.out_features, device=lin.weight.device, dtype=lin.weight.dtype)
+        fused.weight.copy_(lin.weight.double() * scale[None, :])
+        fused.bias.copy_(lin.weight.double() @ shift + lin.bias.double())
         return fused
 
 

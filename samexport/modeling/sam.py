@@ -68,6 +68,10 @@ class Sam(_SamBase):
         """(..., 2) original-image (x, y) pixels -> model frame, as SamPredictor does."""
         return transforms.sam_transform_coords(coords, original_hw)
 
+    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
+        """(B, K, 256, 256) logits -> (B, K, H, W) logits at the original size (threshold at 0)."""
+        return transforms.sam_postprocess_masks(low_res, original_hw)
+
     def prompt_tokens(self, original_hw: Tuple[int, int], points: Optional[Tensorish] = None,
                       labels: Optional[Tensorish] = None,
                       box: Optional[Tensorish] = None) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -126,6 +130,10 @@ class EfficientSam(_SamBase):
     def transform_coords(self, coords: Tensorish, original_hw: Tuple[int, int]) -> torch.Tensor:
         """(..., 2) original-image (x, y) pixels -> stretched 1024 frame; negatives become -1."""
         return transforms.efficient_sam_transform_coords(coords, original_hw)
+
+    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
+        """(B, K, 256, 256) logits -> (B, K, H, W) logits at the original size (threshold at 0)."""
+        return transforms.efficient_sam_postprocess_masks(low_res, original_hw)
 
     def prompt_tokens(self, original_hw: Tuple[int, int], points: Optional[Tensorish] = None,
                       labels: Optional[Tensorish] = None,
