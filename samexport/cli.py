@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import click
 
-from .errors import SamExportError, UsageError
+from .errors import SamExportError
+from .export.convert import DEFAULT_POINTS
 from .registry import get_spec, list_models
 
 
@@ -62,6 +64,44 @@ def info_command(encoder: str, as_json: bool) -> None:
     click.echo("  input contract")
     for key, value in info["input_contract"].items():
         click.echo(f"    {key}: {value}")
+
+
+@cli.command("convert")
+@click.option("--encoder", required=True, callback=_encoder_name, help="Model name (see `samexport list`).")
+@click.option("--target", default="coreml", show_default=True, help="coreml, onnx or all.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="Official checkpoint file (default: random weights).")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
+@click.option("--precision", default="fp16", show_default=True, help="Core ML compute precision: fp16 or fp32.")
+@click.option("--compress", default="none", show_default=True,
+              help="none, int8 (Core ML and ONNX), palettize8, palettize6, palettize4 (Core ML).")
+@click.option("--points", default=",".join(map(str, DEFAULT_POINTS)), show_default=True,
+              help="Prompt point counts the decoder must take exactly (a box counts as 2).")
+@click.option("--image-input", default="image", show_default=True,
+              help="Core ML encoder input: image (RGB ImageType) or tensor (normalized float).")
+@click.option("--min-target", default="iOS16", show_default=True, help="iOS16, iOS17 or iOS18.")
+@click.option("--force", is_flag=True, help="Replace existing exports.")
+@click.option("--no-validate", is_flag=True, help="Skip the numeric comparison with PyTorch.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def convert_command(encoder, target, checkpoint, output_dir, precision, compress, points, image_input, min_target,
+                    force, no_validate, quiet) -> None:
+    """Export encoder + decoder (reparameterized), validate them against PyTorch, write a manifest."""
+    from .export.convert import ConvertOptions, convert, parse_points
+
+    options = ConvertOptions(encoder=encoder, target=target, checkpoint=checkpoint, output_dir=output_dir,
+                             precision=precision, compress=compress, points=parse_points(points),
+                             image_input=image_input, min_target=min_target, force=force,
+                             validate=not no_validate)
+    manifest = convert(options, quiet=quiet)
+    files = ", ".join(f"{f['path']} ({f['bytes'] / 1e6:.1f} MB)" for f in manifest["files"].values())
+    click.echo(f"done: {files}; manifest {output_dir / manifest_name(manifest)}")
+
+
+def manifest_name(manifest) -> str:
+    from .export.convert import VARIANT_SUFFIX
+
+    variant = manifest["model"]["variant"]
+    suffix = VARIANT_SUFFIX[variant["compress"]] + ("FP32" if variant["precision"] == "fp32" else "")
+    return f"{manifest['model']['swift_name']}{suffix}.export.json"
 
 
 def main() -> None:

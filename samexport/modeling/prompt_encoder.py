@@ -40,8 +40,9 @@ class PositionEmbeddingRandom(nn.Module):
 
     def forward_with_coords(self, coords: torch.Tensor, image_size: Tuple[int, int]) -> torch.Tensor:
         """Pixel coords (B, N, 2) in an image of (h, w) -> (B, N, C)."""
-        scale = torch.tensor([image_size[1], image_size[0]], dtype=coords.dtype, device=coords.device)
-        return self._pe_encoding(coords / scale)
+        x = coords[..., 0] / image_size[1]
+        y = coords[..., 1] / image_size[0]
+        return self._pe_encoding(torch.stack([x, y], dim=-1))
 
 
 class PromptEncoder(nn.Module):

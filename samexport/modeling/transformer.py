@@ -21,6 +21,7 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         internal_dim = embedding_dim // downsample_rate
+        self.head_dim = internal_dim // num_heads
         self.q_proj = nn.Linear(embedding_dim, internal_dim)
         self.k_proj = nn.Linear(embedding_dim, internal_dim)
         self.v_proj = nn.Linear(embedding_dim, internal_dim)
@@ -35,7 +36,7 @@ class Attention(nn.Module):
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
         attn = q @ k.permute(0, 1, 3, 2)
-        attn = torch.softmax(attn / math.sqrt(q.shape[-1]), dim=-1)
+        attn = torch.softmax(attn / math.sqrt(self.head_dim), dim=-1)
         out = attn @ v
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))

@@ -1,0 +1,1 @@
+"""Conversion to Core ML and ONNX, kept apart from the model definitions."""
