@@ -263,18 +263,18 @@ class Converter:
         from .. import RandomWeightsWarning, build_model
 
         self.check_outputs()
+        spec, progress = self.spec, self.progress
+        progress.say(f"samexport convert {spec.name} -> {', '.join(self.options.targets)} "
+                     f"in {self.options.output_dir}")
+        with progress.step("build model"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RandomWeightsWarning)
+            model = build_model(spec.name, self.options.checkpoint)
+            fused = reparameterize_model(model)
+        for w in caught:
+            progress.say(f"warning: {w.message}")
+        self.model = model
         work = self.make_workdir()
         try:
-            spec, progress = self.spec, self.progress
-            progress.say(f"samexport convert {spec.name} -> {', '.join(self.options.targets)} "
-                         f"in {self.options.output_dir}")
-            with progress.step("build model"), warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", RandomWeightsWarning)
-                model = build_model(spec.name, self.options.checkpoint)
-                fused = reparameterize_model(model)
-            self.model = model
-            for w in caught:
-                progress.say(f"warning: {w.message}")
             with progress.step("reference outputs (PyTorch, official model)"):
                 reference = make_reference(model, spec)
             fusion = self.fusion_error(fused, reference)
@@ -354,6 +354,7 @@ class Converter:
             with progress.step("ONNX int8 quantization"):
                 for raw, final, part in ((raw_encoder, encoder_path, "encoder"), (raw_decoder, decoder_path, "decoder")):
                     info[part]["quantization"] = onnx_export.quantize_int8(raw, final)
+                    info[part]["simplified"] = False
                     info[part]["graph"] = "quantized from the unsimplified graph (onnxsim output cannot be quantized)"
         else:
             with progress.step("ONNX simplification"):

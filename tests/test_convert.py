@@ -1,0 +1,204 @@
+"""`samexport convert`: exported models compute what the official models compute; bad input
+fails with one line and leaves nothing behind.
+
+Without a checkpoint samexport uses the parity fill, so an export of the default weights can be
+compared directly with the official reference outputs in ../shared/parity.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samexport.errors import SamExportError, UsageError
+from samexport.export import coreml_export, onnx_export
+from samexport.export.convert import ConvertOptions, convert
+
+from conftest import FIXTURE_FAMILIES, fixture_npz
+
+REL_TOL = 1e-4
+
+
+def rel_err(actual, expected) -> float:
+    return float(np.abs(np.asarray(actual, np.float64) - expected).max() / np.abs(expected).max())
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "samexport.cli", *args], capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """One run per family that later tests read: tinyvit to both targets, the others to ONNX."""
+    out = tmp_path_factory.mktemp("exports")
+    manifests = {}
+    for name, target in (("tinyvit", "all"), ("repvit", "onnx"), ("efficientsam_ti", "onnx")):
+        manifests[name] = convert(ConvertOptions(encoder=name, target=target, output_dir=out), quiet=True)
+    return out, manifests
+
+
+def sam_style_feeds(z, i):
+    coords = z[f"case_{i}_coords_model"].astype(np.float32)
+    feeds = {"imageEmbeddings": z["image_embeddings"], "pointCoords": coords,
+             "pointLabels": z[f"case_{i}_labels_model"].astype(np.float32)}
+    if "case_4_mask_input_token" in z.files:
+        if i == 4:
+            mask = z["case_0_low_res_masks"][:, int(z["case_4_mask_input_token"])][None]
+            feeds.update(maskInput=mask.astype(np.float32), hasMaskInput=np.ones(1, np.float32))
+        else:
+            feeds.update(maskInput=np.zeros((1, 1, 256, 256), np.float32), hasMaskInput=np.zeros(1, np.float32))
+    return feeds
+
+
+@pytest.mark.parametrize("name,swift", [("repvit", "RepViTSAM"), ("tinyvit", "MobileSAM"),
+                                        ("efficientsam_ti", "EfficientSAMTi")])
+def test_onnx_encoder_matches_official(exports, name, swift):
+    out, _ = exports
+    z = fixture_npz(FIXTURE_FAMILIES[name])
+    from samexport import get_spec
+
+    tensor = get_spec(name).build().preprocess(z["image"]).numpy()
+    (embeddings,) = onnx_export.run(out / f"{swift}Encoder.onnx", {"image": tensor})
+    assert rel_err(embeddings, z["image_embeddings"]) <= REL_TOL
+
+
+@pytest.mark.parametrize("name,swift", [("tinyvit", "MobileSAM"), ("efficientsam_ti", "EfficientSAMTi")])
+def test_onnx_decoder_matches_official_for_every_case(exports, name, swift):
+    out, _ = exports
+    z = fixture_npz(FIXTURE_FAMILIES[name])
+    session = onnx_export.session(out / f"{swift}Decoder.onnx")
+    i = 0
+    while f"case_{i}_coords_model" in z.files:
+        masks, iou = session.run(None, sam_style_feeds(z, i))
+        assert rel_err(masks, z[f"case_{i}_low_res_masks"]) <= REL_TOL, i
+        assert rel_err(iou, z[f"case_{i}_iou_predictions"]) <= REL_TOL, i
+        i += 1
+    assert i == (5 if name == "tinyvit" else 4)
+
+
+def test_sam_onnx_decoder_takes_any_point_count(exports):
+    out, _ = exports
+    session = onnx_export.session(out / "MobileSAMDecoder.onnx")
+    embeddings = np.random.default_rng(0).standard_normal((1, 256, 64, 64)).astype(np.float32)
+    for n in (1, 7, 20):
+        feeds = {"imageEmbeddings": embeddings, "pointCoords": np.full((1, n, 2), 300, np.float32),
+                 "pointLabels": np.ones((1, n), np.float32), "maskInput": np.zeros((1, 1, 256, 256), np.float32),
+                 "hasMaskInput": np.zeros(1, np.float32)}
+        masks, iou = session.run(None, feeds)
+        assert masks.shape == (1, 4, 256, 256) and iou.shape == (1, 4)
+
+
+def test_manifest_records_what_was_done(exports):
+    out, manifests = exports
+    m = json.loads((out / "MobileSAM.export.json").read_text())
+    assert m == json.loads(json.dumps(manifests["tinyvit"]))
+    assert m["checkpoint"] == {"path": None, "sha256": "random-init"}
+    assert m["reparameterization"]["fused_modules"] > 0 and m["reparameterization"]["batchnorm_left"] == 0
+    assert m["reparameterization"]["encoder_error_vs_unfused"]["rel"] < 1e-5
+    assert m["onnx"]["opset"] == 17 and m["onnx"]["encoder"]["simplified"]
+    assert m["validation"]["onnx"]["passed"] and m["validation"]["onnx"]["encoder"]["rel"] <= REL_TOL
+    assert "needs macOS" in m["validation"]["coreml"]["numeric"]
+    assert m["decoder_prompt"]["token_counts"] == [2, 3, 4, 5, 6, 8, 9, 16, 17]
+    for entry in m["files"].values():
+        assert (out / entry["path"]).exists() and entry["bytes"] > 1_000_000
+    for key in ("samexport", "torch", "coremltools", "onnx", "onnxruntime"):
+        assert m["versions"][key]
+    assert m["input_contract"]["pad_color_rgb"] == [123.675, 116.28, 103.53]
+    assert not list(out.glob(".samexport-*")), "temporary folder left behind"
+
+
+def test_coreml_packages_have_the_promised_interface(exports):
+    out, manifests = exports
+    encoder = coreml_export.describe_io(out / "MobileSAMEncoder.mlpackage")
+    assert encoder["inputs"] == [{"name": "image", "kind": "image", "width": 1024, "height": 1024,
+                                  "color_space": "RGB"}]
+    assert encoder["outputs"][0]["name"] == "imageEmbeddings" and encoder["outputs"][0]["dtype"] == "float32"
+    decoder = coreml_export.describe_io(out / "MobileSAMDecoder.mlpackage")
+    points = {f["name"]: f for f in decoder["inputs"]}["points"]
+    assert sorted(s[1] for s in points["enumerated_shapes"]) == [2, 3, 4, 5, 6, 8, 9, 16, 17]
+    assert not points["range_flexible"]
+    assert [f["name"] for f in decoder["outputs"]] == ["lowResMasks", "iouScores"]
+    census = manifests["tinyvit"]["coreml"]["encoder"]["op_census"]
+    assert "batch_norm" not in census and census["conv"] > 0
+    spec = coreml_export.load_spec(out / "MobileSAMDecoder.mlpackage")
+    contract = json.loads(spec.description.metadata.userDefined["com.samexport.contract"])
+    assert contract["mask_threshold"] == 0.0
+
+
+def test_first_conv_fold_is_exact():
+    """ImageType gives pixel - mean; 1/std folded into the first conv must equal the official input."""
+    import torch
+
+    from samexport.export.wrappers import EncoderForExport
+    from samexport.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+    from conftest import build_quiet
+
+    model = build_quiet("repvit")
+    pixels = torch.randint(0, 256, (1, 3, 128, 128), generator=torch.Generator().manual_seed(0)).float()
+    mean = torch.tensor(SAM_PIXEL_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(SAM_PIXEL_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        official = model.image_encoder((pixels - mean) / std)
+        folded = EncoderForExport(model.image_encoder, SAM_PIXEL_STD)(pixels - mean)
+    assert rel_err(folded.numpy(), official.numpy()) < 2e-5
+
+
+def test_existing_output_needs_force(exports, tmp_path):
+    out, _ = exports
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    result = cli("convert", "--encoder", "tinyvit", "--target", "onnx", "--output-dir", str(out))
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "already exists; pass --force" in result.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_wrong_family_checkpoint_writes_nothing(tmp_path, fixture_checkpoint):
+    out = tmp_path / "out"
+    result = cli("convert", "--encoder", "repvit", "--checkpoint", str(fixture_checkpoint("tinyvit")),
+                 "--output-dir", str(out))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0]
+    assert "looks like tinyvit, not repvit" in errors[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--points", "0"], "--points must be positive"),
+    (["--points", "1,x"], "comma-separated integers"),
+    (["--target", "onnx", "--compress", "palettize4"], "Core ML only"),
+    (["--target", "tflite"], "unknown --target"),
+    (["--min-target", "iOS15"], "unknown --min-target"),
+])
+def test_bad_options_one_line_exit_2(tmp_path, args, message):
+    result = cli("convert", "--encoder", "tinyvit", "--output-dir", str(tmp_path / "out"), *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UsageError, match="is a file"):
+        convert(ConvertOptions(encoder="tinyvit", target="onnx", output_dir=blocker), quiet=True)
+    with pytest.raises(UsageError, match="cannot write to --output-dir"):
+        convert(ConvertOptions(encoder="tinyvit", target="onnx", output_dir=blocker / "sub"), quiet=True)
+
+
+def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
+    """A failure after the ONNX files were written (here: in Core ML conversion) removes everything."""
+    def broken(*args, **kwargs):
+        raise SamExportError("simulated converter failure")
+
+    monkeypatch.setattr(coreml_export, "convert", broken)
+    out = tmp_path / "out"
+    with pytest.raises(SamExportError, match="simulated"):
+        convert(ConvertOptions(encoder="tinyvit", target="all", output_dir=out), quiet=True)
+    assert list(out.iterdir()) == []
