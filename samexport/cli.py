@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -120,6 +121,12 @@ def main() -> None:
     except SamExportError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
+    except Exception as e:  # a bug or a converter failure: one line, the traceback on request
+        if os.environ.get("SAMEXPORT_DEBUG"):
+            raise
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        click.echo(f"error: {type(e).__name__}: {first} (set SAMEXPORT_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
