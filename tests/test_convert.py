@@ -101,7 +101,7 @@ def test_manifest_records_what_was_done(exports):
     assert m["checkpoint"] == {"path": None, "sha256": "random-init"}
     assert m["reparameterization"]["fused_modules"] > 0 and m["reparameterization"]["batchnorm_left"] == 0
     assert m["reparameterization"]["encoder_error_vs_unfused"]["rel"] < 1e-5
-    assert m["onnx"]["opset"] == 17 and m["onnx"]["encoder"]["simplified"]
+    assert m["onnx"]["opset"] == 20 and m["onnx"]["encoder"]["simplified"]
     assert m["validation"]["onnx"]["passed"] and m["validation"]["onnx"]["encoder"]["rel"] <= REL_TOL
     assert "needs macOS" in m["validation"]["coreml"]["numeric"]
     assert m["decoder_prompt"]["token_counts"] == [2, 3, 4, 5, 6, 8, 9, 16, 17]

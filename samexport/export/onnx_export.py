@@ -14,12 +14,15 @@ import onnx
 import torch
 from torch import nn
 
-OPSET = 17
+# Opset 20 has a native Gelu op. At opset 17 GELU is exported as Div/Erf/Add/Mul/Mul, and after
+# onnxsim folds one Mul onnxruntime no longer fuses the pattern: RepViT-SAM's simplified opset-17
+# encoder ran 15-18% slower than the unsimplified one on CPU. With Gelu native both run alike.
+OPSET = 20
 
 
 def export(module: nn.Module, example_inputs: Tuple[torch.Tensor, ...], path: Path, input_names: Sequence[str],
            output_names: Sequence[str], dynamic_axes: Dict[str, Dict[int, str]] | None = None) -> None:
-    """TorchScript-based export at opset 17 (the dynamo exporter cannot emit opset 17)."""
+    """TorchScript-based export (the dynamo exporter writes external data and picks its own opset)."""
     with torch.no_grad():
         torch.onnx.export(module.eval(), example_inputs, str(path), input_names=list(input_names),
                           output_names=list(output_names), dynamic_axes=dynamic_axes or {},

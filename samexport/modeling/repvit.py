@@ -42,7 +42,9 @@ class SqueezeExcite(nn.Module):
         self.fc2 = nn.Conv2d(rd_channels, channels, 1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
+        # The same mean as x.mean((2, 3)); exported as GlobalAveragePool, which onnxruntime runs in
+        # its blocked (NCHWc) layout, saving a layout reorder per SE block.
+        s = F.adaptive_avg_pool2d(x, 1)
         s = self.fc2(F.relu(self.fc1(s)))
         return x * torch.sigmoid(s)
 
