@@ -328,8 +328,10 @@ class Converter:
         self.manifest["files"][key] = {"path": path.name, "bytes": tree_bytes(path)}
 
     def move_into_place(self, work: Path) -> None:
+        """Artifacts first, the manifest last: a manifest never describes files that are not there."""
         out = self.options.output_dir
-        for name in self.names.values():
+        names = [n for key, n in self.names.items() if key != "manifest"] + [self.names["manifest"]]
+        for name in names:
             target = out / name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
