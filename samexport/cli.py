@@ -97,6 +97,71 @@ def convert_command(encoder, target, checkpoint, output_dir, precision, compress
     click.echo(f"done: {files}; manifest {output_dir / manifest_name(manifest)}")
 
 
+@cli.command("bench")
+@click.option("--device", default="cpu", show_default=True, help="cpu (onnxruntime), cuda, m1 (Core ML on a Mac), iphone.")
+@click.option("--encoder", "encoders", default="repvit", show_default=True, help="Model name, comma list, or all.")
+@click.option("--target", default="onnx", show_default=True, help="onnx (cpu, cuda) or coreml (m1, iphone).")
+@click.option("--compute-units", default="all", show_default=True,
+              help="Core ML: comma list of all, cpu_and_ne, cpu_and_gpu, cpu_only.")
+@click.option("--points", default="1,5", show_default=True, help="Decoder prompt point counts to measure.")
+@click.option("--runs", default=5, show_default=True, help="Timed runs per part.")
+@click.option("--warmup", default=1, show_default=True, help="Untimed runs after the first inference.")
+@click.option("--memory-limit", help="Memory limit per part, e.g. 4G (parts beyond it are reported oom).")
+@click.option("--as-device", help="Use a device profile's memory budget (e.g. iphone12; see devices.json).")
+@click.option("--compress", default="none", show_default=True, help="Measure none or int8 exports.")
+@click.option("--models-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
+@click.option("--format", "fmt", default="table", show_default=True, help="table, json, csv or markdown.")
+@click.option("--output", type=click.Path(path_type=Path),
+              help="Write the report here (with --format json it is rewritten after every part).")
+@click.option("--plot", type=click.Path(path_type=Path), help="Write a PNG bar chart here.")
+@click.option("--table", "table_layout", help="paper: the RepViT-SAM paper's layout (platform x model).")
+def bench_command(device, encoders, target, compute_units, points, runs, warmup, memory_limit, as_device, compress,
+                  models_dir, fmt, output, plot, table_layout) -> None:
+    """Encoder and decoder latency and memory on a device, with out-of-memory verdicts."""
+    from .bench import devices, report
+    from .bench.run import Bench, BenchOptions, resolve_encoders
+    from .export.convert import parse_points
+
+    if plot is not None:
+        _check_writable(plot)
+    if fmt not in ("table", "json", "csv", "markdown"):
+        raise click.BadParameter(f"{fmt!r}; choose table, json, csv or markdown", param_hint="--format")
+    if table_layout not in (None, "paper"):
+        raise click.BadParameter(f"{table_layout!r}; the only layout is paper", param_hint="--table")
+    if output is not None:
+        _check_writable(output)
+    options = BenchOptions(device=device, encoders=resolve_encoders(encoders), target=target,
+                           compute_units=tuple(c.strip() for c in compute_units.split(",") if c.strip()),
+                           points=parse_points(points), runs=runs, warmup=warmup,
+                           memory_limit=devices.parse_size(memory_limit) if memory_limit else None,
+                           as_device=as_device, compress=compress, models_dir=models_dir,
+                           output=output if fmt == "json" and not table_layout else None)
+    result = Bench(options).run()
+    if table_layout == "paper":
+        text = report.paper_table([result], markdown=fmt != "csv")
+    else:
+        text = {"json": report.to_json, "csv": report.to_csv, "markdown": report.to_markdown,
+                "table": report.to_markdown}[fmt](result)
+    if output is not None:
+        output.write_text(text)
+    if fmt == "table" and not table_layout:
+        report.print_table(result)
+    elif output is None:
+        click.echo(text, nl=False)
+    if plot is not None:
+        report.plot(result, plot)
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before measuring, not after, when a report cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise SamExportError(f"cannot write {path} ({e.strerror or e}); choose a writable path") from None
+
+
 def manifest_name(manifest) -> str:
     from .export.convert import VARIANT_SUFFIX
 

@@ -79,3 +79,16 @@ def build_quiet(name: str, checkpoint=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", samexport.RandomWeightsWarning)
         return samexport.build_model(name, checkpoint=checkpoint)
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    """One conversion per family that several test modules read: tinyvit to both targets, the others
+    to ONNX, all with the default (parity fill) weights. Returns (folder, {name: manifest})."""
+    from samexport.export.convert import ConvertOptions, convert
+
+    out = tmp_path_factory.mktemp("exports")
+    manifests = {}
+    for name, target in (("tinyvit", "all"), ("repvit", "onnx"), ("efficientsam_ti", "onnx")):
+        manifests[name] = convert(ConvertOptions(encoder=name, target=target, output_dir=out), quiet=True)
+    return out, manifests

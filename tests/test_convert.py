@@ -33,16 +33,6 @@ def cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=900)
 
 
-@pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    """One run per family that later tests read: tinyvit to both targets, the others to ONNX."""
-    out = tmp_path_factory.mktemp("exports")
-    manifests = {}
-    for name, target in (("tinyvit", "all"), ("repvit", "onnx"), ("efficientsam_ti", "onnx")):
-        manifests[name] = convert(ConvertOptions(encoder=name, target=target, output_dir=out), quiet=True)
-    return out, manifests
-
-
 def sam_style_feeds(z, i):
     coords = z[f"case_{i}_coords_model"].astype(np.float32)
     feeds = {"imageEmbeddings": z["image_embeddings"], "pointCoords": coords,

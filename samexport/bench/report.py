@@ -1,0 +1,148 @@
+"""Bench reports: JSON (every raw sample), CSV, markdown, a terminal table, the paper's layout, a PNG."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Dict, List
+
+SCHEMA = "samexport.bench/1"
+CSV_FIELDS = ["device", "model", "part", "points", "tokens", "precision", "compute_unit", "status", "median_ms",
+              "p90_ms", "min_ms", "std_ms", "load_ms", "first_ms", "peak_rss_mb", "memory_limit_mb", "gmacs",
+              "compute_floor_ms", "error"]
+
+
+def flat(result: Dict, row: Dict) -> Dict:
+    stats = row.get("stats") or {}
+    out = {"device": result["device"]["label"], **{k: row.get(k) for k in CSV_FIELDS if k in row}}
+    out.update({k: round(stats[k], 2) for k in ("median_ms", "p90_ms", "min_ms", "std_ms") if k in stats})
+    for key in ("load_ms", "first_ms", "compute_floor_ms"):
+        if isinstance(out.get(key), float):
+            out[key] = round(out[key], 2)
+    return out
+
+
+def cell(row: Dict) -> str:
+    if row["status"] == "ok":
+        return f"{row['stats']['median_ms']:.1f}"
+    return row["status"].upper()
+
+
+def to_json(result: Dict) -> str:
+    return json.dumps(result, indent=2) + "\n"
+
+
+def to_csv(result: Dict) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in result["rows"]:
+        writer.writerow(flat(result, row))
+    return buffer.getvalue()
+
+
+def _part_label(row: Dict) -> str:
+    if row["part"] == "encoder":
+        return "encoder"
+    return f"decoder, {row['points']} pt" + ("s" if row["points"] != 1 else "")
+
+
+def to_markdown(result: Dict) -> str:
+    lines = [f"Device: {result['device']['label']} ({result['machine']['description']}); "
+             f"{result['options']['target']}, runs {result['options']['runs']}",
+             "",
+             "| model | part | precision | status | median ms | p90 ms | min ms | load ms | first ms | peak MB "
+             "| GMACs | floor ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        s = row.get("stats") or {}
+        fmt = (lambda k: f"{s[k]:.1f}" if k in s else "")
+        lines.append(f"| {row['title']} | {_part_label(row)} | {row['precision']} | {row['status']} | "
+                     f"{fmt('median_ms')} | {fmt('p90_ms')} | {fmt('min_ms')} | "
+                     f"{row.get('load_ms', 0) or 0:.0f} | {row.get('first_ms', 0) or 0:.0f} | "
+                     f"{row.get('peak_rss_mb') or ''} | {row['gmacs']:.1f} | {row['compute_floor_ms']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def paper_table(results: List[Dict], markdown: bool = True) -> str:
+    """RepViT-SAM Table 1 layout: a row per platform, a column per encoder and per decoder (1 point)."""
+    columns: List[str] = []
+    cells: Dict[str, Dict[str, str]] = {}
+    for result in results:
+        platform = result["device"]["label"]
+        cells.setdefault(platform, {})
+        for row in result["rows"]:
+            if row["part"] == "encoder":
+                name = row["title"]
+            elif row["points"] == 1:
+                name = "SAM decoder" if row["style"] == "sam" else "EfficientSAM decoder"
+                if name in cells[platform]:
+                    continue
+            else:
+                continue
+            if row["precision"] != "fp32" and result["options"]["target"] == "onnx":
+                name += f" ({row['precision']})"
+            if name not in columns:
+                columns.append(name)
+            cells[platform][name] = cell(row)
+    header = ["Platform"] + columns
+    body = [[platform] + [values.get(c, "") for c in columns] for platform, values in cells.items()]
+    if markdown:
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(r) + " |" for r in body]
+        return "\n".join(out) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(body)
+    return buffer.getvalue()
+
+
+def print_table(result: Dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"samexport bench: {result['device']['label']}")
+    for column in ("model", "part", "precision", "status", "median ms", "p90 ms", "load ms", "peak MB", "floor ms"):
+        table.add_column(column, justify="left" if column in ("model", "part", "status") else "right")
+    for row in result["rows"]:
+        s = row.get("stats") or {}
+        table.add_row(row["title"], _part_label(row), row["precision"], row["status"],
+                      f"{s['median_ms']:.1f}" if s else "", f"{s['p90_ms']:.1f}" if s else "",
+                      f"{row['load_ms']:.0f}" if row.get("load_ms") else "", str(row.get("peak_rss_mb") or ""),
+                      f"{row['compute_floor_ms']:.1f}")
+    Console(width=140).print(table)
+
+
+def plot(result: Dict, path: Path) -> None:
+    """Bar chart of median latency per model and part, OOM/error marked, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    labels = [f"{r['title']}\n{_part_label(r)}" + (f"\n{r['precision']}" if r["precision"] != "fp32" else "")
+              for r in rows]
+    values = [r["stats"]["median_ms"] if r["status"] == "ok" else 0.0 for r in rows]
+    colors = ["#1f77b4" if r["part"] == "encoder" else "#ff7f0e" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(rows)), 5.5))
+    bars = ax.bar(range(len(rows)), [v if v else float("nan") for v in values], color=colors)
+    ax.set_yscale("log")
+    ok = [v for v in values if v]
+    top = max(ok) * 3 if ok else 10.0
+    ax.set_ylim(min(ok) / 3 if ok else 1.0, top)
+    for i, (row, bar) in enumerate(zip(rows, bars)):
+        if row["status"] == "ok":
+            ax.text(i, values[i] * 1.08, f"{values[i]:.0f}", ha="center", va="bottom", fontsize=8)
+        else:
+            ax.text(i, (min(ok) if ok else 1.0), row["status"].upper(), ha="center", va="bottom", color="#d62728",
+                    fontsize=10, fontweight="bold", rotation=90)
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.set_ylabel("median latency (ms, log scale)")
+    ax.set_title(f"samexport bench, {result['device']['label']} ({result['options']['target']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

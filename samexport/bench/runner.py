@@ -1,0 +1,92 @@
+"""Run one model part in a child process under a memory limit and classify the outcome.
+
+The limit is RLIMIT_DATA (heap and private mappings; Linux counts mmap in it since 4.7), which
+tracks what a model allocates far better than RLIMIT_AS, whose virtual reservations (thread
+stacks, allocator arenas) say little about memory use. A child that cannot allocate dies or
+raises; the parent reports `oom` (with its evidence) and goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Dict, Optional
+
+from .stats import summarize
+
+OOM_MARKERS = ("MemoryError", "bad_alloc", "Failed to allocate", "out of memory", "Cannot allocate memory",
+               "std::bad_alloc")
+
+
+def _limit(limit_bytes: Optional[int]):
+    if limit_bytes is None:
+        return None
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def run_part(job: Dict, limit_bytes: Optional[int] = None, timeout_s: float = 3600) -> Dict:
+    """Measure `job` (see worker.py) in a child; returns status, statistics, peak memory, raw samples."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "samexport.bench.worker", json.dumps(job)],
+                                stdout=out, stderr=err, preexec_fn=_limit(limit_bytes))
+        try:
+            _, status, usage = _wait(proc, timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return {"status": "error", "error": f"timed out after {timeout_s:.0f} s"}
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    peak_mb = usage.ru_maxrss / 1024
+    code = os.waitstatus_to_exitcode(status)
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if code == 0 and lines:
+        raw = json.loads(lines[-1])
+        result = {"status": "nan" if raw["non_finite"] else "ok", "load_ms": raw["load_ms"],
+                  "first_ms": raw["first_ms"], "warmup_ms": raw["warmup_ms"], "samples_ms": raw["samples_ms"],
+                  "stats": summarize(raw["samples_ms"]), "peak_rss_mb": round(max(peak_mb, raw["peak_rss_mb"]), 1),
+                  "inputs": raw["inputs"], **({"load_warm_ms": raw["load_warm_ms"]} if "load_warm_ms" in raw else {})}
+        if raw["non_finite"]:
+            result["error"] = f"{raw['non_finite']} NaN/Inf output values"
+        return result
+    tail = stderr.strip().splitlines()[-1][:300] if stderr.strip() else f"exit code {code}"
+    failure = {"status": "error", "peak_rss_mb": round(peak_mb, 1), "error": tail,
+               "memory_limit_mb": round(limit_bytes / 1024 ** 2) if limit_bytes else None}
+    if limit_bytes is None:
+        return failure
+    killed = code < 0 and -code in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT)
+    if killed or any(m.lower() in stderr.lower() for m in OOM_MARKERS):
+        failure.update(status="oom", oom_evidence="allocation failure under the limit")
+        return failure
+    # A starved interpreter can fail in generic ways (SystemError, ImportError): decide by running the
+    # part once without the limit. If that succeeds, the limit was the cause.
+    confirm = run_part({**job, "runs": 1, "warmup": 0}, None, timeout_s)
+    if confirm["status"] in ("ok", "nan"):
+        failure.update(status="oom", oom_evidence=f"fails under the limit, runs without it "
+                                                  f"(peak {confirm['peak_rss_mb']} MB)")
+    return failure
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float):
+    """os.wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would mix all children)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return pid, status, usage
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout_s)
+        time.sleep(0.05)

@@ -1,0 +1,130 @@
+"""Measure one exported part (ONNX, or Core ML on macOS) in this process and print one JSON line.
+
+Run by `run_part` in a child process, so a part that runs out of memory kills only its child.
+
+    python -m samexport.bench.worker '{"path": ..., "part": "encoder", "points": 1, "runs": 5, "warmup": 1}'
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from typing import Dict
+
+import numpy as np
+
+
+def onnx_inputs(session, part: str, points: int) -> Dict[str, np.ndarray]:
+    """Deterministic inputs of the right shapes; latency does not depend on their values."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for spec in session.get_inputs():
+        shape = [d if isinstance(d, int) else points for d in spec.shape]
+        if spec.name == "pointCoords":
+            feeds[spec.name] = rng.uniform(0, 1024, shape).astype(np.float32)
+        elif spec.name == "pointLabels":
+            feeds[spec.name] = np.ones(shape, np.float32)
+        elif spec.name in ("maskInput", "hasMaskInput"):
+            feeds[spec.name] = np.zeros(shape, np.float32)
+        else:
+            feeds[spec.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def measure_onnx(path: str, part: str, points: int, runs: int, warmup: int, threads: int, providers) -> Dict:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    start = time.perf_counter()
+    session = ort.InferenceSession(path, options, providers=providers)
+    load_ms = (time.perf_counter() - start) * 1e3
+    feeds = onnx_inputs(session, part, points)
+    start = time.perf_counter()
+    outputs = session.run(None, feeds)
+    first_ms = (time.perf_counter() - start) * 1e3
+    non_finite = int(sum((~np.isfinite(o)).sum() for o in outputs))
+    warmup_ms = []
+    for _ in range(warmup):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        warmup_ms.append((time.perf_counter() - start) * 1e3)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return {"load_ms": load_ms, "first_ms": first_ms, "warmup_ms": warmup_ms, "samples_ms": samples,
+            "non_finite": non_finite, "inputs": {k: list(v.shape) for k, v in feeds.items()}}
+
+
+COMPUTE_UNITS = {"all": "ALL", "cpu_and_ne": "CPU_AND_NE", "cpu_and_gpu": "CPU_AND_GPU", "cpu_only": "CPU_ONLY"}
+
+
+def coreml_inputs(spec, points: int) -> Dict:
+    """Inputs for a samexport Core ML package, from its own description (macOS only)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    feeds: Dict = {}
+    for feature in spec.description.input:
+        if feature.type.WhichOneof("Type") == "imageType":
+            pixels = rng.integers(0, 256, (feature.type.imageType.height, feature.type.imageType.width, 3),
+                                  dtype=np.uint8)
+            feeds[feature.name] = Image.fromarray(pixels)
+            continue
+        shape = list(feature.type.multiArrayType.shape)
+        if feature.name == "points":
+            shape = [1, points, 3]
+            value = np.concatenate([rng.uniform(0, 1024, (1, points, 2)), np.ones((1, points, 1))], -1)
+        elif feature.name in ("maskInput", "hasMaskInput"):
+            value = np.zeros(shape)
+        else:
+            value = rng.standard_normal(shape)
+        feeds[feature.name] = value.astype(np.float32)
+    return feeds
+
+
+def measure_coreml(path: str, points: int, runs: int, warmup: int, compute_units: str) -> Dict:
+    """Core ML load (cold, then warm), first prediction, warm-up and timed predictions, with
+    coremltools' MLModelBenchmarker (its durations come from Core ML itself)."""
+    import asyncio
+
+    import coremltools as ct
+    from coremltools.models.ml_program.experimental.perf_utils import MLModelBenchmarker
+
+    model = ct.models.MLModel(path, compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units]))
+    spec = model.get_spec()
+    feeds = coreml_inputs(spec, points)
+    benchmarker = MLModelBenchmarker(model=model)
+
+    async def measure():
+        load = await benchmarker.benchmark_load(iterations=2)
+        first = await benchmarker.benchmark_predict(inputs=feeds, iterations=1)
+        warm = await benchmarker.benchmark_predict(inputs=feeds, iterations=warmup) if warmup else None
+        steady = await benchmarker.benchmark_predict(inputs=feeds, iterations=runs)
+        return load, first, warm, steady
+
+    load, first, warm, steady = asyncio.run(measure())
+    outputs = model.predict(feeds)
+    non_finite = int(sum((~np.isfinite(np.asarray(v, dtype=np.float32))).sum() for v in outputs.values()))
+    return {"load_ms": load.samples[0], "load_warm_ms": load.samples[1], "first_ms": first.samples[0],
+            "warmup_ms": list(warm.samples) if warm else [], "samples_ms": list(steady.samples),
+            "non_finite": non_finite, "inputs": {k: list(np.shape(v)) for k, v in feeds.items()}}
+
+
+def main() -> None:
+    job = json.loads(sys.argv[1])
+    if job.get("backend", "onnx") == "coreml":
+        result = measure_coreml(job["path"], job["points"], job["runs"], job["warmup"], job["compute_units"])
+    else:
+        result = measure_onnx(job["path"], job["part"], job["points"], job["runs"], job["warmup"],
+                              job.get("threads", 0), job.get("providers", ["CPUExecutionProvider"]))
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""`samexport bench`: statistics, report formats, off-platform errors and the out-of-memory check."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from samexport.bench import devices, report
+from samexport.bench.ios import parse_devicectl
+from samexport.bench.runner import run_part
+from samexport.bench.stats import summarize
+from samexport.errors import UsageError
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "samexport.cli", "bench", *args], capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_summarize():
+    s = summarize([10.0, 12.0, 11.0, 30.0, 9.0])
+    assert s["n"] == 5 and s["median_ms"] == 11.0 and s["min_ms"] == 9.0 and s["max_ms"] == 30.0
+    assert s["p90_ms"] == pytest.approx(np.percentile([9, 10, 11, 12, 30], 90))
+    assert s["mean_ms"] == pytest.approx(14.4) and s["std_ms"] == pytest.approx(np.std([10, 12, 11, 30, 9]))
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_sizes_and_device_budgets():
+    assert devices.parse_size("4G") == 4 * 1024 ** 3
+    assert devices.parse_size("512MB") == 512 * 1024 ** 2
+    assert devices.parse_size("1.5GiB") == int(1.5 * 1024 ** 3)
+    with pytest.raises(UsageError, match="size like 4G"):
+        devices.parse_size("lots")
+    assert devices.budget_bytes("iphone12") == 2 * 1024 ** 3  # 4 GB x 0.5, the stated rule
+    with pytest.raises(UsageError, match="choose one of: iphone12"):
+        devices.profile("nokia3310")
+    assert "os_proc_available_memory" in devices.load()["budget_rule"]
+
+
+def fake_result(device="CPU (onnxruntime), test CPU"):
+    def row(title, style, part, points, status, median=None):
+        r = {"model": title.lower(), "title": title, "style": style, "part": part, "points": points,
+             "tokens": None if points is None else points + 1, "precision": "fp32", "compute_unit": "cpu",
+             "status": status, "gmacs": 10.0, "compute_floor_ms": 100.0, "peak_rss_mb": 500.0}
+        if status == "ok":
+            r.update(stats=summarize([median, median * 1.1, median * 0.9]), samples_ms=[median, median * 1.1, median * 0.9],
+                     load_ms=50.0, first_ms=median * 2)
+        else:
+            r["error"] = "Failed to allocate memory"
+        return r
+
+    return {"schema": report.SCHEMA, "device": {"label": device}, "machine": {"description": "test machine"},
+            "options": {"target": "onnx", "runs": 3},
+            "rows": [row("RepViT-SAM", "sam", "encoder", None, "ok", 1600.0),
+                     row("RepViT-SAM", "sam", "decoder", 1, "ok", 50.0),
+                     row("SAM ViT-B", "sam", "encoder", None, "oom")]}
+
+
+def test_report_formats(tmp_path):
+    result = fake_result()
+    rows = list(csv.DictReader(io.StringIO(report.to_csv(result))))
+    assert [r["status"] for r in rows] == ["ok", "ok", "oom"]
+    assert float(rows[0]["median_ms"]) == 1600.0 and rows[2]["median_ms"] == ""
+    md = report.to_markdown(result)
+    assert "| RepViT-SAM | encoder | fp32 | ok | 1600.0 |" in md and "| SAM ViT-B | encoder | fp32 | oom |" in md
+    assert json.loads(report.to_json(result)) == result
+    paper = report.paper_table([result, fake_result("iPhone 12")])
+    lines = paper.strip().splitlines()
+    assert lines[0] == "| Platform | RepViT-SAM | SAM decoder | SAM ViT-B |"
+    assert lines[2] == "| CPU (onnxruntime), test CPU | 1600.0 | 50.0 | OOM |"
+    assert len(lines) == 4
+    png = tmp_path / "chart.png"
+    report.plot(result, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_devicectl_parsing():
+    data = {"result": {"devices": [
+        {"identifier": "A", "deviceProperties": {"name": "Watch"},
+         "hardwareProperties": {"platform": "watchOS", "reality": "physical"}, "connectionProperties": {}},
+        {"identifier": "B", "deviceProperties": {"name": "Old iPhone"},
+         "hardwareProperties": {"platform": "iOS", "reality": "physical", "marketingName": "iPhone 12"},
+         "connectionProperties": {"tunnelState": "disconnected"}},
+        {"identifier": "C", "deviceProperties": {"name": "Test iPhone"},
+         "hardwareProperties": {"platform": "iOS", "reality": "physical", "productType": "iPhone16,1"},
+         "connectionProperties": {"tunnelState": "connected"}},
+    ]}}
+    phones = parse_devicectl(data)
+    assert [p["identifier"] for p in phones] == ["C", "B"]
+    assert phones[0]["connected"] and not phones[1]["connected"] and phones[1]["model"] == "iPhone 12"
+    assert parse_devicectl({}) == []
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="checks the off-macOS errors")
+@pytest.mark.parametrize("device,message", [("m1", "needs macOS on Apple silicon"),
+                                            ("iphone", "needs macOS with Xcode and a connected iPhone"),
+                                            ("cuda", "needs onnxruntime-gpu")])
+def test_off_platform_devices_fail_with_one_line(tmp_path, device, message):
+    out = cli("--device", device, "--encoder", "tinyvit", "--models-dir", str(tmp_path))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().count("\n") == 0 and message in out.stderr and "--device cpu" in out.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_bench_options_one_line(tmp_path):
+    for args, message in ((["--device", "tpu"], "unknown --device"), (["--format", "xml"], "--format"),
+                          (["--memory-limit", "lots"], "size like 4G"), (["--as-device", "nokia"], "device profile")):
+        out = cli("--encoder", "tinyvit", "--models-dir", str(tmp_path), *args)
+        assert out.returncode == 2 and message in out.stderr and out.stderr.strip().count("\n") == 0, args
+
+
+def test_oom_part_is_reported_and_the_next_part_still_runs(exports):
+    out, _ = exports
+    decoder = str(out / "MobileSAMDecoder.onnx")
+    job = {"path": decoder, "part": "decoder", "points": 2, "runs": 2, "warmup": 0}
+    starved = run_part(job, limit_bytes=160 * 1024 ** 2)
+    assert starved["status"] == "oom", starved
+    assert starved["memory_limit_mb"] == 160 and starved["error"]
+    fed = run_part(job)
+    assert fed["status"] == "ok" and fed["stats"]["n"] == 2 and fed["peak_rss_mb"] > 160
+
+
+def test_bench_cpu_end_to_end(exports, tmp_path):
+    out, _ = exports
+    report_path, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = cli("--device", "cpu", "--encoder", "mobilesam", "--models-dir", str(out), "--runs", "2",
+                 "--warmup", "0", "--points", "1,3", "--format", "json", "--output", str(report_path),
+                 "--plot", str(png))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report_path.read_text())
+    assert data["schema"] == "samexport.bench/1" and data["device"]["peak_gflops"] > 0
+    parts = [(r["part"], r["points"], r["tokens"]) for r in data["rows"]]
+    assert parts == [("encoder", None, None), ("decoder", 1, 2), ("decoder", 3, 4)]
+    for row in data["rows"]:
+        assert row["status"] == "ok" and len(row["samples_ms"]) == 2 and row["stats"]["median_ms"] > 0
+        assert row["load_ms"] > 0 and row["first_ms"] > 0 and row["peak_rss_mb"] > 0
+        assert row["compute_floor_ms"] > 0 and row["gmacs"] > 0
+    for key in ("samexport", "torch", "coremltools", "onnxruntime"):
+        assert data["versions"][key]
+    assert data["machine"]["cores"] and data["machine"]["ram_gib"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
