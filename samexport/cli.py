@@ -115,12 +115,31 @@ def convert_command(encoder, target, checkpoint, output_dir, precision, compress
               help="Write the report here (with --format json it is rewritten after every part).")
 @click.option("--plot", type=click.Path(path_type=Path), help="Write a PNG bar chart here.")
 @click.option("--table", "table_layout", help="paper: the RepViT-SAM paper's layout (platform x model).")
+@click.option("--from", "sources", multiple=True, type=click.Path(path_type=Path),
+              help="Report earlier JSON results (repeatable, e.g. one per device) instead of measuring.")
 def bench_command(device, encoders, target, compute_units, points, runs, warmup, memory_limit, as_device, compress,
-                  models_dir, fmt, output, plot, table_layout) -> None:
+                  models_dir, fmt, output, plot, table_layout, sources) -> None:
     """Encoder and decoder latency and memory on a device, with out-of-memory verdicts."""
     from .bench import devices, report
-    from .bench.run import Bench, BenchOptions, resolve_encoders
+    from .bench.run import Bench, BenchOptions, load_results, resolve_encoders
     from .export.convert import parse_points
+
+    if sources:
+        results = [load_results(p) for p in sources]
+        if table_layout == "paper":
+            text = report.paper_table(results, markdown=fmt != "csv")
+        elif fmt == "json":
+            text = "".join(report.to_json(r) for r in results)
+        else:
+            text = "".join((report.to_csv if fmt == "csv" else report.to_markdown)(r) for r in results)
+        if output is not None:
+            _check_writable(output)
+            output.write_text(text)
+        else:
+            click.echo(text, nl=False)
+        if plot is not None:
+            report.plot(results[0], plot)
+        return
 
     if plot is not None:
         _check_writable(plot)

@@ -146,3 +146,19 @@ def test_bench_cpu_end_to_end(exports, tmp_path):
         assert data["versions"][key]
     assert data["machine"]["cores"] and data["machine"]["ram_gib"]
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_paper_table_from_saved_results(tmp_path):
+    paths = []
+    for label in ("MacBook M1 Pro", "iPhone 12"):
+        path = tmp_path / f"{label}.json"
+        path.write_text(report.to_json(fake_result(label)))
+        paths += ["--from", str(path)]
+    out = cli(*paths, "--table", "paper", "--format", "markdown")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[2] == "| MacBook M1 Pro | 1600.0 | 50.0 | OOM |"
+    assert out.stdout.splitlines()[3] == "| iPhone 12 | 1600.0 | 50.0 | OOM |"
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    out = cli("--from", str(bad))
+    assert out.returncode == 2 and "not a samexport bench result" in out.stderr

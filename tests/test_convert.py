@@ -192,3 +192,9 @@ def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(SamExportError, match="simulated"):
         convert(ConvertOptions(encoder="tinyvit", target="all", output_dir=out), quiet=True)
     assert list(out.iterdir()) == []
+
+
+def test_onnx_over_protobuf_limit_is_refused_up_front(tmp_path):
+    result = cli("convert", "--encoder", "sam_vit_h", "--target", "all", "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 2 and "2 GB single-file limit" in result.stderr and "--target coreml" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -239,6 +239,11 @@ class Bench:
         if isinstance(paths, SamExportError):  # e.g. an int8 export refused by its quality floor
             return {**row, "status": "error", "error": f"no export to measure: {paths}"}
         row["file"] = paths[part].name
+        manifest = self.options.models_dir / artifact_names(spec, ConvertOptions(
+            encoder=name, target=options.target, compress=options.compress))["manifest"]
+        if options.compress != "none" and manifest.exists():
+            section = json.loads(manifest.read_text()).get(options.target, {}).get(part, {})
+            row["quantization"] = (section.get("quantization") or {}).get("method")
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if options.device == "cuda"
                      else ["CPUExecutionProvider"])
         job = {"path": str(paths[part]), "part": part, "points": tokens or 1, "runs": options.runs,
@@ -268,7 +273,11 @@ def resolve_encoders(text: str) -> Tuple[str, ...]:
 
 
 def load_results(path: Path) -> Dict:
-    data = json.loads(Path(path).read_text())
-    if data.get("schema") != report.SCHEMA:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read bench results {path} ({e}); pass a JSON file written by --format json") \
+            from None
+    if not isinstance(data, dict) or data.get("schema") != report.SCHEMA:
         raise UsageError(f"{path} is not a samexport bench result ({report.SCHEMA})")
     return data

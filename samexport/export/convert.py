@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -40,6 +41,7 @@ FP16_MIN_PSNR_DB = 35.0
 # int8 ONNX is refused below this agreement with fp32 on the validation inputs.
 INT8_MIN_COSINE = 0.98
 INT8_MIN_PSNR_DB = 20.0
+ONNX_SINGLE_FILE_LIMIT = 2 ** 31 - 64 * 2 ** 20  # protobuf's 2 GiB, less room for the graph
 VARIANT_SUFFIX = {"none": "", "int8": "Int8", "palettize8": "Palettized8", "palettize6": "Palettized6",
                   "palettize4": "Palettized4"}
 
@@ -249,6 +251,19 @@ class Converter:
             raise UsageError(f"{out / existing[0]} already exists; pass --force to replace it "
                              f"(or --output-dir elsewhere)")
 
+    def check_onnx_size(self) -> None:
+        """Refuse, before any work, an ONNX encoder too large for one protobuf file (SAM ViT-H)."""
+        if "onnx" not in self.options.targets:
+            return
+        from ..checkpoint import expected_layout
+
+        weight_bytes = 4 * sum(math.prod(shape) for key, shape in expected_layout(self.spec.name).items()
+                               if key.startswith("image_encoder."))
+        if weight_bytes >= ONNX_SINGLE_FILE_LIMIT:
+            raise UsageError(f"the {self.spec.name} ONNX encoder would hold {weight_bytes / 1e9:.2f} GB of float32 "
+                             f"weights, over protobuf's 2 GB single-file limit (it would need external data "
+                             f"files); use --target coreml for this model")
+
     def make_workdir(self) -> Path:
         out = self.options.output_dir
         try:
@@ -263,6 +278,7 @@ class Converter:
         from .. import RandomWeightsWarning, build_model
 
         self.check_outputs()
+        self.check_onnx_size()
         spec, progress = self.spec, self.progress
         progress.say(f"samexport convert {spec.name} -> {', '.join(self.options.targets)} "
                      f"in {self.options.output_dir}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Sequence, Tuple
@@ -23,7 +24,8 @@ OPSET = 20
 def export(module: nn.Module, example_inputs: Tuple[torch.Tensor, ...], path: Path, input_names: Sequence[str],
            output_names: Sequence[str], dynamic_axes: Dict[str, Dict[int, str]] | None = None) -> None:
     """TorchScript-based export (the dynamo exporter writes external data and picks its own opset)."""
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # see coreml_export.trace
         torch.onnx.export(module.eval(), example_inputs, str(path), input_names=list(input_names),
                           output_names=list(output_names), dynamic_axes=dynamic_axes or {},
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)

@@ -47,7 +47,27 @@ class EncoderForExport(nn.Module):
         return self.image_encoder(image)
 
 
-class SamDecoderForExport(nn.Module):
+class _DecoderForExport(nn.Module):
+    """Prompt encoder + mask decoder with the dense image PE stored as a constant."""
+
+    def __init__(self, model: Sam | EfficientSam, packed_points: bool = False) -> None:
+        super().__init__()
+        self.prompt_encoder = copy.deepcopy(model.prompt_encoder)
+        self.mask_decoder = copy.deepcopy(model.mask_decoder)
+        self.register_buffer("dense_pe", model.prompt_encoder.get_dense_pe().detach().clone())
+        self.packed_points = packed_points
+
+    def sparse_and_rest(self, prompt: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, list]:
+        """Sparse prompt tokens from (points (1, N, 3), ...) or (coords, labels, ...); the other inputs."""
+        if self.packed_points:
+            points, *rest = prompt
+            coords, labels = points[..., :2], points[..., 2]
+        else:
+            coords, labels, *rest = prompt
+        return self.prompt_encoder.embed_points(coords, labels), rest
+
+
+class SamDecoderForExport(_DecoderForExport):
     """SAM decoder with the official ONNX wrapper's inputs.
 
     imageEmbeddings (1, 256, 64, 64), pointCoords (1, N, 2) in the 1024 frame, pointLabels (1, N)
@@ -55,27 +75,15 @@ class SamDecoderForExport(nn.Module):
     iouScores (1, 4). With `packed_points`, coordinates and labels come as one (1, N, 3) input.
     """
 
-    def __init__(self, model: Sam, packed_points: bool = False) -> None:
-        super().__init__()
-        self.prompt_encoder = copy.deepcopy(model.prompt_encoder)
-        self.mask_decoder = copy.deepcopy(model.mask_decoder)
-        self.register_buffer("dense_pe", model.prompt_encoder.get_dense_pe().detach().clone())
-        self.packed_points = packed_points
-
     def forward(self, image_embeddings: torch.Tensor, *prompt: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self.packed_points:
-            points, mask_input, has_mask_input = prompt
-            coords, labels = points[..., :2], points[..., 2]
-        else:
-            coords, labels, mask_input, has_mask_input = prompt
-        sparse = self.prompt_encoder.embed_points(coords, labels)
+        sparse, (mask_input, has_mask_input) = self.sparse_and_rest(prompt)
         has_mask = has_mask_input.reshape(-1, 1, 1, 1)
         no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         dense = has_mask * self.prompt_encoder.embed_mask(mask_input) + (1 - has_mask) * no_mask
         return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
 
 
-class EfficientSamDecoderForExport(nn.Module):
+class EfficientSamDecoderForExport(_DecoderForExport):
     """EfficientSAM decoder: imageEmbeddings (1, 256, 64, 64) and exactly 6 prompt tokens.
 
     The official model pads/cuts to 6 tokens internally; exported, the host does it (a ranged
@@ -83,18 +91,6 @@ class EfficientSamDecoderForExport(nn.Module):
     product can overflow float16. No mask prompt exists for this family.
     """
 
-    def __init__(self, model: EfficientSam, packed_points: bool = False) -> None:
-        super().__init__()
-        self.prompt_encoder = copy.deepcopy(model.prompt_encoder)
-        self.mask_decoder = copy.deepcopy(model.mask_decoder)
-        self.register_buffer("dense_pe", model.prompt_encoder.get_dense_pe().detach().clone())
-        self.packed_points = packed_points
-
     def forward(self, image_embeddings: torch.Tensor, *prompt: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self.packed_points:
-            (points,) = prompt
-            coords, labels = points[..., :2], points[..., 2]
-        else:
-            coords, labels = prompt
-        sparse = self.prompt_encoder.embed_points(coords, labels)
+        sparse, _ = self.sparse_and_rest(prompt)
         return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse)
