@@ -74,7 +74,7 @@ def main() -> None:
         "target": args.target, "extra": args.extra, "rows": rows,
         "total_wall_s": round(sum(r["wall_s"] for r in rows), 1),
     }
-    print(f"| encoder | status | wall s | files (MB) |\n|---|---|---|---|")
+    print("| encoder | status | wall s | files (MB) |\n|---|---|---|---|")
     for r in rows:
         files = ", ".join(f"{k} {v}" for k, v in (r.get("files_mb") or {}).items()) or r.get("error", "")
         print(f"| {r['encoder']} | {r['status']} | {r['wall_s']} | {files} |")

@@ -149,7 +149,7 @@ def main() -> None:
         "rounds": args.rounds,
         "rows": rows,
     }
-    print(f"| variant | median s | min s | vs official |\n|---|---|---|---|")
+    print("| variant | median s | min s | vs official |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['ratio_vs_official']:.2f}x |")
     if args.out:

@@ -17,7 +17,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, random_state_dict
 from .errors import SamExportError
-from .registry import ModelSpec, get_spec, list_models
+from .registry import get_spec, list_models
 from .reparam import reparameterize_model
 
 __version__ = "0.1.0"

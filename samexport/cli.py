@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -189,7 +190,14 @@ def manifest_name(manifest) -> str:
     return f"{manifest['model']['swift_name']}{suffix}.export.json"
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM would end the process without running `finally` blocks; unwinding as SystemExit lets
+    # an interrupted convert or bench remove its temporary files, as Ctrl-C does.
+    sys.exit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     warnings.showwarning = _one_line_warning
     try:
         cli.main(standalone_mode=False)

@@ -76,6 +76,12 @@ def test_report_formats(tmp_path):
     assert lines[0] == "| Platform | RepViT-SAM | SAM decoder | SAM ViT-B |"
     assert lines[2] == "| CPU (onnxruntime), test CPU | 1600.0 | 50.0 | OOM |"
     assert len(lines) == 4
+    int8 = fake_result()
+    for row in int8["rows"]:
+        row["precision"] = "int8"
+    header = report.paper_table([fake_result(), int8]).splitlines()[0]
+    assert header == ("| Platform | RepViT-SAM | SAM decoder | SAM ViT-B | RepViT-SAM (int8) | SAM decoder (int8) "
+                      "| SAM ViT-B (int8) |")
     png = tmp_path / "chart.png"
     report.plot(result, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +197,21 @@ def test_onnx_over_protobuf_limit_is_refused_up_front(tmp_path):
     result = cli("convert", "--encoder", "sam_vit_h", "--target", "all", "--output-dir", str(tmp_path / "out"))
     assert result.returncode == 2 and "2 GB single-file limit" in result.stderr and "--target coreml" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_mid_run_leaves_nothing(tmp_path):
+    """A run stopped with SIGTERM (as by a CI timeout or `kill`) removes its temporary folder."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "samexport.cli", "convert", "--encoder", "tinyvit", "--target",
+                             "onnx", "--output-dir", str(out), "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob(".samexport-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "conversion ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    assert list(out.iterdir()) == []

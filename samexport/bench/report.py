@@ -59,9 +59,10 @@ def to_markdown(result: Dict) -> str:
     for row in result["rows"]:
         s = row.get("stats") or {}
         fmt = (lambda k: f"{s[k]:.1f}" if k in s else "")
+        ms = (lambda k: f"{row[k]:.0f}" if row.get(k) is not None else "")
         lines.append(f"| {row['title']} | {_part_label(row)} | {row['precision']} | {row['status']} | "
                      f"{fmt('median_ms')} | {fmt('p90_ms')} | {fmt('min_ms')} | "
-                     f"{row.get('load_ms', 0) or 0:.0f} | {row.get('first_ms', 0) or 0:.0f} | "
+                     f"{ms('load_ms')} | {ms('first_ms')} | "
                      f"{row.get('peak_rss_mb') or ''} | {row['gmacs']:.1f} | {row['compute_floor_ms']:.1f} |")
     return "\n".join(lines) + "\n"
 
@@ -78,12 +79,12 @@ def paper_table(results: List[Dict], markdown: bool = True) -> str:
                 name = row["title"]
             elif row["points"] == 1:
                 name = "SAM decoder" if row["style"] == "sam" else "EfficientSAM decoder"
-                if name in cells[platform]:
-                    continue
             else:
                 continue
             if row["precision"] != "fp32" and result["options"]["target"] == "onnx":
                 name += f" ({row['precision']})"
+            if row["part"] == "decoder" and cells[platform].get(name, "ERROR") not in ("ERROR", "NAN"):
+                continue  # one decoder column per family: the first model that measured it
             if name not in columns:
                 columns.append(name)
             cells[platform][name] = cell(row)

@@ -152,6 +152,7 @@ class Bench:
         return self._artifacts[name]
 
     def _find_or_convert(self, name: str) -> Dict[str, Path]:
+        """Paths of the encoder, decoder and manifest in --models-dir."""
         spec, target = get_spec(name), self.options.target
         convert_options = ConvertOptions(encoder=name, target=target, output_dir=self.options.models_dir,
                                          compress=self.options.compress)
@@ -161,7 +162,7 @@ class Bench:
             self.say(f"{spec.title}: no {target} export in {self.options.models_dir}, converting first")
             convert_options.force = True
             convert(convert_options, quiet=True)
-        return paths
+        return {**paths, "manifest": self.options.models_dir / names["manifest"]}
 
     def device_info(self) -> Dict:
         options = self.options
@@ -239,10 +240,8 @@ class Bench:
         if isinstance(paths, SamExportError):  # e.g. an int8 export refused by its quality floor
             return {**row, "status": "error", "error": f"no export to measure: {paths}"}
         row["file"] = paths[part].name
-        manifest = self.options.models_dir / artifact_names(spec, ConvertOptions(
-            encoder=name, target=options.target, compress=options.compress))["manifest"]
-        if options.compress != "none" and manifest.exists():
-            section = json.loads(manifest.read_text()).get(options.target, {}).get(part, {})
+        if options.compress != "none" and paths["manifest"].exists():
+            section = json.loads(paths["manifest"].read_text()).get(options.target, {}).get(part, {})
             row["quantization"] = (section.get("quantization") or {}).get("method")
         providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if options.device == "cuda"
                      else ["CPUExecutionProvider"])

@@ -294,7 +294,7 @@ class Converter:
             with progress.step("reference outputs (PyTorch, official model)"):
                 reference = make_reference(model, spec)
             fusion = self.fusion_error(fused, reference)
-            self.manifest = self.base_manifest(fused, fusion)
+            self.manifest = self.base_manifest(fusion)
             if "onnx" in self.options.targets:
                 self.export_onnx(fused, reference, work)
             if "coreml" in self.options.targets:
@@ -318,7 +318,7 @@ class Converter:
         result["encoder_error_vs_unfused"] = compare(out.numpy(), reference.embeddings.numpy())
         return result
 
-    def base_manifest(self, fused, fusion: Dict) -> Dict:
+    def base_manifest(self, fusion: Dict) -> Dict:
         spec, options = self.spec, self.options
         checkpoint = ({"path": str(options.checkpoint), "sha256": sha256(options.checkpoint)}
                       if options.checkpoint else {"path": None, "sha256": "random-init"})
