@@ -12,15 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import SamNeck
-
-
-class PatchEmbed(nn.Module):
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
+from .image_encoder import PatchEmbed
 
 
 class Attention(nn.Module):
@@ -105,7 +97,7 @@ class EfficientSamImageEncoder(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x).permute(0, 2, 3, 1)
+        x = self.patch_embed(x)
         x = x + self.resized_pos_embed()
         b, h, w, c = x.shape
         x = x.reshape(b, h * w, c)
