@@ -125,6 +125,13 @@ def bench_command(device, encoders, target, compute_units, points, runs, warmup,
     from .bench.run import Bench, BenchOptions, load_results, resolve_encoders
     from .export.convert import parse_points
 
+    if fmt not in ("table", "json", "csv", "markdown"):
+        raise click.BadParameter(f"{fmt!r}; choose table, json, csv or markdown", param_hint="--format")
+    if table_layout not in (None, "paper"):
+        raise click.BadParameter(f"{table_layout!r}; the only layout is paper", param_hint="--table")
+    for path in (output, plot):
+        if path is not None:
+            _check_writable(path)
     if sources:
         results = [load_results(p) for p in sources]
         if table_layout == "paper":
@@ -134,7 +141,6 @@ def bench_command(device, encoders, target, compute_units, points, runs, warmup,
         else:
             text = "".join((report.to_csv if fmt == "csv" else report.to_markdown)(r) for r in results)
         if output is not None:
-            _check_writable(output)
             output.write_text(text)
         else:
             click.echo(text, nl=False)
@@ -142,14 +148,6 @@ def bench_command(device, encoders, target, compute_units, points, runs, warmup,
             report.plot(results[0], plot)
         return
 
-    if plot is not None:
-        _check_writable(plot)
-    if fmt not in ("table", "json", "csv", "markdown"):
-        raise click.BadParameter(f"{fmt!r}; choose table, json, csv or markdown", param_hint="--format")
-    if table_layout not in (None, "paper"):
-        raise click.BadParameter(f"{table_layout!r}; the only layout is paper", param_hint="--table")
-    if output is not None:
-        _check_writable(output)
     options = BenchOptions(device=device, encoders=resolve_encoders(encoders), target=target,
                            compute_units=tuple(c.strip() for c in compute_units.split(",") if c.strip()),
                            points=parse_points(points), runs=runs, warmup=warmup,
@@ -173,11 +171,17 @@ def bench_command(device, encoders, target, compute_units, points, runs, warmup,
 
 
 def _check_writable(path: Path) -> None:
-    """Fail before measuring, not after, when a report cannot be written."""
+    """Fail before measuring, not after, when a report cannot be written (without creating it)."""
+    import tempfile
+
     try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "is a folder")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a"):
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".samexport-check-"):
             pass
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(13, "not writable")
     except OSError as e:
         raise SamExportError(f"cannot write {path} ({e.strerror or e}); choose a writable path") from None
 

@@ -109,10 +109,12 @@ def test_devicectl_parsing():
                                             ("iphone", "needs macOS with Xcode and a connected iPhone"),
                                             ("cuda", "needs onnxruntime-gpu")])
 def test_off_platform_devices_fail_with_one_line(tmp_path, device, message):
-    out = cli("--device", device, "--encoder", "tinyvit", "--models-dir", str(tmp_path))
+    report_path = tmp_path / "reports" / "bench.json"
+    out = cli("--device", device, "--encoder", "tinyvit", "--models-dir", str(tmp_path / "models"),
+              "--format", "json", "--output", str(report_path))
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().count("\n") == 0 and message in out.stderr and "--device cpu" in out.stderr
-    assert not any(tmp_path.iterdir())
+    assert not report_path.exists() and not (tmp_path / "models").exists()
 
 
 def test_bad_bench_options_one_line(tmp_path):
