@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shlex
 import subprocess
 import sys
@@ -26,22 +25,27 @@ FAMILIES = ["repvit", "tinyvit", "efficientsam_ti", "efficientsam_s", "sam_vit_b
 
 def convert_once(encoder: str, target: str, extra: list, out_dir: Path) -> dict:
     start = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-m", "samexport.cli", "convert", "--encoder", encoder, "--target", target,
-                           "--output-dir", str(out_dir), "--force", "--quiet", *extra],
-                          capture_output=True, text=True)
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "samexport.cli", "convert", "--encoder", encoder, "--target",
+                                 target, "--output-dir", str(out_dir), "--force", "--quiet", *extra],
+                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+        # This child's own rusage (RUSAGE_CHILDREN would be the largest child so far). Its ru_maxrss
+        # starts from this small driver's RSS at fork, which is negligible here.
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read()
     wall = time.perf_counter() - start
-    peak_kb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
     if proc.returncode != 0:
         return {"encoder": encoder, "target": target, "extra": extra, "status": "error",
-                "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "", "wall_s": round(wall, 1)}
+                "error": stderr.strip().splitlines()[-1] if stderr.strip() else "", "wall_s": round(wall, 1)}
     manifest = json.loads(next(out_dir.glob("*.export.json")).read_text())
     for f in out_dir.glob("*.export.json"):
         f.unlink()
     onnx = manifest["validation"].get("onnx", {})
     return {
         "encoder": encoder, "target": target, "extra": extra, "status": "ok", "wall_s": round(wall, 1),
-        "peak_rss_mb_max_so_far": round(peak_kb / 1024),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
         "files_mb": {k: round(v["bytes"] / 1e6, 1) for k, v in manifest["files"].items()},
         "steps_s": manifest["timings_s"],
         "onnx_encoder_rel_err": onnx.get("encoder", {}).get("rel"),

@@ -87,7 +87,7 @@ def info_command(encoder: str, as_json: bool) -> None:
 def convert_command(encoder, target, checkpoint, output_dir, precision, compress, points, image_input, min_target,
                     force, no_validate, quiet) -> None:
     """Export encoder + decoder (reparameterized), validate them against PyTorch, write a manifest."""
-    from .export.convert import ConvertOptions, convert, parse_points
+    from .export.convert import ConvertOptions, artifact_names, convert, parse_points
 
     options = ConvertOptions(encoder=encoder, target=target, checkpoint=checkpoint, output_dir=output_dir,
                              precision=precision, compress=compress, points=parse_points(points),
@@ -95,7 +95,7 @@ def convert_command(encoder, target, checkpoint, output_dir, precision, compress
                              validate=not no_validate)
     manifest = convert(options, quiet=quiet)
     files = ", ".join(f"{f['path']} ({f['bytes'] / 1e6:.1f} MB)" for f in manifest["files"].values())
-    click.echo(f"done: {files}; manifest {output_dir / manifest_name(manifest)}")
+    click.echo(f"done: {files}; manifest {output_dir / artifact_names(get_spec(encoder), options)['manifest']}")
 
 
 @cli.command("bench")
@@ -184,14 +184,6 @@ def _check_writable(path: Path) -> None:
             raise PermissionError(13, "not writable")
     except OSError as e:
         raise SamExportError(f"cannot write {path} ({e.strerror or e}); choose a writable path") from None
-
-
-def manifest_name(manifest) -> str:
-    from .export.convert import VARIANT_SUFFIX
-
-    variant = manifest["model"]["variant"]
-    suffix = VARIANT_SUFFIX[variant["compress"]] + ("FP32" if variant["precision"] == "fp32" else "")
-    return f"{manifest['model']['swift_name']}{suffix}.export.json"
 
 
 def _terminate(signum, frame) -> None:

@@ -18,8 +18,7 @@ from typing import Dict, Optional
 
 from .stats import summarize
 
-OOM_MARKERS = ("MemoryError", "bad_alloc", "Failed to allocate", "out of memory", "Cannot allocate memory",
-               "std::bad_alloc")
+OOM_MARKERS = ("MemoryError", "bad_alloc", "Failed to allocate", "out of memory", "Cannot allocate memory")
 
 
 def _limit(limit_bytes: Optional[int]):

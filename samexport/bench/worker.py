@@ -16,7 +16,7 @@ from typing import Dict
 import numpy as np
 
 
-def onnx_inputs(session, part: str, points: int) -> Dict[str, np.ndarray]:
+def onnx_inputs(session, points: int) -> Dict[str, np.ndarray]:
     """Deterministic inputs of the right shapes; latency does not depend on their values."""
     rng = np.random.default_rng(0)
     feeds = {}
@@ -33,7 +33,7 @@ def onnx_inputs(session, part: str, points: int) -> Dict[str, np.ndarray]:
     return feeds
 
 
-def measure_onnx(path: str, part: str, points: int, runs: int, warmup: int, threads: int, providers) -> Dict:
+def measure_onnx(path: str, points: int, runs: int, warmup: int, threads: int, providers) -> Dict:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -44,7 +44,7 @@ def measure_onnx(path: str, part: str, points: int, runs: int, warmup: int, thre
     start = time.perf_counter()  # warm: the file is in the page cache, the runtime initialized
     session = ort.InferenceSession(path, options, providers=providers)
     load_warm_ms = (time.perf_counter() - start) * 1e3
-    feeds = onnx_inputs(session, part, points)
+    feeds = onnx_inputs(session, points)
     start = time.perf_counter()
     outputs = session.run(None, feeds)
     first_ms = (time.perf_counter() - start) * 1e3
@@ -140,7 +140,7 @@ def main() -> None:
     if job.get("backend", "onnx") == "coreml":
         result = measure_coreml(job["path"], job["points"], job["runs"], job["warmup"], job["compute_units"])
     else:
-        result = measure_onnx(job["path"], job["part"], job["points"], job["runs"], job["warmup"],
+        result = measure_onnx(job["path"], job["points"], job["runs"], job["warmup"],
                               job.get("threads", 0), job.get("providers", ["CPUExecutionProvider"]))
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result), flush=True)

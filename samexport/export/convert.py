@@ -579,12 +579,10 @@ class Converter:
                 canvas = np.broadcast_to(fill, (1024, 1024, 3)).copy()
                 canvas[:new_h, :new_w] = np.array(Image.fromarray(reference.image).resize((new_w, new_h),
                                                                                          Image.BILINEAR))
-                mean = torch.tensor(transforms.SAM_PIXEL_MEAN).view(1, 3, 1, 1)
-                std = torch.tensor(transforms.SAM_PIXEL_STD).view(1, 3, 1, 1)
             else:
                 canvas = np.array(Image.fromarray(reference.image).resize((1024, 1024), Image.BILINEAR))
-                mean_255, std_255 = self.pixel_stats()
-                mean, std = torch.tensor(mean_255).view(1, 3, 1, 1), torch.tensor(std_255).view(1, 3, 1, 1)
+            mean_255, std_255 = self.pixel_stats()
+            mean, std = torch.tensor(mean_255).view(1, 3, 1, 1), torch.tensor(std_255).view(1, 3, 1, 1)
             # The reference sees exactly the pixels Core ML sees.
             pixels = torch.as_tensor(canvas).permute(2, 0, 1)[None].float()
             encoder_feed = {"image": Image.fromarray(canvas)}
@@ -593,11 +591,13 @@ class Converter:
         else:
             encoder_feed = {"image": reference.tensor.numpy()}
             ref_embeddings = reference.embeddings.numpy()
-        embeddings = coreml_export.predict(encoder_path, encoder_feed)["imageEmbeddings"]
+        encoder = coreml_export.load_for_prediction(encoder_path)
+        embeddings = coreml_export.predict(encoder, encoder_feed)["imageEmbeddings"]
+        decoder = coreml_export.load_for_prediction(decoder_path)
         result = {"encoder": compare(embeddings, ref_embeddings), "decoder": {}}
         for name, coords, labels, mask in reference.prompts:
             feeds = _decoder_feeds(spec, reference.embeddings.numpy(), coords, labels, mask, packed=True)
-            out = coreml_export.predict(decoder_path, feeds)
+            out = coreml_export.predict(decoder, feeds)
             ref_masks, ref_iou = reference.outputs[name]
             result["decoder"][name] = {"lowResMasks": compare(out["lowResMasks"], ref_masks),
                                        "iouScores": compare(out["iouScores"], ref_iou)}

@@ -154,12 +154,15 @@ def can_predict() -> bool:
 def require_prediction() -> None:
     if not can_predict():
         raise PlatformError("Core ML prediction needs macOS on Apple silicon; on this machine samexport checks "
-                            "packages structurally (and `samexport validate` evaluates them in NumPy)")
+                            "packages structurally only")
 
 
-def predict(package: Path, feeds: Dict, compute_units: str = "ALL") -> Dict[str, np.ndarray]:
-    """Run a saved package with Core ML (macOS only)."""
+def load_for_prediction(package: Path, compute_units: str = "ALL"):
+    """A saved package loaded (compiled) once by Core ML, for several predictions (macOS only)."""
     require_prediction()
     ct = _ct()
-    model = ct.models.MLModel(str(package), compute_units=getattr(ct.ComputeUnit, compute_units))
+    return ct.models.MLModel(str(package), compute_units=getattr(ct.ComputeUnit, compute_units))
+
+
+def predict(model, feeds: Dict) -> Dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in model.predict(feeds).items()}
