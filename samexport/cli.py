@@ -98,6 +98,31 @@ def convert_command(encoder, target, checkpoint, output_dir, precision, compress
     click.echo(f"done: {files}; manifest {output_dir / artifact_names(get_spec(encoder), options)['manifest']}")
 
 
+@cli.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", type=click.Path(path_type=Path),
+              help="The checkpoint the packages were converted from (none for default weights).")
+@click.option("--method", default="auto", show_default=True,
+              help="auto (Core ML prediction on Apple silicon, else NumPy), coreml, or numpy (evaluate the saved "
+                   "ML program op by op; any platform).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the full report here.")
+def validate_command(paths, checkpoint, method, json_path) -> None:
+    """Numeric verdict for Core ML packages (or export manifests) against PyTorch.
+
+    Exit 0 when every package meets its floor (fp16: PSNR >= 35 dB; fp32: max error <= 1e-4 of
+    max |ref| in NumPy; compressed weights: cosine >= 0.98 and PSNR >= 20 dB; never NaN/Inf), 1 when one does not.
+    """
+    from .export.validate import raise_if_any_failed, render, validate
+
+    if json_path is not None:
+        _check_writable(json_path)
+    reports = validate(list(paths), checkpoint=checkpoint, method=method)
+    click.echo(render(reports))
+    if json_path is not None:
+        json_path.write_text(json.dumps(reports, indent=2) + "\n")
+    raise_if_any_failed(reports)
+
+
 @cli.command("bench")
 @click.option("--device", default="cpu", show_default=True, help="cpu (onnxruntime), cuda, m1 (Core ML on a Mac), iphone.")
 @click.option("--encoder", "encoders", default="repvit", show_default=True, help="Model name, comma list, or all.")

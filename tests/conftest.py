@@ -83,12 +83,13 @@ def build_quiet(name: str, checkpoint=None):
 
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory):
-    """One conversion per family that several test modules read: tinyvit to both targets, the others
-    to ONNX, all with the default (parity fill) weights. Returns (folder, {name: manifest})."""
+    """One conversion per family that several test modules read: tinyvit and efficientsam_ti to both
+    targets, repvit to ONNX, all with the default (parity fill) weights and convert's own checks.
+    Returns (folder, {name: manifest})."""
     from samexport.export.convert import ConvertOptions, convert
 
     out = tmp_path_factory.mktemp("exports")
     manifests = {}
-    for name, target in (("tinyvit", "all"), ("repvit", "onnx"), ("efficientsam_ti", "onnx")):
+    for name, target in (("tinyvit", "all"), ("repvit", "onnx"), ("efficientsam_ti", "all")):
         manifests[name] = convert(ConvertOptions(encoder=name, target=target, output_dir=out), quiet=True)
     return out, manifests

@@ -29,7 +29,7 @@ from .. import transforms
 from ..errors import SamExportError, UsageError
 from ..registry import ModelSpec, get_spec
 from ..reparam import reparameterize_model
-from . import coreml_export, onnx_export
+from . import coreml_check, coreml_export, onnx_export
 from .compare import compare, worst
 from .samples import validation_image, validation_prompts
 from .wrappers import EfficientSamDecoderForExport, EncoderForExport, SamDecoderForExport
@@ -37,7 +37,6 @@ from .wrappers import EfficientSamDecoderForExport, EncoderForExport, SamDecoder
 DEFAULT_POINTS = (1, 2, 3, 4, 5, 8, 16)
 TARGETS = ("coreml", "onnx", "all")
 FP32_REL_TOL = 1e-4
-FP16_MIN_PSNR_DB = 35.0
 # int8 ONNX is refused below this agreement with fp32 on the validation inputs.
 INT8_MIN_COSINE = 0.98
 INT8_MIN_PSNR_DB = 20.0
@@ -429,7 +428,7 @@ class Converter:
     def export_coreml(self, fused, reference: Reference, work: Path) -> None:
         spec, options, progress = self.spec, self.options, self.progress
         encoder_path, decoder_path = work / self.names["coreml_encoder"], work / self.names["coreml_decoder"]
-        mean_255, std_255 = self.pixel_stats()
+        mean_255, std_255 = coreml_check.pixel_stats(spec)
         if options.image_input == "image":
             encoder_module = EncoderForExport(fused.image_encoder, pixel_std=std_255)
             encoder_inputs = [coreml_export.image_input(mean_255)]
@@ -474,13 +473,6 @@ class Converter:
                 "image_input": options.image_input,
             }
         self.validate_coreml(encoder_path, decoder_path, reference)
-
-    def pixel_stats(self) -> Tuple[List[float], List[float]]:
-        """Mean and std on the 0..255 pixel scale, the scale a Core ML ImageType delivers."""
-        if self.spec.style == "sam":
-            return list(transforms.SAM_PIXEL_MEAN), list(transforms.SAM_PIXEL_STD)
-        return ([255 * m for m in transforms.EFFICIENT_SAM_PIXEL_MEAN],
-                [255 * s for s in transforms.EFFICIENT_SAM_PIXEL_STD])
 
     def describe_coreml(self, encoder, decoder) -> None:
         from .. import __version__
@@ -557,59 +549,22 @@ class Converter:
         if not self.options.validate:
             self.manifest["validation"]["coreml"] = {"skipped": "--no-validate"}
             return
-        if not coreml_export.can_predict():
-            self.manifest["validation"]["coreml"] = {
-                "numeric": "not run: Core ML prediction needs macOS on Apple silicon",
-                "structural": "passed (reload, inputs/outputs/types/shapes/flexibility, metadata, op census)"}
-            self.progress.say("  Core ML numeric check needs macOS on Apple silicon: structural checks only here")
-            return
-        with self.progress.step("Core ML validation (prediction vs PyTorch)"):
-            self.manifest["validation"]["coreml"] = self.predict_and_compare(encoder_path, decoder_path, reference)
-
-    def predict_and_compare(self, encoder_path: Path, decoder_path: Path, reference: Reference) -> Dict:
-        """macOS: run both packages with Core ML and compare with PyTorch (PSNR floor for fp16)."""
-        from PIL import Image
-
-        spec = self.spec
-        if self.options.image_input == "image":
-            if spec.style == "sam":
-                h, w = reference.image.shape[:2]
-                new_h, new_w = transforms.longest_side_shape(h, w)
-                fill = np.array([round(m) for m in transforms.SAM_PIXEL_MEAN], dtype=np.uint8)
-                canvas = np.broadcast_to(fill, (1024, 1024, 3)).copy()
-                canvas[:new_h, :new_w] = np.array(Image.fromarray(reference.image).resize((new_w, new_h),
-                                                                                         Image.BILINEAR))
-            else:
-                canvas = np.array(Image.fromarray(reference.image).resize((1024, 1024), Image.BILINEAR))
-            mean_255, std_255 = self.pixel_stats()
-            mean, std = torch.tensor(mean_255).view(1, 3, 1, 1), torch.tensor(std_255).view(1, 3, 1, 1)
-            # The reference sees exactly the pixels Core ML sees.
-            pixels = torch.as_tensor(canvas).permute(2, 0, 1)[None].float()
-            encoder_feed = {"image": Image.fromarray(canvas)}
-            with torch.no_grad():
-                ref_embeddings = self.model.image_encoder((pixels - mean) / std).numpy()
-        else:
-            encoder_feed = {"image": reference.tensor.numpy()}
-            ref_embeddings = reference.embeddings.numpy()
-        encoder = coreml_export.load_for_prediction(encoder_path)
-        embeddings = coreml_export.predict(encoder, encoder_feed)["imageEmbeddings"]
-        decoder = coreml_export.load_for_prediction(decoder_path)
-        result = {"encoder": compare(embeddings, ref_embeddings), "decoder": {}}
-        for name, coords, labels, mask in reference.prompts:
-            feeds = _decoder_feeds(spec, reference.embeddings.numpy(), coords, labels, mask, packed=True)
-            out = coreml_export.predict(decoder, feeds)
-            ref_masks, ref_iou = reference.outputs[name]
-            result["decoder"][name] = {"lowResMasks": compare(out["lowResMasks"], ref_masks),
-                                       "iouScores": compare(out["iouScores"], ref_iou)}
-        floor = FP16_MIN_PSNR_DB if self.options.precision == "fp16" else 60.0
-        worst_masks = worst({k: v["lowResMasks"] for k, v in result["decoder"].items()})
-        for part, r in (("encoder", result["encoder"]), ("decoder masks", worst_masks)):
-            if r["non_finite"] or r["psnr_db"] < floor:
-                fail(f"Core ML {part} differs from PyTorch: PSNR {r['psnr_db']:.1f} dB (floor {floor} dB), "
-                     f"{r['non_finite']} NaN/Inf values; nothing was written")
-        result["psnr_floor_db"] = floor
-        result["passed"] = True
-        return result
+        method = coreml_check.resolve_method("auto")
+        how = "Core ML prediction" if method == "coreml" else "NumPy evaluation of the saved program"
+        floor = coreml_check.floor_for(self.options.precision, self.options.compress, method)
+        with self.progress.step(f"Core ML encoder check ({how} vs PyTorch)"):
+            case = coreml_check.encoder_case(self.model, self.spec, reference.image,
+                                             self.options.image_input == "image")
+            encoder = coreml_check.check_encoder(encoder_path, case, method, floor)
+        self.manifest["validation"]["coreml"] = {"encoder": encoder}
+        coreml_check.raise_if_failed("encoder", encoder, "; nothing was written")
+        with self.progress.step(f"Core ML decoder check ({how} vs PyTorch, {len(self.tokens)} token counts)"):
+            cases = coreml_check.decoder_cases(self.model, self.spec, reference.embeddings, reference.prompts,
+                                               self.tokens)
+            decoder = coreml_check.check_decoder(decoder_path, cases, method, floor)
+        self.manifest["validation"]["coreml"]["decoder"] = decoder
+        coreml_check.raise_if_failed("decoder", decoder, "; nothing was written")
+        self.manifest["validation"]["coreml"]["passed"] = True
 
 
 def convert(options: ConvertOptions, quiet: bool = False) -> Dict:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import PlatformError
+from ..errors import PlatformError, UsageError
 
 COMPRESSIONS = ("none", "int8", "palettize8", "palettize6", "palettize4")
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
@@ -118,9 +118,22 @@ def op_census(package: Path) -> Dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def load_spec(package: Path):
+def open_package(package: Path):
+    """A saved package, read without compiling it (works on any platform)."""
     ct = _ct()
-    return ct.models.MLModel(str(package), skip_model_load=True).get_spec()
+    package = Path(package)
+    if not package.exists():
+        raise UsageError(f"{package} does not exist; pass an .mlpackage written by `samexport convert`")
+    try:
+        return ct.models.MLModel(str(package), skip_model_load=True)
+    except Exception as e:  # coremltools raises bare Exceptions for unreadable packages
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{package} is not a readable Core ML package ({first}); re-run `samexport convert`") \
+            from None
+
+
+def load_spec(package: Path):
+    return open_package(package).get_spec()
 
 
 def describe_io(package: Path) -> Dict[str, List[Dict]]:

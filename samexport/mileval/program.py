@@ -1,0 +1,105 @@
+"""Read the ML program back from a saved .mlpackage (not the converter's in-memory copy)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+from ..errors import UsageError
+from .registry import OPS
+
+# Data types an ML program declares for its values, as coremltools names them.
+FLOAT_TYPES = ("fp16", "fp32", "fp64")
+
+
+@dataclass
+class ProgramInput:
+    name: str
+    dtype: str
+    shape: Tuple  # ints, or None where the input is flexible
+    enumerated: List[Tuple[int, ...]] = field(default_factory=list)
+
+
+@dataclass
+class MilProgram:
+    path: Path
+    function: object  # coremltools' MIL Function "main"
+    inputs: Dict[str, ProgramInput]
+    outputs: List[str]
+    metadata: Dict[str, str]
+    _constants: Dict[str, object] | None = None
+
+    @property
+    def operations(self) -> list:
+        return list(self.function.operations)
+
+    def op_types(self) -> Dict[str, int]:
+        """Every op type in the program (consts included) with its count."""
+        return dict(sorted(Counter(op.op_type for op in self.function.operations).items()))
+
+    def unsupported_ops(self) -> List[str]:
+        return [t for t in self.op_types() if t != "const" and t not in OPS]
+
+    def is_fp16(self) -> bool:
+        return any(dtype_name(v) == "fp16" for op in self.function.operations for v in op.outputs)
+
+    def constants(self) -> Dict[str, object]:
+        """Values of the program's const ops (float tensors as float32), read once."""
+        if self._constants is None:
+            values = {}
+            for op in self.function.operations:
+                if op.op_type == "const":
+                    var = op.outputs[0]
+                    values[var.name] = as_value(var.val, dtype_name(var))
+            self._constants = values
+        return self._constants
+
+
+def dtype_name(var) -> str:
+    from coremltools.converters.mil.mil import types
+
+    return types.builtin_to_string(var.dtype)
+
+
+def as_value(value, dtype: str):
+    """A const's value as the evaluator holds it: floats as float32 arrays, str/bool/int unchanged."""
+    if isinstance(value, str):
+        return value
+    if dtype in FLOAT_TYPES:
+        return np.asarray(value, dtype=np.float32)
+    return np.asarray(value)
+
+
+def load_program(package: Path) -> MilProgram:
+    """The `main` function of a saved ML program package, with its declared inputs and metadata."""
+    from ..export.coreml_export import describe_io, open_package
+
+    package = Path(package)
+    model = open_package(package)
+    spec = model.get_spec()
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise UsageError(f"{package} holds a neural network, not an ML program; the evaluator reads ML programs "
+                         "(convert with the default mlprogram format)")
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    try:
+        program = load(spec, spec.specificationVersion, file_weights_dir=model.weights_dir)
+    except Exception as e:  # a truncated weight file or an op this coremltools cannot build
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UsageError(f"the ML program in {package} cannot be read back ({type(e).__name__}: {first}); "
+                         "re-run `samexport convert`") from None
+    function = program.functions["main"]
+    described = {f["name"]: f for f in describe_io(package)["inputs"]}
+    inputs = {}
+    for name, var in function.inputs.items():
+        shape = tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in var.shape)
+        enumerated = [tuple(s) for s in described.get(name, {}).get("enumerated_shapes", [])]
+        inputs[name] = ProgramInput(name, dtype_name(var), shape, enumerated)
+    return MilProgram(path=package, function=function, inputs=inputs,
+                      outputs=[v.name for v in function.outputs],
+                      metadata=dict(spec.description.metadata.userDefined))
+
