@@ -143,8 +143,17 @@ def validate_command(paths, checkpoint, method, json_path) -> None:
 @click.option("--table", "table_layout", help="paper: the RepViT-SAM paper's layout (platform x model).")
 @click.option("--from", "sources", multiple=True, type=click.Path(path_type=Path),
               help="Report earlier JSON results (repeatable, e.g. one per device) instead of measuring.")
+@click.option("--via-harness", is_flag=True,
+              help="--device m1: measure inside the ios_harness macOS app (as an app would) instead of coremltools.")
+@click.option("--harness-dir", type=click.Path(path_type=Path), help="The ios_harness folder (default ./ios_harness).")
+@click.option("--team", envvar="SAMEXPORT_TEAM_ID", help="Apple development team ID for signing the harness app "
+              "(or SAMEXPORT_TEAM_ID).")
+@click.option("--prepare-only", is_flag=True,
+              help="Only stage the packages and BenchPlan.json in ios_harness/Models (any platform), to build in Xcode.")
+@click.option("--harness-timeout", default=3600, show_default=True, help="Seconds to wait for the harness app.")
 def bench_command(device, encoders, target, compute_units, points, runs, warmup, memory_limit, as_device, compress,
-                  models_dir, fmt, output, plot, table_layout, sources) -> None:
+                  models_dir, fmt, output, plot, table_layout, sources, via_harness, harness_dir, team, prepare_only,
+                  harness_timeout) -> None:
     """Encoder and decoder latency and memory on a device, with out-of-memory verdicts."""
     from .bench import devices, report
     from .bench.run import Bench, BenchOptions, load_results, resolve_encoders
@@ -178,8 +187,13 @@ def bench_command(device, encoders, target, compute_units, points, runs, warmup,
                            points=parse_points(points), runs=runs, warmup=warmup,
                            memory_limit=devices.parse_size(memory_limit) if memory_limit else None,
                            as_device=as_device, compress=compress, models_dir=models_dir,
-                           output=output if fmt == "json" and not table_layout else None)
+                           output=output if fmt == "json" and not table_layout else None,
+                           via_harness=via_harness, harness_dir=harness_dir, team=team, prepare_only=prepare_only,
+                           harness_timeout_s=float(harness_timeout))
     result = Bench(options).run()
+    if result is None:  # --prepare-only
+        click.echo("staged; open ios_harness in Xcode (see ios_harness/README.md) or run without --prepare-only on a Mac")
+        return
     if table_layout == "paper":
         text = report.paper_table([result], markdown=fmt != "csv")
     else:

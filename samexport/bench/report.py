@@ -30,6 +30,11 @@ def cell(row: Dict) -> str:
     return row["status"].upper()
 
 
+def _floor(row: Dict) -> str:
+    """The compute floor, where the device's peak rate is known."""
+    return f"{row['compute_floor_ms']:.1f}" if row.get("compute_floor_ms") is not None else ""
+
+
 def to_json(result: Dict) -> str:
     return json.dumps(result, indent=2) + "\n"
 
@@ -63,7 +68,7 @@ def to_markdown(result: Dict) -> str:
         lines.append(f"| {row['title']} | {_part_label(row)} | {row['precision']} | {row['status']} | "
                      f"{fmt('median_ms')} | {fmt('p90_ms')} | {fmt('min_ms')} | "
                      f"{ms('load_ms')} | {ms('first_ms')} | "
-                     f"{row.get('peak_rss_mb') or ''} | {row['gmacs']:.1f} | {row['compute_floor_ms']:.1f} |")
+                     f"{row.get('peak_rss_mb') or ''} | {row['gmacs']:.1f} | {_floor(row)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,7 +118,7 @@ def print_table(result: Dict) -> None:
         table.add_row(row["title"], _part_label(row), row["precision"], row["status"],
                       f"{s['median_ms']:.1f}" if s else "", f"{s['p90_ms']:.1f}" if s else "",
                       f"{row['load_ms']:.0f}" if row.get("load_ms") else "", str(row.get("peak_rss_mb") or ""),
-                      f"{row['compute_floor_ms']:.1f}")
+                      _floor(row))
     Console(width=140).print(table)
 
 

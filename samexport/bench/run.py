@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import PlatformError, SamExportError, UsageError
 from ..export.convert import ConvertOptions, artifact_names, convert, versions
 from ..registry import get_spec, list_models
-from . import devices, report
+from . import devices, harness, report
 from .runner import run_part
 
 DEVICES = ("cpu", "cuda", "m1", "iphone")
@@ -41,6 +41,12 @@ class BenchOptions:
     output: Optional[Path] = None
     threads: int = 0
     notes: List[str] = field(default_factory=list)
+    # ios_harness: always for iphone; for m1 with --via-harness
+    via_harness: bool = False
+    harness_dir: Optional[Path] = None
+    team: Optional[str] = None
+    prepare_only: bool = False
+    harness_timeout_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -63,26 +69,29 @@ class BenchOptions:
             raise UsageError(f"unknown --compute-units {bad[0]!r}; choose from: {', '.join(COMPUTE_UNITS)}")
         if self.compress not in ("none", "int8"):
             raise UsageError("bench measures --compress none or int8 exports")
+        if self.via_harness and self.device not in ("m1", "iphone"):
+            raise UsageError("--via-harness runs the ios_harness app: use it with --device m1 (--device iphone "
+                             "always does)")
+        if self.device == "iphone":
+            self.via_harness = True
+        if self.prepare_only and not self.via_harness:
+            raise UsageError("--prepare-only stages packages for ios_harness: use it with --device iphone or "
+                             "--device m1 --via-harness")
+        if self.via_harness and self.memory_limit is not None:
+            raise UsageError("--memory-limit/--as-device emulate a budget on this machine; on a device through "
+                             "ios_harness the device's own limit applies (out-of-memory kills become oom rows)")
 
 
 def check_platform(options: BenchOptions) -> None:
     """Fail fast, with exit code 2, where the chosen device cannot be measured from here."""
+    if options.prepare_only:
+        return
+    if options.via_harness:
+        harness.require_tools(options.device)
     if options.device == "m1":
         if not (sys.platform == "darwin" and platform.machine() == "arm64"):
             raise PlatformError("--device m1 needs macOS on Apple silicon (Core ML); on this machine use "
                                 "--device cpu (onnxruntime)")
-    elif options.device == "iphone":
-        if sys.platform != "darwin":
-            raise PlatformError("--device iphone needs macOS with Xcode and a connected iPhone; on this machine "
-                                "use --device cpu (onnxruntime)")
-        from .ios import connected_iphones
-
-        phones = connected_iphones()
-        if not phones:
-            raise PlatformError("no connected iPhone: connect one, unlock it, trust this Mac, and check "
-                                "`xcrun devicectl list devices`")
-        raise PlatformError(f"found {phones[0]['name']}; measuring on it needs the ios_harness app "
-                            "(issue #5), which this version does not include yet; use --device m1 on this Mac")
     elif options.device == "cuda":
         import onnxruntime as ort
 
@@ -187,9 +196,19 @@ class Bench:
             info["label"] += f", {profile['name']} memory budget"
         return info
 
-    def run(self) -> Dict:
+    def run(self) -> Optional[Dict]:
+        """The bench result (None with --prepare-only, which only stages the harness)."""
         options = self.options
         check_platform(options)
+        precision = ("int8" if options.compress == "int8" else "fp32") if options.target == "onnx" else "fp16"
+        units = options.compute_units if options.target == "coreml" else (options.device,)
+        jobs = []
+        for name in options.encoders:
+            for unit in units:
+                jobs.append((name, "encoder", None, unit))
+                jobs += [(name, "decoder", points, unit) for points in options.points]
+        if options.via_harness:
+            return self.run_harness(jobs, precision)
         self.result = {
             "schema": report.SCHEMA,
             "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -203,15 +222,8 @@ class Bench:
             "rows": [],
         }
         peak = self.result["device"].get("peak_gflops")
-        precision = ("int8" if options.compress == "int8" else "fp32") if options.target == "onnx" else "fp16"
         from rich.progress import Progress
 
-        units = options.compute_units if options.target == "coreml" else (options.device,)
-        jobs = []
-        for name in options.encoders:
-            for unit in units:
-                jobs.append((name, "encoder", None, unit))
-                jobs += [(name, "decoder", points, unit) for points in options.points]
         with Progress(console=self.console, transient=True) as progress:
             task = progress.add_task("benchmark", total=len(jobs))
             for name, part, points, unit in jobs:
@@ -225,17 +237,67 @@ class Bench:
                          + (" ms" if row["status"] == "ok" else f" ({row.get('error', '')[:160]})"))
         return self.result
 
-    def measure(self, name: str, part: str, points: Optional[int], unit: str, precision: str,
-                peak_gflops: Optional[float]) -> Dict:
-        """One row: a part of one model on one compute unit, measured in a child process."""
-        options, spec, info = self.options, get_spec(name), _model_info(name)
+    def run_harness(self, jobs, precision: str) -> Optional[Dict]:
+        """Stage the packages and plan in ios_harness; unless --prepare-only, build, run, collect."""
+        options = self.options
+        root = harness.find_harness(options.harness_dir)
+        files, packages = {}, []
+        for name in options.encoders:
+            paths = self.artifacts(name)
+            if isinstance(paths, SamExportError):
+                raise paths
+            files[name] = {part: paths[part].name for part in ("encoder", "decoder")}
+            packages += [paths["encoder"], paths["decoder"]]
+        rows = [self.row_template(name, part, points, unit, precision, None) for name, part, points, unit in jobs]
+        plan = harness.make_plan(options.device, options.runs, options.warmup, options.points, options.compress,
+                                 harness.plan_jobs(rows, files))
+        models = harness.prepare(root, plan, packages)
+        self.say(f"staged {len(set(packages))} packages and BenchPlan.json ({len(plan['jobs'])} parts) in {models}")
+        if options.prepare_only:
+            return None
+        if options.device == "iphone":
+            from .ios import connected_iphones
+
+            phones = connected_iphones()
+            if not phones:
+                raise PlatformError("no connected iPhone: connect one, unlock it, trust this Mac, and check "
+                                    "`xcrun devicectl list devices`")
+            phone = phones[0]
+            spec = harness.Build(root, "ios", options.team, phone["identifier"])
+            label = f"Core ML, {phone['model'] or 'iPhone'} ({phone['name']})"
+        else:
+            spec = harness.Build(root, "macos", options.team)
+            label = f"Core ML, {cpu_model()} (ios_harness app)"
+        self.say(f"building SAMBench for {spec.platform} with xcodebuild")
+        harness.build(spec)
+        if options.device == "iphone":
+            data = harness.run_on_iphone(spec, plan, options.harness_timeout_s, say=self.say)
+        else:
+            data = harness.run_on_mac(spec, plan, options.harness_timeout_s, say=self.say)
+        self.result = harness.finish_result(data, plan, label, self.device_info().get("peak_gflops"))
+        self.result["versions"] = {**versions(), **self.result.get("versions", {})}
+        self.write_progress()
+        return self.result
+
+    def row_template(self, name: str, part: str, points: Optional[int], unit: str, precision: str,
+                     peak_gflops: Optional[float]) -> Dict:
+        """What a row says before anything is measured: model, part, prompt, compute unit, cost."""
+        spec, info = get_spec(name), _model_info(name)
         tokens = None if part == "encoder" else (points + 1 if spec.style == "sam" else 6)
         gmacs = (info["gmacs"]["encoder_1024"] if part == "encoder"
                  else next(v for k, v in info["gmacs"].items() if k.startswith("decoder")))
-        row = {"model": name, "title": spec.title, "style": spec.style, "part": part, "points": points,
-               "tokens": tokens, "precision": precision, "compute_unit": unit, "file": None, "gmacs": gmacs,
-               "compute_floor_ms": (gmacs * 2 / peak_gflops * 1e3) if peak_gflops else None,
-               "memory_limit_mb": round(options.memory_limit / 1024 ** 2) if options.memory_limit else None}
+        return {"model": name, "title": spec.title, "style": spec.style, "part": part, "points": points,
+                "tokens": tokens, "precision": precision, "compute_unit": unit, "file": None, "gmacs": gmacs,
+                "compute_floor_ms": (gmacs * 2 / peak_gflops * 1e3) if peak_gflops else None,
+                "memory_limit_mb": (round(self.options.memory_limit / 1024 ** 2) if self.options.memory_limit
+                                    else None)}
+
+    def measure(self, name: str, part: str, points: Optional[int], unit: str, precision: str,
+                peak_gflops: Optional[float]) -> Dict:
+        """One row: a part of one model on one compute unit, measured in a child process."""
+        options = self.options
+        row = self.row_template(name, part, points, unit, precision, peak_gflops)
+        tokens = row["tokens"]
         paths = self.artifacts(name)
         if isinstance(paths, SamExportError):  # e.g. an int8 export refused by its quality floor
             return {**row, "status": "error", "error": f"no export to measure: {paths}"}

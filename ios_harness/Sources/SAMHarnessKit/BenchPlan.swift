@@ -1,0 +1,77 @@
+import Foundation
+
+/// What to measure, written by `samexport bench --device iphone|m1 --via-harness` into the app's
+/// bundle (`BenchPlan.json`, next to the packages). One job is one part of one model on one
+/// compute unit; the app runs them in order and resumes after the first unfinished one.
+public struct BenchPlan: Codable, Equatable, Sendable {
+    public static let schema = "samexport.harness-plan/1"
+
+    public let schema: String
+    public let planID: String
+    public let deviceKind: String
+    public let runs: Int
+    public let warmup: Int
+    public let points: [Int]
+    public let compress: String
+    public let samexportVersion: String
+    public let jobs: [BenchJob]
+
+    enum CodingKeys: String, CodingKey {
+        case schema, runs, warmup, points, compress, jobs
+        case planID = "plan_id"
+        case deviceKind = "device_kind"
+        case samexportVersion = "samexport_version"
+    }
+
+    public static func load(from url: URL) throws -> BenchPlan {
+        let plan = try JSONDecoder().decode(BenchPlan.self, from: Data(contentsOf: url))
+        guard plan.schema == schema else {
+            throw HarnessError.unsupportedPlan("\(url.lastPathComponent) has schema \(plan.schema); this app reads \(schema)")
+        }
+        guard plan.runs >= 1, plan.warmup >= 0, !plan.jobs.isEmpty else {
+            throw HarnessError.unsupportedPlan("\(url.lastPathComponent) needs runs >= 1, warmup >= 0 and at least one job")
+        }
+        return plan
+    }
+}
+
+public struct BenchJob: Codable, Equatable, Sendable {
+    public let id: String
+    /// The package in the bundle's Models folder, e.g. "RepViTSAMEncoder.mlpackage"; compiled on the device.
+    public let file: String
+    public let model: String
+    public let title: String
+    public let style: String
+    public let part: String
+    public let points: Int?
+    public let tokens: Int?
+    public let precision: String
+    public let gmacs: Double
+    public let computeUnit: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, file, model, title, style, part, points, tokens, precision, gmacs
+        case computeUnit = "compute_unit"
+    }
+
+    /// What a breadcrumb says before this job runs.
+    public var summary: String {
+        let prompt = points.map { ", \($0) pt (\(tokens ?? $0) tokens)" } ?? ""
+        return "\(title) \(part)\(prompt) on \(computeUnit)"
+    }
+}
+
+public enum HarnessError: Error, LocalizedError, Equatable {
+    case unsupportedPlan(String)
+    case missingModel(String)
+    case unknownComputeUnit(String)
+    case unsupportedInput(String)
+
+    public var errorDescription: String? {
+        switch self {
+        case .unsupportedPlan(let message), .missingModel(let message), .unknownComputeUnit(let message),
+             .unsupportedInput(let message):
+            return message
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+
+/// The result file, in the schema of `samexport bench --format json` ("samexport.bench/1"), so
+/// `samexport bench --from RESULT.json` renders it like any other device.
+public struct BenchResult: Codable, Equatable, Sendable {
+    public static let schema = "samexport.bench/1"
+
+    public var schema: String = BenchResult.schema
+    public var createdUTC: String
+    public var machine: Machine
+    public var versions: [String: String]
+    public var device: Device
+    public var options: Options
+    public var rows: [BenchRow]
+    /// Harness bookkeeping: which plan, whether every job has a row.
+    public var harness: HarnessInfo
+
+    enum CodingKeys: String, CodingKey {
+        case schema, machine, versions, device, options, rows, harness
+        case createdUTC = "created_utc"
+    }
+
+    public struct Machine: Codable, Equatable, Sendable {
+        public var description: String
+        public var cpu: String
+        public var cores: Int
+        public var ramGiB: Double
+        public var os: String
+        public var thermalState: String
+
+        enum CodingKeys: String, CodingKey {
+            case description, cpu, cores, os
+            case ramGiB = "ram_gib"
+            case thermalState = "thermal_state"
+        }
+
+        public init(description: String, cpu: String, cores: Int, ramGiB: Double, os: String, thermalState: String) {
+            self.description = description
+            self.cpu = cpu
+            self.cores = cores
+            self.ramGiB = ramGiB
+            self.os = os
+            self.thermalState = thermalState
+        }
+    }
+
+    public struct Device: Codable, Equatable, Sendable {
+        public var kind: String
+        public var label: String
+        public init(kind: String, label: String) {
+            self.kind = kind
+            self.label = label
+        }
+    }
+
+    public struct Options: Codable, Equatable, Sendable {
+        public var target: String = "coreml"
+        public var runs: Int
+        public var warmup: Int
+        public var points: [Int]
+        public var compress: String
+        public var memoryLimitMB: Int?
+        public var asDevice: String?
+        public var memoryMetric: String
+
+        enum CodingKeys: String, CodingKey {
+            case target, runs, warmup, points, compress
+            case memoryLimitMB = "memory_limit_mb"
+            case asDevice = "as_device"
+            case memoryMetric = "memory_metric"
+        }
+    }
+
+    public struct HarnessInfo: Codable, Equatable, Sendable {
+        public var planID: String
+        public var finished: Bool
+        public var launches: Int
+        /// Foreground memory-limit exits MetricKit reported for this app (nil until a payload arrives).
+        public var metricKitMemoryExits: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case finished, launches
+            case planID = "plan_id"
+            case metricKitMemoryExits = "metrickit_memory_exits"
+        }
+    }
+
+    /// An empty result for `plan` on this machine.
+    public init(plan: BenchPlan, machine: Machine, deviceLabel: String, appVersion: String, createdUTC: String) {
+        self.createdUTC = createdUTC
+        self.machine = machine
+        versions = ["samexport": plan.samexportVersion, "harness": appVersion, "os": machine.os]
+        device = Device(kind: plan.deviceKind, label: deviceLabel)
+        options = Options(runs: plan.runs, warmup: plan.warmup, points: plan.points, compress: plan.compress,
+                          memoryLimitMB: nil, asDevice: nil,
+                          memoryMetric: "phys_footprint (the figure jetsam compares with the app's limit), MB")
+        rows = []
+        harness = HarnessInfo(planID: plan.planID, finished: false, launches: 0, metricKitMemoryExits: nil)
+    }
+
+    /// Jobs of `plan` that have no row yet, in plan order.
+    public func pendingJobs(of plan: BenchPlan) -> [BenchJob] {
+        let done = Set(rows.map(\.jobID))
+        return plan.jobs.filter { !done.contains($0.id) }
+    }
+}
+
+public struct BenchRow: Codable, Equatable, Sendable {
+    public enum Status: String, Codable, Sendable {
+        case ok, oom, error, nan
+    }
+
+    public var jobID: String
+    public var model: String
+    public var title: String
+    public var style: String
+    public var part: String
+    public var points: Int?
+    public var tokens: Int?
+    public var precision: String
+    public var computeUnit: String
+    public var file: String
+    public var gmacs: Double
+    public var computeFloorMs: Double?
+    public var memoryLimitMB: Int?
+    public var status: Status
+    public var stats: LatencyStats?
+    public var samplesMs: [Double]?
+    public var warmupMs: [Double]?
+    public var compileMs: Double?
+    public var loadMs: Double?
+    public var firstMs: Double?
+    public var peakRssMB: Double?
+    public var availableMemoryMB: Double?
+    public var error: String?
+
+    enum CodingKeys: String, CodingKey {
+        case model, title, style, part, points, tokens, precision, file, gmacs, status, stats, error
+        case jobID = "job_id"
+        case computeUnit = "compute_unit"
+        case computeFloorMs = "compute_floor_ms"
+        case memoryLimitMB = "memory_limit_mb"
+        case samplesMs = "samples_ms"
+        case warmupMs = "warmup_ms"
+        case compileMs = "compile_ms"
+        case loadMs = "load_ms"
+        case firstMs = "first_ms"
+        case peakRssMB = "peak_rss_mb"
+        case availableMemoryMB = "available_memory_mb"
+    }
+
+    /// A row for `job` with nothing measured yet.
+    public init(job: BenchJob, status: Status) {
+        jobID = job.id
+        model = job.model
+        title = job.title
+        style = job.style
+        part = job.part
+        points = job.points
+        tokens = job.tokens
+        precision = job.precision
+        computeUnit = job.computeUnit
+        file = job.file
+        gmacs = job.gmacs
+        self.status = status
+    }
+}
+
+/// Reads and atomically rewrites the result file, so a kill between two jobs loses nothing.
+public struct ResultFile {
+    public let url: URL
+
+    public init(url: URL) {
+        self.url = url
+    }
+
+    public func load() throws -> BenchResult? {
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        return try JSONDecoder().decode(BenchResult.self, from: Data(contentsOf: url))
+    }
+
+    public func save(_ result: BenchResult) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(result).write(to: url, options: .atomic)
+    }
+}

@@ -1,0 +1,176 @@
+import CoreML
+import Foundation
+
+/// Runs a bench plan: each job's package is compiled and loaded for its compute unit, predicted once,
+/// warmed up and timed; a row is saved after every job. A breadcrumb left by a killed launch becomes
+/// an `oom` row first, so relaunching the app continues where the kill happened.
+public final class BenchmarkRunner {
+    public struct Locations {
+        /// BenchPlan.json, as `samexport bench` wrote it (next to the packages).
+        public let plan: URL
+        /// The folder holding the .mlpackage files the plan names.
+        public let models: URL
+        /// Where the result file, the breadcrumb and MetricKit's counts live (the app's Documents).
+        public let output: URL
+
+        public init(plan: URL, models: URL, output: URL) {
+            self.plan = plan
+            self.models = models
+            self.output = output
+        }
+
+        /// The layout of the harness apps: the Models folder (packages + BenchPlan.json) in the bundle, output in Documents
+        /// (or `--output DIR` on the command line of the macOS app).
+        public static func app(bundle: Bundle = .main, arguments: [String] = CommandLine.arguments) throws -> Locations {
+            guard let models = bundle.url(forResource: "Models", withExtension: nil),
+                  FileManager.default.fileExists(atPath: models.appendingPathComponent("BenchPlan.json").path) else {
+                throw HarnessError.missingModel("the app bundle has no BenchPlan.json or Models folder; run "
+                                                + "`samexport bench --device iphone --prepare-only` and build again")
+            }
+            let plan = models.appendingPathComponent("BenchPlan.json")
+            var output = try FileManager.default.url(for: .documentDirectory, in: .userDomainMask, appropriateFor: nil,
+                                                     create: true)
+            if let flag = arguments.firstIndex(of: "--output"), flag + 1 < arguments.count {
+                output = URL(fileURLWithPath: arguments[flag + 1], isDirectory: true)
+                try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+            }
+            return Locations(plan: plan, models: models, output: output)
+        }
+    }
+
+    public static let resultFileName = "samexport-bench.json"
+
+    public let locations: Locations
+    public let machine: BenchResult.Machine
+    public let deviceLabel: String
+    private let breadcrumbs: BreadcrumbStore
+    private let metricKit: MetricKitMonitor
+
+    public init(locations: Locations, machine: BenchResult.Machine = DeviceInfo.machine(),
+                deviceLabel: String = DeviceInfo.label()) {
+        self.locations = locations
+        self.machine = machine
+        self.deviceLabel = deviceLabel
+        breadcrumbs = BreadcrumbStore(directory: locations.output)
+        metricKit = MetricKitMonitor(directory: locations.output)
+    }
+
+    public var resultFile: ResultFile {
+        ResultFile(url: locations.output.appendingPathComponent(Self.resultFileName))
+    }
+
+    /// Runs every job that has no row yet; `progress` hears each job before it starts and each row after.
+    public func run(progress: @escaping (String) -> Void = { _ in }) async throws -> BenchResult {
+        let plan = try BenchPlan.load(from: locations.plan)
+        metricKit.start()
+        defer { metricKit.stop() }
+        var result = try resultFile.load().flatMap { $0.harness.planID == plan.planID ? $0 : nil }
+            ?? BenchResult(plan: plan, machine: machine, deviceLabel: deviceLabel,
+                           appVersion: DeviceInfo.appVersion(), createdUTC: DeviceInfo.now())
+        result.harness.launches += 1
+        result.harness.metricKitMemoryExits = metricKit.memoryExits
+        if let crumb = breadcrumbs.unfinished() {
+            if let job = plan.jobs.first(where: { $0.id == crumb.jobID }), !result.rows.contains(where: { $0.jobID == job.id }) {
+                result.rows.append(BreadcrumbStore.oomRow(for: crumb, job: job, metricKitMemoryExits: metricKit.memoryExits))
+                progress("\(job.summary): OOM (the previous launch was killed during \(crumb.stage))")
+            }
+            try breadcrumbs.clear()
+        }
+        try resultFile.save(result)
+        for job in result.pendingJobs(of: plan) {
+            progress("\(job.summary)…")
+            let row = await measure(job, plan: plan)
+            result.rows.append(row)
+            try resultFile.save(result)
+            progress("\(job.summary): \(row.stats.map { String(format: "%.1f ms", $0.medianMs) } ?? row.status.rawValue.uppercased())")
+        }
+        result.harness.finished = true
+        result.harness.metricKitMemoryExits = metricKit.memoryExits
+        try resultFile.save(result)
+        return result
+    }
+
+    static func computeUnits(_ name: String) throws -> MLComputeUnits {
+        switch name {
+        case "all": return .all
+        case "cpu_and_ne": return .cpuAndNeuralEngine
+        case "cpu_and_gpu": return .cpuAndGPU
+        case "cpu_only": return .cpuOnly
+        default: throw HarnessError.unknownComputeUnit("unknown compute unit \(name); use all, cpu_and_ne, cpu_and_gpu or cpu_only")
+        }
+    }
+
+    /// One job, in this process; errors become an `error` row, a kill leaves the breadcrumb.
+    func measure(_ job: BenchJob, plan: BenchPlan) async -> BenchRow {
+        var row = BenchRow(job: job, status: .ok)
+        let sampler = FootprintSampler()
+        var compiled: URL?
+        defer {
+            if let compiled { try? FileManager.default.removeItem(at: compiled) }
+            try? breadcrumbs.clear()
+        }
+        do {
+            let configuration = MLModelConfiguration()
+            configuration.computeUnits = try Self.computeUnits(job.computeUnit)
+            let package = locations.models.appendingPathComponent(job.file)
+            guard FileManager.default.fileExists(atPath: package.path) else {
+                throw HarnessError.missingModel("\(job.file) is not in the app's Models folder")
+            }
+            row.availableMemoryMB = MemoryProbe.megabytes(MemoryProbe.availableBytes())
+            sampler.start()
+
+            try mark(job, stage: "compile")
+            var start = DispatchTime.now()
+            compiled = try await MLModel.compileModel(at: package)
+            row.compileMs = Self.milliseconds(since: start)
+
+            try mark(job, stage: "load")
+            start = DispatchTime.now()
+            let model = try await MLModel.load(contentsOf: try unwrap(compiled), configuration: configuration)
+            row.loadMs = Self.milliseconds(since: start)
+            let inputs = try ModelInputs.benchmark(for: model.modelDescription, tokens: job.tokens)
+
+            try mark(job, stage: "first prediction")
+            start = DispatchTime.now()
+            let outputs = try model.prediction(from: inputs)
+            row.firstMs = Self.milliseconds(since: start)
+            let nonFinite = ModelInputs.nonFinite(in: outputs)
+
+            try mark(job, stage: "warm-up and timed predictions")
+            row.warmupMs = try (0..<plan.warmup).map { _ in try timed { _ = try model.prediction(from: inputs) } }
+            let samples = try (0..<plan.runs).map { _ in try timed { _ = try model.prediction(from: inputs) } }
+            row.samplesMs = samples
+            row.stats = LatencyStats(samplesMs: samples)
+            if nonFinite > 0 {
+                row.status = .nan
+                row.error = "\(nonFinite) NaN/Inf output values"
+            }
+        } catch {
+            row.status = .error
+            row.error = error.localizedDescription
+        }
+        row.peakRssMB = MemoryProbe.megabytes(sampler.stop())
+        return row
+    }
+
+    private func mark(_ job: BenchJob, stage: String) throws {
+        try breadcrumbs.write(Breadcrumb(jobID: job.id, summary: job.summary, startedUTC: DeviceInfo.now(), stage: stage,
+                                         availableMemoryMB: MemoryProbe.megabytes(MemoryProbe.availableBytes()),
+                                         footprintMB: MemoryProbe.megabytes(MemoryProbe.footprintBytes())))
+    }
+
+    private func unwrap(_ url: URL?) throws -> URL {
+        guard let url else { throw HarnessError.missingModel("the package did not compile") }
+        return url
+    }
+
+    private func timed(_ body: () throws -> Void) throws -> Double {
+        let start = DispatchTime.now()
+        try body()
+        return Self.milliseconds(since: start)
+    }
+
+    static func milliseconds(since start: DispatchTime) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+
+/// Out-of-memory detection across launches. iOS ends an app over its memory limit with a jetsam
+/// kill (SIGKILL): nothing in the process runs, so the harness writes a breadcrumb before each
+/// model run and removes it after. A breadcrumb found at the next launch names the run that was
+/// killed; it becomes an `oom` row and the benchmark continues with the next job.
+public struct Breadcrumb: Codable, Equatable, Sendable {
+    public let jobID: String
+    public let summary: String
+    public let startedUTC: String
+    public let stage: String
+    public let availableMemoryMB: Double?
+    public let footprintMB: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case summary, stage
+        case jobID = "job_id"
+        case startedUTC = "started_utc"
+        case availableMemoryMB = "available_memory_mb"
+        case footprintMB = "footprint_mb"
+    }
+
+    public init(jobID: String, summary: String, startedUTC: String, stage: String, availableMemoryMB: Double?,
+                footprintMB: Double?) {
+        self.jobID = jobID
+        self.summary = summary
+        self.startedUTC = startedUTC
+        self.stage = stage
+        self.availableMemoryMB = availableMemoryMB
+        self.footprintMB = footprintMB
+    }
+}
+
+public struct BreadcrumbStore {
+    public let url: URL
+
+    public init(directory: URL) {
+        url = directory.appendingPathComponent("samexport-breadcrumb.json")
+    }
+
+    /// "About to run `job` (stage: load, first prediction, timed runs) with this much memory".
+    /// Written atomically; the kernel keeps the file even when the process is killed right after.
+    public func write(_ crumb: Breadcrumb) throws {
+        try JSONEncoder().encode(crumb).write(to: url, options: .atomic)
+    }
+
+    public func clear() throws {
+        if FileManager.default.fileExists(atPath: url.path) {
+            try FileManager.default.removeItem(at: url)
+        }
+    }
+
+    /// The breadcrumb a killed launch left behind, if any (an unreadable one counts as none).
+    public func unfinished() -> Breadcrumb? {
+        guard let data = try? Data(contentsOf: url) else { return nil }
+        return try? JSONDecoder().decode(Breadcrumb.self, from: data)
+    }
+
+    /// The row an unfinished breadcrumb stands for: the job was killed while `stage` ran.
+    public static func oomRow(for crumb: Breadcrumb, job: BenchJob, metricKitMemoryExits: Int?) -> BenchRow {
+        var row = BenchRow(job: job, status: .oom)
+        let available = crumb.availableMemoryMB.map { String(format: ", %.0f MB available before it", $0) } ?? ""
+        let confirmed = metricKitMemoryExits.map { "; MetricKit counts \($0) memory-limit exits for this app" } ?? ""
+        row.error = "killed during \(crumb.stage) (no exit reached; jetsam)\(available)\(confirmed)"
+        row.availableMemoryMB = crumb.availableMemoryMB
+        return row
+    }
+}

@@ -1,0 +1,269 @@
+"""Driving ios_harness: measure Core ML packages on an iPhone (or a Mac) through the SAMBench app.
+
+`prepare` copies the packages and a bench plan into the harness's Models folder (any platform);
+on macOS the rest builds the app with XcodeGen + xcodebuild, installs and launches it with
+`xcrun devicectl` (or runs the macOS app), relaunches it after an out-of-memory kill so the
+breadcrumb becomes an `oom` row, and pulls the result file, which is in the `samexport bench`
+JSON schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from ..errors import PlatformError, SamExportError, UsageError
+
+PLAN_SCHEMA = "samexport.harness-plan/1"
+BUNDLE_ID = "org.samexport.SAMBench"
+SCHEME = "SAMBench"
+RESULT_FILE = "samexport-bench.json"
+SOURCE_HARNESS = Path(__file__).resolve().parents[2] / "ios_harness"
+
+
+def find_harness(harness_dir: Optional[Path]) -> Path:
+    """The ios_harness folder: --harness-dir, ./ios_harness, or the source checkout's."""
+    candidates = [Path(harness_dir)] if harness_dir else [Path("ios_harness"), SOURCE_HARNESS]
+    for candidate in candidates:
+        if (candidate / "project.yml").is_file() and (candidate / "Package.swift").is_file():
+            return candidate.resolve()
+    raise UsageError(f"no ios_harness folder at {candidates[0]} (it needs project.yml and Package.swift); pass "
+                     "--harness-dir pointing at ios_harness/ of the samexport source tree")
+
+
+def plan_jobs(rows: List[Dict], files: Dict[str, Dict[str, str]]) -> List[Dict]:
+    """Bench row templates (see Bench.row_template) -> the jobs BenchPlan.json lists."""
+    jobs = []
+    for row in rows:
+        file = files[row["model"]][row["part"]]
+        points = row["points"] if row["points"] is not None else "-"
+        jobs.append({"id": f"{Path(file).stem}|{row['part']}|{points}|{row['compute_unit']}", "file": file,
+                     **{k: row[k] for k in ("model", "title", "style", "part", "points", "tokens", "precision",
+                                            "gmacs", "compute_unit")}})
+    return jobs
+
+
+def make_plan(device_kind: str, runs: int, warmup: int, points, compress: str, jobs: List[Dict]) -> Dict:
+    from .. import __version__
+
+    return {"schema": PLAN_SCHEMA, "plan_id": uuid.uuid4().hex, "device_kind": device_kind, "runs": runs,
+            "warmup": warmup, "points": list(points), "compress": compress, "samexport_version": __version__,
+            "jobs": jobs}
+
+
+def prepare(harness: Path, plan: Dict, packages: List[Path]) -> Path:
+    """Replace the harness's Models folder with `packages` and BenchPlan.json, all or nothing."""
+    missing = [p for p in packages if not (p / "Manifest.json").is_file()]
+    if missing:
+        raise UsageError(f"{missing[0]} is not a Core ML package; run `samexport convert --target coreml` first")
+    models = harness / "Models"
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".samexport-models-", dir=harness))
+        for package in dict.fromkeys(packages):
+            shutil.copytree(package, staging / package.name)
+        (staging / "BenchPlan.json").write_text(json.dumps(plan, indent=2) + "\n")
+        old = harness / ".samexport-models-old"
+        shutil.rmtree(old, ignore_errors=True)
+        if models.exists():
+            os.replace(models, old)
+        os.replace(staging, models)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        raise UsageError(f"cannot write {models} ({e.strerror or e}); make ios_harness writable") from None
+    return models
+
+
+# -- commands ----------------------------------------------------------------------------------
+@dataclass
+class Build:
+    harness: Path
+    platform: str  # "ios" or "macos"
+    team: Optional[str]
+    device_id: Optional[str] = None
+
+    @property
+    def derived_data(self) -> Path:
+        return self.harness / "build"
+
+    @property
+    def app(self) -> Path:
+        products = "Release-iphoneos" if self.platform == "ios" else "Release"
+        return self.derived_data / "Build" / "Products" / products / f"{SCHEME}.app"
+
+    def generate_command(self) -> List[str]:
+        return ["xcodegen", "generate", "--spec", str(self.harness / "project.yml"), "--project", str(self.harness)]
+
+    def build_command(self) -> List[str]:
+        destination = f"id={self.device_id}" if self.platform == "ios" else "platform=macOS,arch=arm64"
+        command = ["xcodebuild", "-project", str(self.harness / "SAMHarness.xcodeproj"), "-scheme", SCHEME,
+                   "-configuration", "Release", "-destination", destination, "-derivedDataPath",
+                   str(self.derived_data), "-allowProvisioningUpdates", "build"]
+        if self.team:
+            command.insert(-1, f"DEVELOPMENT_TEAM={self.team}")
+        return command
+
+
+def devicectl_install(device_id: str, app: Path) -> List[str]:
+    return ["xcrun", "devicectl", "device", "install", "app", "--device", device_id, str(app)]
+
+
+def devicectl_launch(device_id: str) -> List[str]:
+    return ["xcrun", "devicectl", "device", "process", "launch", "--device", device_id, "--terminate-existing",
+            BUNDLE_ID]
+
+
+def devicectl_pull(device_id: str, destination: Path) -> List[str]:
+    return ["xcrun", "devicectl", "device", "copy", "from", "--device", device_id, "--domain-type",
+            "appDataContainer", "--domain-identifier", BUNDLE_ID, "--source", f"Documents/{RESULT_FILE}",
+            "--destination", str(destination)]
+
+
+def devicectl_processes(device_id: str, destination: Path) -> List[str]:
+    return ["xcrun", "devicectl", "device", "info", "processes", "--device", device_id, "--json-output",
+            str(destination)]
+
+
+def app_is_running(processes_json: Dict) -> bool:
+    """Whether `devicectl device info processes --json-output` lists the SAMBench executable."""
+    running = processes_json.get("result", {}).get("runningProcesses", [])
+    return any(str(p.get("executable", "")).rstrip("/").endswith(f"{SCHEME}.app/{SCHEME}") for p in running)
+
+
+def mac_app_command(app: Path, output: Path) -> List[str]:
+    return [str(app / "Contents" / "MacOS" / SCHEME), "--output", str(output), "--exit-when-done"]
+
+
+# -- results -----------------------------------------------------------------------------------
+def read_result(path: Path, plan: Dict) -> Optional[Dict]:
+    """The app's result file when it belongs to `plan` (None before the app wrote one)."""
+    from .report import SCHEMA
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("schema") != SCHEMA or data.get("harness", {}).get("plan_id") != plan["plan_id"]:
+        return None
+    return data
+
+
+def finish_result(data: Dict, plan: Dict, label: Optional[str], peak_gflops: Optional[float]) -> Dict:
+    """Rows in plan order, a row for any job the app never reached, the device label samexport knows."""
+    by_job = {row.get("job_id"): row for row in data["rows"]}
+    rows = []
+    for job in plan["jobs"]:
+        row = by_job.get(job["id"])
+        if row is None:
+            row = {**{k: v for k, v in job.items() if k not in ("id", "file")}, "job_id": job["id"], "file": job["file"],
+                   "status": "error", "error": "not measured: the app stopped before this job"}
+        row.setdefault("compute_floor_ms", None)
+        if peak_gflops and row.get("gmacs"):
+            row["compute_floor_ms"] = row["gmacs"] * 2 / peak_gflops * 1e3
+        rows.append(row)
+    data["rows"] = rows
+    if label:
+        data["device"]["label"] = label
+    return data
+
+
+# -- running -----------------------------------------------------------------------------------
+Runner = Callable[[List[str]], subprocess.CompletedProcess]
+
+
+def run_command(command: List[str], timeout: Optional[float] = None) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def check(proc: subprocess.CompletedProcess, what: str, fix: str) -> None:
+    """A non-zero exit becomes a one-line error; a kill by signal (negative status) is left to the caller."""
+    if proc.returncode > 0:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
+        raise SamExportError(f"{what} failed ({tail[0][:240]}); {fix}")
+
+
+def require_tools(device: str) -> None:
+    if sys.platform != "darwin":
+        needs = "macOS with Xcode and a connected iPhone" if device == "iphone" else "macOS with Xcode on Apple silicon"
+        raise PlatformError(f"--device {device} through ios_harness needs {needs}; on this machine use --device cpu, "
+                            "or --prepare-only to stage the packages for Xcode")
+    for tool, fix in (("xcodebuild", "install Xcode 15 or newer and run xcode-select -s"),
+                      ("xcodegen", "install XcodeGen: brew install xcodegen")):
+        if shutil.which(tool) is None:
+            raise PlatformError(f"{tool} not found; {fix}")
+
+
+def build(spec: Build, run: Runner = run_command) -> Path:
+    check(run(spec.generate_command()), "xcodegen generate", "check ios_harness/project.yml")
+    check(run(spec.build_command()), "xcodebuild",
+          "set your team ID (--team or SAMEXPORT_TEAM_ID; see ios_harness/README.md, Signing)")
+    if not spec.app.is_dir():
+        raise SamExportError(f"xcodebuild reported success but {spec.app} is missing")
+    return spec.app
+
+
+def run_on_iphone(spec: Build, plan: Dict, timeout_s: float, poll_s: float = 10.0, run: Runner = run_command,
+                  sleep: Callable[[float], None] = time.sleep, say: Callable[[str], None] = lambda _: None) -> Dict:
+    """Install, launch, poll the result file; relaunch after a kill until every job has a row."""
+    device = spec.device_id
+    check(run(devicectl_install(device, spec.app)), "devicectl install", "unlock the iPhone and trust this Mac")
+    launches, max_launches = 0, len(plan["jobs"]) + 1
+    deadline = time.monotonic() + timeout_s
+    with tempfile.TemporaryDirectory() as tmp:
+        pulled, processes = Path(tmp) / RESULT_FILE, Path(tmp) / "processes.json"
+        while True:
+            if launches == 0 or not _running(device, processes, run):
+                if launches >= max_launches:
+                    raise SamExportError(f"SAMBench stopped {launches} times without finishing; see the device log")
+                if launches:
+                    say("SAMBench is not running (killed?); relaunching to record it and continue")
+                check(run(devicectl_launch(device)), "devicectl launch", "unlock the iPhone and keep it unlocked")
+                launches += 1
+            sleep(poll_s)
+            pulled.unlink(missing_ok=True)
+            if run(devicectl_pull(device, pulled)).returncode == 0:
+                data = read_result(pulled, plan)
+                if data and data["harness"].get("finished"):
+                    return data
+                if data:
+                    say(f"{len(data['rows'])}/{len(plan['jobs'])} parts measured")
+            if time.monotonic() > deadline:
+                raise SamExportError(f"no finished result after {timeout_s:.0f} s; the partial result stays in the "
+                                     "app's Documents folder")
+
+
+def _running(device: str, processes: Path, run: Runner) -> bool:
+    proc = run(devicectl_processes(device, processes))
+    if proc.returncode != 0:
+        return True  # cannot tell: keep polling rather than relaunch over a running benchmark
+    try:
+        return app_is_running(json.loads(processes.read_text()))
+    except (OSError, ValueError):
+        return True
+
+
+def run_on_mac(spec: Build, plan: Dict, timeout_s: float, run: Optional[Runner] = None,
+               say: Callable[[str], None] = lambda _: None) -> Dict:
+    """Run the macOS app until it exits; relaunch after a kill until every job has a row."""
+    run = run or (lambda command: run_command(command, timeout=timeout_s))
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp)
+        for _ in range(len(plan["jobs"]) + 1):
+            try:
+                proc = run(mac_app_command(spec.app, output))
+            except subprocess.TimeoutExpired:
+                raise SamExportError(f"SAMBench did not finish within {timeout_s:.0f} s") from None
+            data = read_result(output / RESULT_FILE, plan)
+            if data and data["harness"].get("finished"):
+                return data
+            check(proc, "SAMBench", "see its message")  # a non-zero exit of its own: a plan or bundle problem
+            say(f"SAMBench ended with status {proc.returncode} before finishing (killed?); relaunching to record it")
+        raise SamExportError("SAMBench kept stopping without finishing")
