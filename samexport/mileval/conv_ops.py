@@ -29,13 +29,26 @@ def _spatial_pads(pad_type: str, pad, sizes: Sequence[int], kernel: Sequence[int
     raise ValueError(f"pad_type {pad_type!r} is not defined by MIL")
 
 
-def _as_2d(x, weight):
-    """conv1d runs as conv2d over a unit height."""
+def _conv_args(x, weight, strides, dilations, pad, groups):
+    """Both conv ops' arguments as 2-D ones: conv1d runs as conv2d over a unit height.
+
+    Returns x, weight, strides, dilations, pad (None or a flat int list), groups, was_1d.
+    """
+    strides = ints(strides) if strides is not None else [1] * (x.ndim - 2)
+    dilations = ints(dilations) if dilations is not None else [1] * (x.ndim - 2)
+    pad = ints(pad) if pad is not None else None
     if x.ndim == 3:
-        return x[:, :, None, :], weight[:, :, None, :], True
+        pad = None if pad is None else [0, 0] + pad
+        return x[:, :, None, :], weight[:, :, None, :], [1] + strides, [1] + dilations, pad, int(groups), True
     if x.ndim != 4:
         raise ValueError(f"only 1-D and 2-D convolutions are supported, got a rank-{x.ndim} input")
-    return x, weight, False
+    return x, weight, strides, dilations, pad, int(groups), False
+
+
+def _finish(out: np.ndarray, bias, was_1d: bool) -> np.ndarray:
+    if bias is not None:
+        out = out + bias.reshape(1, -1, 1, 1)
+    return out[:, :, 0, :] if was_1d else out
 
 
 def _conv2d_dense(x: np.ndarray, w: np.ndarray, strides, dilations) -> np.ndarray:
@@ -73,13 +86,7 @@ def _conv2d_depthwise(x: np.ndarray, w: np.ndarray, strides, dilations) -> np.nd
 
 @op()
 def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilations=None, groups=1):
-    x, weight, was_1d = _as_2d(x, weight)
-    strides = ints(strides) if strides is not None else [1, 1]
-    dilations = ints(dilations) if dilations is not None else [1, 1]
-    if was_1d:
-        strides, dilations = [1] + strides, [1] + dilations
-        pad = None if pad is None else [0, 0] + ints(pad)
-    groups = int(groups)
+    x, weight, strides, dilations, pad, groups, was_1d = _conv_args(x, weight, strides, dilations, pad, groups)
     pads = _spatial_pads(pad_type, pad, x.shape[2:], weight.shape[2:], strides, dilations)
     if any(p for pair in pads for p in pair):
         x = np.pad(x, [(0, 0), (0, 0)] + pads)
@@ -91,22 +98,14 @@ def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilatio
     else:
         xs, ws = np.split(x, groups, axis=1), np.split(weight, groups, axis=0)
         out = np.concatenate([_conv2d_dense(a, b, strides, dilations) for a, b in zip(xs, ws)], axis=1)
-    if bias is not None:
-        out = out + bias.reshape(1, -1, 1, 1)
-    return out[:, :, 0, :] if was_1d else out
+    return _finish(out, bias, was_1d)
 
 
 @op()
 def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="valid", strides=None,
                    dilations=None, groups=1):
     """weight (C_in, C_out/groups, kh, kw); each input pixel scatters a kh x kw block into the output."""
-    x, weight, was_1d = _as_2d(x, weight)
-    strides = ints(strides) if strides is not None else [1, 1]
-    dilations = ints(dilations) if dilations is not None else [1, 1]
-    if was_1d:
-        strides, dilations = [1] + strides, [1] + dilations
-        pad = None if pad is None else [0, 0] + ints(pad)
-    groups = int(groups)
+    x, weight, strides, dilations, pad, groups, was_1d = _conv_args(x, weight, strides, dilations, pad, groups)
     n, c_in, h, w = x.shape
     _, per_group, kh, kw = weight.shape
     (sh, sw), (dh, dw) = strides, dilations
@@ -126,17 +125,14 @@ def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="
         if pad_type == "same":
             top, left = (full_h - out_h) // 2, (full_w - out_w) // 2
         else:
-            top, left = (ints(pad)[0], ints(pad)[2]) if pad is not None else (0, 0)
+            top, left = (pad[0], pad[2]) if pad is not None else (0, 0)
         out = full[:, :, top:top + out_h, left:left + out_w]
     elif pad_type == "custom" and pad is not None:
-        p = ints(pad)
-        out = full[:, :, p[0]:full_h - p[1], p[2]:full_w - p[3]]
+        out = full[:, :, pad[0]:full_h - pad[1], pad[2]:full_w - pad[3]]
     elif pad_type == "same":
         out_h, out_w = h * sh, w * sw
         top, left = (full_h - out_h) // 2, (full_w - out_w) // 2
         out = full[:, :, top:top + out_h, left:left + out_w]
     else:
         out = full
-    if bias is not None:
-        out = out + bias.reshape(1, -1, 1, 1)
-    return out[:, :, 0, :] if was_1d else out
+    return _finish(out, bias, was_1d)
