@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from samexport import get_spec
-from samexport.export.coreml_check import FP16_MIN_PSNR_DB, FP32_EVAL_MAX_REL, packed_feeds, pixel_stats
+from samexport.export.coreml_check import FP16_MIN_PSNR_DB, FP32_EVAL_MAX_REL, pixel_stats
 from samexport.export.compare import compare
 from samexport.export.convert import ConvertOptions, convert
+from samexport.export.wrappers import decoder_feeds
 from samexport.mileval import evaluate, load_program
 
 from conftest import FIXTURE_FAMILIES, fixture_npz, write_fixture_checkpoint
@@ -52,8 +53,8 @@ def official_decoder_cases(name: str, z):
         mask = None
         if "case_4_mask_input_token" in z.files and i == 4:
             mask = torch.as_tensor(z["case_0_low_res_masks"][:, int(z["case_4_mask_input_token"])][None])
-        feeds = packed_feeds(spec, z["image_embeddings"], torch.as_tensor(z[f"case_{i}_coords_model"]),
-                             torch.as_tensor(z[f"case_{i}_labels_model"]), mask)
+        feeds = decoder_feeds(spec, z["image_embeddings"], torch.as_tensor(z[f"case_{i}_coords_model"]),
+                              torch.as_tensor(z[f"case_{i}_labels_model"]), mask, packed=True)
         yield i, feeds, z[f"case_{i}_low_res_masks"], z[f"case_{i}_iou_predictions"]
         i += 1
 

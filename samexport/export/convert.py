@@ -32,7 +32,7 @@ from ..reparam import reparameterize_model
 from . import coreml_check, coreml_export, onnx_export
 from .compare import compare, worst
 from .samples import validation_image, validation_prompts
-from .wrappers import EfficientSamDecoderForExport, EncoderForExport, SamDecoderForExport
+from .wrappers import EfficientSamDecoderForExport, EncoderForExport, SamDecoderForExport, decoder_feeds
 
 DEFAULT_POINTS = (1, 2, 3, 4, 5, 8, 16)
 TARGETS = ("coreml", "onnx", "all")
@@ -193,20 +193,6 @@ def make_reference(model, spec: ModelSpec) -> Reference:
         masks, iou = model.decode(embeddings, coords, labels, mask_input=mask)
         outputs[name] = (masks.numpy(), iou.numpy())
     return Reference(image, tensor, embeddings, prompts, outputs)
-
-
-def _decoder_feeds(spec: ModelSpec, embeddings: np.ndarray, coords: torch.Tensor, labels: torch.Tensor,
-                   mask: torch.Tensor | None, packed: bool) -> Dict[str, np.ndarray]:
-    coords_np = coords.numpy().astype(np.float32)
-    labels_np = labels.numpy().astype(np.float32)
-    if packed:
-        feeds = {"imageEmbeddings": embeddings, "points": np.concatenate([coords_np, labels_np[..., None]], -1)}
-    else:
-        feeds = {"imageEmbeddings": embeddings, "pointCoords": coords_np, "pointLabels": labels_np}
-    if spec.style == "sam":
-        feeds["maskInput"] = (mask.numpy() if mask is not None else np.zeros((1, 1, 256, 256))).astype(np.float32)
-        feeds["hasMaskInput"] = np.array([1.0 if mask is not None else 0.0], dtype=np.float32)
-    return feeds
 
 
 def decoder_module(fused, spec: ModelSpec, packed: bool):
@@ -400,7 +386,8 @@ class Converter:
         cases = {}
         ref_embeddings = reference.embeddings.numpy()
         for name, coords, labels, mask in reference.prompts:
-            masks, iou = decoder_session.run(None, _decoder_feeds(spec, ref_embeddings, coords, labels, mask, False))
+            feeds = decoder_feeds(spec, ref_embeddings, coords, labels, mask, packed=False)
+            masks, iou = decoder_session.run(None, feeds)
             ref_masks, ref_iou = reference.outputs[name]
             cases[name] = {"lowResMasks": compare(masks, ref_masks), "iouScores": compare(iou, ref_iou)}
         decoder_result = {"cases": cases,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from ..errors import SamExportError, UsageError
 from ..registry import ModelSpec
 from . import coreml_export
 from .compare import compare, worst
+from .wrappers import decoder_feeds
 
 METHODS = ("auto", "coreml", "numpy")
 FP16_MIN_PSNR_DB = 35.0
@@ -119,16 +120,6 @@ class DecoderCase:
     iou: np.ndarray
 
 
-def packed_feeds(spec: ModelSpec, embeddings: np.ndarray, coords: torch.Tensor, labels: torch.Tensor,
-                 mask: Optional[torch.Tensor]) -> Dict[str, np.ndarray]:
-    points = np.concatenate([coords.numpy(), labels.numpy()[..., None]], -1).astype(np.float32)
-    feeds = {"imageEmbeddings": np.asarray(embeddings, np.float32), "points": points}
-    if spec.style == "sam":
-        feeds["maskInput"] = (mask.numpy() if mask is not None else np.zeros((1, 1, 256, 256))).astype(np.float32)
-        feeds["hasMaskInput"] = np.array([1.0 if mask is not None else 0.0], dtype=np.float32)
-    return feeds
-
-
 def decoder_cases(model, spec: ModelSpec, embeddings: torch.Tensor, prompts, token_counts: List[int]) -> List[DecoderCase]:
     """The validation prompts, plus seeded clicks for every declared token count they miss."""
     prompts = list(prompts)
@@ -147,8 +138,8 @@ def decoder_cases(model, spec: ModelSpec, embeddings: torch.Tensor, prompts, tok
     for name, coords, labels, mask in prompts:
         with torch.no_grad():
             masks, iou = model.decode(embeddings, coords, labels, mask_input=mask)
-        cases.append(DecoderCase(name, int(coords.shape[1]), packed_feeds(spec, embeddings.numpy(), coords, labels,
-                                                                           mask), masks.numpy(), iou.numpy()))
+        feeds = decoder_feeds(spec, embeddings.numpy(), coords, labels, mask, packed=True)
+        cases.append(DecoderCase(name, int(coords.shape[1]), feeds, masks.numpy(), iou.numpy()))
     return cases
 
 

@@ -7,8 +7,9 @@ computation; these wrappers only fix input layouts and fold constant work in.
 from __future__ import annotations
 
 import copy
-from typing import Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -94,3 +95,20 @@ class EfficientSamDecoderForExport(_DecoderForExport):
     def forward(self, image_embeddings: torch.Tensor, *prompt: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         sparse, _ = self.sparse_and_rest(prompt)
         return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse)
+
+
+def decoder_feeds(spec, embeddings: np.ndarray, coords: torch.Tensor, labels: torch.Tensor,
+                  mask: Optional[torch.Tensor], packed: bool) -> Dict[str, np.ndarray]:
+    """Inputs of an exported decoder: `points` (1, N, 3) when packed (Core ML), else `pointCoords` and
+    `pointLabels` (ONNX); SAM-style decoders also take the mask prompt and its flag."""
+    coords_np = coords.numpy().astype(np.float32)
+    labels_np = labels.numpy().astype(np.float32)
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if packed:
+        feeds = {"imageEmbeddings": embeddings, "points": np.concatenate([coords_np, labels_np[..., None]], -1)}
+    else:
+        feeds = {"imageEmbeddings": embeddings, "pointCoords": coords_np, "pointLabels": labels_np}
+    if spec.style == "sam":
+        feeds["maskInput"] = (mask.numpy() if mask is not None else np.zeros((1, 1, 256, 256))).astype(np.float32)
+        feeds["hasMaskInput"] = np.array([1.0 if mask is not None else 0.0], dtype=np.float32)
+    return feeds
