@@ -25,9 +25,9 @@ METHODS = ("auto", "coreml", "numpy")
 FP16_MIN_PSNR_DB = 35.0
 # Core ML may run an fp32 program on the GPU with reduced-precision accumulation.
 FP32_DEVICE_MIN_PSNR_DB = 60.0
-# The NumPy evaluation of an fp32 program is plain float32 arithmetic: held to the ONNX bar.
+# The NumPy evaluation of an fp32 program is plain float32 arithmetic: held to the bar fp32 ONNX has.
 FP32_EVAL_MAX_REL = 1e-4
-# Lossy weight compression (int8, palettization) is held to the floor int8 ONNX has.
+# Lossy weight compression (int8, palettization; int8 ONNX too) is held to one floor.
 COMPRESSED_MIN_COSINE = 0.98
 COMPRESSED_MIN_PSNR_DB = 20.0
 SYNTHETIC_SEED = 0
