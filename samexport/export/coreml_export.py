@@ -166,8 +166,8 @@ def can_predict() -> bool:
 
 def require_prediction() -> None:
     if not can_predict():
-        raise PlatformError("Core ML prediction needs macOS on Apple silicon; on this machine samexport checks "
-                            "packages structurally only")
+        raise PlatformError("Core ML prediction needs macOS on Apple silicon; on this machine use --method numpy "
+                            "(the saved ML program evaluated in NumPy)")
 
 
 def load_for_prediction(package: Path, compute_units: str = "ALL"):
