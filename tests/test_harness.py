@@ -67,6 +67,31 @@ def test_prepare_only_stages_packages_and_plan(exports, harness_copy):
     assert not list(harness_copy.glob(".samexport-models-*"))
 
 
+def test_failed_staging_leaves_models_as_they_were(tmp_path, monkeypatch):
+    root = tmp_path / "ios_harness"
+    (root / "Models").mkdir(parents=True)
+    (root / "Models" / "BenchPlan.json").write_text("earlier plan")
+    packages = []
+    for name in ("AEncoder.mlpackage", "ADecoder.mlpackage"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "Manifest.json").write_text("{}")
+        packages.append(tmp_path / name)
+    copies = []
+
+    def copytree(source, target):
+        copies.append(source)
+        if len(copies) == 2:
+            raise OSError(28, "No space left on device")
+        return real_copytree(source, target)
+
+    real_copytree = shutil.copytree
+    monkeypatch.setattr(harness.shutil, "copytree", copytree)
+    with pytest.raises(SamExportError, match="No space left on device"):
+        harness.prepare(root, {"jobs": []}, packages)
+    assert (root / "Models" / "BenchPlan.json").read_text() == "earlier plan"
+    assert sorted(p.name for p in root.iterdir()) == ["Models"]
+
+
 def app_result(plan, rows, finished=True):
     """A result file as BenchResult.swift writes it (keys checked against the Swift source below)."""
     return {"schema": "samexport.bench/1", "created_utc": "2026-11-22T10:00:00Z",

@@ -61,24 +61,26 @@ def make_plan(device_kind: str, runs: int, warmup: int, points, compress: str, j
 
 
 def prepare(harness: Path, plan: Dict, packages: List[Path]) -> Path:
-    """Replace the harness's Models folder with `packages` and BenchPlan.json, all or nothing."""
+    """Replace the harness's Models folder with `packages` and BenchPlan.json."""
     missing = [p for p in packages if not (p / "Manifest.json").is_file()]
     if missing:
         raise UsageError(f"{missing[0]} is not a Core ML package; run `samexport convert --target coreml` first")
     models = harness / "Models"
+    staging = None
     try:
+        # Staged beside Models, then moved into place (as convert does): a failed copy leaves Models as it was.
         staging = Path(tempfile.mkdtemp(prefix=".samexport-models-", dir=harness))
         for package in dict.fromkeys(packages):
             shutil.copytree(package, staging / package.name)
         (staging / "BenchPlan.json").write_text(json.dumps(plan, indent=2) + "\n")
-        old = harness / ".samexport-models-old"
-        shutil.rmtree(old, ignore_errors=True)
-        if models.exists():
-            os.replace(models, old)
+        if models.is_dir():
+            shutil.rmtree(models)
         os.replace(staging, models)
-        shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
         raise UsageError(f"cannot write {models} ({e.strerror or e}); make ios_harness writable") from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
     return models
 
 
