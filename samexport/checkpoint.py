@@ -12,7 +12,7 @@ from typing import Dict, Mapping, Tuple
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 from .registry import ModelSpec, get_spec, list_models
 
 StateDict = Dict[str, torch.Tensor]
@@ -35,12 +35,10 @@ def read_checkpoint(path: str | Path) -> StateDict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint {path} contains pickled objects other than tensors, which samexport "
-                              f"refuses to execute ({first[:160]}); re-save it as a plain state_dict") from None
+                              f"refuses to execute ({first_line(e)}); re-save it as a plain state_dict") from None
     except Exception as e:  # the unpickler raises anything (KeyError, EOFError, ...) on damaged bytes
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {path} is truncated or not a PyTorch file ({reason}); "
+        raise CheckpointError(f"checkpoint {path} is truncated or not a PyTorch file ({first_line(e)}); "
                               "download it again") from None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]

@@ -30,3 +30,9 @@ class PlatformError(SamExportError):
     """Something this machine cannot do (e.g. Core ML prediction off macOS)."""
 
     exit_code = 2
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """An exception's first message line (its type name when it has no message), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import PlatformError, UsageError
+from ..errors import PlatformError, UsageError, first_line
 
 COMPRESSIONS = ("none", "int8", "palettize8", "palettize6", "palettize4")
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
@@ -127,9 +127,8 @@ def open_package(package: Path):
     try:
         return ct.models.MLModel(str(package), skip_model_load=True)
     except Exception as e:  # coremltools raises bare Exceptions for unreadable packages
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise UsageError(f"{package} is not a readable Core ML package ({first}); re-run `samexport convert`") \
-            from None
+        raise UsageError(f"{package} is not a readable Core ML package ({first_line(e)}); re-run "
+                         "`samexport convert`") from None
 
 
 def load_spec(package: Path):

@@ -9,7 +9,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 from .registry import OPS
 
 # Data types an ML program declares for its values, as coremltools names them.
@@ -89,8 +89,7 @@ def load_program(package: Path) -> MilProgram:
     try:
         program = load(spec, spec.specificationVersion, file_weights_dir=model.weights_dir)
     except Exception as e:  # a truncated weight file or an op this coremltools cannot build
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise UsageError(f"the ML program in {package} cannot be read back ({type(e).__name__}: {first}); "
+        raise UsageError(f"the ML program in {package} cannot be read back ({type(e).__name__}: {first_line(e)}); "
                          "re-run `samexport convert`") from None
     function = program.functions["main"]
     described = {f["name"]: f for f in describe_io(package)["inputs"]}
