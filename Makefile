@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Off this machine, point pip at the CPU wheels: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install test clean
+.PHONY: install test test-fast lint clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,14 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest
+
+# The fast tier: everything but the tests marked slow (full-size conversions and 1024 encoders).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/python -m ruff check samexport tests benchmarks
+	$(BIN)/python -m ruff format --check samexport tests benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

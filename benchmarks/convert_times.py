@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
+
+from samexport.provenance import machine, versions
 
 FAMILIES = ["repvit", "tinyvit", "efficientsam_ti", "efficientsam_s", "sam_vit_b"]
 
@@ -26,9 +26,26 @@ FAMILIES = ["repvit", "tinyvit", "efficientsam_ti", "efficientsam_s", "sam_vit_b
 def convert_once(encoder: str, target: str, extra: list, out_dir: Path) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "samexport.cli", "convert", "--encoder", encoder, "--target",
-                                 target, "--output-dir", str(out_dir), "--force", "--quiet", *extra],
-                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "samexport.cli",
+                "convert",
+                "--encoder",
+                encoder,
+                "--target",
+                target,
+                "--output-dir",
+                str(out_dir),
+                "--force",
+                "--quiet",
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
         # This child's own rusage (RUSAGE_CHILDREN would be the largest child so far). Its ru_maxrss
         # starts from this small driver's RSS at fork, which is negligible here.
         _, status, usage = os.wait4(proc.pid, 0)
@@ -37,21 +54,33 @@ def convert_once(encoder: str, target: str, extra: list, out_dir: Path) -> dict:
         stderr = err.read()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        return {"encoder": encoder, "target": target, "extra": extra, "status": "error",
-                "error": stderr.strip().splitlines()[-1] if stderr.strip() else "", "wall_s": round(wall, 1)}
+        return {
+            "encoder": encoder,
+            "target": target,
+            "extra": extra,
+            "status": "error",
+            "error": stderr.strip().splitlines()[-1] if stderr.strip() else "",
+            "wall_s": round(wall, 1),
+        }
     manifest = json.loads(next(out_dir.glob("*.export.json")).read_text())
     for f in out_dir.glob("*.export.json"):
         f.unlink()
     onnx = manifest["validation"].get("onnx", {})
     return {
-        "encoder": encoder, "target": target, "extra": extra, "status": "ok", "wall_s": round(wall, 1),
+        "encoder": encoder,
+        "target": target,
+        "extra": extra,
+        "status": "ok",
+        "wall_s": round(wall, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
         "files_mb": {k: round(v["bytes"] / 1e6, 1) for k, v in manifest["files"].items()},
         "steps_s": manifest["timings_s"],
         "onnx_encoder_rel_err": onnx.get("encoder", {}).get("rel"),
         "onnx_decoder_masks_rel_err": onnx.get("decoder", {}).get("worst_masks", {}).get("rel"),
         "onnx_decoder_iou_rel_err": onnx.get("decoder", {}).get("worst_iou", {}).get("rel"),
-        "onnx_int8_psnr_db": {k: onnx.get(k, {}).get("psnr_db") for k in ("encoder",)} if "floor" in onnx else None,
+        "onnx_int8_psnr_db": {k: onnx.get(k, {}).get("psnr_db") for k in ("encoder",)}
+        if "floor" in onnx
+        else None,
         "fusion": manifest["reparameterization"],
     }
 
@@ -60,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoders", default=",".join(FAMILIES))
     parser.add_argument("--target", default="all")
-    parser.add_argument("--extra", default="", help="more convert options, e.g. \"--compress int8\"")
+    parser.add_argument("--extra", default="", help='more convert options, e.g. "--compress int8"')
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rows = []
@@ -68,14 +97,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             row = convert_once(encoder, args.target, shlex.split(args.extra), Path(tmp))
         rows.append(row)
-        print(json.dumps({k: row[k] for k in ("encoder", "status", "wall_s")} | {"files_mb": row.get("files_mb")}),
-              file=sys.stderr)
+        print(
+            json.dumps(
+                {k: row[k] for k in ("encoder", "status", "wall_s")} | {"files_mb": row.get("files_mb")}
+            ),
+            file=sys.stderr,
+        )
     result = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()},
-        "versions": {p: metadata.version(p) for p in ("samexport", "torch", "coremltools", "onnx", "onnxruntime",
-                                                       "onnxsim", "numpy")},
-        "target": args.target, "extra": args.extra, "rows": rows,
+        "machine": machine(),
+        "versions": versions(),
+        "target": args.target,
+        "extra": args.extra,
+        "rows": rows,
         "total_wall_s": round(sum(r["wall_s"] for r in rows), 1),
     }
     print("| encoder | status | wall s | files (MB) |\n|---|---|---|---|")

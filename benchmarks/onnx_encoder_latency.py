@@ -15,14 +15,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 import warnings
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +29,11 @@ from torch import nn
 
 import samexport
 from samexport.export import onnx_export
+from samexport.export.samples import validation_image
+from samexport.families import EncoderForExport
 from samexport.modeling.common import LayerNorm2d
 from samexport.modeling.repvit import SqueezeExcite
-from samexport.export.samples import validation_image
-from samexport.export.wrappers import EncoderForExport
+from samexport.provenance import machine, versions
 
 
 class OfficialSqueezeExcite(nn.Module):
@@ -79,8 +77,15 @@ def as_official(module: nn.Module) -> nn.Module:
 def official_style_export(model, path: Path) -> None:
     traced = torch.jit.trace(as_official(model.image_encoder).eval(), torch.zeros(1, 3, 1024, 1024))
     with torch.no_grad():
-        torch.onnx.export(traced, (torch.zeros(1, 3, 1024, 1024),), str(path), input_names=["image"],
-                          output_names=["imageEmbeddings"], opset_version=17, dynamo=False)
+        torch.onnx.export(
+            traced,
+            (torch.zeros(1, 3, 1024, 1024),),
+            str(path),
+            input_names=["image"],
+            output_names=["imageEmbeddings"],
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def make_session(path: Path) -> ort.InferenceSession:
@@ -89,8 +94,15 @@ def make_session(path: Path) -> ort.InferenceSession:
 
 def export_at(module, path: Path, opset: int, simplified: bool) -> None:
     with torch.no_grad():
-        torch.onnx.export(module.eval(), (torch.zeros(1, 3, 1024, 1024),), str(path), input_names=["image"],
-                          output_names=["imageEmbeddings"], opset_version=opset, dynamo=False)
+        torch.onnx.export(
+            module.eval(),
+            (torch.zeros(1, 3, 1024, 1024),),
+            str(path),
+            input_names=["image"],
+            output_names=["imageEmbeddings"],
+            opset_version=opset,
+            dynamo=False,
+        )
     if simplified:
         onnx_export.simplify(path)
 
@@ -111,8 +123,11 @@ def main() -> None:
     official = work / "official.onnx"
     official_style_export(model, official)
     encoder = EncoderForExport(fused.image_encoder)
-    paths = {"fused17": work / "fused17.onnx", "fused17sim": work / "fused17sim.onnx",
-             "fused20sim": work / "fused20sim.onnx"}
+    paths = {
+        "fused17": work / "fused17.onnx",
+        "fused17sim": work / "fused17sim.onnx",
+        "fused20sim": work / "fused20sim.onnx",
+    }
     export_at(encoder, paths["fused17"], 17, simplified=False)
     export_at(encoder, paths["fused17sim"], 17, simplified=True)
     export_at(encoder, paths["fused20sim"], onnx_export.OPSET, simplified=True)
@@ -121,7 +136,9 @@ def main() -> None:
         "official-style (unfused, trace, opset 17, not simplified)": make_session(official),
         "+ reparameterized (fused), opset 17": make_session(paths["fused17"]),
         "(+ onnxsim at opset 17: breaks ORT's GELU fusion)": make_session(paths["fused17sim"]),
-        f"+ opset {onnx_export.OPSET} native Gelu + onnxsim (samexport convert)": make_session(paths["fused20sim"]),
+        f"+ opset {onnx_export.OPSET} native Gelu + onnxsim (samexport convert)": make_session(
+            paths["fused20sim"]
+        ),
     }
     reference = None
     for name, sess in variants.items():
@@ -139,13 +156,19 @@ def main() -> None:
     rows = []
     for name, values in samples.items():
         median = statistics.median(values)
-        rows.append({"variant": name, "median_s": round(median, 4), "min_s": round(min(values), 4),
-                     "ratio_vs_official": round(median / base, 3), "samples_s": [round(v, 4) for v in values]})
+        rows.append(
+            {
+                "variant": name,
+                "median_s": round(median, 4),
+                "min_s": round(min(values), 4),
+                "ratio_vs_official": round(median / base, 3),
+                "samples_s": [round(v, 4) for v in values],
+            }
+        )
     result = {
         "encoder": args.encoder,
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count()},
-        "versions": {p: metadata.version(p) for p in ("samexport", "torch", "onnx", "onnxruntime", "onnxsim")},
+        "machine": machine(),
+        "versions": versions(),
         "rounds": args.rounds,
         "rows": rows,
     }

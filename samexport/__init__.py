@@ -5,42 +5,30 @@
     emb = m.image_encoder(m.preprocess(image))
     low_res_masks, iou = m.decode(emb, coords, labels)
     fused = samexport.reparameterize_model(m)
+
+The names below are imported on first use, so `import samexport` (and `samexport --help`) does
+not load torch.
 """
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
+import importlib
 
-import torch
-from torch import nn
-
-from .checkpoint import load_checkpoint, random_state_dict
 from .errors import SamExportError
-from .registry import get_spec, list_models
-from .reparam import reparameterize_model
+from .version import __version__
 
-__version__ = "0.1.0"
+_LAZY = {
+    "RandomWeightsWarning": "samexport.zoo",
+    "build_model": "samexport.zoo",
+    "get_spec": "samexport.registry",
+    "list_models": "samexport.registry",
+    "reparameterize_model": "samexport.reparam",
+}
 
-__all__ = ["RandomWeightsWarning", "SamExportError", "__version__", "build_model", "get_spec",
-           "list_models", "reparameterize_model"]
+__all__ = ["SamExportError", "__version__", *_LAZY]
 
 
-class RandomWeightsWarning(UserWarning):
-    """Raised as a warning when a model is built without a checkpoint."""
-
-
-def build_model(name: str, checkpoint: str | Path | None = None) -> nn.Module:
-    """Build a registry model in eval mode, with an official checkpoint or deterministic random weights."""
-    spec = get_spec(name)
-    with torch.device("cpu"):
-        model = spec.build()
-    if checkpoint is None:
-        model.load_state_dict(random_state_dict(model), strict=True)
-        warnings.warn(f"no checkpoint for {spec.name}: using deterministic random weights; masks will be "
-                      f"meaningless but latency is valid (official file: {spec.checkpoint_file})",
-                      RandomWeightsWarning, stacklevel=2)
-    else:
-        load_checkpoint(model, checkpoint, spec)
-    model.spec = spec
-    return model.eval()
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'samexport' has no attribute {name!r}")

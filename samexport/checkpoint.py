@@ -21,8 +21,7 @@ StateDict = Dict[str, torch.Tensor]
 @functools.lru_cache(maxsize=None)
 def expected_layout(name: str) -> Dict[str, Tuple[int, ...]]:
     """Key -> shape of the official state_dict of a registry model (built on the meta device)."""
-    with torch.device("meta"):
-        model = get_spec(name).build()
+    model = get_spec(name).build_meta()
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -30,25 +29,32 @@ def read_checkpoint(path: str | Path) -> StateDict:
     """Read a checkpoint file without executing code: a plain state_dict or {"model": state_dict}."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist or is not a file; "
-                              "pass the path of an official .pt/.pth file")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist or is not a file; pass the path of an official .pt/.pth file"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"checkpoint {path} contains pickled objects other than tensors, which samexport "
-                              f"refuses to execute ({first_line(e)}); re-save it as a plain state_dict") from None
+        raise CheckpointError(
+            f"checkpoint {path} contains pickled objects other than tensors, which samexport "
+            f"refuses to execute ({first_line(e)}); re-save it as a plain state_dict"
+        ) from None
     except Exception as e:  # the unpickler raises anything (KeyError, EOFError, ...) on damaged bytes
-        raise CheckpointError(f"checkpoint {path} is truncated or not a PyTorch file ({first_line(e)}); "
-                              "download it again") from None
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or not a PyTorch file ({first_line(e)}); download it again"
+        ) from None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"checkpoint {path} is not a state_dict of tensors (nor {{'model': state_dict}}); "
-                              "pass the official checkpoint file")
+        raise CheckpointError(
+            f"checkpoint {path} is not a state_dict of tensors (nor {{'model': state_dict}}); "
+            "pass the official checkpoint file"
+        )
     for key, value in obj.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(f"checkpoint {path} has NaN/Inf values in {key!r}; the file is damaged, "
-                                  "download it again")
+            raise CheckpointError(
+                f"checkpoint {path} has NaN/Inf values in {key!r}; the file is damaged, download it again"
+            )
     return dict(obj)
 
 
@@ -119,7 +125,11 @@ def random_fill(key: str, like: torch.Tensor, salt: str = "") -> torch.Tensor:
     elif leaf == "running_mean":
         t = 0.1 * torch.randn(shape, generator=g)
     elif len(shape) < 2:
-        t = (1.0 + 0.1 * torch.randn(shape, generator=g)) if leaf == "weight" else 0.02 * torch.randn(shape, generator=g)
+        t = (
+            (1.0 + 0.1 * torch.randn(shape, generator=g))
+            if leaf == "weight"
+            else 0.02 * torch.randn(shape, generator=g)
+        )
     else:
         t = torch.randn(shape, generator=g) * (1.0 / math.sqrt(math.prod(shape[1:])))
     return t.to(like.dtype)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from .errors import SamExportError
-from .export.convert import DEFAULT_POINTS
-from .registry import get_spec, list_models
+from .errors import SamExportError, first_line
+from .export.options import DEFAULT_POINTS
+from .fsutil import atomic_write_text
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -23,6 +23,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def _encoder_name(ctx, param, value):
     if value is None:
         return value
+    from .registry import get_spec
+
     return get_spec(value).name
 
 
@@ -34,15 +36,16 @@ def cli() -> None:
 
 @cli.command("list")
 def list_command() -> None:
-    """The model families, with parameter counts."""
-    from .info import model_info
+    """The models, with parameter counts."""
+    from .info import model_params
+    from .registry import get_spec, list_models
 
-    rows = [model_info(name) for name in list_models()]
     click.echo(f"{'name':<16}{'model':<17}{'params':>9}  description")
-    for r in rows:
-        spec = get_spec(r["name"])
+    for name in list_models():
+        spec = get_spec(name)
         alias = f" (alias: {', '.join(spec.aliases)})" if spec.aliases else ""
-        click.echo(f"{r['name']:<16}{r['title']:<17}{r['params']['total'] / 1e6:>8.1f}M  {r['summary']}{alias}")
+        total = model_params(name)["total"]
+        click.echo(f"{name:<16}{spec.title:<17}{total / 1e6:>8.1f}M  {spec.summary}{alias}")
 
 
 @cli.command("info")
@@ -71,46 +74,97 @@ def info_command(encoder: str, as_json: bool) -> None:
 @cli.command("convert")
 @click.option("--encoder", required=True, callback=_encoder_name, help="Model name (see `samexport list`).")
 @click.option("--target", default="coreml", show_default=True, help="coreml, onnx or all.")
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="Official checkpoint file (default: random weights).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    help="Official checkpoint file (default: random weights).",
+)
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
-@click.option("--precision", default="fp16", show_default=True, help="Core ML compute precision: fp16 or fp32.")
-@click.option("--compress", default="none", show_default=True,
-              help="none, int8 (Core ML and ONNX), palettize8, palettize6, palettize4 (Core ML).")
-@click.option("--points", default=",".join(map(str, DEFAULT_POINTS)), show_default=True,
-              help="Prompt point counts the decoder must take exactly (a box counts as 2).")
-@click.option("--image-input", default="image", show_default=True,
-              help="Core ML encoder input: image (RGB ImageType) or tensor (normalized float).")
+@click.option(
+    "--precision", default="fp16", show_default=True, help="Core ML compute precision: fp16 or fp32."
+)
+@click.option(
+    "--compress",
+    default="none",
+    show_default=True,
+    help="none, int8 (Core ML and ONNX), palettize8, palettize6, palettize4 (Core ML).",
+)
+@click.option(
+    "--points",
+    default=",".join(map(str, DEFAULT_POINTS)),
+    show_default=True,
+    help="Prompt point counts the decoder must take exactly (a box counts as 2).",
+)
+@click.option(
+    "--image-input",
+    default="image",
+    show_default=True,
+    help="Core ML encoder input: image (RGB ImageType) or tensor (normalized float).",
+)
 @click.option("--min-target", default="iOS16", show_default=True, help="iOS16, iOS17 or iOS18.")
 @click.option("--force", is_flag=True, help="Replace existing exports.")
 @click.option("--no-validate", is_flag=True, help="Skip the numeric comparison with PyTorch.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def convert_command(encoder, target, checkpoint, output_dir, precision, compress, points, image_input, min_target,
-                    force, no_validate, quiet) -> None:
+def convert_command(
+    encoder,
+    target,
+    checkpoint,
+    output_dir,
+    precision,
+    compress,
+    points,
+    image_input,
+    min_target,
+    force,
+    no_validate,
+    quiet,
+) -> None:
     """Export encoder + decoder (reparameterized), validate them against PyTorch, write a manifest."""
-    from .export.convert import ConvertOptions, artifact_names, convert, parse_points
+    from .export.convert import convert
+    from .export.options import ConvertOptions, artifact_names, parse_points
+    from .registry import get_spec
 
-    options = ConvertOptions(encoder=encoder, target=target, checkpoint=checkpoint, output_dir=output_dir,
-                             precision=precision, compress=compress, points=parse_points(points),
-                             image_input=image_input, min_target=min_target, force=force,
-                             validate=not no_validate)
+    options = ConvertOptions(
+        encoder=encoder,
+        target=target,
+        checkpoint=checkpoint,
+        output_dir=output_dir,
+        precision=precision,
+        compress=compress,
+        points=parse_points(points),
+        image_input=image_input,
+        min_target=min_target,
+        force=force,
+        validate=not no_validate,
+    )
     manifest = convert(options, quiet=quiet)
     files = ", ".join(f"{f['path']} ({f['bytes'] / 1e6:.1f} MB)" for f in manifest["files"].values())
-    click.echo(f"done: {files}; manifest {output_dir / artifact_names(get_spec(encoder), options)['manifest']}")
+    click.echo(
+        f"done: {files}; manifest {output_dir / artifact_names(get_spec(encoder), options)['manifest']}"
+    )
 
 
 @cli.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--checkpoint", type=click.Path(path_type=Path),
-              help="The checkpoint the packages were converted from (none for default weights).")
-@click.option("--method", default="auto", show_default=True,
-              help="auto (Core ML prediction on Apple silicon, else NumPy), coreml, or numpy (evaluate the saved "
-                   "ML program op by op; any platform).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    help="The checkpoint the packages were converted from (none for default weights).",
+)
+@click.option(
+    "--method",
+    default="auto",
+    show_default=True,
+    help="auto (Core ML prediction on Apple silicon, else NumPy), coreml, or numpy (evaluate the saved "
+    "ML program op by op; any platform).",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the full report here.")
 def validate_command(paths, checkpoint, method, json_path) -> None:
     """Numeric verdict for Core ML packages (or export manifests) against PyTorch.
 
     Exit 0 when every package meets its floor (fp16: PSNR >= 35 dB; fp32: max error <= 1e-4 of
-    max |ref| in NumPy; compressed weights: cosine >= 0.98 and PSNR >= 20 dB; never NaN/Inf), 1 when one does not.
+    max |ref| in NumPy; compressed weights: cosine >= 0.98 and PSNR >= 20 dB; never NaN/Inf), 1 when one
+    does not.
     """
     from .export.validate import raise_if_any_failed, render, validate
 
@@ -119,16 +173,27 @@ def validate_command(paths, checkpoint, method, json_path) -> None:
     reports = validate(list(paths), checkpoint=checkpoint, method=method)
     click.echo(render(reports))
     if json_path is not None:
-        json_path.write_text(json.dumps(reports, indent=2) + "\n")
+        atomic_write_text(json_path, json.dumps(reports, indent=2) + "\n")
     raise_if_any_failed(reports)
 
 
 @cli.command("bench")
-@click.option("--device", default="cpu", show_default=True, help="cpu (onnxruntime), cuda, m1 (Core ML on a Mac), iphone.")
-@click.option("--encoder", "encoders", default="repvit", show_default=True, help="Model name, comma list, or all.")
-@click.option("--target", default="onnx", show_default=True, help="onnx (cpu, cuda) or coreml (m1, iphone).")
-@click.option("--compute-units", default="all", show_default=True,
-              help="Core ML: comma list of all, cpu_and_ne, cpu_and_gpu, cpu_only.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu (onnxruntime), cuda, m1 (Core ML on a Mac), iphone.",
+)
+@click.option(
+    "--encoder", "encoders", default="repvit", show_default=True, help="Model name, comma list, or all."
+)
+@click.option("--target", help="onnx (cpu, cuda) or coreml (m1, iphone); default: the device's.")
+@click.option(
+    "--compute-units",
+    default="all",
+    show_default=True,
+    help="Core ML: comma list of all, cpu_and_ne, cpu_and_gpu, cpu_only.",
+)
 @click.option("--points", default="1,5", show_default=True, help="Decoder prompt point counts to measure.")
 @click.option("--runs", default=5, show_default=True, help="Timed runs per part.")
 @click.option("--warmup", default=1, show_default=True, help="Untimed runs after the first inference.")
@@ -137,27 +202,69 @@ def validate_command(paths, checkpoint, method, json_path) -> None:
 @click.option("--compress", default="none", show_default=True, help="Measure none or int8 exports.")
 @click.option("--models-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
 @click.option("--format", "fmt", default="table", show_default=True, help="table, json, csv or markdown.")
-@click.option("--output", type=click.Path(path_type=Path),
-              help="Write the report here (with --format json it is rewritten after every part).")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Write the report here (with --format json it is rewritten after every part).",
+)
 @click.option("--plot", type=click.Path(path_type=Path), help="Write a PNG bar chart here.")
 @click.option("--table", "table_layout", help="paper: the RepViT-SAM paper's layout (platform x model).")
-@click.option("--from", "sources", multiple=True, type=click.Path(path_type=Path),
-              help="Report earlier JSON results (repeatable, e.g. one per device) instead of measuring.")
-@click.option("--via-harness", is_flag=True,
-              help="--device m1: measure inside the ios_harness macOS app (as an app would) instead of coremltools.")
-@click.option("--harness-dir", type=click.Path(path_type=Path), help="The ios_harness folder (default ./ios_harness).")
-@click.option("--team", envvar="SAMEXPORT_TEAM_ID", help="Apple development team ID for signing the harness app "
-              "(or SAMEXPORT_TEAM_ID).")
-@click.option("--prepare-only", is_flag=True,
-              help="Only stage the packages and BenchPlan.json in ios_harness/Models (any platform), to build in Xcode.")
-@click.option("--harness-timeout", default=3600, show_default=True, help="Seconds to wait for the harness app.")
-def bench_command(device, encoders, target, compute_units, points, runs, warmup, memory_limit, as_device, compress,
-                  models_dir, fmt, output, plot, table_layout, sources, via_harness, harness_dir, team, prepare_only,
-                  harness_timeout) -> None:
+@click.option(
+    "--from",
+    "sources",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Report earlier JSON results (repeatable, e.g. one per device) instead of measuring.",
+)
+@click.option(
+    "--via-harness",
+    is_flag=True,
+    help="--device m1: measure inside the ios_harness macOS app (as an app would) instead of coremltools.",
+)
+@click.option(
+    "--harness-dir", type=click.Path(path_type=Path), help="The ios_harness folder (default ./ios_harness)."
+)
+@click.option(
+    "--team",
+    envvar="SAMEXPORT_TEAM_ID",
+    help="Apple development team ID for signing the harness app (or SAMEXPORT_TEAM_ID).",
+)
+@click.option(
+    "--prepare-only",
+    is_flag=True,
+    help="Only stage the packages and BenchPlan.json in ios_harness/Models (any platform), to build in "
+    "Xcode.",
+)
+@click.option(
+    "--harness-timeout", default=3600, show_default=True, help="Seconds to wait for the harness app."
+)
+def bench_command(
+    device,
+    encoders,
+    target,
+    compute_units,
+    points,
+    runs,
+    warmup,
+    memory_limit,
+    as_device,
+    compress,
+    models_dir,
+    fmt,
+    output,
+    plot,
+    table_layout,
+    sources,
+    via_harness,
+    harness_dir,
+    team,
+    prepare_only,
+    harness_timeout,
+) -> None:
     """Encoder and decoder latency and memory on a device, with out-of-memory verdicts."""
-    from .bench import devices, report
-    from .bench.run import Bench, BenchOptions, load_results, resolve_encoders
-    from .export.convert import parse_points
+    from .bench import device_profiles, report
+    from .bench.orchestrate import Bench, BenchOptions, load_results, resolve_encoders
+    from .export.options import parse_points
 
     if fmt not in ("table", "json", "csv", "markdown"):
         raise click.BadParameter(f"{fmt!r}; choose table, json, csv or markdown", param_hint="--format")
@@ -175,32 +282,50 @@ def bench_command(device, encoders, target, compute_units, points, runs, warmup,
         else:
             text = "".join((report.to_csv if fmt == "csv" else report.to_markdown)(r) for r in results)
         if output is not None:
-            output.write_text(text)
+            atomic_write_text(output, text)
         else:
             click.echo(text, nl=False)
         if plot is not None:
             report.plot(results[0], plot)
         return
 
-    options = BenchOptions(device=device, encoders=resolve_encoders(encoders), target=target,
-                           compute_units=tuple(c.strip() for c in compute_units.split(",") if c.strip()),
-                           points=parse_points(points), runs=runs, warmup=warmup,
-                           memory_limit=devices.parse_size(memory_limit) if memory_limit else None,
-                           as_device=as_device, compress=compress, models_dir=models_dir,
-                           output=output if fmt == "json" and not table_layout else None,
-                           via_harness=via_harness, harness_dir=harness_dir, team=team, prepare_only=prepare_only,
-                           harness_timeout_s=float(harness_timeout))
+    options = BenchOptions(
+        device=device,
+        encoders=resolve_encoders(encoders),
+        target=target,
+        compute_units=tuple(c.strip() for c in compute_units.split(",") if c.strip()),
+        points=parse_points(points),
+        runs=runs,
+        warmup=warmup,
+        memory_limit=device_profiles.parse_size(memory_limit) if memory_limit else None,
+        as_device=as_device,
+        compress=compress,
+        models_dir=models_dir,
+        output=output if fmt == "json" and not table_layout else None,
+        via_harness=via_harness,
+        harness_dir=harness_dir,
+        team=team,
+        prepare_only=prepare_only,
+        harness_timeout_s=float(harness_timeout),
+    )
     result = Bench(options).run()
     if result is None:  # --prepare-only
-        click.echo("staged; open ios_harness in Xcode (see ios_harness/README.md) or run without --prepare-only on a Mac")
+        click.echo(
+            "staged; open ios_harness in Xcode (see ios_harness/README.md) or run without --prepare-only "
+            "on a Mac"
+        )
         return
     if table_layout == "paper":
         text = report.paper_table([result], markdown=fmt != "csv")
     else:
-        text = {"json": report.to_json, "csv": report.to_csv, "markdown": report.to_markdown,
-                "table": report.to_markdown}[fmt](result)
+        text = {
+            "json": report.to_json,
+            "csv": report.to_csv,
+            "markdown": report.to_markdown,
+            "table": report.to_markdown,
+        }[fmt](result)
     if output is not None:
-        output.write_text(text)
+        atomic_write_text(output, text)
     if fmt == "table" and not table_layout:
         report.print_table(result)
     elif output is None:
@@ -231,29 +356,41 @@ def _terminate(signum, frame) -> None:
     sys.exit(128 + signum)
 
 
-def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
-    warnings.showwarning = _one_line_warning
+def run(args: list[str] | None = None) -> int:
+    """Run the command line on `args` (default: sys.argv[1:]); errors become one `error:` line on stderr.
+    Returns the exit status: 0, 1 (a check failed or a bug), 2 (bad usage or input), 130 (interrupted)."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args, prog_name="samexport", standalone_mode=False)
+        return 0
     except click.exceptions.Abort:
         click.echo("error: interrupted", err=True)
-        sys.exit(130)
+        return 130
     except click.exceptions.NoSuchOption as e:
-        click.echo(f"error: {e.format_message()} (see `samexport {e.ctx.info_name if e.ctx else ''} --help`)", err=True)
-        sys.exit(e.exit_code)
+        click.echo(
+            f"error: {e.format_message()} (see `samexport {e.ctx.info_name if e.ctx else ''} --help`)",
+            err=True,
+        )
+        return e.exit_code
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
-        sys.exit(e.exit_code)
+        return e.exit_code
     except SamExportError as e:
         click.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
+        return e.exit_code
     except Exception as e:  # a bug or a converter failure: one line, the traceback on request
         if os.environ.get("SAMEXPORT_DEBUG"):
             raise
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        click.echo(f"error: {type(e).__name__}: {first} (set SAMEXPORT_DEBUG=1 for the traceback)", err=True)
-        sys.exit(1)
+        click.echo(
+            f"error: {type(e).__name__}: {first_line(e, 300)} (set SAMEXPORT_DEBUG=1 for the traceback)",
+            err=True,
+        )
+        return 1
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
+    warnings.showwarning = _one_line_warning
+    sys.exit(run())
 
 
 if __name__ == "__main__":

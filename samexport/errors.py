@@ -5,6 +5,8 @@ The CLI prints `error: <message>` for any SamExportError and exits with its `exi
 
 
 class SamExportError(Exception):
+    """Any samexport failure with a one-line message; exit status 1 unless a subclass says otherwise."""
+
     exit_code = 1
 
 

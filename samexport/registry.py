@@ -1,78 +1,192 @@
-"""The model zoo: one named config per supported model, as in timm's registry."""
+"""The model zoo: one named config per supported model, as in timm's registry.
+
+A row names its family (the type that owns the decoder/prompt conventions, see `families`) and
+how to build its image encoder; registering a name or alias twice is an error.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Tuple
 
+import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .errors import UsageError
-from .modeling import EfficientSam, EfficientSamImageEncoder, ImageEncoderViT, RepViT, Sam, TinyViT
+from .families import EFFICIENT_SAM, SAM, Family
+from .modeling import EfficientSamImageEncoder, ImageEncoderViT, RepViT, TinyViT
 
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A registry row: names, family, encoder builder and the official checkpoint it loads."""
+
     name: str
     title: str
-    swift_name: str              # base of exported file and Swift class names
-    style: str                   # "sam" or "efficientsam": prompt/decoder conventions
-    build_encoder: Callable[[], nn.Module]
-    checkpoint_file: str         # official file name
+    swift_name: str  # base of exported file and Swift class names
+    family: Family
+    encoder: Callable[[], nn.Module]
+    checkpoint_file: str  # official file name
     checkpoint_source: str
     summary: str
-    parity_family: str | None = None   # fixture name in shared/parity
     aliases: Tuple[str, ...] = field(default_factory=tuple)
 
     def build(self) -> nn.Module:
-        model_cls = Sam if self.style == "sam" else EfficientSam
-        return model_cls(self.build_encoder())
+        return self.family.build(self.encoder())
+
+    def build_meta(self) -> nn.Module:
+        """The model on the meta device (shapes only), for layouts, parameter counts and FLOPs."""
+        with torch.device("meta"), _NoRandomInit():
+            return self.build()
 
 
-def _sam_vit(embed_dim: int, depth: int, heads: int, global_idx: Tuple[int, ...]) -> Callable[[], nn.Module]:
-    return lambda: ImageEncoderViT(embed_dim, depth, heads, global_idx)
+class _NoRandomInit(TorchFunctionMode):
+    """Skips in-place random initialisation: a meta tensor has no values to fill, and torch imports its
+    compiler stack (seconds) the first time such a fill runs on the meta device."""
+
+    FILLS = {
+        torch.Tensor.normal_,
+        torch.Tensor.uniform_,
+        nn.init.normal_,
+        nn.init.uniform_,
+        nn.init.trunc_normal_,
+        nn.init.kaiming_uniform_,
+        nn.init.kaiming_normal_,
+        nn.init.xavier_uniform_,
+        nn.init.xavier_normal_,
+    }
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.FILLS:
+            return args[0] if args else next(iter((kwargs or {}).values()))
+        return func(*args, **(kwargs or {}))
 
 
-_SPECS: List[ModelSpec] = [
-    ModelSpec("repvit", "RepViT-SAM", "RepViTSAM", "sam", RepViT, "repvit_sam.pt",
-              "THU-MIG/RepViT releases (RepViT-SAM)",
-              "RepViT-M2.3 CNN encoder, stride-1 last downsample, SAM decoder", "repvit_sam"),
-    ModelSpec("tinyvit", "MobileSAM", "MobileSAM", "sam", TinyViT, "mobile_sam.pt",
-              "ChaoningZhang/MobileSAM, weights/mobile_sam.pt",
-              "TinyViT-5M encoder distilled from SAM ViT-H, SAM decoder", "mobile_sam", ("mobilesam",)),
-    ModelSpec("efficientsam_ti", "EfficientSAM-Ti", "EfficientSAMTi", "efficientsam",
-              lambda: EfficientSamImageEncoder(192, 12, 3), "efficient_sam_vitt.pt",
-              "yformer/EfficientSAM, weights/efficient_sam_vitt.pt",
-              "ViT-Ti encoder (SAMI-pretrained), EfficientSAM prompt encoder and decoder", "efficient_sam_vitt"),
-    ModelSpec("efficientsam_s", "EfficientSAM-S", "EfficientSAMS", "efficientsam",
-              lambda: EfficientSamImageEncoder(384, 12, 6), "efficient_sam_vits.pt",
-              "yformer/EfficientSAM, weights/efficient_sam_vits.pt.zip (unzip it)",
-              "ViT-S encoder (SAMI-pretrained), EfficientSAM prompt encoder and decoder", "efficient_sam_vits"),
-    ModelSpec("sam_vit_b", "SAM ViT-B", "SAMViTB", "sam", _sam_vit(768, 12, 12, (2, 5, 8, 11)),
-              "sam_vit_b_01ec64.pth", "facebookresearch/segment-anything model checkpoints",
-              "original SAM, ViT-B encoder (heavy baseline)", "sam_vit_b"),
-    ModelSpec("sam_vit_l", "SAM ViT-L", "SAMViTL", "sam", _sam_vit(1024, 24, 16, (5, 11, 17, 23)),
-              "sam_vit_l_0b3195.pth", "facebookresearch/segment-anything model checkpoints",
-              "original SAM, ViT-L encoder"),
-    ModelSpec("sam_vit_h", "SAM ViT-H", "SAMViTH", "sam", _sam_vit(1280, 32, 16, (7, 15, 23, 31)),
-              "sam_vit_h_4b8939.pth", "facebookresearch/segment-anything model checkpoints",
-              "original SAM, ViT-H encoder (the teacher of MobileSAM)"),
-]
-
+_SPECS: Dict[str, ModelSpec] = {}
 _BY_NAME: Dict[str, ModelSpec] = {}
-for _spec in _SPECS:
-    for _key in (_spec.name, *_spec.aliases):
-        _BY_NAME[_key] = _spec
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    for key in (spec.name, *spec.aliases):
+        if key in _BY_NAME:
+            raise ValueError(f"model name {key!r} is registered twice")
+    _SPECS[spec.name] = spec
+    for key in (spec.name, *spec.aliases):
+        _BY_NAME[key] = spec
+    return spec
+
+
+def unregister_model(name: str) -> None:
+    spec = _SPECS.pop(name)
+    for key in (spec.name, *spec.aliases):
+        del _BY_NAME[key]
 
 
 def list_models() -> List[str]:
     """Registry names, in table order (aliases excluded)."""
-    return [s.name for s in _SPECS]
+    return list(_SPECS)
 
 
 def get_spec(name: str) -> ModelSpec:
     try:
         return _BY_NAME[name.lower()]
     except (KeyError, AttributeError):
-        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(list_models())} "
-                         f"(alias: mobilesam)") from None
+        aliases = [f"{a} = {s.name}" for s in _SPECS.values() for a in s.aliases]
+        raise UsageError(
+            f"unknown model {name!r}; choose one of: {', '.join(list_models())}"
+            + (f" (aliases: {', '.join(aliases)})" if aliases else "")
+        ) from None
+
+
+def _sam_vit(embed_dim: int, depth: int, heads: int, global_idx: Tuple[int, ...]) -> Callable[[], nn.Module]:
+    return lambda: ImageEncoderViT(embed_dim, depth, heads, global_idx)
+
+
+SAM_CHECKPOINTS = "facebookresearch/segment-anything model checkpoints"
+
+register_model(
+    ModelSpec(
+        name="repvit",
+        title="RepViT-SAM",
+        swift_name="RepViTSAM",
+        family=SAM,
+        encoder=RepViT,
+        checkpoint_file="repvit_sam.pt",
+        checkpoint_source="THU-MIG/RepViT releases (RepViT-SAM)",
+        summary="RepViT-M2.3 CNN encoder, stride-1 last downsample, SAM decoder",
+    )
+)
+register_model(
+    ModelSpec(
+        name="tinyvit",
+        title="MobileSAM",
+        swift_name="MobileSAM",
+        family=SAM,
+        encoder=TinyViT,
+        checkpoint_file="mobile_sam.pt",
+        checkpoint_source="ChaoningZhang/MobileSAM, weights/mobile_sam.pt",
+        summary="TinyViT-5M encoder distilled from SAM ViT-H, SAM decoder",
+        aliases=("mobilesam",),
+    )
+)
+register_model(
+    ModelSpec(
+        name="efficientsam_ti",
+        title="EfficientSAM-Ti",
+        swift_name="EfficientSAMTi",
+        family=EFFICIENT_SAM,
+        encoder=lambda: EfficientSamImageEncoder(192, 12, 3),
+        checkpoint_file="efficient_sam_vitt.pt",
+        checkpoint_source="yformer/EfficientSAM, weights/efficient_sam_vitt.pt",
+        summary="ViT-Ti encoder (SAMI-pretrained), EfficientSAM prompt encoder and decoder",
+    )
+)
+register_model(
+    ModelSpec(
+        name="efficientsam_s",
+        title="EfficientSAM-S",
+        swift_name="EfficientSAMS",
+        family=EFFICIENT_SAM,
+        encoder=lambda: EfficientSamImageEncoder(384, 12, 6),
+        checkpoint_file="efficient_sam_vits.pt",
+        checkpoint_source="yformer/EfficientSAM, weights/efficient_sam_vits.pt.zip (unzip it)",
+        summary="ViT-S encoder (SAMI-pretrained), EfficientSAM prompt encoder and decoder",
+    )
+)
+register_model(
+    ModelSpec(
+        name="sam_vit_b",
+        title="SAM ViT-B",
+        swift_name="SAMViTB",
+        family=SAM,
+        encoder=_sam_vit(768, 12, 12, (2, 5, 8, 11)),
+        checkpoint_file="sam_vit_b_01ec64.pth",
+        checkpoint_source=SAM_CHECKPOINTS,
+        summary="original SAM, ViT-B encoder (heavy baseline)",
+    )
+)
+register_model(
+    ModelSpec(
+        name="sam_vit_l",
+        title="SAM ViT-L",
+        swift_name="SAMViTL",
+        family=SAM,
+        encoder=_sam_vit(1024, 24, 16, (5, 11, 17, 23)),
+        checkpoint_file="sam_vit_l_0b3195.pth",
+        checkpoint_source=SAM_CHECKPOINTS,
+        summary="original SAM, ViT-L encoder",
+    )
+)
+register_model(
+    ModelSpec(
+        name="sam_vit_h",
+        title="SAM ViT-H",
+        swift_name="SAMViTH",
+        family=SAM,
+        encoder=_sam_vit(1280, 32, 16, (7, 15, 23, 31)),
+        checkpoint_file="sam_vit_h_4b8939.pth",
+        checkpoint_source=SAM_CHECKPOINTS,
+        summary="original SAM, ViT-H encoder (the teacher of MobileSAM)",
+    )
+)

@@ -30,8 +30,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
         dtype = getattr(image, "dtype", type(image).__name__)
-        raise InputError(f"expected an HxWx3 uint8 RGB numpy array, got {dtype} {shape}; "
-                         "convert with np.asarray(PIL.Image.open(path).convert('RGB'))")
+        raise InputError(
+            f"expected an HxWx3 uint8 RGB numpy array, got {dtype} {shape}; "
+            "convert with np.asarray(PIL.Image.open(path).convert('RGB'))"
+        )
     return image
 
 
@@ -64,7 +66,9 @@ def efficient_sam_preprocess(image: np.ndarray, size: int = IMG_SIZE) -> torch.T
     return (x - mean) / std
 
 
-def sam_postprocess_masks(low_res: torch.Tensor, original_hw: Tuple[int, int], size: int = IMG_SIZE) -> torch.Tensor:
+def sam_postprocess_masks(
+    low_res: torch.Tensor, original_hw: Tuple[int, int], size: int = IMG_SIZE
+) -> torch.Tensor:
     """(B, K, 256, 256) logits -> (B, K, H, W): bilinear to 1024, crop the letterbox, bilinear to H x W."""
     h, w = original_hw
     new_h, new_w = longest_side_shape(h, w, size)
@@ -76,41 +80,6 @@ def sam_postprocess_masks(low_res: torch.Tensor, original_hw: Tuple[int, int], s
 def efficient_sam_postprocess_masks(low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
     """(B, K, 256, 256) logits -> (B, K, H, W): one bicubic resize, no crop."""
     return F.interpolate(low_res, tuple(original_hw), mode="bicubic", align_corners=False)
-
-
-def input_contract(style: str) -> dict:
-    """What an app must feed the encoder and decoder, for manifests, metadata and `samexport info`."""
-    common = {
-        "model_input_size": [IMG_SIZE, IMG_SIZE],
-        "coordinate_frame": "(x, y) pixels of the 1024x1024 model input",
-        "point_labels": {"1": "positive click", "0": "negative click", "2": "box top-left",
-                         "3": "box bottom-right", "-1": "padding"},
-        "mask_threshold": 0.0,
-        "low_res_mask_size": [256, 256],
-        "multimask_selection": "token 0 is the single-mask output; for ambiguous prompts use tokens 1..3 "
-                               "and pick the highest IoU score",
-    }
-    if style == "sam":
-        return {**common,
-                "resize": "scale the longest side to 1024 (s = 1024 / max(H, W), new size rounded half up), "
-                          "Pillow bilinear",
-                "pixel_mean": list(SAM_PIXEL_MEAN), "pixel_std": list(SAM_PIXEL_STD), "pixel_scale": "0..255",
-                "padding": "bottom and right to 1024x1024 with the mean colour (zeros after normalization)",
-                "pad_color_rgb": list(SAM_PIXEL_MEAN),
-                "coordinate_transform": "x * new_w / W, y * new_h / H",
-                "prompt_layout": "clicks, then a (0, 0) token with label -1 when there is no box, "
-                                 "then box corners with labels 2 and 3",
-                "mask_upscaling": "bilinear to 1024x1024, crop to new_h x new_w, bilinear to H x W, logits > 0",
-                "mask_prompt": "optional 1x1x256x256 low-res logits of a previous prediction"}
-    return {**common,
-            "resize": "stretch to 1024x1024 (aspect ratio not kept), bilinear, no antialiasing",
-            "pixel_mean": list(EFFICIENT_SAM_PIXEL_MEAN), "pixel_std": list(EFFICIENT_SAM_PIXEL_STD),
-            "pixel_scale": "0..1", "padding": "none", "pad_color_rgb": None,
-            "coordinate_transform": "x * 1024 / W, y * 1024 / H; negative coordinates become -1",
-            "prompt_layout": f"clicks, then box corners with labels 2 and 3, padded with (-1, -1) and label -1 "
-                             f"(or cut) to exactly {EFFICIENT_SAM_MAX_POINTS} tokens",
-            "mask_upscaling": "bicubic from 256x256 straight to H x W, logits > 0",
-            "mask_prompt": None}
 
 
 def _as_coords(coords) -> np.ndarray:
@@ -130,7 +99,9 @@ def sam_transform_coords(coords, original_hw: Tuple[int, int], size: int = IMG_S
     return torch.as_tensor(out, dtype=torch.float32)
 
 
-def efficient_sam_transform_coords(coords, original_hw: Tuple[int, int], size: int = IMG_SIZE) -> torch.Tensor:
+def efficient_sam_transform_coords(
+    coords, original_hw: Tuple[int, int], size: int = IMG_SIZE
+) -> torch.Tensor:
     """(..., 2) pixel (x, y) -> float32 tensor in the stretched frame; negative coordinates become -1."""
     h, w = original_hw
     pts = torch.as_tensor(_as_coords(coords), dtype=torch.float32)

@@ -11,16 +11,17 @@ import sys
 import numpy as np
 import pytest
 
-from samexport.bench import devices, report
+from helpers import run_cli
+from samexport.bench import device_profiles as devices
+from samexport.bench import report
+from samexport.bench.child import run_part
 from samexport.bench.ios import parse_devicectl
-from samexport.bench.runner import run_part
 from samexport.bench.stats import summarize
 from samexport.errors import UsageError
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "samexport.cli", "bench", *args], capture_output=True, text=True,
-                          timeout=900)
+    return run_cli("bench", *args)
 
 
 def test_summarize():
@@ -33,12 +34,12 @@ def test_summarize():
 
 
 def test_sizes_and_device_budgets():
-    assert devices.parse_size("4G") == 4 * 1024 ** 3
-    assert devices.parse_size("512MB") == 512 * 1024 ** 2
-    assert devices.parse_size("1.5GiB") == int(1.5 * 1024 ** 3)
+    assert devices.parse_size("4G") == 4 * 1024**3
+    assert devices.parse_size("512MB") == 512 * 1024**2
+    assert devices.parse_size("1.5GiB") == int(1.5 * 1024**3)
     with pytest.raises(UsageError, match="size like 4G"):
         devices.parse_size("lots")
-    assert devices.budget_bytes("iphone12") == 2 * 1024 ** 3  # 4 GB x 0.5, the stated rule
+    assert devices.budget_bytes("iphone12") == 2 * 1024**3  # 4 GB x 0.5, the stated rule
     with pytest.raises(UsageError, match="choose one of: iphone12"):
         devices.profile("nokia3310")
     assert "os_proc_available_memory" in devices.load()["budget_rule"]
@@ -46,21 +47,42 @@ def test_sizes_and_device_budgets():
 
 def fake_result(device="CPU (onnxruntime), test CPU"):
     def row(title, style, part, points, status, median=None):
-        r = {"model": title.lower(), "title": title, "style": style, "part": part, "points": points,
-             "tokens": None if points is None else points + 1, "precision": "fp32", "compute_unit": "cpu",
-             "status": status, "gmacs": 10.0, "compute_floor_ms": 100.0, "peak_rss_mb": 500.0}
+        r = {
+            "model": title.lower(),
+            "title": title,
+            "style": style,
+            "part": part,
+            "points": points,
+            "tokens": None if points is None else points + 1,
+            "precision": "fp32",
+            "compute_unit": "cpu",
+            "status": status,
+            "gmacs": 10.0,
+            "compute_floor_ms": 100.0,
+            "peak_rss_mb": 500.0,
+        }
         if status == "ok":
-            r.update(stats=summarize([median, median * 1.1, median * 0.9]), samples_ms=[median, median * 1.1, median * 0.9],
-                     load_ms=50.0, first_ms=median * 2)
+            r.update(
+                stats=summarize([median, median * 1.1, median * 0.9]),
+                samples_ms=[median, median * 1.1, median * 0.9],
+                load_ms=50.0,
+                first_ms=median * 2,
+            )
         else:
             r["error"] = "Failed to allocate memory"
         return r
 
-    return {"schema": report.SCHEMA, "device": {"label": device}, "machine": {"description": "test machine"},
-            "options": {"target": "onnx", "runs": 3},
-            "rows": [row("RepViT-SAM", "sam", "encoder", None, "ok", 1600.0),
-                     row("RepViT-SAM", "sam", "decoder", 1, "ok", 50.0),
-                     row("SAM ViT-B", "sam", "encoder", None, "oom")]}
+    return {
+        "schema": report.SCHEMA,
+        "device": {"label": device},
+        "machine": {"description": "test machine"},
+        "options": {"target": "onnx", "runs": 3},
+        "rows": [
+            row("RepViT-SAM", "sam", "encoder", None, "ok", 1600.0),
+            row("RepViT-SAM", "sam", "decoder", 1, "ok", 50.0),
+            row("SAM ViT-B", "sam", "encoder", None, "oom"),
+        ],
+    }
 
 
 def test_report_formats(tmp_path):
@@ -69,7 +91,9 @@ def test_report_formats(tmp_path):
     assert [r["status"] for r in rows] == ["ok", "ok", "oom"]
     assert float(rows[0]["median_ms"]) == 1600.0 and rows[2]["median_ms"] == ""
     md = report.to_markdown(result)
-    assert "| RepViT-SAM | encoder | fp32 | ok | 1600.0 |" in md and "| SAM ViT-B | encoder | fp32 | oom |" in md
+    assert (
+        "| RepViT-SAM | encoder | fp32 | ok | 1600.0 |" in md and "| SAM ViT-B | encoder | fp32 | oom |" in md
+    )
     assert json.loads(report.to_json(result)) == result
     paper = report.paper_table([result, fake_result("iPhone 12")])
     lines = paper.strip().splitlines()
@@ -80,24 +104,48 @@ def test_report_formats(tmp_path):
     for row in int8["rows"]:
         row["precision"] = "int8"
     header = report.paper_table([fake_result(), int8]).splitlines()[0]
-    assert header == ("| Platform | RepViT-SAM | SAM decoder | SAM ViT-B | RepViT-SAM (int8) | SAM decoder (int8) "
-                      "| SAM ViT-B (int8) |")
+    assert header == (
+        "| Platform | RepViT-SAM | SAM decoder | SAM ViT-B | RepViT-SAM (int8) | SAM decoder (int8) "
+        "| SAM ViT-B (int8) |"
+    )
     png = tmp_path / "chart.png"
     report.plot(result, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
 def test_devicectl_parsing():
-    data = {"result": {"devices": [
-        {"identifier": "A", "deviceProperties": {"name": "Watch"},
-         "hardwareProperties": {"platform": "watchOS", "reality": "physical"}, "connectionProperties": {}},
-        {"identifier": "B", "deviceProperties": {"name": "Old iPhone"},
-         "hardwareProperties": {"platform": "iOS", "reality": "physical", "marketingName": "iPhone 12"},
-         "connectionProperties": {"tunnelState": "disconnected"}},
-        {"identifier": "C", "deviceProperties": {"name": "Test iPhone"},
-         "hardwareProperties": {"platform": "iOS", "reality": "physical", "productType": "iPhone16,1"},
-         "connectionProperties": {"tunnelState": "connected"}},
-    ]}}
+    data = {
+        "result": {
+            "devices": [
+                {
+                    "identifier": "A",
+                    "deviceProperties": {"name": "Watch"},
+                    "hardwareProperties": {"platform": "watchOS", "reality": "physical"},
+                    "connectionProperties": {},
+                },
+                {
+                    "identifier": "B",
+                    "deviceProperties": {"name": "Old iPhone"},
+                    "hardwareProperties": {
+                        "platform": "iOS",
+                        "reality": "physical",
+                        "marketingName": "iPhone 12",
+                    },
+                    "connectionProperties": {"tunnelState": "disconnected"},
+                },
+                {
+                    "identifier": "C",
+                    "deviceProperties": {"name": "Test iPhone"},
+                    "hardwareProperties": {
+                        "platform": "iOS",
+                        "reality": "physical",
+                        "productType": "iPhone16,1",
+                    },
+                    "connectionProperties": {"tunnelState": "connected"},
+                },
+            ]
+        }
+    }
     phones = parse_devicectl(data)
     assert [p["identifier"] for p in phones] == ["C", "B"]
     assert phones[0]["connected"] and not phones[1]["connected"] and phones[1]["model"] == "iPhone 12"
@@ -105,21 +153,40 @@ def test_devicectl_parsing():
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="checks the off-macOS errors")
-@pytest.mark.parametrize("device,message", [("m1", "needs macOS on Apple silicon"),
-                                            ("iphone", "needs macOS with Xcode and a connected iPhone"),
-                                            ("cuda", "needs onnxruntime-gpu")])
+@pytest.mark.parametrize(
+    "device,message",
+    [
+        ("m1", "needs macOS on Apple silicon"),
+        ("iphone", "needs macOS with Xcode and a connected iPhone"),
+        ("cuda", "needs onnxruntime-gpu"),
+    ],
+)
 def test_off_platform_devices_fail_with_one_line(tmp_path, device, message):
     report_path = tmp_path / "reports" / "bench.json"
-    out = cli("--device", device, "--encoder", "tinyvit", "--models-dir", str(tmp_path / "models"),
-              "--format", "json", "--output", str(report_path))
+    out = cli(
+        "--device",
+        device,
+        "--encoder",
+        "tinyvit",
+        "--models-dir",
+        str(tmp_path / "models"),
+        "--format",
+        "json",
+        "--output",
+        str(report_path),
+    )
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().count("\n") == 0 and message in out.stderr and "--device cpu" in out.stderr
     assert not report_path.exists() and not (tmp_path / "models").exists()
 
 
 def test_bad_bench_options_one_line(tmp_path):
-    for args, message in ((["--device", "tpu"], "unknown --device"), (["--format", "xml"], "--format"),
-                          (["--memory-limit", "lots"], "size like 4G"), (["--as-device", "nokia"], "device profile")):
+    for args, message in (
+        (["--device", "tpu"], "unknown --device"),
+        (["--format", "xml"], "--format"),
+        (["--memory-limit", "lots"], "size like 4G"),
+        (["--as-device", "nokia"], "device profile"),
+    ):
         out = cli("--encoder", "tinyvit", "--models-dir", str(tmp_path), *args)
         assert out.returncode == 2 and message in out.stderr and out.stderr.strip().count("\n") == 0, args
 
@@ -128,7 +195,7 @@ def test_oom_part_is_reported_and_the_next_part_still_runs(exports):
     out, _ = exports
     decoder = str(out / "MobileSAMDecoder.onnx")
     job = {"path": decoder, "part": "decoder", "points": 2, "runs": 2, "warmup": 0}
-    starved = run_part(job, limit_bytes=160 * 1024 ** 2)
+    starved = run_part(job, limit_bytes=160 * 1024**2)
     assert starved["status"] == "oom", starved
     assert starved["memory_limit_mb"] == 160 and starved["error"]
     fed = run_part(job)
@@ -138,9 +205,26 @@ def test_oom_part_is_reported_and_the_next_part_still_runs(exports):
 def test_bench_cpu_end_to_end(exports, tmp_path):
     out, _ = exports
     report_path, png = tmp_path / "bench.json", tmp_path / "bench.png"
-    result = cli("--device", "cpu", "--encoder", "mobilesam", "--models-dir", str(out), "--runs", "2",
-                 "--warmup", "0", "--points", "1,3", "--format", "json", "--output", str(report_path),
-                 "--plot", str(png))
+    result = cli(
+        "--device",
+        "cpu",
+        "--encoder",
+        "mobilesam",
+        "--models-dir",
+        str(out),
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--points",
+        "1,3",
+        "--format",
+        "json",
+        "--output",
+        str(report_path),
+        "--plot",
+        str(png),
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(report_path.read_text())
     assert data["schema"] == "samexport.bench/1" and data["device"]["peak_gflops"] > 0

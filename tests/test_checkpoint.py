@@ -8,10 +8,9 @@ import pytest
 import torch
 
 import samexport
+from helpers import FIXTURE_FAMILIES, build_quiet
 from samexport.checkpoint import read_checkpoint
 from samexport.errors import CheckpointError
-
-from conftest import FIXTURE_FAMILIES, build_quiet
 
 
 def test_wrong_family_is_named(fixture_checkpoint):

@@ -14,39 +14,37 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import FIXTURE_FAMILIES, build_quiet, fixture_npz, invoke, one_line_error, rel_err, run_cli
+from samexport.coreml_package import CoreMLPackage
 from samexport.errors import SamExportError, UsageError
 from samexport.export import coreml_export, onnx_export
-from samexport.export.convert import ConvertOptions, convert
-
-from conftest import FIXTURE_FAMILIES, fixture_npz
+from samexport.export.convert import convert
+from samexport.export.options import ConvertOptions
 
 REL_TOL = 1e-4
 
 
-def rel_err(actual, expected) -> float:
-    return float(np.abs(np.asarray(actual, np.float64) - expected).max() / np.abs(expected).max())
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "samexport.cli", *args], capture_output=True, text=True,
-                          timeout=900)
-
-
 def sam_style_feeds(z, i):
     coords = z[f"case_{i}_coords_model"].astype(np.float32)
-    feeds = {"imageEmbeddings": z["image_embeddings"], "pointCoords": coords,
-             "pointLabels": z[f"case_{i}_labels_model"].astype(np.float32)}
+    feeds = {
+        "imageEmbeddings": z["image_embeddings"],
+        "pointCoords": coords,
+        "pointLabels": z[f"case_{i}_labels_model"].astype(np.float32),
+    }
     if "case_4_mask_input_token" in z.files:
         if i == 4:
             mask = z["case_0_low_res_masks"][:, int(z["case_4_mask_input_token"])][None]
             feeds.update(maskInput=mask.astype(np.float32), hasMaskInput=np.ones(1, np.float32))
         else:
-            feeds.update(maskInput=np.zeros((1, 1, 256, 256), np.float32), hasMaskInput=np.zeros(1, np.float32))
+            feeds.update(
+                maskInput=np.zeros((1, 1, 256, 256), np.float32), hasMaskInput=np.zeros(1, np.float32)
+            )
     return feeds
 
 
-@pytest.mark.parametrize("name,swift", [("repvit", "RepViTSAM"), ("tinyvit", "MobileSAM"),
-                                        ("efficientsam_ti", "EfficientSAMTi")])
+@pytest.mark.parametrize(
+    "name,swift", [("repvit", "RepViTSAM"), ("tinyvit", "MobileSAM"), ("efficientsam_ti", "EfficientSAMTi")]
+)
 def test_onnx_encoder_matches_official(exports, name, swift):
     out, _ = exports
     z = fixture_npz(FIXTURE_FAMILIES[name])
@@ -76,9 +74,13 @@ def test_sam_onnx_decoder_takes_any_point_count(exports):
     session = onnx_export.session(out / "MobileSAMDecoder.onnx")
     embeddings = np.random.default_rng(0).standard_normal((1, 256, 64, 64)).astype(np.float32)
     for n in (1, 7, 20):
-        feeds = {"imageEmbeddings": embeddings, "pointCoords": np.full((1, n, 2), 300, np.float32),
-                 "pointLabels": np.ones((1, n), np.float32), "maskInput": np.zeros((1, 1, 256, 256), np.float32),
-                 "hasMaskInput": np.zeros(1, np.float32)}
+        feeds = {
+            "imageEmbeddings": embeddings,
+            "pointCoords": np.full((1, n, 2), 300, np.float32),
+            "pointLabels": np.ones((1, n), np.float32),
+            "maskInput": np.zeros((1, 1, 256, 256), np.float32),
+            "hasMaskInput": np.zeros(1, np.float32),
+        }
         masks, iou = session.run(None, feeds)
         assert masks.shape == (1, 4, 256, 256) and iou.shape == (1, 4)
 
@@ -92,7 +94,11 @@ def test_manifest_records_what_was_done(exports):
     assert m["reparameterization"]["encoder_error_vs_unfused"]["rel"] < 1e-5
     assert m["onnx"]["opset"] == 20 and m["onnx"]["encoder"]["simplified"]
     assert m["validation"]["onnx"]["passed"] and m["validation"]["onnx"]["encoder"]["rel"] <= REL_TOL
-    assert m["validation"]["coreml"]["passed"] and set(m["validation"]["coreml"]) == {"encoder", "decoder", "passed"}
+    assert m["validation"]["coreml"]["passed"] and set(m["validation"]["coreml"]) == {
+        "encoder",
+        "decoder",
+        "passed",
+    }
     assert m["decoder_prompt"]["token_counts"] == [2, 3, 4, 5, 6, 8, 9, 16, 17]
     for entry in m["files"].values():
         assert (out / entry["path"]).exists() and entry["bytes"] > 1_000_000
@@ -104,29 +110,30 @@ def test_manifest_records_what_was_done(exports):
 
 def test_coreml_packages_have_the_promised_interface(exports):
     out, manifests = exports
-    encoder = coreml_export.describe_io(out / "MobileSAMEncoder.mlpackage")
-    assert encoder["inputs"] == [{"name": "image", "kind": "image", "width": 1024, "height": 1024,
-                                  "color_space": "RGB"}]
+    encoder = CoreMLPackage(out / "MobileSAMEncoder.mlpackage").io
+    assert encoder["inputs"] == [
+        {"name": "image", "kind": "image", "width": 1024, "height": 1024, "color_space": "RGB"}
+    ]
     assert encoder["outputs"][0]["name"] == "imageEmbeddings" and encoder["outputs"][0]["dtype"] == "float32"
-    decoder = coreml_export.describe_io(out / "MobileSAMDecoder.mlpackage")
+    decoder_package = CoreMLPackage(out / "MobileSAMDecoder.mlpackage")
+    decoder = decoder_package.io
     points = {f["name"]: f for f in decoder["inputs"]}["points"]
     assert sorted(s[1] for s in points["enumerated_shapes"]) == [2, 3, 4, 5, 6, 8, 9, 16, 17]
     assert not points["range_flexible"]
     assert [f["name"] for f in decoder["outputs"]] == ["lowResMasks", "iouScores"]
     census = manifests["tinyvit"]["coreml"]["encoder"]["op_census"]
     assert "batch_norm" not in census and census["conv"] > 0
-    spec = coreml_export.load_spec(out / "MobileSAMDecoder.mlpackage")
-    contract = json.loads(spec.description.metadata.userDefined["com.samexport.contract"])
-    assert contract["mask_threshold"] == 0.0
+    contract = json.loads(decoder_package.metadata["com.samexport.contract"])
+    assert contract["mask_threshold"] == 0.0 and contract["family"] == "sam"
+    assert decoder_package.metadata["com.samexport.family"] == "sam"
 
 
 def test_first_conv_fold_is_exact():
     """ImageType gives pixel - mean; 1/std folded into the first conv must equal the official input."""
     import torch
 
-    from samexport.export.wrappers import EncoderForExport
+    from samexport.families import EncoderForExport
     from samexport.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD
-    from conftest import build_quiet
 
     model = build_quiet("repvit")
     pixels = torch.randint(0, 256, (1, 3, 128, 128), generator=torch.Generator().manual_seed(0)).float()
@@ -141,16 +148,22 @@ def test_first_conv_fold_is_exact():
 def test_existing_output_needs_force(exports, tmp_path):
     out, _ = exports
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    result = cli("convert", "--encoder", "tinyvit", "--target", "onnx", "--output-dir", str(out))
-    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
-    assert "already exists; pass --force" in result.stderr
+    result = run_cli("convert", "--encoder", "tinyvit", "--target", "onnx", "--output-dir", str(out))
+    assert "already exists; pass --force" in one_line_error(result)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
 def test_wrong_family_checkpoint_writes_nothing(tmp_path, fixture_checkpoint):
     out = tmp_path / "out"
-    result = cli("convert", "--encoder", "repvit", "--checkpoint", str(fixture_checkpoint("tinyvit")),
-                 "--output-dir", str(out))
+    result = run_cli(
+        "convert",
+        "--encoder",
+        "repvit",
+        "--checkpoint",
+        str(fixture_checkpoint("tinyvit")),
+        "--output-dir",
+        str(out),
+    )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0]
@@ -158,17 +171,19 @@ def test_wrong_family_checkpoint_writes_nothing(tmp_path, fixture_checkpoint):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--points", "0"], "--points must be positive"),
-    (["--points", "1,x"], "comma-separated integers"),
-    (["--target", "onnx", "--compress", "palettize4"], "Core ML only"),
-    (["--target", "tflite"], "unknown --target"),
-    (["--min-target", "iOS15"], "unknown --min-target"),
-])
-def test_bad_options_one_line_exit_2(tmp_path, args, message):
-    result = cli("convert", "--encoder", "tinyvit", "--output-dir", str(tmp_path / "out"), *args)
-    assert result.returncode == 2 and message in result.stderr
-    assert result.stderr.strip().count("\n") == 0
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--points", "0"], "--points must be positive"),
+        (["--points", "1,x"], "comma-separated integers"),
+        (["--target", "onnx", "--compress", "palettize4"], "Core ML only"),
+        (["--target", "tflite"], "unknown --target"),
+        (["--min-target", "iOS15"], "unknown --min-target"),
+    ],
+)
+def test_bad_options_one_line_exit_2(capsys, tmp_path, args, message):
+    result = invoke(capsys, "convert", "--encoder", "tinyvit", "--output-dir", str(tmp_path / "out"), *args)
+    assert message in one_line_error(result)
     assert not (tmp_path / "out").exists()
 
 
@@ -181,8 +196,10 @@ def test_unwritable_output_dir(tmp_path):
         convert(ConvertOptions(encoder="tinyvit", target="onnx", output_dir=blocker / "sub"), quiet=True)
 
 
+@pytest.mark.slow
 def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
     """A failure after the ONNX files were written (here: in Core ML conversion) removes everything."""
+
     def broken(*args, **kwargs):
         raise SamExportError("simulated converter failure")
 
@@ -193,9 +210,15 @@ def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
     assert list(out.iterdir()) == []
 
 
-def test_onnx_over_protobuf_limit_is_refused_up_front(tmp_path):
-    result = cli("convert", "--encoder", "sam_vit_h", "--target", "all", "--output-dir", str(tmp_path / "out"))
-    assert result.returncode == 2 and "2 GB single-file limit" in result.stderr and "--target coreml" in result.stderr
+def test_onnx_over_protobuf_limit_is_refused_up_front(capsys, tmp_path):
+    result = invoke(
+        capsys, "convert", "--encoder", "sam_vit_h", "--target", "all", "--output-dir", str(tmp_path / "out")
+    )
+    assert (
+        result.returncode == 2
+        and "2 GB single-file limit" in result.stderr
+        and "--target coreml" in result.stderr
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -205,8 +228,23 @@ def test_sigterm_mid_run_leaves_nothing(tmp_path):
     import time
 
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "samexport.cli", "convert", "--encoder", "tinyvit", "--target",
-                             "onnx", "--output-dir", str(out), "--quiet"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "samexport.cli",
+            "convert",
+            "--encoder",
+            "tinyvit",
+            "--target",
+            "onnx",
+            "--output-dir",
+            str(out),
+            "--quiet",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not list(out.glob(".samexport-*")) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)

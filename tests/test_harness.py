@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ROOT, run_cli
 from samexport.bench import harness, report
 from samexport.errors import SamExportError
 
-from conftest import ROOT
-from test_bench import cli
+
+def cli(*args: str):
+    return run_cli("bench", *args)
+
 
 SWIFT = ROOT / "ios_harness" / "Sources" / "SAMHarnessKit"
 
@@ -36,32 +39,56 @@ def swift_keys(file: str) -> set:
 @pytest.fixture()
 def harness_copy(tmp_path) -> Path:
     target = tmp_path / "ios_harness"
-    shutil.copytree(ROOT / "ios_harness", target, ignore=shutil.ignore_patterns("Models", "build", "*.xcodeproj"))
+    shutil.copytree(
+        ROOT / "ios_harness", target, ignore=shutil.ignore_patterns("Models", "build", "*.xcodeproj")
+    )
     return target
 
 
 def test_prepare_only_stages_packages_and_plan(exports, harness_copy):
     out, manifests = exports
-    result = cli("--device", "iphone", "--encoder", "tinyvit", "--models-dir", str(out), "--harness-dir",
-                 str(harness_copy), "--prepare-only", "--points", "1,5", "--compute-units", "all,cpu_only",
-                 "--runs", "7")
+    result = cli(
+        "--device",
+        "iphone",
+        "--encoder",
+        "tinyvit",
+        "--models-dir",
+        str(out),
+        "--harness-dir",
+        str(harness_copy),
+        "--prepare-only",
+        "--points",
+        "1,5",
+        "--compute-units",
+        "all,cpu_only",
+        "--runs",
+        "7",
+    )
     assert result.returncode == 0, result.stderr
     models = harness_copy / "Models"
     for name in ("MobileSAMEncoder.mlpackage", "MobileSAMDecoder.mlpackage"):
         copied, original = models / name, out / name
-        assert sorted(p.relative_to(copied) for p in copied.rglob("*")) == \
-            sorted(p.relative_to(original) for p in original.rglob("*"))
+        assert sorted(p.relative_to(copied) for p in copied.rglob("*")) == sorted(
+            p.relative_to(original) for p in original.rglob("*")
+        )
         assert (copied / "Manifest.json").read_bytes() == (original / "Manifest.json").read_bytes()
     plan = json.loads((models / "BenchPlan.json").read_text())
     assert plan["schema"] == harness.PLAN_SCHEMA and plan["runs"] == 7 and plan["device_kind"] == "iphone"
     jobs = plan["jobs"]
     assert [(j["part"], j["points"], j["tokens"], j["compute_unit"]) for j in jobs] == [
-        ("encoder", None, None, "all"), ("decoder", 1, 2, "all"), ("decoder", 5, 6, "all"),
-        ("encoder", None, None, "cpu_only"), ("decoder", 1, 2, "cpu_only"), ("decoder", 5, 6, "cpu_only")]
+        ("encoder", None, None, "all"),
+        ("decoder", 1, 2, "all"),
+        ("decoder", 5, 6, "all"),
+        ("encoder", None, None, "cpu_only"),
+        ("decoder", 1, 2, "cpu_only"),
+        ("decoder", 5, 6, "cpu_only"),
+    ]
     assert len({j["id"] for j in jobs}) == len(jobs)
     assert all((models / j["file"]).is_dir() for j in jobs)
     # Every decoder prompt is one of the package's enumerated token counts.
-    assert {j["tokens"] for j in jobs if j["tokens"]} <= set(manifests["tinyvit"]["decoder_prompt"]["token_counts"])
+    assert {j["tokens"] for j in jobs if j["tokens"]} <= set(
+        manifests["tinyvit"]["decoder_prompt"]["token_counts"]
+    )
     # The app decodes exactly these keys (BenchPlan / BenchJob in BenchPlan.swift).
     assert set(plan) | set(jobs[0]) <= swift_keys("BenchPlan.swift")
     assert not list(harness_copy.glob(".samexport-models-*"))
@@ -94,38 +121,105 @@ def test_failed_staging_leaves_models_as_they_were(tmp_path, monkeypatch):
 
 def app_result(plan, rows, finished=True):
     """A result file as BenchResult.swift writes it (keys checked against the Swift source below)."""
-    return {"schema": "samexport.bench/1", "created_utc": "2026-11-22T10:00:00Z",
-            "machine": {"description": "iPhone13,2 (iPhone13,2), 6 cores, 4 GiB RAM, iOS 17.5", "cpu": "iPhone13,2",
-                        "cores": 6, "ram_gib": 3.7, "os": "iOS Version 17.5", "thermal_state": "nominal"},
-            "versions": {"samexport": "0.1.0", "harness": "0.1.0", "os": "iOS Version 17.5"},
-            "device": {"kind": "iphone", "label": "Core ML, iPhone13,2"},
-            "options": {"target": "coreml", "runs": plan["runs"], "warmup": plan["warmup"], "points": plan["points"],
-                        "compress": "none", "memory_metric": "phys_footprint (...), MB"},
-            "rows": rows, "harness": {"plan_id": plan["plan_id"], "finished": finished, "launches": 2}}
+    return {
+        "schema": "samexport.bench/1",
+        "created_utc": "2026-11-22T10:00:00Z",
+        "machine": {
+            "description": "iPhone13,2 (iPhone13,2), 6 cores, 4 GiB RAM, iOS 17.5",
+            "cpu": "iPhone13,2",
+            "cores": 6,
+            "ram_gib": 3.7,
+            "os": "iOS Version 17.5",
+            "thermal_state": "nominal",
+        },
+        "versions": {"samexport": "0.1.0", "harness": "0.1.0", "os": "iOS Version 17.5"},
+        "device": {"kind": "iphone", "label": "Core ML, iPhone13,2"},
+        "options": {
+            "target": "coreml",
+            "runs": plan["runs"],
+            "warmup": plan["warmup"],
+            "points": plan["points"],
+            "compress": "none",
+            "memory_metric": "phys_footprint (...), MB",
+        },
+        "rows": rows,
+        "harness": {"plan_id": plan["plan_id"], "finished": finished, "launches": 2},
+    }
 
 
 def sample_plan():
-    rows = [{"model": "repvit", "title": "RepViT-SAM", "style": "sam", "part": "encoder", "points": None,
-             "tokens": None, "precision": "fp16", "gmacs": 35.1, "compute_unit": "all"},
-            {"model": "repvit", "title": "RepViT-SAM", "style": "sam", "part": "decoder", "points": 1,
-             "tokens": 2, "precision": "fp16", "gmacs": 1.6, "compute_unit": "all"},
-            {"model": "sam_vit_b", "title": "SAM ViT-B", "style": "sam", "part": "encoder", "points": None,
-             "tokens": None, "precision": "fp16", "gmacs": 488.2, "compute_unit": "all"}]
-    files = {"repvit": {"encoder": "RepViTSAMEncoder.mlpackage", "decoder": "RepViTSAMDecoder.mlpackage"},
-             "sam_vit_b": {"encoder": "SAMViTBEncoder.mlpackage", "decoder": "SAMViTBDecoder.mlpackage"}}
+    rows = [
+        {
+            "model": "repvit",
+            "title": "RepViT-SAM",
+            "style": "sam",
+            "part": "encoder",
+            "points": None,
+            "tokens": None,
+            "precision": "fp16",
+            "gmacs": 35.1,
+            "compute_unit": "all",
+        },
+        {
+            "model": "repvit",
+            "title": "RepViT-SAM",
+            "style": "sam",
+            "part": "decoder",
+            "points": 1,
+            "tokens": 2,
+            "precision": "fp16",
+            "gmacs": 1.6,
+            "compute_unit": "all",
+        },
+        {
+            "model": "sam_vit_b",
+            "title": "SAM ViT-B",
+            "style": "sam",
+            "part": "encoder",
+            "points": None,
+            "tokens": None,
+            "precision": "fp16",
+            "gmacs": 488.2,
+            "compute_unit": "all",
+        },
+    ]
+    files = {
+        "repvit": {"encoder": "RepViTSAMEncoder.mlpackage", "decoder": "RepViTSAMDecoder.mlpackage"},
+        "sam_vit_b": {"encoder": "SAMViTBEncoder.mlpackage", "decoder": "SAMViTBDecoder.mlpackage"},
+    }
     return harness.make_plan("iphone", 5, 1, [1], "none", harness.plan_jobs(rows, files))
 
 
 def measured_rows(plan):
     encoder, decoder, vit = plan["jobs"]
     job_fields = {k: v for k, v in encoder.items() if k != "id"}
-    ok = {**job_fields, "job_id": encoder["id"], "status": "ok", "samples_ms": [48.0, 49.5, 48.9, 50.1, 48.7],
-          "stats": {"n": 5, "median_ms": 48.9, "p90_ms": 49.86, "min_ms": 48.0, "max_ms": 50.1, "mean_ms": 49.04,
-                    "std_ms": 0.71}, "compile_ms": 950.0, "load_ms": 310.0, "first_ms": 160.0, "peak_rss_mb": 402.3,
-          "available_memory_mb": 2650.0}
-    oom = {**{k: v for k, v in vit.items() if k != "id"}, "job_id": vit["id"], "status": "oom",
-           "error": "killed during first prediction (no exit reached; jetsam), 2650 MB available before it",
-           "available_memory_mb": 2650.0}
+    ok = {
+        **job_fields,
+        "job_id": encoder["id"],
+        "status": "ok",
+        "samples_ms": [48.0, 49.5, 48.9, 50.1, 48.7],
+        "stats": {
+            "n": 5,
+            "median_ms": 48.9,
+            "p90_ms": 49.86,
+            "min_ms": 48.0,
+            "max_ms": 50.1,
+            "mean_ms": 49.04,
+            "std_ms": 0.71,
+        },
+        "compile_ms": 950.0,
+        "load_ms": 310.0,
+        "first_ms": 160.0,
+        "peak_rss_mb": 402.3,
+        "available_memory_mb": 2650.0,
+    }
+    oom = {
+        **{k: v for k, v in vit.items() if k != "id"},
+        "job_id": vit["id"],
+        "status": "oom",
+        "error": "killed during first prediction (no exit reached; jetsam), 2650 MB available before it",
+        "available_memory_mb": 2650.0,
+    }
     return ok, oom
 
 
@@ -133,8 +227,9 @@ def test_app_result_becomes_the_bench_tables(tmp_path):
     plan = sample_plan()
     ok, oom = measured_rows(plan)
     data = app_result(plan, [oom, ok])
-    assert set(data) | set(data["options"]) | set(data["harness"]) | set(data["machine"]) <= \
-        swift_keys("BenchResult.swift") | {"target"}
+    assert set(data) | set(data["options"]) | set(data["harness"]) | set(data["machine"]) <= swift_keys(
+        "BenchResult.swift"
+    ) | {"target"}
     assert set(ok) | set(oom) <= swift_keys("BenchResult.swift") | swift_keys("LatencyStats.swift")
     path = tmp_path / "samexport-bench.json"
     path.write_text(json.dumps(data))
@@ -155,25 +250,52 @@ def test_app_result_becomes_the_bench_tables(tmp_path):
 
 def test_commands_a_mac_would_run(tmp_path):
     spec = harness.Build(tmp_path, "ios", "ABCDE12345", "00008101-000A")
-    assert spec.generate_command() == ["xcodegen", "generate", "--spec", str(tmp_path / "project.yml"), "--project",
-                                       str(tmp_path)]
+    assert spec.generate_command() == [
+        "xcodegen",
+        "generate",
+        "--spec",
+        str(tmp_path / "project.yml"),
+        "--project",
+        str(tmp_path),
+    ]
     assert spec.build_command() == [
-        "xcodebuild", "-project", str(tmp_path / "SAMHarness.xcodeproj"), "-scheme", "SAMBench", "-configuration",
-        "Release", "-destination", "id=00008101-000A", "-derivedDataPath", str(tmp_path / "build"),
-        "-allowProvisioningUpdates", "DEVELOPMENT_TEAM=ABCDE12345", "build"]
+        "xcodebuild",
+        "-project",
+        str(tmp_path / "SAMHarness.xcodeproj"),
+        "-scheme",
+        "SAMBench",
+        "-configuration",
+        "Release",
+        "-destination",
+        "id=00008101-000A",
+        "-derivedDataPath",
+        str(tmp_path / "build"),
+        "-allowProvisioningUpdates",
+        "DEVELOPMENT_TEAM=ABCDE12345",
+        "build",
+    ]
     assert spec.app == tmp_path / "build/Build/Products/Release-iphoneos/SAMBench.app"
     mac = harness.Build(tmp_path, "macos", None)
-    assert "platform=macOS,arch=arm64" in mac.build_command() and "DEVELOPMENT_TEAM" not in " ".join(mac.build_command())
+    assert "platform=macOS,arch=arm64" in mac.build_command() and "DEVELOPMENT_TEAM" not in " ".join(
+        mac.build_command()
+    )
     assert harness.devicectl_install("D", spec.app)[:5] == ["xcrun", "devicectl", "device", "install", "app"]
     assert harness.devicectl_launch("D")[-2:] == ["--terminate-existing", "org.samexport.SAMBench"]
     pull = harness.devicectl_pull("D", tmp_path / "r.json")
     assert pull[pull.index("--source") + 1] == "Documents/samexport-bench.json"
     assert pull[pull.index("--domain-type") + 1] == "appDataContainer"
     assert harness.mac_app_command(mac.app, tmp_path)[1:] == ["--output", str(tmp_path), "--exit-when-done"]
-    running = {"result": {"runningProcesses": [
-        {"executable": "file:///private/var/containers/Bundle/Application/X/SAMBench.app/SAMBench"}]}}
+    running = {
+        "result": {
+            "runningProcesses": [
+                {"executable": "file:///private/var/containers/Bundle/Application/X/SAMBench.app/SAMBench"}
+            ]
+        }
+    }
     assert harness.app_is_running(running)
-    assert not harness.app_is_running({"result": {"runningProcesses": [{"executable": "/usr/libexec/backboardd"}]}})
+    assert not harness.app_is_running(
+        {"result": {"runningProcesses": [{"executable": "/usr/libexec/backboardd"}]}}
+    )
 
 
 def test_iphone_run_relaunches_after_a_kill(tmp_path):
@@ -196,8 +318,9 @@ def test_iphone_run_relaunches_after_a_kill(tmp_path):
         return subprocess.CompletedProcess(command, 0, "", "")
 
     messages = []
-    data = harness.run_on_iphone(spec, plan, timeout_s=60, poll_s=0, run=devicectl, sleep=lambda _: None,
-                                 say=messages.append)
+    data = harness.run_on_iphone(
+        spec, plan, timeout_s=60, poll_s=0, run=devicectl, sleep=lambda _: None, say=messages.append
+    )
     assert state["launches"] == 2 and data["harness"]["finished"]
     assert calls[0] == ["install", "app"]
     assert any("relaunching" in m for m in messages)
@@ -209,21 +332,35 @@ def test_iphone_run_gives_up_after_repeated_kills(tmp_path):
     def devicectl(command):
         if command[3:5] == ["info", "processes"]:
             Path(command[-1]).write_text(json.dumps({"result": {"runningProcesses": []}}))
-        return subprocess.CompletedProcess(command, 1 if command[3:5] == ["copy", "from"] else 0, "", "no file")
+        return subprocess.CompletedProcess(
+            command, 1 if command[3:5] == ["copy", "from"] else 0, "", "no file"
+        )
 
     with pytest.raises(SamExportError, match="stopped 4 times"):
-        harness.run_on_iphone(harness.Build(tmp_path, "ios", None, "PHONE"), plan, timeout_s=60, poll_s=0,
-                              run=devicectl, sleep=lambda _: None)
+        harness.run_on_iphone(
+            harness.Build(tmp_path, "ios", None, "PHONE"),
+            plan,
+            timeout_s=60,
+            poll_s=0,
+            run=devicectl,
+            sleep=lambda _: None,
+        )
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--device", "iphone"], "needs macOS with Xcode and a connected iPhone"),
-    (["--device", "m1", "--via-harness"], "needs macOS with Xcode on Apple silicon"),
-    (["--device", "cpu", "--via-harness"], "--via-harness runs the ios_harness app"),
-    (["--device", "m1", "--prepare-only"], "--prepare-only stages packages"),
-    (["--device", "iphone", "--as-device", "iphone12"], "the device's own limit applies"),
-    (["--device", "iphone", "--prepare-only", "--harness-dir", "/nonexistent/ios_harness"], "no ios_harness folder"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--device", "iphone"], "needs macOS with Xcode and a connected iPhone"),
+        (["--device", "m1", "--via-harness"], "needs macOS with Xcode on Apple silicon"),
+        (["--device", "cpu", "--via-harness"], "--via-harness runs the ios_harness app"),
+        (["--device", "m1", "--prepare-only"], "--prepare-only stages packages"),
+        (["--device", "iphone", "--as-device", "iphone12"], "the device's own limit applies"),
+        (
+            ["--device", "iphone", "--prepare-only", "--harness-dir", "/nonexistent/ios_harness"],
+            "no ios_harness folder",
+        ),
+    ],
+)
 def test_harness_bad_input_is_one_line_exit_2(args, message):
     result = cli(*args)
     assert result.returncode == 2 and message in result.stderr, result.stderr

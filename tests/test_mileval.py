@@ -17,10 +17,39 @@ from samexport.mileval import UnsupportedOpError, evaluate, load_program, suppor
 
 # The op types the issue lists as used by RepViT-SAM (fused and unfused), TinyViT, EfficientSAM and the
 # SAM decoder; every one must appear in a program these tests evaluate.
-LISTED_OPS = {"add", "batch_norm", "cast", "concat", "const", "conv", "conv_transpose", "cos", "equal", "expand_dims",
-              "gelu", "layer_norm", "linear", "matmul", "mul", "not_equal", "pad", "pow", "real_div", "reduce_mean",
-              "relu", "reshape", "sigmoid", "sin", "slice_by_index", "softmax", "split", "sqrt", "stack", "sub",
-              "transpose"}
+LISTED_OPS = {
+    "add",
+    "batch_norm",
+    "cast",
+    "concat",
+    "const",
+    "conv",
+    "conv_transpose",
+    "cos",
+    "equal",
+    "expand_dims",
+    "gelu",
+    "layer_norm",
+    "linear",
+    "matmul",
+    "mul",
+    "not_equal",
+    "pad",
+    "pow",
+    "real_div",
+    "reduce_mean",
+    "relu",
+    "reshape",
+    "sigmoid",
+    "sin",
+    "slice_by_index",
+    "softmax",
+    "split",
+    "sqrt",
+    "stack",
+    "sub",
+    "transpose",
+}
 SEEN_OPS: set = set()
 
 
@@ -30,7 +59,7 @@ def save_converted(module: nn.Module, examples, path, precision="fp32", enumerat
     traced = coreml_export.trace(module.eval(), examples)
     inputs = []
     for i, example in enumerate(examples):
-        shape = coreml_export.enumerated(*enumerated) if enumerated and i == 0 else tuple(example.shape)
+        shape = [(1, n, 3) for n in enumerated] if enumerated and i == 0 else tuple(example.shape)
         inputs.append(coreml_export.tensor_input(f"x{i}", shape))
     with torch.no_grad():
         outputs = module(*examples)
@@ -93,7 +122,7 @@ class Attention(nn.Module):
     def forward(self, tokens, labels):
         b, n, c = tokens.shape
         q, k, v = self.qkv(self.norm(tokens)).reshape(b, n, 3, 2, 8).permute(2, 0, 3, 1, 4).unbind(0)
-        attn = torch.softmax((q * 8 ** -0.5) @ k.transpose(-2, -1), dim=-1)
+        attn = torch.softmax((q * 8**-0.5) @ k.transpose(-2, -1), dim=-1)
         x = self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
         halves = torch.split(x, 8, dim=-1)
         x = torch.cat([halves[1], halves[0]], dim=-1)[:, ::2]  # split, concat, strided slice
@@ -134,8 +163,9 @@ def test_sam_vit_encoder_matches_pytorch(tmp_path, precision):
     from samexport.modeling.image_encoder import ImageEncoderViT
 
     torch.manual_seed(0)
-    module = ImageEncoderViT(embed_dim=64, depth=2, num_heads=2, global_attn_indexes=[1], img_size=256,
-                             window_size=7, out_chans=32)
+    module = ImageEncoderViT(
+        embed_dim=64, depth=2, num_heads=2, global_attn_indexes=[1], img_size=256, window_size=7, out_chans=32
+    )
     with torch.no_grad():
         for parameter in module.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
@@ -149,9 +179,15 @@ def test_sam_vit_encoder_matches_pytorch(tmp_path, precision):
 def test_evaluated_programs_cover_the_listed_ops(tmp_path):
     """Together with the convolution/attention programs, the real packages of test_validate hold the rest."""
     for precision in ("fp32", "fp16"):
-        save_converted(Convolutions(), (torch.randn(1, 3, 32, 32),), tmp_path / f"c{precision}.mlpackage", precision)
-        save_converted(Attention(), (torch.randn(1, 6, 16), torch.ones(1, 6)), tmp_path / f"a{precision}.mlpackage",
-                       precision)
+        save_converted(
+            Convolutions(), (torch.randn(1, 3, 32, 32),), tmp_path / f"c{precision}.mlpackage", precision
+        )
+        save_converted(
+            Attention(),
+            (torch.randn(1, 6, 16), torch.ones(1, 6)),
+            tmp_path / f"a{precision}.mlpackage",
+            precision,
+        )
     assert LISTED_OPS <= SEEN_OPS, sorted(LISTED_OPS - SEEN_OPS)
     assert LISTED_OPS <= set(supported_ops()) | {"const"}
 
@@ -188,8 +224,9 @@ def test_fp16_overflow_is_located(tmp_path):
 
 def test_enumerated_shapes_each_evaluate_and_others_are_refused(tmp_path):
     module = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
-    program = save_converted(module, (torch.randn(1, 2, 3),), tmp_path / "flex.mlpackage", "fp32",
-                             enumerated=([2, 5, 9], 2))
+    program = save_converted(
+        module, (torch.randn(1, 2, 3),), tmp_path / "flex.mlpackage", "fp32", enumerated=[2, 5, 9]
+    )
     assert program.inputs["x0"].enumerated == [(1, 2, 3), (1, 5, 3), (1, 9, 3)]
     for n in (2, 5, 9):
         x = torch.randn(1, n, 3)
@@ -216,8 +253,9 @@ def test_weight_decompression_matches_coremltools(tmp_path, mode, min_target):
     module = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.GELU(), nn.Conv2d(32, 16, 1))
     x = torch.randn(1, 16, 12, 12)
     traced = coreml_export.trace(module.eval(), (x,))
-    mlmodel = coreml_export.convert(traced, [coreml_export.tensor_input("x0", (1, 16, 12, 12))], ["y0"], "fp16",
-                                    min_target)
+    mlmodel = coreml_export.convert(
+        traced, [coreml_export.tensor_input("x0", (1, 16, 12, 12))], ["y0"], "fp16", min_target
+    )
     coreml_export.compress(mlmodel, mode).save(str(tmp_path / "c.mlpackage"))
     program = load_program(tmp_path / "c.mlpackage")
     from samexport.mileval.registry import OPS
@@ -243,5 +281,5 @@ def test_unreadable_package_is_one_line(tmp_path):
     with pytest.raises(UsageError, match="cannot be read back") as info:
         load_program(path)
     assert "\n" not in str(info.value)
-    with pytest.raises(UsageError, match="does not exist"):
+    with pytest.raises(UsageError, match="is missing"):
         load_program(tmp_path / "missing.mlpackage")

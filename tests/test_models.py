@@ -7,16 +7,22 @@ import pytest
 import torch
 
 import samexport
+from helpers import build_quiet
 from samexport.checkpoint import expected_layout
 from samexport.errors import InputError, UsageError
 from samexport.info import model_info
 
-from conftest import build_quiet
-
 
 def test_list_models_names():
-    assert samexport.list_models() == ["repvit", "tinyvit", "efficientsam_ti", "efficientsam_s",
-                                       "sam_vit_b", "sam_vit_l", "sam_vit_h"]
+    assert samexport.list_models() == [
+        "repvit",
+        "tinyvit",
+        "efficientsam_ti",
+        "efficientsam_s",
+        "sam_vit_b",
+        "sam_vit_l",
+        "sam_vit_h",
+    ]
     assert samexport.get_spec("mobilesam").name == "tinyvit"
 
 
@@ -46,9 +52,16 @@ def test_random_weights_are_the_parity_fill(parity_dir):
         assert torch.equal(ours[key], value), key
 
 
-@pytest.mark.parametrize("name,family", [("repvit", "repvit_sam"), ("tinyvit", "mobile_sam"),
-                                         ("efficientsam_ti", "efficient_sam_vitt"),
-                                         ("efficientsam_s", "efficient_sam_vits"), ("sam_vit_b", "sam_vit_b")])
+@pytest.mark.parametrize(
+    "name,family",
+    [
+        ("repvit", "repvit_sam"),
+        ("tinyvit", "mobile_sam"),
+        ("efficientsam_ti", "efficient_sam_vitt"),
+        ("efficientsam_s", "efficient_sam_vits"),
+        ("sam_vit_b", "sam_vit_b"),
+    ],
+)
 def test_layout_is_the_official_layout(parity_dir, name, family):
     from fill import load_manifest
 
@@ -56,10 +69,13 @@ def test_layout_is_the_official_layout(parity_dir, name, family):
     assert list(expected_layout(name).items()) == [(k, tuple(s)) for k, s, _ in manifest["keys"]]
 
 
-@pytest.mark.parametrize("name,width,depth,global_blocks,params", [
-    ("sam_vit_l", 1024, 24, (5, 11, 17, 23), 312_342_832),
-    ("sam_vit_h", 1280, 32, (7, 15, 23, 31), 641_090_608),
-])
+@pytest.mark.parametrize(
+    "name,width,depth,global_blocks,params",
+    [
+        ("sam_vit_l", 1024, 24, (5, 11, 17, 23), 312_342_832),
+        ("sam_vit_h", 1280, 32, (7, 15, 23, 31), 641_090_608),
+    ],
+)
 def test_large_sam_shapes(name, width, depth, global_blocks, params):
     layout = expected_layout(name)
     assert layout["image_encoder.pos_embed"] == (1, 64, 64, width)
@@ -74,8 +90,13 @@ def test_large_sam_shapes(name, width, depth, global_blocks, params):
 
 
 def test_info_gmacs_match_known_counts():
-    expected = {"repvit": 113.3, "tinyvit": 38.8, "efficientsam_ti": 102.3, "efficientsam_s": 245.6,
-                "sam_vit_b": 486.0}
+    expected = {
+        "repvit": 113.3,
+        "tinyvit": 38.8,
+        "efficientsam_ti": 102.3,
+        "efficientsam_s": 245.6,
+        "sam_vit_b": 486.0,
+    }
     for name, gmacs in expected.items():
         assert model_info(name)["gmacs"]["encoder_1024"] == pytest.approx(gmacs, abs=0.1), name
 

@@ -9,16 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FIXTURE_FAMILIES, build_quiet, fixture_npz
+from helpers import FIXTURE_FAMILIES, build_quiet, fixture_npz, rel_err
 
 REL_TOL = 1e-4
 
 
 def assert_rel_close(actual, expected, what: str, rel: float = REL_TOL) -> float:
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    err = float(np.abs(actual - expected).max()) / float(np.abs(expected).max())
+    assert np.shape(actual) == np.shape(expected), f"{what}: shape {np.shape(actual)} != {np.shape(expected)}"
+    err = rel_err(actual, expected)
     assert err <= rel, f"{what}: max abs error is {err:.2e} of max |ref| (bar {rel:.0e})"
     return err
 
@@ -33,7 +31,15 @@ def decoder_cases(z):
         i += 1
 
 
-@pytest.fixture(scope="module", params=list(FIXTURE_FAMILIES), ids=list(FIXTURE_FAMILIES))
+# The two largest encoders take 25-35 s each at 1024 on two cores: slow tier.
+SLOW_FAMILIES = {"efficientsam_s", "sam_vit_b"}
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW_FAMILIES else n for n in FIXTURE_FAMILIES],
+    ids=list(FIXTURE_FAMILIES),
+)
 def loaded(request, fixture_checkpoint):
     name = request.param
     z = fixture_npz(FIXTURE_FAMILIES[name])
@@ -45,7 +51,9 @@ def test_preprocessing_matches_official(loaded):
     x = model.preprocess(z["image"])
     assert tuple(x.shape) == (1, 3, 1024, 1024) and x.dtype == torch.float32
     flat = x.reshape(-1).numpy()
-    np.testing.assert_allclose(flat[z["input_tensor_sample_idx"]], z["input_tensor_sample"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        flat[z["input_tensor_sample_idx"]], z["input_tensor_sample"], rtol=0, atol=1e-5
+    )
     stats = [flat.mean(dtype=np.float64), flat.std(dtype=np.float64), flat.min(), flat.max()]
     np.testing.assert_allclose(stats, z["input_tensor_stats"], rtol=0, atol=1e-5)
 
@@ -61,13 +69,17 @@ def test_every_decoder_case_matches_official(loaded):
     cases = list(decoder_cases(z))
     assert len(cases) >= 4
     for i, mask in cases:
-        low_res, iou = model.decode(z["image_embeddings"], z[f"case_{i}_coords_model"],
-                                    z[f"case_{i}_labels_model"], mask_input=mask)
+        low_res, iou = model.decode(
+            z["image_embeddings"], z[f"case_{i}_coords_model"], z[f"case_{i}_labels_model"], mask_input=mask
+        )
         assert_rel_close(low_res.numpy(), z[f"case_{i}_low_res_masks"], f"case {i} low-res logits")
         assert_rel_close(iou.numpy(), z[f"case_{i}_iou_predictions"], f"case {i} IoU")
-        sparse = model.prompt_encoder.embed_points(torch.as_tensor(z[f"case_{i}_coords_model"]),
-                                                   torch.as_tensor(z[f"case_{i}_labels_model"]))
-        np.testing.assert_allclose(sparse.detach().numpy(), z[f"case_{i}_sparse_embeddings"], rtol=0, atol=1e-5)
+        sparse = model.prompt_encoder.embed_points(
+            torch.as_tensor(z[f"case_{i}_coords_model"]), torch.as_tensor(z[f"case_{i}_labels_model"])
+        )
+        np.testing.assert_allclose(
+            sparse.detach().numpy(), z[f"case_{i}_sparse_embeddings"], rtol=0, atol=1e-5
+        )
 
 
 def test_prompt_tokens_and_upscaled_masks_match_official(loaded):

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 from ..errors import PlatformError, SamExportError, UsageError
+from ..platforms import is_macos
 
 PLAN_SCHEMA = "samexport.harness-plan/1"
 BUNDLE_ID = "org.samexport.SAMBench"
@@ -36,8 +36,10 @@ def find_harness(harness_dir: Optional[Path]) -> Path:
     for candidate in candidates:
         if (candidate / "project.yml").is_file() and (candidate / "Package.swift").is_file():
             return candidate.resolve()
-    raise UsageError(f"no ios_harness folder at {candidates[0]} (it needs project.yml and Package.swift); pass "
-                     "--harness-dir pointing at ios_harness/ of the samexport source tree")
+    raise UsageError(
+        f"no ios_harness folder at {candidates[0]} (it needs project.yml and Package.swift); pass "
+        "--harness-dir pointing at ios_harness/ of the samexport source tree"
+    )
 
 
 def plan_jobs(rows: List[Dict], files: Dict[str, Dict[str, str]]) -> List[Dict]:
@@ -46,29 +48,56 @@ def plan_jobs(rows: List[Dict], files: Dict[str, Dict[str, str]]) -> List[Dict]:
     for row in rows:
         file = files[row["model"]][row["part"]]
         points = row["points"] if row["points"] is not None else "-"
-        jobs.append({"id": f"{Path(file).stem}|{row['part']}|{points}|{row['compute_unit']}", "file": file,
-                     **{k: row[k] for k in ("model", "title", "style", "part", "points", "tokens", "precision",
-                                            "gmacs", "compute_unit")}})
+        jobs.append(
+            {
+                "id": f"{Path(file).stem}|{row['part']}|{points}|{row['compute_unit']}",
+                "file": file,
+                **{
+                    k: row[k]
+                    for k in (
+                        "model",
+                        "title",
+                        "style",
+                        "part",
+                        "points",
+                        "tokens",
+                        "precision",
+                        "gmacs",
+                        "compute_unit",
+                    )
+                },
+            }
+        )
     return jobs
 
 
 def make_plan(device_kind: str, runs: int, warmup: int, points, compress: str, jobs: List[Dict]) -> Dict:
-    from .. import __version__
+    from ..version import __version__
 
-    return {"schema": PLAN_SCHEMA, "plan_id": uuid.uuid4().hex, "device_kind": device_kind, "runs": runs,
-            "warmup": warmup, "points": list(points), "compress": compress, "samexport_version": __version__,
-            "jobs": jobs}
+    return {
+        "schema": PLAN_SCHEMA,
+        "plan_id": uuid.uuid4().hex,
+        "device_kind": device_kind,
+        "runs": runs,
+        "warmup": warmup,
+        "points": list(points),
+        "compress": compress,
+        "samexport_version": __version__,
+        "jobs": jobs,
+    }
 
 
 def prepare(harness: Path, plan: Dict, packages: List[Path]) -> Path:
     """Replace the harness's Models folder with `packages` and BenchPlan.json."""
     missing = [p for p in packages if not (p / "Manifest.json").is_file()]
     if missing:
-        raise UsageError(f"{missing[0]} is not a Core ML package; run `samexport convert --target coreml` first")
+        raise UsageError(
+            f"{missing[0]} is not a Core ML package; run `samexport convert --target coreml` first"
+        )
     models = harness / "Models"
     staging = None
     try:
-        # Staged beside Models, then moved into place (as convert does): a failed copy leaves Models as it was.
+        # Staged beside Models, then moved into place: a failed copy leaves Models as it was.
         staging = Path(tempfile.mkdtemp(prefix=".samexport-models-", dir=harness))
         for package in dict.fromkeys(packages):
             shutil.copytree(package, staging / package.name)
@@ -87,6 +116,8 @@ def prepare(harness: Path, plan: Dict, packages: List[Path]) -> Path:
 # -- commands ----------------------------------------------------------------------------------
 @dataclass
 class Build:
+    """An xcodebuild of SAMBench for one platform (ios or macos), its team and destination device."""
+
     harness: Path
     platform: str  # "ios" or "macos"
     team: Optional[str]
@@ -102,13 +133,32 @@ class Build:
         return self.derived_data / "Build" / "Products" / products / f"{SCHEME}.app"
 
     def generate_command(self) -> List[str]:
-        return ["xcodegen", "generate", "--spec", str(self.harness / "project.yml"), "--project", str(self.harness)]
+        return [
+            "xcodegen",
+            "generate",
+            "--spec",
+            str(self.harness / "project.yml"),
+            "--project",
+            str(self.harness),
+        ]
 
     def build_command(self) -> List[str]:
         destination = f"id={self.device_id}" if self.platform == "ios" else "platform=macOS,arch=arm64"
-        command = ["xcodebuild", "-project", str(self.harness / "SAMHarness.xcodeproj"), "-scheme", SCHEME,
-                   "-configuration", "Release", "-destination", destination, "-derivedDataPath",
-                   str(self.derived_data), "-allowProvisioningUpdates", "build"]
+        command = [
+            "xcodebuild",
+            "-project",
+            str(self.harness / "SAMHarness.xcodeproj"),
+            "-scheme",
+            SCHEME,
+            "-configuration",
+            "Release",
+            "-destination",
+            destination,
+            "-derivedDataPath",
+            str(self.derived_data),
+            "-allowProvisioningUpdates",
+            "build",
+        ]
         if self.team:
             command.insert(-1, f"DEVELOPMENT_TEAM={self.team}")
         return command
@@ -119,19 +169,51 @@ def devicectl_install(device_id: str, app: Path) -> List[str]:
 
 
 def devicectl_launch(device_id: str) -> List[str]:
-    return ["xcrun", "devicectl", "device", "process", "launch", "--device", device_id, "--terminate-existing",
-            BUNDLE_ID]
+    return [
+        "xcrun",
+        "devicectl",
+        "device",
+        "process",
+        "launch",
+        "--device",
+        device_id,
+        "--terminate-existing",
+        BUNDLE_ID,
+    ]
 
 
 def devicectl_pull(device_id: str, destination: Path) -> List[str]:
-    return ["xcrun", "devicectl", "device", "copy", "from", "--device", device_id, "--domain-type",
-            "appDataContainer", "--domain-identifier", BUNDLE_ID, "--source", f"Documents/{RESULT_FILE}",
-            "--destination", str(destination)]
+    return [
+        "xcrun",
+        "devicectl",
+        "device",
+        "copy",
+        "from",
+        "--device",
+        device_id,
+        "--domain-type",
+        "appDataContainer",
+        "--domain-identifier",
+        BUNDLE_ID,
+        "--source",
+        f"Documents/{RESULT_FILE}",
+        "--destination",
+        str(destination),
+    ]
 
 
 def devicectl_processes(device_id: str, destination: Path) -> List[str]:
-    return ["xcrun", "devicectl", "device", "info", "processes", "--device", device_id, "--json-output",
-            str(destination)]
+    return [
+        "xcrun",
+        "devicectl",
+        "device",
+        "info",
+        "processes",
+        "--device",
+        device_id,
+        "--json-output",
+        str(destination),
+    ]
 
 
 def app_is_running(processes_json: Dict) -> bool:
@@ -165,8 +247,13 @@ def finish_result(data: Dict, plan: Dict, label: Optional[str], peak_gflops: Opt
     for job in plan["jobs"]:
         row = by_job.get(job["id"])
         if row is None:
-            row = {**{k: v for k, v in job.items() if k not in ("id", "file")}, "job_id": job["id"], "file": job["file"],
-                   "status": "error", "error": "not measured: the app stopped before this job"}
+            row = {
+                **{k: v for k, v in job.items() if k not in ("id", "file")},
+                "job_id": job["id"],
+                "file": job["file"],
+                "status": "error",
+                "error": "not measured: the app stopped before this job",
+            }
         row.setdefault("compute_floor_ms", None)
         if peak_gflops and row.get("gmacs"):
             row["compute_floor_ms"] = row["gmacs"] * 2 / peak_gflops * 1e3
@@ -193,30 +280,50 @@ def check(proc: subprocess.CompletedProcess, what: str, fix: str) -> None:
 
 
 def require_tools(device: str) -> None:
-    if sys.platform != "darwin":
-        needs = "macOS with Xcode and a connected iPhone" if device == "iphone" else "macOS with Xcode on Apple silicon"
-        raise PlatformError(f"--device {device} through ios_harness needs {needs}; on this machine use --device cpu, "
-                            "or --prepare-only to stage the packages for Xcode")
-    for tool, fix in (("xcodebuild", "install Xcode 15 or newer and run xcode-select -s"),
-                      ("xcodegen", "install XcodeGen: brew install xcodegen")):
+    if not is_macos():
+        needs = (
+            "macOS with Xcode and a connected iPhone"
+            if device == "iphone"
+            else "macOS with Xcode on Apple silicon"
+        )
+        raise PlatformError(
+            f"--device {device} through ios_harness needs {needs}; on this machine use --device cpu, "
+            "or --prepare-only to stage the packages for Xcode"
+        )
+    for tool, fix in (
+        ("xcodebuild", "install Xcode 15 or newer and run xcode-select -s"),
+        ("xcodegen", "install XcodeGen: brew install xcodegen"),
+    ):
         if shutil.which(tool) is None:
             raise PlatformError(f"{tool} not found; {fix}")
 
 
 def build(spec: Build, run: Runner = run_command) -> Path:
     check(run(spec.generate_command()), "xcodegen generate", "check ios_harness/project.yml")
-    check(run(spec.build_command()), "xcodebuild",
-          "set your team ID (--team or SAMEXPORT_TEAM_ID; see ios_harness/README.md, Signing)")
+    check(
+        run(spec.build_command()),
+        "xcodebuild",
+        "set your team ID (--team or SAMEXPORT_TEAM_ID; see ios_harness/README.md, Signing)",
+    )
     if not spec.app.is_dir():
         raise SamExportError(f"xcodebuild reported success but {spec.app} is missing")
     return spec.app
 
 
-def run_on_iphone(spec: Build, plan: Dict, timeout_s: float, poll_s: float = 10.0, run: Runner = run_command,
-                  sleep: Callable[[float], None] = time.sleep, say: Callable[[str], None] = lambda _: None) -> Dict:
+def run_on_iphone(
+    spec: Build,
+    plan: Dict,
+    timeout_s: float,
+    poll_s: float = 10.0,
+    run: Runner = run_command,
+    sleep: Callable[[float], None] = time.sleep,
+    say: Callable[[str], None] = lambda _: None,
+) -> Dict:
     """Install, launch, poll the result file; relaunch after a kill until every job has a row."""
     device = spec.device_id
-    check(run(devicectl_install(device, spec.app)), "devicectl install", "unlock the iPhone and trust this Mac")
+    check(
+        run(devicectl_install(device, spec.app)), "devicectl install", "unlock the iPhone and trust this Mac"
+    )
     launches, max_launches = 0, len(plan["jobs"]) + 1
     deadline = time.monotonic() + timeout_s
     with tempfile.TemporaryDirectory() as tmp:
@@ -224,10 +331,16 @@ def run_on_iphone(spec: Build, plan: Dict, timeout_s: float, poll_s: float = 10.
         while True:
             if launches == 0 or not _running(device, processes, run):
                 if launches >= max_launches:
-                    raise SamExportError(f"SAMBench stopped {launches} times without finishing; see the device log")
+                    raise SamExportError(
+                        f"SAMBench stopped {launches} times without finishing; see the device log"
+                    )
                 if launches:
                     say("SAMBench is not running (killed?); relaunching to record it and continue")
-                check(run(devicectl_launch(device)), "devicectl launch", "unlock the iPhone and keep it unlocked")
+                check(
+                    run(devicectl_launch(device)),
+                    "devicectl launch",
+                    "unlock the iPhone and keep it unlocked",
+                )
                 launches += 1
             sleep(poll_s)
             pulled.unlink(missing_ok=True)
@@ -238,8 +351,10 @@ def run_on_iphone(spec: Build, plan: Dict, timeout_s: float, poll_s: float = 10.
                 if data:
                     say(f"{len(data['rows'])}/{len(plan['jobs'])} parts measured")
             if time.monotonic() > deadline:
-                raise SamExportError(f"no finished result after {timeout_s:.0f} s; the partial result stays in the "
-                                     "app's Documents folder")
+                raise SamExportError(
+                    f"no finished result after {timeout_s:.0f} s; the partial result stays in the "
+                    "app's Documents folder"
+                )
 
 
 def _running(device: str, processes: Path, run: Runner) -> bool:
@@ -252,8 +367,13 @@ def _running(device: str, processes: Path, run: Runner) -> bool:
         return True
 
 
-def run_on_mac(spec: Build, plan: Dict, timeout_s: float, run: Optional[Runner] = None,
-               say: Callable[[str], None] = lambda _: None) -> Dict:
+def run_on_mac(
+    spec: Build,
+    plan: Dict,
+    timeout_s: float,
+    run: Optional[Runner] = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> Dict:
     """Run the macOS app until it exits; relaunch after a kill until every job has a row."""
     run = run or (lambda command: run_command(command, timeout=timeout_s))
     with tempfile.TemporaryDirectory() as tmp:
@@ -267,5 +387,8 @@ def run_on_mac(spec: Build, plan: Dict, timeout_s: float, run: Optional[Runner] 
             if data and data["harness"].get("finished"):
                 return data
             check(proc, "SAMBench", "see its message")  # a non-zero exit of its own: a plan or bundle problem
-            say(f"SAMBench ended with status {proc.returncode} before finishing (killed?); relaunching to record it")
+            say(
+                f"SAMBench ended with status {proc.returncode} before finishing (killed?); "
+                "relaunching to record it"
+            )
         raise SamExportError("SAMBench kept stopping without finishing")

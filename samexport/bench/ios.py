@@ -20,10 +20,14 @@ def parse_devicectl(data: Dict) -> List[Dict[str, str]]:
         if hardware.get("platform") != "iOS" or hardware.get("reality") != "physical":
             continue
         connection = device.get("connectionProperties", {})
-        found.append({"identifier": device.get("identifier", ""),
-                      "name": device.get("deviceProperties", {}).get("name", "iPhone"),
-                      "model": hardware.get("marketingName") or hardware.get("productType", ""),
-                      "connected": connection.get("tunnelState") == "connected"})
+        found.append(
+            {
+                "identifier": device.get("identifier", ""),
+                "name": device.get("deviceProperties", {}).get("name", "iPhone"),
+                "model": hardware.get("marketingName") or hardware.get("productType", ""),
+                "connected": connection.get("tunnelState") == "connected",
+            }
+        )
     return sorted(found, key=lambda d: not d["connected"])
 
 
@@ -32,8 +36,13 @@ def connected_iphones() -> List[Dict[str, str]]:
         raise PlatformError("--device iphone needs Xcode's command line tools (xcrun devicectl, Xcode 15+)")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "devices.json"
-        proc = subprocess.run(["xcrun", "devicectl", "list", "devices", "--json-output", str(out)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["xcrun", "devicectl", "list", "devices", "--json-output", str(out)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0 or not out.exists():
-            raise PlatformError(f"xcrun devicectl failed ({proc.stderr.strip()[:200]}); it needs Xcode 15 or newer")
+            raise PlatformError(
+                f"xcrun devicectl failed ({proc.stderr.strip()[:200]}); it needs Xcode 15 or newer"
+            )
         return [d for d in parse_devicectl(json.loads(out.read_text())) if d["connected"]]

@@ -8,10 +8,30 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
+from ..families.registry import get_family
+
 SCHEMA = "samexport.bench/1"
-CSV_FIELDS = ["device", "model", "part", "points", "tokens", "precision", "compute_unit", "status", "median_ms",
-              "p90_ms", "min_ms", "std_ms", "load_ms", "first_ms", "peak_rss_mb", "memory_limit_mb", "gmacs",
-              "compute_floor_ms", "error"]
+CSV_FIELDS = [
+    "device",
+    "model",
+    "part",
+    "points",
+    "tokens",
+    "precision",
+    "compute_unit",
+    "status",
+    "median_ms",
+    "p90_ms",
+    "min_ms",
+    "std_ms",
+    "load_ms",
+    "first_ms",
+    "peak_rss_mb",
+    "memory_limit_mb",
+    "gmacs",
+    "compute_floor_ms",
+    "error",
+]
 
 
 def flat(result: Dict, row: Dict) -> Dict:
@@ -55,20 +75,24 @@ def _part_label(row: Dict) -> str:
 
 
 def to_markdown(result: Dict) -> str:
-    lines = [f"Device: {result['device']['label']} ({result['machine']['description']}); "
-             f"{result['options']['target']}, runs {result['options']['runs']}",
-             "",
-             "| model | part | precision | status | median ms | p90 ms | min ms | load ms | first ms | peak MB "
-             "| GMACs | floor ms |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Device: {result['device']['label']} ({result['machine']['description']}); "
+        f"{result['options']['target']}, runs {result['options']['runs']}",
+        "",
+        "| model | part | precision | status | median ms | p90 ms | min ms | load ms | first ms | peak MB "
+        "| GMACs | floor ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in result["rows"]:
         s = row.get("stats") or {}
-        fmt = (lambda k: f"{s[k]:.1f}" if k in s else "")
-        ms = (lambda k: f"{row[k]:.0f}" if row.get(k) is not None else "")
-        lines.append(f"| {row['title']} | {_part_label(row)} | {row['precision']} | {row['status']} | "
-                     f"{fmt('median_ms')} | {fmt('p90_ms')} | {fmt('min_ms')} | "
-                     f"{ms('load_ms')} | {ms('first_ms')} | "
-                     f"{row.get('peak_rss_mb') or ''} | {row['gmacs']:.1f} | {_floor(row)} |")
+        stat = {k: f"{s[k]:.1f}" if k in s else "" for k in ("median_ms", "p90_ms", "min_ms")}
+        ms = {k: f"{row[k]:.0f}" if row.get(k) is not None else "" for k in ("load_ms", "first_ms")}
+        lines.append(
+            f"| {row['title']} | {_part_label(row)} | {row['precision']} | {row['status']} | "
+            f"{stat['median_ms']} | {stat['p90_ms']} | {stat['min_ms']} | "
+            f"{ms['load_ms']} | {ms['first_ms']} | "
+            f"{row.get('peak_rss_mb') or ''} | {row['gmacs']:.1f} | {_floor(row)} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -83,7 +107,7 @@ def paper_table(results: List[Dict], markdown: bool = True) -> str:
             if row["part"] == "encoder":
                 name = row["title"]
             elif row["points"] == 1:
-                name = "SAM decoder" if row["style"] == "sam" else "EfficientSAM decoder"
+                name = get_family(row["style"]).decoder_title
             else:
                 continue
             if row["precision"] != "fp32" and result["options"]["target"] == "onnx":
@@ -111,14 +135,31 @@ def print_table(result: Dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"samexport bench: {result['device']['label']}")
-    for column in ("model", "part", "precision", "status", "median ms", "p90 ms", "load ms", "peak MB", "floor ms"):
+    for column in (
+        "model",
+        "part",
+        "precision",
+        "status",
+        "median ms",
+        "p90 ms",
+        "load ms",
+        "peak MB",
+        "floor ms",
+    ):
         table.add_column(column, justify="left" if column in ("model", "part", "status") else "right")
     for row in result["rows"]:
         s = row.get("stats") or {}
-        table.add_row(row["title"], _part_label(row), row["precision"], row["status"],
-                      f"{s['median_ms']:.1f}" if s else "", f"{s['p90_ms']:.1f}" if s else "",
-                      f"{row['load_ms']:.0f}" if row.get("load_ms") else "", str(row.get("peak_rss_mb") or ""),
-                      _floor(row))
+        table.add_row(
+            row["title"],
+            _part_label(row),
+            row["precision"],
+            row["status"],
+            f"{s['median_ms']:.1f}" if s else "",
+            f"{s['p90_ms']:.1f}" if s else "",
+            f"{row['load_ms']:.0f}" if row.get("load_ms") else "",
+            str(row.get("peak_rss_mb") or ""),
+            _floor(row),
+        )
     Console(width=140).print(table)
 
 
@@ -130,8 +171,10 @@ def plot(result: Dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = result["rows"]
-    labels = [f"{r['title']}\n{_part_label(r)}" + (f"\n{r['precision']}" if r["precision"] != "fp32" else "")
-              for r in rows]
+    labels = [
+        f"{r['title']}\n{_part_label(r)}" + (f"\n{r['precision']}" if r["precision"] != "fp32" else "")
+        for r in rows
+    ]
     values = [r["stats"]["median_ms"] if r["status"] == "ok" else 0.0 for r in rows]
     colors = ["#1f77b4" if r["part"] == "encoder" else "#ff7f0e" for r in rows]
     fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(rows)), 5.5))
@@ -140,12 +183,21 @@ def plot(result: Dict, path: Path) -> None:
     ok = [v for v in values if v]
     top = max(ok) * 3 if ok else 10.0
     ax.set_ylim(min(ok) / 3 if ok else 1.0, top)
-    for i, (row, bar) in enumerate(zip(rows, bars)):
+    for i, (row, _bar) in enumerate(zip(rows, bars)):
         if row["status"] == "ok":
             ax.text(i, values[i] * 1.08, f"{values[i]:.0f}", ha="center", va="bottom", fontsize=8)
         else:
-            ax.text(i, (min(ok) if ok else 1.0), row["status"].upper(), ha="center", va="bottom", color="#d62728",
-                    fontsize=10, fontweight="bold", rotation=90)
+            ax.text(
+                i,
+                (min(ok) if ok else 1.0),
+                row["status"].upper(),
+                ha="center",
+                va="bottom",
+                color="#d62728",
+                fontsize=10,
+                fontweight="bold",
+                rotation=90,
+            )
     ax.set_xticks(range(len(rows)), labels, fontsize=7)
     ax.set_ylabel("median latency (ms, log scale)")
     ax.set_title(f"samexport bench, {result['device']['label']} ({result['options']['target']})")

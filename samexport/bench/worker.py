@@ -15,6 +15,8 @@ from typing import Dict
 
 import numpy as np
 
+from ..platforms import is_macos
+
 
 def onnx_inputs(session, points: int) -> Dict[str, np.ndarray]:
     """Deterministic inputs of the right shapes; latency does not depend on their values."""
@@ -33,11 +35,10 @@ def onnx_inputs(session, points: int) -> Dict[str, np.ndarray]:
     return feeds
 
 
-def measure_onnx(path: str, points: int, runs: int, warmup: int, threads: int, providers) -> Dict:
+def measure_onnx(path: str, points: int, runs: int, warmup: int, providers) -> Dict:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
     start = time.perf_counter()
     session = ort.InferenceSession(path, options, providers=providers)
     load_ms = (time.perf_counter() - start) * 1e3
@@ -59,12 +60,23 @@ def measure_onnx(path: str, points: int, runs: int, warmup: int, threads: int, p
         start = time.perf_counter()
         session.run(None, feeds)
         samples.append((time.perf_counter() - start) * 1e3)
-    return {"load_ms": load_ms, "load_warm_ms": load_warm_ms, "first_ms": first_ms, "warmup_ms": warmup_ms,
-            "samples_ms": samples,
-            "non_finite": non_finite, "inputs": {k: list(v.shape) for k, v in feeds.items()}}
+    return {
+        "load_ms": load_ms,
+        "load_warm_ms": load_warm_ms,
+        "first_ms": first_ms,
+        "warmup_ms": warmup_ms,
+        "samples_ms": samples,
+        "non_finite": non_finite,
+        "inputs": {k: list(v.shape) for k, v in feeds.items()},
+    }
 
 
-COMPUTE_UNITS = {"all": "ALL", "cpu_and_ne": "CPU_AND_NE", "cpu_and_gpu": "CPU_AND_GPU", "cpu_only": "CPU_ONLY"}
+COMPUTE_UNITS = {
+    "all": "ALL",
+    "cpu_and_ne": "CPU_AND_NE",
+    "cpu_and_gpu": "CPU_AND_GPU",
+    "cpu_only": "CPU_ONLY",
+}
 
 
 def coreml_inputs(spec, points: int) -> Dict:
@@ -75,8 +87,9 @@ def coreml_inputs(spec, points: int) -> Dict:
     feeds: Dict = {}
     for feature in spec.description.input:
         if feature.type.WhichOneof("Type") == "imageType":
-            pixels = rng.integers(0, 256, (feature.type.imageType.height, feature.type.imageType.width, 3),
-                                  dtype=np.uint8)
+            pixels = rng.integers(
+                0, 256, (feature.type.imageType.height, feature.type.imageType.width, 3), dtype=np.uint8
+            )
             feeds[feature.name] = Image.fromarray(pixels)
             continue
         shape = list(feature.type.multiArrayType.shape)
@@ -114,9 +127,15 @@ def measure_coreml(path: str, points: int, runs: int, warmup: int, compute_units
     load, first, warm, steady = asyncio.run(measure())
     outputs = model.predict(feeds)
     non_finite = int(sum((~np.isfinite(np.asarray(v, dtype=np.float32))).sum() for v in outputs.values()))
-    return {"load_ms": load.samples[0], "load_warm_ms": load.samples[1], "first_ms": first.samples[0],
-            "warmup_ms": list(warm.samples) if warm else [], "samples_ms": list(steady.samples),
-            "non_finite": non_finite, "inputs": {k: list(np.shape(v)) for k, v in feeds.items()}}
+    return {
+        "load_ms": load.samples[0],
+        "load_warm_ms": load.samples[1],
+        "first_ms": first.samples[0],
+        "warmup_ms": list(warm.samples) if warm else [],
+        "samples_ms": list(steady.samples),
+        "non_finite": non_finite,
+        "inputs": {k: list(np.shape(v)) for k, v in feeds.items()},
+    }
 
 
 def peak_rss_mb() -> float:
@@ -132,7 +151,7 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return maxrss / 1024 ** 2 if sys.platform == "darwin" else maxrss / 1024
+    return maxrss / 1024**2 if is_macos() else maxrss / 1024
 
 
 def main() -> None:
@@ -140,8 +159,13 @@ def main() -> None:
     if job.get("backend", "onnx") == "coreml":
         result = measure_coreml(job["path"], job["points"], job["runs"], job["warmup"], job["compute_units"])
     else:
-        result = measure_onnx(job["path"], job["points"], job["runs"], job["warmup"],
-                              job.get("threads", 0), job.get("providers", ["CPUExecutionProvider"]))
+        result = measure_onnx(
+            job["path"],
+            job["points"],
+            job["runs"],
+            job["warmup"],
+            job.get("providers", ["CPUExecutionProvider"]),
+        )
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result), flush=True)
 

@@ -17,7 +17,7 @@ def compare(actual, reference) -> Dict[str, float]:
     a = np.where(np.isfinite(a), a, 0.0)
     diff = a - r
     peak = float(np.abs(r).max())
-    rms = float(np.sqrt(np.mean(diff ** 2)))
+    rms = float(np.sqrt(np.mean(diff**2)))
     denom = float(np.linalg.norm(a) * np.linalg.norm(r))
     return {
         "max_abs": float(np.abs(diff).max()),

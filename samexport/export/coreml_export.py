@@ -1,35 +1,22 @@
-"""Core ML export: ML programs with an ImageType encoder input and an enumerated-shape decoder."""
+"""Core ML building blocks: tracing, conversion to an ML program, input types, weight compression,
+metadata, and prediction on Apple silicon. The target that uses them is `coreml_target`."""
 
 from __future__ import annotations
 
 import contextlib
 import io
-import logging
-import platform
-import sys
 import warnings
-from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import PlatformError, UsageError, first_line
-
-COMPRESSIONS = ("none", "int8", "palettize8", "palettize6", "palettize4")
-MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
-
-
-def _ct():
-    # coremltools logs at import that its macOS runtime library is missing (expected on Linux)
-    # and that torch > 2.7 is untested (these models convert fine); our manifest records versions.
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    import coremltools as ct
-
-    return ct
+from ..coreml_package import coremltools
+from ..errors import PlatformError
+from ..platforms import is_apple_silicon
 
 
 @contextmanager
@@ -47,9 +34,10 @@ def trace(module: nn.Module, example_inputs) -> torch.jit.ScriptModule:
         return torch.jit.trace(module.eval(), example_inputs, check_trace=False)
 
 
-def convert(traced: torch.jit.ScriptModule, inputs: list, output_names: Sequence[str], precision: str,
-            min_target: str):
-    ct = _ct()
+def convert(
+    traced: torch.jit.ScriptModule, inputs: list, output_names: Sequence[str], precision: str, min_target: str
+):
+    ct = coremltools()
     with no_progress_bars():
         return ct.convert(
             traced,
@@ -63,40 +51,50 @@ def convert(traced: torch.jit.ScriptModule, inputs: list, output_names: Sequence
 
 def image_input(mean_255: Sequence[float]):
     """RGB 1024x1024 image; Core ML computes pixel - mean (1/std is folded into the first conv)."""
-    ct = _ct()
-    return ct.ImageType(name="image", shape=(1, 3, 1024, 1024), scale=1.0, bias=[-float(m) for m in mean_255],
-                        color_layout=ct.colorlayout.RGB)
+    ct = coremltools()
+    return ct.ImageType(
+        name="image",
+        shape=(1, 3, 1024, 1024),
+        scale=1.0,
+        bias=[-float(m) for m in mean_255],
+        color_layout=ct.colorlayout.RGB,
+    )
 
 
 def tensor_input(name: str, shape, dtype=np.float32):
-    ct = _ct()
+    """A float32 input of a fixed shape, or of enumerated shapes (a list; the first is the default)."""
+    ct = coremltools()
+    if isinstance(shape, list):
+        shape = ct.EnumeratedShapes(shapes=[list(s) for s in shape], default=list(shape[0]))
     return ct.TensorType(name=name, shape=shape, dtype=dtype)
-
-
-def enumerated(token_counts: Sequence[int], default: int, width: int = 3):
-    ct = _ct()
-    return ct.EnumeratedShapes(shapes=[[1, n, width] for n in token_counts], default=[1, default, width])
 
 
 def compress(mlmodel, mode: str):
     """Weight compression on a converted model (works on Linux)."""
     if mode == "none":
         return mlmodel
-    _ct()
+    coremltools()
     import coremltools.optimize.coreml as cto
 
     with no_progress_bars():
         if mode == "int8":
-            config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric",
-                                                                                      dtype="int8"))
+            config = cto.OptimizationConfig(
+                global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
+            )
             return cto.linear_quantize_weights(mlmodel, config=config)
         nbits = int(mode.removeprefix("palettize"))
         config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=nbits))
         return cto.palettize_weights(mlmodel, config=config)
 
 
-def set_metadata(mlmodel, short_description: str, version: str, inputs: Dict[str, str], outputs: Dict[str, str],
-                 user_metadata: Dict[str, str]) -> None:
+def set_metadata(
+    mlmodel,
+    short_description: str,
+    version: str,
+    inputs: Dict[str, str],
+    outputs: Dict[str, str],
+    user_metadata: Dict[str, str],
+) -> None:
     mlmodel.author = "samexport"
     mlmodel.license = "Weights: see the official model's license. Export code: Apache-2.0 (samexport)."
     mlmodel.version = version
@@ -109,70 +107,18 @@ def set_metadata(mlmodel, short_description: str, version: str, inputs: Dict[str
         mlmodel.user_defined_metadata[key] = value
 
 
-def op_census(package: Path) -> Dict[str, int]:
-    """Non-const ML program ops by type, read back from a saved package."""
-    spec = load_spec(package)
-    function = spec.mlProgram.functions["main"]
-    block = function.block_specializations[function.opset]
-    counts = Counter(op.type for op in block.operations if op.type != "const")
-    return dict(sorted(counts.items()))
-
-
-def open_package(package: Path):
-    """A saved package, read without compiling it (works on any platform)."""
-    ct = _ct()
-    package = Path(package)
-    if not package.exists():
-        raise UsageError(f"{package} does not exist; pass an .mlpackage written by `samexport convert`")
-    try:
-        return ct.models.MLModel(str(package), skip_model_load=True)
-    except Exception as e:  # coremltools raises bare Exceptions for unreadable packages
-        raise UsageError(f"{package} is not a readable Core ML package ({first_line(e)}); re-run "
-                         "`samexport convert`") from None
-
-
-def load_spec(package: Path):
-    return open_package(package).get_spec()
-
-
-def describe_io(package: Path) -> Dict[str, List[Dict]]:
-    """Inputs and outputs of a saved package: name, kind, shape, dtype, enumerated shapes."""
-    spec = load_spec(package)
-    from coremltools.proto import FeatureTypes_pb2
-
-
-    def one(feature) -> Dict:
-        kind = feature.type.WhichOneof("Type")
-        if kind == "imageType":
-            image = feature.type.imageType
-            color = FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(image.colorSpace)
-            return {"name": feature.name, "kind": "image", "width": image.width, "height": image.height,
-                    "color_space": color}
-        array = feature.type.multiArrayType
-        enumerated_shapes = [list(s.shape) for s in array.enumeratedShapes.shapes]
-        dtype = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.Name(array.dataType).lower()
-        return {"name": feature.name, "kind": "multiarray", "shape": list(array.shape), "dtype": dtype,
-                "enumerated_shapes": enumerated_shapes,
-                "range_flexible": array.WhichOneof("ShapeFlexibility") == "shapeRange"}
-
-    return {"inputs": [one(f) for f in spec.description.input],
-            "outputs": [one(f) for f in spec.description.output]}
-
-
-def can_predict() -> bool:
-    return sys.platform == "darwin" and platform.machine() == "arm64"
-
-
 def require_prediction() -> None:
-    if not can_predict():
-        raise PlatformError("Core ML prediction needs macOS on Apple silicon; on this machine use --method numpy "
-                            "(the saved ML program evaluated in NumPy)")
+    if not is_apple_silicon():
+        raise PlatformError(
+            "Core ML prediction needs macOS on Apple silicon; on this machine use --method numpy "
+            "(the saved ML program evaluated in NumPy)"
+        )
 
 
 def load_for_prediction(package: Path, compute_units: str = "ALL"):
     """A saved package loaded (compiled) once by Core ML, for several predictions (macOS only)."""
     require_prediction()
-    ct = _ct()
+    ct = coremltools()
     return ct.models.MLModel(str(package), compute_units=getattr(ct.ComputeUnit, compute_units))
 
 

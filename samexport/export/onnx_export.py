@@ -15,20 +15,36 @@ import onnx
 import torch
 from torch import nn
 
+from ..errors import first_line
+
 # Opset 20 has a native Gelu op. At opset 17 GELU is exported as Div/Erf/Add/Mul/Mul, and after
 # onnxsim folds one Mul onnxruntime no longer fuses the pattern: RepViT-SAM's simplified opset-17
 # encoder ran 15-18% slower than the unsimplified one on CPU. With Gelu native both run alike.
 OPSET = 20
 
 
-def export(module: nn.Module, example_inputs: Tuple[torch.Tensor, ...], path: Path, input_names: Sequence[str],
-           output_names: Sequence[str], dynamic_axes: Dict[str, Dict[int, str]] | None = None) -> None:
+def export(
+    module: nn.Module,
+    example_inputs: Tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: Dict[str, Dict[int, str]] | None = None,
+) -> None:
     """TorchScript-based export (the dynamo exporter writes external data and picks its own opset)."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # see coreml_export.trace
-        torch.onnx.export(module.eval(), example_inputs, str(path), input_names=list(input_names),
-                          output_names=list(output_names), dynamic_axes=dynamic_axes or {},
-                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            module.eval(),
+            example_inputs,
+            str(path),
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic_axes or {},
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
 
 
 @contextmanager
@@ -57,7 +73,10 @@ def simplify(path: Path) -> Tuple[bool, str]:
         with native_output_silenced():
             simplified, ok = onnxsim.simplify(model)
     except Exception as e:  # onnxsim raises many types; the graph stays valid without it
-        return False, f"onnxsim failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); kept the unsimplified graph"
+        return (
+            False,
+            f"onnxsim failed ({type(e).__name__}: {first_line(e, 120)}); kept the unsimplified graph",
+        )
     if not ok:
         return False, "onnxsim could not verify the simplified graph; kept the unsimplified graph"
     onnx.save(simplified, str(path))
@@ -89,11 +108,18 @@ def quantize_int8(source: Path, target: Path) -> Dict[str, object]:
     level = root.level
     root.setLevel(logging.ERROR)  # onnxruntime logs generic pre-processing advice on the root logger
     try:
-        quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul", "Gemm"],
-                         weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(
+            str(source),
+            str(target),
+            op_types_to_quantize=["MatMul", "Gemm"],
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
     finally:
         root.setLevel(level)
-    quantized = sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in onnx.load(str(target)).graph.node)
+    quantized = sum(
+        n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in onnx.load(str(target)).graph.node
+    )
     method = "dynamic int8, MatMul/Gemm weights, per channel; convolutions stay float32"
     if not quantized:
         method += "; this graph has no MatMul/Gemm to quantize, so it is unchanged (float32)"

@@ -11,10 +11,12 @@ def validation_image(height: int = 480, width: int = 640) -> np.ndarray:
     """HxWx3 uint8: smooth colour gradients, three filled shapes and mild noise (seeded)."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    image = np.stack([80 + 100 * xx / width, 60 + 120 * yy / height, 140 + 60 * np.sin(xx / 53 + yy / 71)], -1)
+    image = np.stack(
+        [80 + 100 * xx / width, 60 + 120 * yy / height, 140 + 60 * np.sin(xx / 53 + yy / 71)], -1
+    )
     ellipse = ((xx - width * 0.3) / (width * 0.15)) ** 2 + ((yy - height * 0.4) / (height * 0.2)) ** 2 < 1
     image[ellipse] = (220, 60, 50)
-    image[int(height * 0.15):int(height * 0.55), int(width * 0.6):int(width * 0.9)] = (40, 90, 210)
+    image[int(height * 0.15) : int(height * 0.55), int(width * 0.6) : int(width * 0.9)] = (40, 90, 210)
     triangle = (yy > height * 0.6) & (np.abs(xx - width * 0.7) < (yy - height * 0.6) * 0.8)
     image[triangle] = (250, 230, 70)
     image += rng.normal(0, 6, image.shape)
@@ -25,12 +27,27 @@ def validation_prompts(height: int = 480, width: int = 640) -> List[Tuple[str, d
     """(name, kwargs for model.prompt_tokens) in original pixels."""
     return [
         ("one click", {"points": [[width * 0.3, height * 0.4]], "labels": [1]}),
-        ("click + negative click", {"points": [[width * 0.75, height * 0.35], [width * 0.1, height * 0.1]],
-                                    "labels": [1, 0]}),
+        (
+            "click + negative click",
+            {"points": [[width * 0.75, height * 0.35], [width * 0.1, height * 0.1]], "labels": [1, 0]},
+        ),
         ("box", {"box": [width * 0.45, height * 0.6, width * 0.95, height * 0.98]}),
-        ("box + click", {"points": [[width * 0.7, height * 0.3]], "labels": [1],
-                         "box": [width * 0.55, height * 0.1, width * 0.95, height * 0.6]}),
-        ("five clicks", {"points": [[width * f, height * g] for f, g in
-                                    [(0.2, 0.3), (0.3, 0.5), (0.7, 0.2), (0.8, 0.4), (0.5, 0.9)]],
-                         "labels": [1, 1, 0, 1, 0]}),
+        (
+            "box + click",
+            {
+                "points": [[width * 0.7, height * 0.3]],
+                "labels": [1],
+                "box": [width * 0.55, height * 0.1, width * 0.95, height * 0.6],
+            },
+        ),
+        (
+            "five clicks",
+            {
+                "points": [
+                    [width * f, height * g]
+                    for f, g in [(0.2, 0.3), (0.3, 0.5), (0.7, 0.2), (0.8, 0.4), (0.5, 0.9)]
+                ],
+                "labels": [1, 1, 0, 1, 0],
+            },
+        ),
     ]

@@ -8,23 +8,28 @@ export manifest, the results are written back into its `validation.coreml` field
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..coreml_package import CoreMLPackage
 from ..errors import SamExportError, UsageError
-from ..registry import get_spec
-from . import coreml_check, coreml_export
-from .convert import make_reference, sha256
+from ..fsutil import atomic_write_text
+from ..provenance import sha256
+from ..zoo import RandomWeightsWarning, build_model
+from . import coreml_check
+from .quality import floor_for, floor_text
+from .reference import make_reference
 
 PACKAGE_KEYS = {"coreml_encoder": "encoder", "coreml_decoder": "decoder"}
 
 
 @dataclass
 class PackageInfo:
-    path: Path
+    """What a package's metadata says about it: model, part, variant, weights, decoder token counts."""
+
+    package: CoreMLPackage
     model: str
     part: str
     precision: str
@@ -34,22 +39,30 @@ class PackageInfo:
     token_counts: List[int]
     manifest: Optional[Path] = None
 
+    @property
+    def path(self) -> Path:
+        return self.package.path
+
 
 def package_info(path: Path, manifest: Optional[Path] = None) -> PackageInfo:
-    if path.suffix != ".mlpackage" or not path.is_dir():
-        raise UsageError(f"{path} is not an .mlpackage folder; pass a package or an export manifest "
-                         "(*.export.json) written by `samexport convert`")
-    meta = dict(coreml_export.load_spec(path).description.metadata.userDefined)
+    package = CoreMLPackage(path)
+    meta = package.metadata
     if "com.samexport.model" not in meta or "com.samexport.part" not in meta:
-        raise UsageError(f"{path.name} was not written by `samexport convert` (no com.samexport metadata), so its "
-                         "PyTorch reference is unknown; evaluate it from Python with samexport.mileval.evaluate")
-    inputs = coreml_export.describe_io(path)["inputs"]
+        raise UsageError(
+            f"{package.path.name} was not written by `samexport convert` (no com.samexport metadata), "
+            "so its PyTorch reference is unknown; evaluate it from Python with samexport.mileval.evaluate"
+        )
     return PackageInfo(
-        path=path, model=meta["com.samexport.model"], part=meta["com.samexport.part"],
-        precision=meta.get("com.samexport.precision", "fp16"), compress=meta.get("com.samexport.compression", "none"),
+        package=package,
+        model=meta["com.samexport.model"],
+        part=meta["com.samexport.part"],
+        precision=meta.get("com.samexport.precision", "fp16"),
+        compress=meta.get("com.samexport.compression", "none"),
         checkpoint_sha256=meta.get("com.samexport.checkpoint", "random-init"),
-        image_input=any(f["name"] == "image" and f["kind"] == "image" for f in inputs),
-        token_counts=json.loads(meta.get("com.samexport.token_counts", "[]")), manifest=manifest)
+        image_input=any(f["name"] == "image" and f["kind"] == "image" for f in package.io["inputs"]),
+        token_counts=json.loads(meta.get("com.samexport.token_counts", "[]")),
+        manifest=manifest,
+    )
 
 
 def expand(paths: List[Path]) -> List[PackageInfo]:
@@ -78,24 +91,25 @@ def check_checkpoint(info: PackageInfo, checkpoint: Optional[Path]) -> None:
     recorded = info.checkpoint_sha256
     if checkpoint is None:
         if recorded != "random-init":
-            raise UsageError(f"{info.path.name} was converted from a checkpoint (sha256 {recorded[:12]}...); "
-                             "pass that file with --checkpoint")
+            raise UsageError(
+                f"{info.path.name} was converted from a checkpoint (sha256 {recorded[:12]}...); "
+                "pass that file with --checkpoint"
+            )
         return
     if recorded == "random-init":
-        raise UsageError(f"{info.path.name} was converted without a checkpoint (parity-fill weights); "
-                         "drop --checkpoint")
+        raise UsageError(
+            f"{info.path.name} was converted without a checkpoint (parity-fill weights); drop --checkpoint"
+        )
     actual = sha256(checkpoint)
     if actual != recorded:
-        raise UsageError(f"--checkpoint {checkpoint} (sha256 {actual[:12]}...) is not the file {info.path.name} was "
-                         f"converted from (sha256 {recorded[:12]}...); pass that checkpoint")
+        raise UsageError(
+            f"--checkpoint {checkpoint} (sha256 {actual[:12]}...) is not the file {info.path.name} was "
+            f"converted from (sha256 {recorded[:12]}...); pass that checkpoint"
+        )
 
 
 def validate(paths: List[Path], checkpoint: Optional[Path] = None, method: str = "auto") -> Dict[str, Dict]:
     """package path -> check report; manifests given are updated with the results."""
-    import warnings
-
-    from .. import RandomWeightsWarning, build_model
-
     infos = expand(paths)
     method = coreml_check.resolve_method(method)
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -104,23 +118,25 @@ def validate(paths: List[Path], checkpoint: Optional[Path] = None, method: str =
         check_checkpoint(info, checkpoint)
     reports: Dict[str, Dict] = {}
     for model_name in dict.fromkeys(info.model for info in infos):
-        spec = get_spec(model_name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)
-            model = build_model(spec.name, checkpoint)
-        reference = make_reference(model, spec)
+            model = build_model(model_name, checkpoint)
+        reference = make_reference(model)
         for info in (i for i in infos if i.model == model_name):
-            floor = coreml_check.floor_for(info.precision, info.compress, method)
+            floor = floor_for(info.precision, info.compress, method)
             if info.part == "encoder":
-                case = coreml_check.encoder_case(model, spec, reference.image, info.image_input)
-                report = coreml_check.check_encoder(info.path, case, method, floor)
+                case = coreml_check.encoder_case(model, reference.image, info.image_input)
+                report = coreml_check.check_encoder(info.package, case, method, floor)
             else:
-                cases = coreml_check.decoder_cases(model, spec, reference.embeddings, reference.prompts,
-                                                   info.token_counts)
-                report = coreml_check.check_decoder(info.path, cases, method, floor)
+                cases = coreml_check.decoder_cases(
+                    model, reference.embeddings, reference.prompts, info.token_counts
+                )
+                report = coreml_check.check_decoder(info.package, cases, method, floor)
             reports[str(info.path)] = report
     for manifest in dict.fromkeys(info.manifest for info in infos if info.manifest):
-        update_manifest(manifest, {info.part: reports[str(info.path)] for info in infos if info.manifest == manifest})
+        update_manifest(
+            manifest, {info.part: reports[str(info.path)] for info in infos if info.manifest == manifest}
+        )
     return reports
 
 
@@ -130,10 +146,7 @@ def update_manifest(manifest: Path, parts: Dict[str, Dict]) -> None:
     coreml = {**parts, "passed": all(r["passed"] for r in parts.values())}
     data.setdefault("validation", {})["coreml"] = coreml
     try:
-        fd, temp = tempfile.mkstemp(prefix=".samexport-", suffix=".json", dir=manifest.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
-        os.replace(temp, manifest)
+        atomic_write_text(manifest, json.dumps(data, indent=2) + "\n")
     except OSError as e:
         raise UsageError(f"cannot update {manifest} ({e.strerror or e}); make its folder writable") from None
 
@@ -143,37 +156,40 @@ def render(reports: Dict[str, Dict]) -> str:
     lines = []
     for path, report in reports.items():
         lines.append(f"{Path(path).name}: {'PASS' if report['passed'] else 'FAIL'}  ({report['method']})")
-        lines.append(f"  floor: {_floor_text(report['floor'])}")
-        lines.append(f"  {'output':<38}{'tokens':>7}{'PSNR dB':>9}{'max err/max|ref|':>18}{'cosine':>10}"
-                     f"{'NaN/Inf':>9}{'fp32-eval PSNR':>16}")
-        rows = ([("imageEmbeddings", "", report["imageEmbeddings"])] if "imageEmbeddings" in report else
-                [(f"{out} '{name}'", case["tokens"], case[out]) for name, case in report["cases"].items()
-                 for out in ("lowResMasks", "iouScores")])
+        lines.append(f"  floor: {floor_text(report['floor'])}")
+        lines.append(
+            f"  {'output':<38}{'tokens':>7}{'PSNR dB':>9}{'max err/max|ref|':>18}{'cosine':>10}"
+            f"{'NaN/Inf':>9}{'fp32-eval PSNR':>16}"
+        )
+        rows = (
+            [("imageEmbeddings", "", report["imageEmbeddings"])]
+            if "imageEmbeddings" in report
+            else [
+                (f"{out} '{name}'", case["tokens"], case[out])
+                for name, case in report["cases"].items()
+                for out in ("lowResMasks", "iouScores")
+            ]
+        )
         for label, tokens, r in rows:
             fp32 = f"{r['fp32_evaluation']['psnr_db']:.1f}" if "fp32_evaluation" in r else "-"
-            lines.append(f"  {label[:38]:<38}{tokens!s:>7}{r['psnr_db']:>9.1f}{r['rel']:>18.2e}{r['cosine']:>10.6f}"
-                         f"{r['non_finite']:>9}{fp32:>16}")
+            lines.append(
+                f"  {label[:38]:<38}{tokens!s:>7}{r['psnr_db']:>9.1f}{r['rel']:>18.2e}{r['cosine']:>10.6f}"
+                f"{r['non_finite']:>9}{fp32:>16}"
+            )
         evaluation = report.get("evaluation")
         if evaluation:
             peak = evaluation.get("fp16_peak") or {}
-            peak_text = (f"; largest fp16 value {peak['max_abs']:.4g} ({100 * peak['fraction_of_fp16_max']:.2f}% of "
-                         f"65504) at {peak['type']} op '{peak['op']}'" if peak else "")
+            peak_text = (
+                f"; largest fp16 value {peak['max_abs']:.4g} ({100 * peak['fraction_of_fp16_max']:.2f}% of "
+                f"65504) at {peak['type']} op '{peak['op']}'"
+                if peak
+                else ""
+            )
             lines.append(f"  evaluated in {evaluation['seconds']:.1f} s{peak_text}")
         for failure in report["failures"]:
             lines.append(f"  failed: {failure}")
         lines.append("")
     return "\n".join(lines)
-
-
-def _floor_text(floor: Dict) -> str:
-    parts = []
-    if "min_psnr_db" in floor:
-        parts.append(f"PSNR >= {floor['min_psnr_db']} dB")
-    if "min_cosine" in floor:
-        parts.append(f"cosine >= {floor['min_cosine']}")
-    if "max_rel" in floor:
-        parts.append(f"max error <= {floor['max_rel']:.0e} of max |ref|")
-    return ", ".join(parts + ["no NaN/Inf"])
 
 
 def raise_if_any_failed(reports: Dict[str, Dict]) -> None:

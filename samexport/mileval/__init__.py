@@ -9,5 +9,13 @@ def supported_ops() -> list:
     return sorted(OPS)
 
 
-__all__ = ["Evaluation", "MilProgram", "OPS", "PRECISIONS", "UnsupportedOpError", "evaluate", "load_program",
-           "supported_ops"]
+__all__ = [
+    "Evaluation",
+    "MilProgram",
+    "OPS",
+    "PRECISIONS",
+    "UnsupportedOpError",
+    "evaluate",
+    "load_program",
+    "supported_ops",
+]

@@ -12,7 +12,7 @@ from .registry import axis_of, ints, op
 def _unpack_bits(packed: np.ndarray, nbits: int, count: int) -> np.ndarray:
     """MIL's sub-byte packing: indices fill each byte from the least significant bit up."""
     bits = np.unpackbits(np.asarray(packed, dtype=np.uint8), bitorder="little")[: nbits * count]
-    weights = (1 << np.arange(nbits, dtype=np.uint32))
+    weights = 1 << np.arange(nbits, dtype=np.uint32)
     return (bits.reshape(count, nbits).astype(np.uint32) * weights).sum(axis=1)
 
 
@@ -60,7 +60,9 @@ def constexpr_lut_to_dense(indices, lut, shape=None, vector_axis=None):
     indices = np.asarray(indices).astype(np.int64)
     lut = np.asarray(lut, dtype=np.float32)
     if lut.shape[-1] != 1:
-        raise ValueError("vector palettization (constexpr_lut_to_dense with VECTOR_SIZE > 1) is not supported")
-    blocks = [d // s for d, s in zip(indices.shape, lut.shape[:indices.ndim])]
+        raise ValueError(
+            "vector palettization (constexpr_lut_to_dense with VECTOR_SIZE > 1) is not supported"
+        )
+    blocks = [d // s for d, s in zip(indices.shape, lut.shape[: indices.ndim])]
     block = tuple(grid // size for grid, size in zip(np.indices(indices.shape, sparse=True), blocks))
     return lut[..., 0][block + (indices,)]

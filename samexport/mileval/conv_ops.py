@@ -11,8 +11,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .registry import ints, op
 
 
-def _spatial_pads(pad_type: str, pad, sizes: Sequence[int], kernel: Sequence[int], strides: Sequence[int],
-                  dilations: Sequence[int]) -> List[tuple]:
+def _spatial_pads(
+    pad_type: str,
+    pad,
+    sizes: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    dilations: Sequence[int],
+) -> List[tuple]:
     """(before, after) per spatial dim for MIL's pad_type valid / custom / same / same_lower."""
     if pad_type == "valid":
         return [(0, 0)] * len(sizes)
@@ -79,14 +85,18 @@ def _conv2d_depthwise(x: np.ndarray, w: np.ndarray, strides, dilations) -> np.nd
     source = np.repeat(x, per, axis=1) if per > 1 else x
     for i in range(kh):
         for j in range(kw):
-            patch = source[:, :, i * dh: i * dh + (ho - 1) * sh + 1: sh, j * dw: j * dw + (wo - 1) * sw + 1: sw]
+            patch = source[
+                :, :, i * dh : i * dh + (ho - 1) * sh + 1 : sh, j * dw : j * dw + (wo - 1) * sw + 1 : sw
+            ]
             out += patch * w[:, 0, i, j][None, :, None, None]
     return out
 
 
 @op()
 def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilations=None, groups=1):
-    x, weight, strides, dilations, pad, groups, was_1d = _conv_args(x, weight, strides, dilations, pad, groups)
+    x, weight, strides, dilations, pad, groups, was_1d = _conv_args(
+        x, weight, strides, dilations, pad, groups
+    )
     pads = _spatial_pads(pad_type, pad, x.shape[2:], weight.shape[2:], strides, dilations)
     if any(p for pair in pads for p in pair):
         x = np.pad(x, [(0, 0), (0, 0)] + pads)
@@ -102,10 +112,21 @@ def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilatio
 
 
 @op()
-def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="valid", strides=None,
-                   dilations=None, groups=1):
+def conv_transpose(
+    x,
+    weight,
+    bias=None,
+    pad=None,
+    output_shape=None,
+    pad_type="valid",
+    strides=None,
+    dilations=None,
+    groups=1,
+):
     """weight (C_in, C_out/groups, kh, kw); each input pixel scatters a kh x kw block into the output."""
-    x, weight, strides, dilations, pad, groups, was_1d = _conv_args(x, weight, strides, dilations, pad, groups)
+    x, weight, strides, dilations, pad, groups, was_1d = _conv_args(
+        x, weight, strides, dilations, pad, groups
+    )
     n, c_in, h, w = x.shape
     _, per_group, kh, kw = weight.shape
     (sh, sw), (dh, dw) = strides, dilations
@@ -115,24 +136,25 @@ def conv_transpose(x, weight, bias=None, pad=None, output_shape=None, pad_type="
     for g, (xg, wg) in enumerate(zip(xs, ws)):
         # (N, C_in_g, H, W) x (C_in_g, C_out_g, kh, kw) -> (N, C_out_g, kh, kw, H, W)
         blocks = np.tensordot(xg, wg, axes=([1], [0])).transpose(0, 3, 4, 5, 1, 2)
-        target = full[:, g * per_group:(g + 1) * per_group]
+        target = full[:, g * per_group : (g + 1) * per_group]
         for i in range(kh):
             for j in range(kw):
-                target[:, :, i * dh: i * dh + (h - 1) * sh + 1: sh, j * dw: j * dw + (w - 1) * sw + 1: sw] += \
-                    blocks[:, :, i, j]
+                target[
+                    :, :, i * dh : i * dh + (h - 1) * sh + 1 : sh, j * dw : j * dw + (w - 1) * sw + 1 : sw
+                ] += blocks[:, :, i, j]
     if output_shape is not None:
         out_h, out_w = ints(output_shape)[-2:]
         if pad_type == "same":
             top, left = (full_h - out_h) // 2, (full_w - out_w) // 2
         else:
             top, left = (pad[0], pad[2]) if pad is not None else (0, 0)
-        out = full[:, :, top:top + out_h, left:left + out_w]
+        out = full[:, :, top : top + out_h, left : left + out_w]
     elif pad_type == "custom" and pad is not None:
-        out = full[:, :, pad[0]:full_h - pad[1], pad[2]:full_w - pad[3]]
+        out = full[:, :, pad[0] : full_h - pad[1], pad[2] : full_w - pad[3]]
     elif pad_type == "same":
         out_h, out_w = h * sh, w * sw
         top, left = (full_h - out_h) // 2, (full_w - out_w) // 2
-        out = full[:, :, top:top + out_h, left:left + out_w]
+        out = full[:, :, top : top + out_h, left : left + out_w]
     else:
         out = full
     return _finish(out, bias, was_1d)

@@ -28,11 +28,15 @@ FP16_MAX = 65504.0
 
 
 class UnsupportedOpError(SamExportError):
+    """The program uses a MIL op the evaluator does not implement (exit 2, naming the ops)."""
+
     exit_code = 2
 
 
 @dataclass
 class Evaluation:
+    """A program's outputs for one set of feeds, with its fp16 range and NaN/Inf bookkeeping."""
+
     outputs: Dict[str, np.ndarray]
     precision: str
     seconds: float
@@ -42,12 +46,16 @@ class Evaluation:
     fp16_overflows: List[Dict] = field(default_factory=list)
     # The first op that produced NaN/Inf from finite inputs.
     first_non_finite: Optional[Dict] = None
-    seconds_by_op: Dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> Dict:
-        return {"precision": self.precision, "seconds": round(self.seconds, 2), "fp16_peak": self.fp16_peak,
-                "fp16_overflows": self.fp16_overflows[:5], "fp16_overflow_count": len(self.fp16_overflows),
-                "first_non_finite": self.first_non_finite}
+        return {
+            "precision": self.precision,
+            "seconds": round(self.seconds, 2),
+            "fp16_peak": self.fp16_peak,
+            "fp16_overflows": self.fp16_overflows[:5],
+            "fp16_overflow_count": len(self.fp16_overflows),
+            "first_non_finite": self.first_non_finite,
+        }
 
 
 def check_feeds(program: MilProgram, feeds: Dict[str, np.ndarray]) -> None:
@@ -55,16 +63,20 @@ def check_feeds(program: MilProgram, feeds: Dict[str, np.ndarray]) -> None:
     missing = sorted(set(program.inputs) - set(feeds))
     unknown = sorted(set(feeds) - set(program.inputs))
     if missing or unknown:
-        raise UsageError(f"{program.path.name} takes inputs {sorted(program.inputs)}; missing {missing}, "
-                         f"unknown {unknown}")
+        raise UsageError(
+            f"{program.path.name} takes inputs {sorted(program.inputs)}; missing {missing}, unknown {unknown}"
+        )
     for name, declared in program.inputs.items():
         shape = tuple(np.shape(feeds[name]))
         if declared.enumerated:
             if shape not in declared.enumerated:
-                raise UsageError(f"input {name} of shape {shape} is not one of the enumerated shapes "
-                                 f"{declared.enumerated} of {program.path.name}")
-        elif len(shape) != len(declared.shape) or any(d is not None and d != s
-                                                        for d, s in zip(declared.shape, shape)):
+                raise UsageError(
+                    f"input {name} of shape {shape} is not one of the enumerated shapes "
+                    f"{declared.enumerated} of {program.path.name}"
+                )
+        elif len(shape) != len(declared.shape) or any(
+            d is not None and d != s for d, s in zip(declared.shape, shape)
+        ):
             raise UsageError(f"input {name} has shape {shape}; {program.path.name} declares {declared.shape}")
 
 
@@ -74,18 +86,27 @@ def evaluate(program: MilProgram, feeds: Dict[str, np.ndarray], precision: str =
         raise UsageError(f"unknown evaluation precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     unsupported = program.unsupported_ops()
     if unsupported:
-        raise UnsupportedOpError(f"{program.path.name} uses MIL ops the NumPy evaluator does not implement: "
-                                 f"{', '.join(unsupported)}")
+        raise UnsupportedOpError(
+            f"{program.path.name} uses MIL ops the NumPy evaluator does not implement: "
+            f"{', '.join(unsupported)}"
+        )
     check_feeds(program, feeds)
     run = _Run(program, precision)
     start = time.perf_counter()
     outputs = run.execute(feeds)
-    return Evaluation(outputs=outputs, precision=precision, seconds=time.perf_counter() - start,
-                      fp16_peak=run.peak, fp16_overflows=run.overflows, first_non_finite=run.first_non_finite,
-                      seconds_by_op=dict(sorted(run.seconds_by_op.items(), key=lambda kv: -kv[1])))
+    return Evaluation(
+        outputs=outputs,
+        precision=precision,
+        seconds=time.perf_counter() - start,
+        fp16_peak=run.peak,
+        fp16_overflows=run.overflows,
+        first_non_finite=run.first_non_finite,
+    )
 
 
 class _Run:
+    """One evaluation in progress: the value environment and what was seen while filling it."""
+
     def __init__(self, program: MilProgram, precision: str) -> None:
         self.program = program
         self.round_fp16 = precision == "program"
@@ -93,7 +114,6 @@ class _Run:
         self.overflows: List[Dict] = []
         self.first_non_finite: Optional[Dict] = None
         self.non_finite: set = set()
-        self.seconds_by_op: Dict[str, float] = defaultdict(float)
 
     def execute(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         program = self.program
@@ -103,14 +123,17 @@ class _Run:
         for name, declared in program.inputs.items():
             env[name] = self.store(declared.dtype, np.asarray(feeds[name]), name, "input")
         for index, op in enumerate(operations):
-            start = time.perf_counter()
-            kwargs = {param: [env[v.name] for v in value] if isinstance(value, (list, tuple)) else env[value.name]
-                      for param, value in op.inputs.items()}
+            kwargs = {
+                param: [env[v.name] for v in value] if isinstance(value, (list, tuple)) else env[value.name]
+                for param, value in op.inputs.items()
+            }
             try:
                 result = OPS[op.op_type](**kwargs)
             except Exception as e:
-                raise SamExportError(f"evaluating {op.op_type} op {op.name!r} of {program.path.name} failed: "
-                                     f"{type(e).__name__}: {e}") from e
+                raise SamExportError(
+                    f"evaluating {op.op_type} op {op.name!r} of {program.path.name} failed: "
+                    f"{type(e).__name__}: {e}"
+                ) from e
             results = result if isinstance(result, tuple) else (result,)
             inputs_finite = not any(v.name in self.non_finite for v in _input_vars(op))
             for var, value in zip(op.outputs, results):
@@ -122,7 +145,6 @@ class _Run:
                     env[var.name] = self.store(dtype_name(var), value, var.name, op.op_type, inputs_finite)
             for name in last_use.get(index, ()):
                 env.pop(name, None)
-            self.seconds_by_op[op.op_type] += time.perf_counter() - start
         return {name: np.asarray(env[name], dtype=np.float32) for name in program.outputs}
 
     def last_uses(self, operations) -> Dict[int, List[str]]:
@@ -150,8 +172,12 @@ class _Run:
         if dtype == "fp16" and finite:
             magnitude = max(abs(high), abs(low))
             if magnitude > self.peak.get("max_abs", -1.0):
-                self.peak = {"max_abs": magnitude, "op": name, "type": op_type,
-                             "fraction_of_fp16_max": magnitude / FP16_MAX}
+                self.peak = {
+                    "max_abs": magnitude,
+                    "op": name,
+                    "type": op_type,
+                    "fraction_of_fp16_max": magnitude / FP16_MAX,
+                }
             if self.round_fp16:
                 value = round_to_fp16(value)
                 if magnitude > FP16_MAX and not np.isfinite(value).all():
@@ -160,20 +186,21 @@ class _Run:
         if not finite:
             self.non_finite.add(name)
             if inputs_finite and self.first_non_finite is None:
-                self.first_non_finite = {"op": name, "type": op_type,
-                                         "count": int((~np.isfinite(value)).sum())}
+                self.first_non_finite = {
+                    "op": name,
+                    "type": op_type,
+                    "count": int((~np.isfinite(value)).sum()),
+                }
         return value
 
 
-# Ops whose outputs are some of their inputs' values, rearranged: already rounded and range-checked.
-LAYOUT_OPS = frozenset({"reshape", "transpose", "expand_dims", "squeeze", "slice_by_index", "slice_by_size",
-                        "split", "concat", "stack", "crop"})
-
-
 def _moves_values_only(op, var) -> bool:
-    if op.op_type not in LAYOUT_OPS or dtype_name(var) not in FLOAT_TYPES:
+    """A layout op (see OpDef.moves) whose float output keeps its input's dtype: nothing to round."""
+    moves = OPS[op.op_type].moves
+    if moves is None or dtype_name(var) not in FLOAT_TYPES:
         return False
-    source = op.inputs["values"] if op.op_type in ("concat", "stack") else [op.inputs["x"]]
+    source = op.inputs[moves]
+    source = source if isinstance(source, (list, tuple)) else [source]
     return all(dtype_name(v) == dtype_name(var) for v in source)
 
 

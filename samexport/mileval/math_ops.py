@@ -7,23 +7,54 @@ import math
 import numpy as np
 from scipy import special
 
-from .registry import DTYPES, OPS, axes_of, op
-
+from .registry import DTYPES, axes_of, op
 
 BINARY = {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": np.divide, "pow": np.power,
-    "maximum": np.maximum, "minimum": np.minimum, "floor_div": np.floor_divide, "mod": np.mod,
-    "equal": np.equal, "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
-    "greater": np.greater, "greater_equal": np.greater_equal,
-    "logical_and": np.logical_and, "logical_or": np.logical_or, "logical_xor": np.logical_xor,
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "real_div": np.divide,
+    "pow": np.power,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
+    "floor_div": np.floor_divide,
+    "mod": np.mod,
+    "equal": np.equal,
+    "not_equal": np.not_equal,
+    "less": np.less,
+    "less_equal": np.less_equal,
+    "greater": np.greater,
+    "greater_equal": np.greater_equal,
+    "logical_and": np.logical_and,
+    "logical_or": np.logical_or,
+    "logical_xor": np.logical_xor,
 }
 UNARY = {
-    "abs": np.abs, "ceil": np.ceil, "floor": np.floor, "cos": np.cos, "sin": np.sin, "tan": np.tan,
-    "cosh": np.cosh, "sinh": np.sinh, "tanh": np.tanh, "acos": np.arccos, "asin": np.arcsin,
-    "atan": np.arctan, "atanh": np.arctanh, "exp": np.exp, "exp2": np.exp2, "erf": special.erf,
-    "sign": np.sign, "sqrt": np.sqrt, "square": np.square, "logical_not": np.logical_not,
-    "relu": lambda x: np.maximum(x, 0), "sigmoid": special.expit, "silu": lambda x: x * special.expit(x),
-    "softplus": lambda x: np.logaddexp(x, 0), "softsign": lambda x: x / (1 + np.abs(x)),
+    "abs": np.abs,
+    "ceil": np.ceil,
+    "floor": np.floor,
+    "cos": np.cos,
+    "sin": np.sin,
+    "tan": np.tan,
+    "cosh": np.cosh,
+    "sinh": np.sinh,
+    "tanh": np.tanh,
+    "acos": np.arccos,
+    "asin": np.arcsin,
+    "atan": np.arctan,
+    "atanh": np.arctanh,
+    "exp": np.exp,
+    "exp2": np.exp2,
+    "erf": special.erf,
+    "sign": np.sign,
+    "sqrt": np.sqrt,
+    "square": np.square,
+    "logical_not": np.logical_not,
+    "relu": lambda x: np.maximum(x, 0),
+    "sigmoid": special.expit,
+    "silu": lambda x: x * special.expit(x),
+    "softplus": lambda x: np.logaddexp(x, 0),
+    "softsign": lambda x: x / (1 + np.abs(x)),
     "round": np.rint,  # MIL rounds half to even
 }
 
@@ -37,9 +68,9 @@ def _unary(fn):
 
 
 for _name, _fn in BINARY.items():
-    OPS[_name] = _binary(_fn)
+    op(_name)(_binary(_fn))
 for _name, _fn in UNARY.items():
-    OPS[_name] = _unary(_fn)
+    op(_name)(_unary(_fn))
 
 
 @op()
@@ -72,7 +103,7 @@ def gelu(x, mode="EXACT"):
     if mode == "EXACT":
         return 0.5 * x * (1.0 + special.erf(x / math.sqrt(2.0)))
     if mode == "TANH_APPROXIMATION":
-        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
     if mode == "SIGMOID_APPROXIMATION":
         return x * special.expit(1.702 * x)
     raise ValueError(f"gelu mode {mode!r} is not defined by MIL")
@@ -99,9 +130,14 @@ def _reduce(fn):
     return reduce
 
 
-for _name, _fn in {"reduce_mean": np.mean, "reduce_sum": np.sum, "reduce_max": np.max, "reduce_min": np.min,
-                   "reduce_prod": np.prod}.items():
-    OPS[_name] = _reduce(_fn)
+for _name, _fn in {
+    "reduce_mean": np.mean,
+    "reduce_sum": np.sum,
+    "reduce_max": np.max,
+    "reduce_min": np.min,
+    "reduce_prod": np.prod,
+}.items():
+    op(_name)(_reduce(_fn))
 
 
 @op()

@@ -9,6 +9,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from ..coreml_package import CoreMLPackage
 from ..errors import UsageError, first_line
 from .registry import OPS
 
@@ -18,6 +19,8 @@ FLOAT_TYPES = ("fp16", "fp32", "fp64")
 
 @dataclass
 class ProgramInput:
+    """A declared input: name, dtype, shape (None where flexible) and enumerated shapes."""
+
     name: str
     dtype: str
     shape: Tuple  # ints, or None where the input is flexible
@@ -26,6 +29,8 @@ class ProgramInput:
 
 @dataclass
 class MilProgram:
+    """The `main` function of a saved ML program, read back with coremltools' milproto loader."""
+
     path: Path
     function: object  # coremltools' MIL Function "main"
     inputs: Dict[str, ProgramInput]
@@ -74,31 +79,35 @@ def as_value(value, dtype: str):
     return np.asarray(value)
 
 
-def load_program(package: Path) -> MilProgram:
+def load_program(package: Path | CoreMLPackage) -> MilProgram:
     """The `main` function of a saved ML program package, with its declared inputs and metadata."""
-    from ..export.coreml_export import describe_io, open_package
-
-    package = Path(package)
-    model = open_package(package)
-    spec = model.get_spec()
+    opened = package if isinstance(package, CoreMLPackage) else CoreMLPackage(Path(package))
+    package, model, spec = opened.path, opened.model, opened.spec
     if spec.WhichOneof("Type") != "mlProgram":
-        raise UsageError(f"{package} holds a neural network, not an ML program; the evaluator reads ML programs "
-                         "(convert with the default mlprogram format)")
+        raise UsageError(
+            f"{package} holds a neural network, not an ML program; the evaluator reads ML programs "
+            "(convert with the default mlprogram format)"
+        )
     from coremltools.converters.mil.frontend.milproto.load import load
 
     try:
         program = load(spec, spec.specificationVersion, file_weights_dir=model.weights_dir)
     except Exception as e:  # a truncated weight file or an op this coremltools cannot build
-        raise UsageError(f"the ML program in {package} cannot be read back ({type(e).__name__}: {first_line(e)}); "
-                         "re-run `samexport convert`") from None
+        raise UsageError(
+            f"the ML program in {package} cannot be read back ({type(e).__name__}: {first_line(e)}); "
+            "re-run `samexport convert`"
+        ) from None
     function = program.functions["main"]
-    described = {f["name"]: f for f in describe_io(package)["inputs"]}
+    described = {f["name"]: f for f in opened.io["inputs"]}
     inputs = {}
     for name, var in function.inputs.items():
         shape = tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in var.shape)
         enumerated = [tuple(s) for s in described.get(name, {}).get("enumerated_shapes", [])]
         inputs[name] = ProgramInput(name, dtype_name(var), shape, enumerated)
-    return MilProgram(path=package, function=function, inputs=inputs,
-                      outputs=[v.name for v in function.outputs],
-                      metadata=dict(spec.description.metadata.userDefined))
-
+    return MilProgram(
+        path=package,
+        function=function,
+        inputs=inputs,
+        outputs=[v.name for v in function.outputs],
+        metadata=dict(spec.description.metadata.userDefined),
+    )

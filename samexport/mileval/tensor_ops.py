@@ -7,7 +7,7 @@ import numpy as np
 from .registry import axes_of, axis_of, ints, op
 
 
-@op()
+@op(moves="x")
 def reshape(x, shape):
     target = ints(shape)
     if len(target) == np.ndim(x):
@@ -15,25 +15,25 @@ def reshape(x, shape):
     return np.reshape(x, target)
 
 
-@op()
+@op(moves="x")
 def transpose(x, perm):
     return np.transpose(x, ints(perm))
 
 
-@op()
+@op(moves="x")
 def expand_dims(x, axes):
     rank = np.ndim(x) + len(ints(axes))
     return np.expand_dims(x, tuple(axis_of(a, rank) for a in ints(axes)))
 
 
-@op()
+@op(moves="x")
 def squeeze(x, axes=None):
     if axes is None:
         return np.squeeze(x)
     return np.squeeze(x, axis=axes_of(axes, np.ndim(x)))
 
 
-@op()
+@op(moves="values")
 def concat(values, axis, interleave=False):
     axis = int(axis)
     if not interleave:
@@ -45,12 +45,12 @@ def concat(values, axis, interleave=False):
     return stacked.reshape(shape)
 
 
-@op()
+@op(moves="values")
 def stack(values, axis):
     return np.stack(values, axis=int(axis))
 
 
-@op()
+@op(moves="x")
 def split(x, axis, num_splits=None, split_sizes=None):
     axis = axis_of(axis, np.ndim(x))
     if split_sizes is not None:
@@ -59,7 +59,7 @@ def split(x, axis, num_splits=None, split_sizes=None):
     return tuple(np.split(x, int(num_splits), axis=axis))
 
 
-@op()
+@op(moves="x")
 def slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
     rank = np.ndim(x)
     begin, end = ints(begin), ints(end)
@@ -72,11 +72,13 @@ def slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, s
         if squeeze[i]:
             index.append(begin[i])
         else:
-            index.append(slice(None if begin_mask[i] else begin[i], None if end_mask[i] else end[i], stride[i]))
+            index.append(
+                slice(None if begin_mask[i] else begin[i], None if end_mask[i] else end[i], stride[i])
+            )
     return np.asarray(x)[tuple(index)]
 
 
-@op()
+@op(moves="x")
 def slice_by_size(x, begin, size):
     index = []
     for b, s, dim in zip(ints(begin), ints(size), np.shape(x)):
@@ -99,9 +101,9 @@ def pad(x, pad, mode="constant", constant_val=0.0):
     raise ValueError(f"pad mode {mode!r} is not defined by MIL")
 
 
-@op()
+@op(moves="x")
 def crop(x, crop_height, crop_width):
     top, bottom = ints(crop_height)
     left, right = ints(crop_width)
     h, w = np.shape(x)[-2:]
-    return np.asarray(x)[..., top:h - bottom, left:w - right]
+    return np.asarray(x)[..., top : h - bottom, left : w - right]

@@ -9,6 +9,14 @@ from .sam import EfficientSam, Sam
 from .tiny_vit import TinyViT
 
 __all__ = [
-    "EfficientSam", "EfficientSamImageEncoder", "EfficientSamMaskDecoder", "EfficientSamPromptEncoder",
-    "ImageEncoderViT", "MaskDecoder", "PromptEncoder", "RepViT", "Sam", "TinyViT",
+    "EfficientSam",
+    "EfficientSamImageEncoder",
+    "EfficientSamMaskDecoder",
+    "EfficientSamPromptEncoder",
+    "ImageEncoderViT",
+    "MaskDecoder",
+    "PromptEncoder",
+    "RepViT",
+    "Sam",
+    "TinyViT",
 ]

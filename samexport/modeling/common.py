@@ -31,21 +31,34 @@ class LayerNorm2d(nn.Module):
         return x.permute(0, 3, 1, 2)
 
 
-def fold_bn(weight: torch.Tensor, bias: torch.Tensor, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
+def fold_bn(
+    weight: torch.Tensor, bias: torch.Tensor, bn: nn.BatchNorm2d
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Kernel and bias of bn(conv(x)) given conv's (weight, bias), computed in float64.
 
     Folding in float64 and rounding once keeps the fold's own rounding out of the fused weights.
     """
     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     shape = (-1,) + (1,) * (weight.ndim - 1)
-    return weight.double() * scale.view(shape), bn.bias.double() + (bias.double() - bn.running_mean.double()) * scale
+    return weight.double() * scale.view(shape), bn.bias.double() + (
+        bias.double() - bn.running_mean.double()
+    ) * scale
 
 
 def conv_like(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
     """A Conv2d with conv's geometry holding the given (float64) weight and bias in conv's dtype."""
-    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                    padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
-                    device=conv.weight.device, dtype=conv.weight.dtype)
+    out = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
     with torch.no_grad():
         out.weight.copy_(weight)
         out.bias.copy_(bias)
@@ -61,8 +74,9 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 class Conv2d_BN(nn.Sequential):
     """Conv2d without bias followed by BatchNorm2d (RepViT and TinyViT); keys `c.*`, `bn.*`."""
 
-    def __init__(self, in_ch: int, out_ch: int, ks: int = 1, stride: int = 1, pad: int = 0,
-                 groups: int = 1) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, ks: int = 1, stride: int = 1, pad: int = 0, groups: int = 1
+    ) -> None:
         super().__init__()
         self.add_module("c", nn.Conv2d(in_ch, out_ch, ks, stride, pad, groups=groups, bias=False))
         self.add_module("bn", nn.BatchNorm2d(out_ch))
@@ -88,8 +102,14 @@ class MLPBlock(nn.Module):
 class EfficientSamMLP(nn.Module):
     """EfficientSAM's MLP: `num_layers` x (Linear + act), then a plain Linear `fc`."""
 
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int,
-                 act: Type[nn.Module] = nn.GELU) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int,
+        output_dim: int,
+        num_layers: int,
+        act: Type[nn.Module] = nn.GELU,
+    ) -> None:
         super().__init__()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         self.layers = nn.ModuleList(nn.Sequential(nn.Linear(n, hidden_dim), act()) for n in dims_in)

@@ -16,6 +16,8 @@ from .image_encoder import PatchEmbed
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention over (B, N, C) tokens, official EfficientSAM layout (qkv, proj)."""
+
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -32,6 +34,8 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
+    """fc2(GELU(fc1(x))) over (B, N, C) tokens."""
+
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -42,6 +46,8 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
@@ -64,12 +70,20 @@ class EfficientSamImageEncoder(nn.Module):
 
     pretrain_grid = 14
 
-    def __init__(self, embed_dim: int, depth: int, num_heads: int, img_size: int = 1024,
-                 patch_size: int = 16, mlp_ratio: float = 4.0, out_chans: int = 256) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        img_size: int = 1024,
+        patch_size: int = 16,
+        mlp_ratio: float = 4.0,
+        out_chans: int = 256,
+    ) -> None:
         super().__init__()
         self.grid = img_size // patch_size
         self.patch_embed = PatchEmbed(patch_size, 3, embed_dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.pretrain_grid ** 2 + 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.pretrain_grid**2 + 1, embed_dim))
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
         self.neck = SamNeck(embed_dim, out_chans)
         self.register_buffer("frozen_pos_embed", None, persistent=False)

@@ -39,7 +39,7 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         head_dim = dim // num_heads
-        self.scale = head_dim ** -0.5
+        self.scale = head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
@@ -55,7 +55,9 @@ class Attention(nn.Module):
         r_q = q.reshape(b * self.num_heads, h, w, -1)
         rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, rh)
         rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, rw)
-        attn = (attn.view(-1, h, w, h, w) + rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).view(-1, h * w, h * w)
+        attn = (attn.view(-1, h, w, h, w) + rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).view(
+            -1, h * w, h * w
+        )
         attn = attn.softmax(dim=-1)
         x = (attn @ v).view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
         return self.proj(x)
@@ -72,8 +74,9 @@ def window_partition(x: torch.Tensor, ws: int) -> Tuple[torch.Tensor, Tuple[int,
     return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(-1, ws, ws, c), (hp, wp)
 
 
-def window_unpartition(windows: torch.Tensor, ws: int, pad_hw: Tuple[int, int],
-                       hw: Tuple[int, int]) -> torch.Tensor:
+def window_unpartition(
+    windows: torch.Tensor, ws: int, pad_hw: Tuple[int, int], hw: Tuple[int, int]
+) -> torch.Tensor:
     """Inverse of window_partition, cropping the padding."""
     hp, wp = pad_hw
     h, w = hw
@@ -86,8 +89,9 @@ def window_unpartition(windows: torch.Tensor, ws: int, pad_hw: Tuple[int, int],
 class Block(nn.Module):
     """Pre-norm transformer block; window_size 0 means global attention."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, window_size: int,
-                 input_size: Tuple[int, int]) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float, window_size: int, input_size: Tuple[int, int]
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, num_heads, input_size if window_size == 0 else (window_size, window_size))
@@ -111,15 +115,26 @@ class Block(nn.Module):
 class ImageEncoderViT(nn.Module):
     """ViT + SAM neck: (B, 3, 1024, 1024) -> (B, 256, 64, 64)."""
 
-    def __init__(self, embed_dim: int, depth: int, num_heads: int, global_attn_indexes: Sequence[int],
-                 img_size: int = 1024, patch_size: int = 16, mlp_ratio: float = 4.0,
-                 window_size: int = 14, out_chans: int = 256) -> None:
+    def __init__(
+        self,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        global_attn_indexes: Sequence[int],
+        img_size: int = 1024,
+        patch_size: int = 16,
+        mlp_ratio: float = 4.0,
+        window_size: int = 14,
+        out_chans: int = 256,
+    ) -> None:
         super().__init__()
         grid = img_size // patch_size
         self.patch_embed = PatchEmbed(patch_size, 3, embed_dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, embed_dim))
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, 0 if i in global_attn_indexes else window_size, (grid, grid))
+            Block(
+                embed_dim, num_heads, mlp_ratio, 0 if i in global_attn_indexes else window_size, (grid, grid)
+            )
             for i in range(depth)
         )
         self.neck = SamNeck(embed_dim, out_chans)

@@ -18,24 +18,34 @@ from .transformer import TwoWayTransformer
 
 
 class _MaskDecoderBase(nn.Module):
+    """The two-way transformer and heads both families share; subclasses define the upscaling."""
+
     num_mask_tokens = 4
 
     def upscale(self, src: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def predict_masks(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor,
-                      sparse_prompt_embeddings: torch.Tensor,
-                      dense_prompt_embeddings: torch.Tensor | None = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor | None = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """image (B, 256, 64, 64), pe (1, 256, 64, 64), tokens (B, N, 256), dense (B, 256, 64, 64) or None."""
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(sparse_prompt_embeddings.size(0), -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
-        src = image_embeddings if dense_prompt_embeddings is None else image_embeddings + dense_prompt_embeddings
+        src = (
+            image_embeddings
+            if dense_prompt_embeddings is None
+            else image_embeddings + dense_prompt_embeddings
+        )
         pos_src = image_pe.expand(tokens.shape[0], -1, -1, -1)
         b, c, h, w = src.shape
         hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
         upscaled = self.upscale(src.transpose(1, 2).reshape(b, c, h, w))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
@@ -61,7 +71,8 @@ class MaskDecoder(_MaskDecoderBase):
             nn.GELU(),
         )
         self.output_hypernetworks_mlps = nn.ModuleList(
-            SamMLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+            SamMLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(self.num_mask_tokens)
         )
         self.iou_prediction_head = SamMLP(transformer_dim, 256, self.num_mask_tokens, 3)
 
@@ -74,19 +85,22 @@ class EfficientSamMaskDecoder(_MaskDecoderBase):
 
     def __init__(self, transformer_dim: int = 256, upscaling_layer_dims: Tuple[int, ...] = (64, 32)) -> None:
         super().__init__()
-        self.transformer = TwoWayTransformer(lambda: EfficientSamMLP(transformer_dim, 2048, transformer_dim, 1),
-                                             efficient_sam_self_attn=True)
+        self.transformer = TwoWayTransformer(
+            lambda: EfficientSamMLP(transformer_dim, 2048, transformer_dim, 1), efficient_sam_self_attn=True
+        )
         self.iou_token = nn.Embedding(1, transformer_dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
         self.final_output_upscaling_layers = nn.ModuleList()
         dim = transformer_dim
         for idx, out_dim in enumerate(upscaling_layer_dims):
             last = idx == len(upscaling_layer_dims) - 1
-            self.final_output_upscaling_layers.append(nn.Sequential(
-                nn.ConvTranspose2d(dim, out_dim, kernel_size=2, stride=2),
-                nn.Identity() if last else nn.GroupNorm(1, out_dim),
-                nn.GELU(),
-            ))
+            self.final_output_upscaling_layers.append(
+                nn.Sequential(
+                    nn.ConvTranspose2d(dim, out_dim, kernel_size=2, stride=2),
+                    nn.Identity() if last else nn.GroupNorm(1, out_dim),
+                    nn.GELU(),
+                )
+            )
             dim = out_dim
         self.output_hypernetworks_mlps = nn.ModuleList(
             EfficientSamMLP(transformer_dim, transformer_dim, dim, 2) for _ in range(self.num_mask_tokens)

@@ -21,7 +21,8 @@ class PositionEmbeddingRandom(nn.Module):
 
     def __init__(self, num_pos_feats: int = 128) -> None:
         super().__init__()
-        self.register_buffer("positional_encoding_gaussian_matrix", torch.randn(2, num_pos_feats))
+        # Filled by every checkpoint (and by the fixture fill); zeros keep a meta-device build cheap.
+        self.register_buffer("positional_encoding_gaussian_matrix", torch.zeros(2, num_pos_feats))
 
     def _pe_encoding(self, coords: torch.Tensor) -> torch.Tensor:
         coords = 2 * coords - 1
@@ -32,8 +33,11 @@ class PositionEmbeddingRandom(nn.Module):
     def forward(self, size: Tuple[int, int]) -> torch.Tensor:
         """Dense PE at grid cell centres: (C, h, w)."""
         h, w = size
-        grid = torch.ones((h, w), dtype=self.positional_encoding_gaussian_matrix.dtype,
-                          device=self.positional_encoding_gaussian_matrix.device)
+        grid = torch.ones(
+            (h, w),
+            dtype=self.positional_encoding_gaussian_matrix.dtype,
+            device=self.positional_encoding_gaussian_matrix.device,
+        )
         y_embed = (grid.cumsum(dim=0) - 0.5) / h
         x_embed = (grid.cumsum(dim=1) - 0.5) / w
         return self._pe_encoding(torch.stack([x_embed, y_embed], dim=-1)).permute(2, 0, 1)
@@ -48,8 +52,13 @@ class PositionEmbeddingRandom(nn.Module):
 class PromptEncoder(nn.Module):
     """SAM's prompt encoder: sparse point tokens (B, N, 256) and a dense prompt (B, 256, 64, 64)."""
 
-    def __init__(self, embed_dim: int = 256, image_embedding_size: Tuple[int, int] = (64, 64),
-                 input_image_size: Tuple[int, int] = (1024, 1024), mask_in_chans: int = 16) -> None:
+    def __init__(
+        self,
+        embed_dim: int = 256,
+        image_embedding_size: Tuple[int, int] = (64, 64),
+        input_image_size: Tuple[int, int] = (1024, 1024),
+        mask_in_chans: int = 16,
+    ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.input_image_size = input_image_size
@@ -99,8 +108,12 @@ class EfficientSamPromptEncoder(nn.Module):
     learned embedding.
     """
 
-    def __init__(self, embed_dim: int = 256, image_embedding_size: Tuple[int, int] = (64, 64),
-                 input_image_size: Tuple[int, int] = (1024, 1024)) -> None:
+    def __init__(
+        self,
+        embed_dim: int = 256,
+        image_embedding_size: Tuple[int, int] = (64, 64),
+        input_image_size: Tuple[int, int] = (1024, 1024),
+    ) -> None:
         super().__init__()
         self.input_image_size = input_image_size
         self.image_embedding_size = image_embedding_size

@@ -15,11 +15,14 @@ from .common import Conv2d_BN, SamNeck, conv_like, fold_bn
 
 # k, t, c, use_se, use_hs, stride (official RepViT-M2.3 table)
 M2_3_CFGS: List[Sequence[int]] = (
-    [[3, 2, 80, 1, 0, 1], [3, 2, 80, 0, 0, 1]] * 3 + [[3, 2, 80, 0, 0, 1]]
+    [[3, 2, 80, 1, 0, 1], [3, 2, 80, 0, 0, 1]] * 3
+    + [[3, 2, 80, 0, 0, 1]]
     + [[3, 2, 160, 0, 0, 2]]
-    + [[3, 2, 160, 1, 0, 1], [3, 2, 160, 0, 0, 1]] * 3 + [[3, 2, 160, 0, 0, 1]]
+    + [[3, 2, 160, 1, 0, 1], [3, 2, 160, 0, 0, 1]] * 3
+    + [[3, 2, 160, 0, 0, 1]]
     + [[3, 2, 320, 0, 0, 2]]
-    + [[3, 2, 320, 1, 0, 1], [3, 2, 320, 0, 0, 1]] * 17 + [[3, 2, 320, 0, 0, 1]]
+    + [[3, 2, 320, 1, 0, 1], [3, 2, 320, 0, 0, 1]] * 17
+    + [[3, 2, 320, 0, 0, 1]]
     + [[3, 2, 640, 0, 0, 2]]
     + [[3, 2, 640, 1, 0, 1], [3, 2, 640, 0, 0, 1]]
 )
@@ -93,25 +96,6 @@ class RepVGGDW(nn.Module):
         return conv_like(conv, *fold_bn(weight, bias, self.bn))
 
 
-class BNLinear(nn.Sequential):
-    """BatchNorm1d followed by Linear (RepViT's classifier head); fuses into one Linear."""
-
-    def __init__(self, in_features: int, out_features: int) -> None:
-        super().__init__()
-        self.add_module("bn", nn.BatchNorm1d(in_features))
-        self.add_module("l", nn.Linear(in_features, out_features))
-
-    @torch.no_grad()
-    def fuse(self) -> nn.Linear:
-        bn, lin = self.bn, self.l
-        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-        shift = bn.bias.double() - bn.running_mean.double() * scale
-        fused = nn.Linear(lin.in_features, lin.out_features, device=lin.weight.device, dtype=lin.weight.dtype)
-        fused.weight.copy_(lin.weight.double() * scale[None, :])
-        fused.bias.copy_(lin.weight.double() @ shift + lin.bias.double())
-        return fused
-
-
 class RepViTBlock(nn.Module):
     """Token mixer (RepVGGDW or strided dw conv, optional SE) then a residual channel MLP."""
 
@@ -131,11 +115,13 @@ class RepViTBlock(nn.Module):
                 RepVGGDW(inp),
                 SqueezeExcite(inp) if use_se else nn.Identity(),
             )
-        self.channel_mixer = Residual(nn.Sequential(
-            Conv2d_BN(oup, 2 * oup, 1, 1, 0),
-            nn.GELU(),
-            Conv2d_BN(2 * oup, oup, 1, 1, 0),
-        ))
+        self.channel_mixer = Residual(
+            nn.Sequential(
+                Conv2d_BN(oup, 2 * oup, 1, 1, 0),
+                nn.GELU(),
+                Conv2d_BN(2 * oup, oup, 1, 1, 0),
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.channel_mixer(self.token_mixer(x))

@@ -30,6 +30,8 @@ def _batched(x: Tensorish, dtype: torch.dtype, ndim: int, what: str) -> torch.Te
 
 
 class _SamBase(nn.Module):
+    """What every whole model shares: image encoding and prompt input checks."""
+
     image_encoder: nn.Module
 
     @torch.no_grad()
@@ -37,14 +39,17 @@ class _SamBase(nn.Module):
         """HxWx3 uint8 RGB -> (1, 256, 64, 64) image embedding."""
         return self.image_encoder(self.preprocess(image))
 
-    def _prompt_inputs(self, image_embeddings: Tensorish, coords: Tensorish,
-                       labels: Tensorish) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _prompt_inputs(
+        self, image_embeddings: Tensorish, coords: Tensorish, labels: Tensorish
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         emb = _batched(image_embeddings, torch.float32, 4, "image embeddings")
         coords_t = _batched(coords, torch.float32, 3, "point coordinates")
         labels_t = _batched(labels, torch.int64, 2, "point labels")
         if coords_t.shape[:2] != labels_t.shape or coords_t.shape[-1] != 2:
-            raise InputError(f"coords (B, N, 2) and labels (B, N) disagree: {tuple(coords_t.shape)} "
-                             f"vs {tuple(labels_t.shape)}")
+            raise InputError(
+                f"coords (B, N, 2) and labels (B, N) disagree: {tuple(coords_t.shape)} "
+                f"vs {tuple(labels_t.shape)}"
+            )
         bad = set(labels_t.unique().tolist()) - {-1, 0, 1, 2, 3}
         if bad:
             raise InputError(f"point labels must be -1, 0, 1, 2 or 3, got {sorted(bad)}")
@@ -72,9 +77,13 @@ class Sam(_SamBase):
         """(B, K, 256, 256) logits -> (B, K, H, W) logits at the original size (threshold at 0)."""
         return transforms.sam_postprocess_masks(low_res, original_hw)
 
-    def prompt_tokens(self, original_hw: Tuple[int, int], points: Optional[Tensorish] = None,
-                      labels: Optional[Tensorish] = None,
-                      box: Optional[Tensorish] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def prompt_tokens(
+        self,
+        original_hw: Tuple[int, int],
+        points: Optional[Tensorish] = None,
+        labels: Optional[Tensorish] = None,
+        box: Optional[Tensorish] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Clicks and/or a box in original pixels -> the flat token list (1, T, 2), (1, T).
 
         Order: clicks, then one padding token (0, 0)/-1 only when there is no box, then the
@@ -97,20 +106,41 @@ class Sam(_SamBase):
         return torch.cat(coords)[None], torch.cat(token_labels)[None]
 
     @torch.no_grad()
-    def decode(self, image_embeddings: Tensorish, coords: Tensorish, labels: Tensorish,
-               mask_input: Optional[Tensorish] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def decode(
+        self,
+        image_embeddings: Tensorish,
+        coords: Tensorish,
+        labels: Tensorish,
+        mask_input: Optional[Tensorish] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Embeddings (B, 256, 64, 64), coords (B, N, 2) in the model frame, labels (B, N),
         optional mask logits (B, 1, 256, 256) -> low-res logits (B, 4, 256, 256), IoU (B, 4)."""
         emb, coords_t, labels_t = self._prompt_inputs(image_embeddings, coords, labels)
-        sparse = self.prompt_encoder.embed_points(coords_t, labels_t)
-        if mask_input is None:
-            dense = self.prompt_encoder.no_mask_dense(emb.shape[0])
-        else:
-            mask = torch.as_tensor(np.asarray(mask_input) if not isinstance(mask_input, torch.Tensor)
-                                   else mask_input, dtype=torch.float32)
+        mask = None
+        if mask_input is not None:
+            mask = torch.as_tensor(
+                np.asarray(mask_input) if not isinstance(mask_input, torch.Tensor) else mask_input,
+                dtype=torch.float32,
+            )
             if mask.shape[-2:] != (256, 256):
                 raise InputError(f"mask_input must be 256x256 low-res logits, got shape {tuple(mask.shape)}")
-            dense = self.prompt_encoder.embed_mask(mask.reshape(-1, 1, 256, 256))
+            mask = mask.reshape(-1, 1, 256, 256)
+        return self.decode_tensors(emb, coords_t, labels_t, mask)
+
+    def decode_tensors(
+        self,
+        emb: torch.Tensor,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        mask: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """`decode` without input checks, for tensors already in shape (also on the meta device)."""
+        sparse = self.prompt_encoder.embed_points(coords, labels)
+        dense = (
+            self.prompt_encoder.no_mask_dense(emb.shape[0])
+            if mask is None
+            else self.prompt_encoder.embed_mask(mask)
+        )
         return self.mask_decoder.predict_masks(emb, self.prompt_encoder.get_dense_pe(), sparse, dense)
 
 
@@ -135,9 +165,13 @@ class EfficientSam(_SamBase):
         """(B, K, 256, 256) logits -> (B, K, H, W) logits at the original size (threshold at 0)."""
         return transforms.efficient_sam_postprocess_masks(low_res, original_hw)
 
-    def prompt_tokens(self, original_hw: Tuple[int, int], points: Optional[Tensorish] = None,
-                      labels: Optional[Tensorish] = None,
-                      box: Optional[Tensorish] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def prompt_tokens(
+        self,
+        original_hw: Tuple[int, int],
+        points: Optional[Tensorish] = None,
+        labels: Optional[Tensorish] = None,
+        box: Optional[Tensorish] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Clicks then box corners (labels 2, 3), padded with (-1, -1)/-1 or cut to 6 tokens."""
         raw_coords, raw_labels = [], []
         if points is not None:
@@ -164,8 +198,13 @@ class EfficientSam(_SamBase):
         return coords, labels
 
     @torch.no_grad()
-    def decode(self, image_embeddings: Tensorish, coords: Tensorish, labels: Tensorish,
-               mask_input: Optional[Tensorish] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def decode(
+        self,
+        image_embeddings: Tensorish,
+        coords: Tensorish,
+        labels: Tensorish,
+        mask_input: Optional[Tensorish] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Embeddings (B, 256, 64, 64), coords (B, N, 2), labels (B, N) -> (B, 4, 256, 256), (B, 4).
 
         Tokens are padded or cut to 6 as the official model does. EfficientSAM has no mask prompt.
@@ -173,6 +212,16 @@ class EfficientSam(_SamBase):
         if mask_input is not None:
             raise InputError("EfficientSAM has no mask prompt; pass mask_input=None")
         emb, coords_t, labels_t = self._prompt_inputs(image_embeddings, coords, labels)
-        coords_t, labels_t = self._pad_tokens(coords_t, labels_t)
-        sparse = self.prompt_encoder.embed_points(coords_t, labels_t)
+        return self.decode_tensors(emb, coords_t, labels_t)
+
+    def decode_tensors(
+        self,
+        emb: torch.Tensor,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        mask: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """`decode` without input checks, for tensors already in shape (also on the meta device)."""
+        coords, labels = self._pad_tokens(coords, labels)
+        sparse = self.prompt_encoder.embed_points(coords, labels)
         return self.mask_decoder.predict_masks(emb, self.prompt_encoder.get_dense_pe(), sparse)

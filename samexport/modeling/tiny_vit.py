@@ -71,8 +71,11 @@ class PatchMerging(nn.Module):
 
 
 class ConvLayer(nn.Module):
-    def __init__(self, dim: int, input_resolution: Tuple[int, int], depth: int, out_dim: int,
-                 conv_expand_ratio: float) -> None:
+    """TinyViT stage 0: MBConv blocks on (B, C, H, W), then patch merging to the next stage."""
+
+    def __init__(
+        self, dim: int, input_resolution: Tuple[int, int], depth: int, out_dim: int, conv_expand_ratio: float
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(MBConv(dim, dim, conv_expand_ratio) for _ in range(depth))
         self.downsample = PatchMerging(input_resolution, dim, out_dim)
@@ -84,6 +87,8 @@ class ConvLayer(nn.Module):
 
 
 class Mlp(nn.Module):
+    """LayerNorm, fc1, GELU, fc2 over (B, N, C) tokens (TinyViT's MLP)."""
+
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
@@ -100,7 +105,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, key_dim: int, num_heads: int, resolution: Tuple[int, int]) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.scale = key_dim ** -0.5
+        self.scale = key_dim**-0.5
         self.key_dim = key_dim
         self.d = key_dim  # attn_ratio 1
         self.norm = nn.LayerNorm(dim)
@@ -114,13 +119,16 @@ class Attention(nn.Module):
                 off = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
                 idxs.append(offsets.setdefault(off, len(offsets)))
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets)))
-        self.register_buffer("attention_bias_idxs", torch.tensor(idxs).view(len(points), len(points)),
-                             persistent=False)
+        self.register_buffer(
+            "attention_bias_idxs", torch.tensor(idxs).view(len(points), len(points)), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         x = self.norm(x)
-        q, k, v = self.qkv(x).view(b, n, self.num_heads, -1).split([self.key_dim, self.key_dim, self.d], dim=3)
+        q, k, v = (
+            self.qkv(x).view(b, n, self.num_heads, -1).split([self.key_dim, self.key_dim, self.d], dim=3)
+        )
         q, k, v = q.permute(0, 2, 1, 3), k.permute(0, 2, 1, 3), v.permute(0, 2, 1, 3)
         # Gathered on every call: the official eval-mode cache goes stale when weights are
         # loaded after .eval(); recomputing keeps us equal to the refreshed official model.
@@ -134,8 +142,9 @@ class Attention(nn.Module):
 class TinyViTBlock(nn.Module):
     """Padded window attention + residual, 3x3 depthwise local conv, residual MLP."""
 
-    def __init__(self, dim: int, input_resolution: Tuple[int, int], num_heads: int,
-                 window_size: int, mlp_ratio: float) -> None:
+    def __init__(
+        self, dim: int, input_resolution: Tuple[int, int], num_heads: int, window_size: int, mlp_ratio: float
+    ) -> None:
         super().__init__()
         self.input_resolution = input_resolution
         self.window_size = window_size
@@ -167,8 +176,19 @@ class TinyViTBlock(nn.Module):
 
 
 class BasicLayer(nn.Module):
-    def __init__(self, dim: int, input_resolution: Tuple[int, int], depth: int, num_heads: int,
-                 window_size: int, mlp_ratio: float, out_dim: int, downsample: bool) -> None:
+    """TinyViT attention stage: windowed attention blocks then an optional patch merging."""
+
+    def __init__(
+        self,
+        dim: int,
+        input_resolution: Tuple[int, int],
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float,
+        out_dim: int,
+        downsample: bool,
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
             TinyViTBlock(dim, input_resolution, num_heads, window_size, mlp_ratio) for _ in range(depth)
@@ -188,10 +208,18 @@ class TinyViT(nn.Module):
     loads strictly; the forward pass never uses them.
     """
 
-    def __init__(self, img_size: int = 1024, embed_dims: Sequence[int] = (64, 128, 160, 320),
-                 depths: Sequence[int] = (2, 2, 6, 2), num_heads: Sequence[int] = (2, 4, 5, 10),
-                 window_sizes: Sequence[int] = (7, 7, 14, 7), mlp_ratio: float = 4.0,
-                 mbconv_expand_ratio: float = 4.0, num_classes: int = 1000, out_chans: int = 256) -> None:
+    def __init__(
+        self,
+        img_size: int = 1024,
+        embed_dims: Sequence[int] = (64, 128, 160, 320),
+        depths: Sequence[int] = (2, 2, 6, 2),
+        num_heads: Sequence[int] = (2, 4, 5, 10),
+        window_sizes: Sequence[int] = (7, 7, 14, 7),
+        mlp_ratio: float = 4.0,
+        mbconv_expand_ratio: float = 4.0,
+        num_classes: int = 1000,
+        out_chans: int = 256,
+    ) -> None:
         super().__init__()
         self.patch_embed = PatchEmbed(3, embed_dims[0])
         grid = img_size // 4
@@ -203,8 +231,16 @@ class TinyViT(nn.Module):
             if i == 0:
                 layer: nn.Module = ConvLayer(dim, (side, side), depths[i], out_dim, mbconv_expand_ratio)
             else:
-                layer = BasicLayer(dim, (side, side), depths[i], num_heads[i], window_sizes[i], mlp_ratio,
-                                   out_dim, downsample=i < len(embed_dims) - 1)
+                layer = BasicLayer(
+                    dim,
+                    (side, side),
+                    depths[i],
+                    num_heads[i],
+                    window_sizes[i],
+                    mlp_ratio,
+                    out_dim,
+                    downsample=i < len(embed_dims) - 1,
+                )
             self.layers.append(layer)
         self.out_side = grid // (2 ** (len(embed_dims) - 2))
         self.norm_head = nn.LayerNorm(embed_dims[-1])

@@ -51,9 +51,15 @@ class TwoWayAttentionBlock(nn.Module):
     skips only that addition.
     """
 
-    def __init__(self, embedding_dim: int, num_heads: int, mlp: nn.Module,
-                 attention_downsample_rate: int, skip_first_layer_pe: bool,
-                 efficient_sam_self_attn: bool = False) -> None:
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        mlp: nn.Module,
+        attention_downsample_rate: int,
+        skip_first_layer_pe: bool,
+        efficient_sam_self_attn: bool = False,
+    ) -> None:
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
         self.norm1 = nn.LayerNorm(embedding_dim)
@@ -66,8 +72,9 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
         self.efficient_sam_self_attn = efficient_sam_self_attn
 
-    def forward(self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor,
-                key_pe: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.efficient_sam_self_attn:
             if not self.skip_first_layer_pe:
                 queries = queries + query_pe
@@ -91,20 +98,33 @@ class TwoWayAttentionBlock(nn.Module):
 class TwoWayTransformer(nn.Module):
     """(image (B, C, h, w), image_pe (B, C, h, w), tokens (B, N, C)) -> (tokens, image (B, h*w, C))."""
 
-    def __init__(self, mlp_factory: Callable[[], nn.Module], efficient_sam_self_attn: bool = False,
-                 depth: int = 2, embedding_dim: int = 256, num_heads: int = 8,
-                 attention_downsample_rate: int = 2) -> None:
+    def __init__(
+        self,
+        mlp_factory: Callable[[], nn.Module],
+        efficient_sam_self_attn: bool = False,
+        depth: int = 2,
+        embedding_dim: int = 256,
+        num_heads: int = 8,
+        attention_downsample_rate: int = 2,
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            TwoWayAttentionBlock(embedding_dim, num_heads, mlp_factory(), attention_downsample_rate,
-                                 skip_first_layer_pe=(i == 0), efficient_sam_self_attn=efficient_sam_self_attn)
+            TwoWayAttentionBlock(
+                embedding_dim,
+                num_heads,
+                mlp_factory(),
+                attention_downsample_rate,
+                skip_first_layer_pe=(i == 0),
+                efficient_sam_self_attn=efficient_sam_self_attn,
+            )
             for i in range(depth)
         )
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
-    def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,
-                point_embedding: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         image_embedding = image_embedding.flatten(2).permute(0, 2, 1)
         image_pe = image_pe.flatten(2).permute(0, 2, 1)
         queries, keys = point_embedding, image_embedding

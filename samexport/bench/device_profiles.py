@@ -1,4 +1,4 @@
-"""Device profiles (one data file) and the memory budget each implies."""
+"""Device profiles (chip, RAM, Neural Engine rate; one data file) and the memory budget each implies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Dict
 
 from ..errors import UsageError
 
-DATA = Path(__file__).with_name("devices.json")
+DATA = Path(__file__).with_name("device_profiles.json")
 
 
 @functools.lru_cache(maxsize=None)
@@ -27,13 +27,13 @@ def profile(key: str) -> Dict:
 def budget_bytes(key: str) -> int:
     """The host-side memory budget of a device profile, by the stated rule in devices.json."""
     p = profile(key)
-    return int(p["ram_gb"] * p["budget_fraction"] * 1024 ** 3)
+    return int(p["ram_gb"] * p["budget_fraction"] * 1024**3)
 
 
 def parse_size(text: str) -> int:
     """'4G', '512M', '2.5GB', '1000000' -> bytes."""
     value = text.strip().upper().removesuffix("B").removesuffix("I")
-    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
     try:
         if value and value[-1] in units:
             return int(float(value[:-1]) * units[value[-1]])

@@ -34,8 +34,12 @@ def _limit(limit_bytes: Optional[int]):
 def run_part(job: Dict, limit_bytes: Optional[int] = None, timeout_s: float = 3600) -> Dict:
     """Measure `job` (see worker.py) in a child; returns status, statistics, peak memory, raw samples."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "samexport.bench.worker", json.dumps(job)],
-                                stdout=out, stderr=err, preexec_fn=_limit(limit_bytes))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "samexport.bench.worker", json.dumps(job)],
+            stdout=out,
+            stderr=err,
+            preexec_fn=_limit(limit_bytes),
+        )
         try:
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -48,18 +52,29 @@ def run_part(job: Dict, limit_bytes: Optional[int] = None, timeout_s: float = 36
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if code == 0 and lines:
         raw = json.loads(lines[-1])
-        result = {"status": "nan" if raw["non_finite"] else "ok", "load_ms": raw["load_ms"],
-                  "first_ms": raw["first_ms"], "warmup_ms": raw["warmup_ms"], "samples_ms": raw["samples_ms"],
-                  "stats": summarize(raw["samples_ms"]), "peak_rss_mb": round(raw["peak_rss_mb"], 1),
-                  "load_warm_ms": raw["load_warm_ms"], "inputs": raw["inputs"]}
+        result = {
+            "status": "nan" if raw["non_finite"] else "ok",
+            "load_ms": raw["load_ms"],
+            "first_ms": raw["first_ms"],
+            "warmup_ms": raw["warmup_ms"],
+            "samples_ms": raw["samples_ms"],
+            "stats": summarize(raw["samples_ms"]),
+            "peak_rss_mb": round(raw["peak_rss_mb"], 1),
+            "load_warm_ms": raw["load_warm_ms"],
+            "inputs": raw["inputs"],
+        }
         if raw["non_finite"]:
             result["error"] = f"{raw['non_finite']} NaN/Inf output values"
         return result
     tail = stderr.strip().splitlines()[-1][:300] if stderr.strip() else f"exit code {code}"
     # A child that failed reports no peak of its own (ru_maxrss would include the parent's, see
     # worker.peak_rss_mb); under a limit its peak is bounded by that limit.
-    failure = {"status": "error", "peak_rss_mb": None, "error": tail,
-               "memory_limit_mb": round(limit_bytes / 1024 ** 2) if limit_bytes else None}
+    failure = {
+        "status": "error",
+        "peak_rss_mb": None,
+        "error": tail,
+        "memory_limit_mb": round(limit_bytes / 1024**2) if limit_bytes else None,
+    }
     if limit_bytes is None:
         return failure
     killed = code < 0 and -code in (signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT)
@@ -70,7 +85,8 @@ def run_part(job: Dict, limit_bytes: Optional[int] = None, timeout_s: float = 36
     # part once without the limit. If that succeeds, the limit was the cause.
     confirm = run_part({**job, "runs": 1, "warmup": 0}, None, timeout_s)
     if confirm["status"] in ("ok", "nan"):
-        failure.update(status="oom", oom_evidence=f"fails under the limit, runs without it "
-                                                  f"(peak {confirm['peak_rss_mb']} MB)")
+        failure.update(
+            status="oom",
+            oom_evidence=f"fails under the limit, runs without it (peak {confirm['peak_rss_mb']} MB)",
+        )
     return failure
-

@@ -1,0 +1,182 @@
+"""Where `samexport bench` measures: one backend per --device, registered by name.
+
+- `cpu`, `cuda`: ONNX exports with onnxruntime, each part in a child process (see `child`).
+- `m1`: Core ML packages with coremltools on an Apple-silicon Mac, each part in a child process.
+- `iphone` (and `m1 --via-harness`): Core ML packages inside the ios_harness app (see `harness`).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import ClassVar, Dict, Optional, Tuple
+
+import numpy as np
+
+from ..errors import PlatformError
+from ..platforms import cpu_model, is_apple_silicon
+from . import device_profiles
+
+
+class Backend(ABC):
+    """How one device is measured: the export target it reads, the platform it needs, what it reports."""
+
+    device: ClassVar[str]  # the --device value
+    target: ClassVar[str]  # the export target it measures
+    in_harness: ClassVar[bool] = False
+
+    @abstractmethod
+    def check_platform(self) -> None:
+        """Fail fast (exit 2, one line) where this device cannot be measured from here."""
+
+    def precision(self, compress: str) -> str:
+        return "fp16"
+
+    def compute_units(self, requested: Tuple[str, ...]) -> Tuple[str, ...]:
+        return requested
+
+    def device_info(self, progress) -> Dict:
+        return {"kind": self.device, "label": self.device}
+
+    def worker_job(self, unit: str) -> Dict:
+        """What the child worker needs beyond the file and the prompt size."""
+        return {}
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX exports run by onnxruntime with the given execution providers (cpu, cuda)."""
+
+    target = "onnx"
+
+    def __init__(self, device: str, providers: Tuple[str, ...]) -> None:
+        self.device = device
+        self.providers = providers
+
+    def check_platform(self) -> None:
+        import onnxruntime as ort
+
+        if not set(self.providers) <= set(ort.get_available_providers()):
+            raise PlatformError(
+                f"--device {self.device} needs onnxruntime-gpu with {self.providers[0]}; this "
+                f"onnxruntime offers {', '.join(ort.get_available_providers())}; use --device cpu"
+            )
+
+    def precision(self, compress: str) -> str:
+        return "int8" if compress == "int8" else "fp32"
+
+    def compute_units(self, requested: Tuple[str, ...]) -> Tuple[str, ...]:
+        return (self.device,)
+
+    def device_info(self, progress) -> Dict:
+        if self.device != "cpu":
+            return {"kind": self.device, "label": f"{self.device.upper()} (onnxruntime)"}
+        with progress.status("measuring this machine's float32 GEMM peak"):
+            peak = measure_cpu_peak_gflops()
+        return {
+            "kind": "cpu",
+            "label": f"CPU (onnxruntime), {cpu_model()}",
+            "peak_gflops": round(peak, 1),
+            "peak_source": "float32 GEMM 2048x2048 with numpy on all cores, best of ~1 s",
+        }
+
+    def worker_job(self, unit: str) -> Dict:
+        return {"backend": "onnx", "providers": list(self.providers)}
+
+
+class CoreMLBackend(Backend):
+    """Core ML packages predicted through coremltools on an Apple-silicon Mac, per compute unit."""
+
+    device = "m1"
+    target = "coreml"
+
+    def check_platform(self) -> None:
+        if not is_apple_silicon():
+            raise PlatformError(
+                "--device m1 needs macOS on Apple silicon (Core ML); on this machine use "
+                "--device cpu (onnxruntime)"
+            )
+
+    def device_info(self, progress) -> Dict:
+        info: Dict = {"kind": "m1", "label": f"Core ML, {cpu_model()}"}
+        info.update(neural_engine_peak(cpu_model()))
+        return info
+
+    def worker_job(self, unit: str) -> Dict:
+        return {"backend": "coreml", "compute_units": unit}
+
+
+class HarnessBackend(Backend):
+    """The ios_harness app on a connected iPhone, or as a macOS app (`m1 --via-harness`)."""
+
+    target = "coreml"
+    in_harness = True
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def check_platform(self) -> None:
+        from .harness import require_tools
+
+        require_tools(self.device)
+
+    def device_info(self, progress) -> Dict:
+        info: Dict = {"kind": self.device, "label": self.device}
+        if self.device == "m1":
+            info.update(neural_engine_peak(cpu_model()))
+        return info
+
+
+def neural_engine_peak(chip_name: str) -> Dict:
+    """The Neural Engine rate Apple states for the Mac chip named, where a profile knows it."""
+    profile = next(
+        (
+            d
+            for d in device_profiles.load()["devices"].values()
+            if d["kind"] == "mac" and d["chip"] in chip_name
+        ),
+        None,
+    )
+    if not profile:
+        return {}
+    return {
+        "peak_gflops": profile["neural_engine_tops"] * 1e3,
+        "peak_source": f"{profile['chip']} Neural Engine {profile['neural_engine_tops']} TOPS (Apple)",
+    }
+
+
+def measure_cpu_peak_gflops(seconds: float = 1.0) -> float:
+    """Best float32 GEMM rate of this machine (numpy BLAS, all cores), for the compute floor."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ a
+        best = max(best, 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+_BACKENDS: Dict[Tuple[str, bool], Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    key = (backend.device, backend.in_harness)
+    if key in _BACKENDS:
+        raise ValueError(f"bench backend for --device {backend.device} is registered twice")
+    _BACKENDS[key] = backend
+    return backend
+
+
+def devices() -> Tuple[str, ...]:
+    return tuple(dict.fromkeys(device for device, _ in _BACKENDS))
+
+
+def backend_for(device: str, via_harness: bool) -> Optional[Backend]:
+    """The backend for --device (through ios_harness when asked, or when that is the only way)."""
+    return _BACKENDS.get((device, via_harness)) or _BACKENDS.get((device, True))
+
+
+register_backend(OnnxRuntimeBackend("cpu", ("CPUExecutionProvider",)))
+register_backend(OnnxRuntimeBackend("cuda", ("CUDAExecutionProvider", "CPUExecutionProvider")))
+register_backend(CoreMLBackend())
+register_backend(HarnessBackend("m1"))
+register_backend(HarnessBackend("iphone"))

@@ -1,0 +1,334 @@
+"""Benchmark orchestration: find (or convert) the exports, measure each part, write as you go."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+from ..console import Progress
+from ..errors import PlatformError, SamExportError, UsageError
+from ..fsutil import atomic_write_text
+from ..provenance import machine, versions
+from ..registry import get_spec, list_models
+from . import device_profiles, harness, report
+from .backends import Backend, backend_for, devices
+from .child import run_part
+
+
+@dataclass
+class BenchOptions:
+    """What to measure where; `target` None means the device's own (ONNX: cpu, cuda; Core ML: m1, iphone)."""
+
+    device: str = "cpu"
+    encoders: Tuple[str, ...] = ("repvit",)
+    target: Optional[str] = None
+    compute_units: Tuple[str, ...] = ("all",)
+    points: Tuple[int, ...] = (1, 5)
+    runs: int = 5
+    warmup: int = 1
+    memory_limit: Optional[int] = None
+    as_device: Optional[str] = None
+    models_dir: Path = Path("models")
+    compress: str = "none"
+    output: Optional[Path] = None
+    via_harness: bool = False  # m1 only; iphone always runs in the harness
+    harness_dir: Optional[Path] = None
+    team: Optional[str] = None
+    prepare_only: bool = False
+    harness_timeout_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.device not in devices():
+            raise UsageError(f"unknown --device {self.device!r}; choose one of: {', '.join(devices())}")
+        backend = backend_for(self.device, self.via_harness)
+        if backend is None:
+            raise UsageError(
+                "--via-harness runs the ios_harness app: use it with --device m1 (--device iphone "
+                "always does)"
+            )
+        self.backend: Backend = backend
+        if self.target is None:
+            self.target = backend.target
+        elif self.target.lower() != backend.target:
+            raise UsageError(
+                f"--device {self.device} measures {backend.target} exports, not {self.target}; "
+                f"use --target {backend.target} or leave --target out"
+            )
+        self.target = self.target.lower()
+        if self.runs < 1 or self.warmup < 0:
+            raise UsageError("--runs must be at least 1 and --warmup at least 0")
+        if not self.points or any(p < 1 for p in self.points):
+            raise UsageError("--points must be positive point counts")
+        if self.as_device and self.memory_limit is None:
+            self.memory_limit = device_profiles.budget_bytes(self.as_device)
+        from .worker import COMPUTE_UNITS
+
+        bad = [c for c in self.compute_units if c not in COMPUTE_UNITS]
+        if bad:
+            raise UsageError(f"unknown --compute-units {bad[0]!r}; choose from: {', '.join(COMPUTE_UNITS)}")
+        if self.compress not in ("none", "int8"):
+            raise UsageError("bench measures --compress none or int8 exports")
+        if self.prepare_only and not backend.in_harness:
+            raise UsageError(
+                "--prepare-only stages packages for ios_harness: use it with --device iphone or "
+                "--device m1 --via-harness"
+            )
+        if backend.in_harness and self.memory_limit is not None:
+            raise UsageError(
+                "--memory-limit/--as-device emulate a budget on this machine; on a device through "
+                "ios_harness the device's own limit applies (out-of-memory kills become oom rows)"
+            )
+
+
+class Bench:
+    """One `samexport bench` run: rows measured by the device's backend, written as they come."""
+
+    def __init__(self, options: BenchOptions, quiet: bool = False) -> None:
+        self.options = options
+        self.backend = options.backend
+        self.progress = Progress(quiet=quiet)
+        self.result: Dict = {}
+        self._artifacts: Dict = {}
+
+    def say(self, text: str) -> None:
+        self.progress.say(text)
+
+    def artifacts(self, name: str):
+        """The exports to measure, converted first when missing; the conversion error if that fails."""
+        if name not in self._artifacts:
+            try:
+                self._artifacts[name] = self._find_or_convert(name)
+            except SamExportError as e:
+                self._artifacts[name] = e
+        return self._artifacts[name]
+
+    def _find_or_convert(self, name: str) -> Dict[str, Path]:
+        """Paths of the encoder, decoder and manifest in --models-dir."""
+        from ..export.convert import convert
+        from ..export.options import ConvertOptions, artifact_names
+
+        spec, target = get_spec(name), self.options.target
+        convert_options = ConvertOptions(
+            encoder=name, target=target, output_dir=self.options.models_dir, compress=self.options.compress
+        )
+        names = artifact_names(spec, convert_options)
+        paths = {part: self.options.models_dir / names[f"{target}_{part}"] for part in ("encoder", "decoder")}
+        if not all(p.exists() for p in paths.values()):
+            self.say(f"{spec.title}: no {target} export in {self.options.models_dir}, converting first")
+            convert_options.force = True
+            convert(convert_options, quiet=True)
+        return {**paths, "manifest": self.options.models_dir / names["manifest"]}
+
+    def device_info(self) -> Dict:
+        info = self.backend.device_info(self.progress)
+        if self.options.as_device:
+            profile = device_profiles.profile(self.options.as_device)
+            info["memory_profile"] = profile
+            info["label"] += f", {profile['name']} memory budget"
+        return info
+
+    def jobs(self):
+        units = self.backend.compute_units(self.options.compute_units)
+        for name in self.options.encoders:
+            for unit in units:
+                yield name, "encoder", None, unit
+                for points in self.options.points:
+                    yield name, "decoder", points, unit
+
+    def run(self) -> Optional[Dict]:
+        """The bench result (None with --prepare-only, which only stages the harness)."""
+        options = self.options
+        if not options.prepare_only:
+            self.backend.check_platform()
+        precision = self.backend.precision(options.compress)
+        jobs = list(self.jobs())
+        if self.backend.in_harness:
+            return self.run_harness(jobs, precision)
+        self.result = {
+            "schema": report.SCHEMA,
+            "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "versions": versions(),
+            "device": self.device_info(),
+            "options": {
+                "target": options.target,
+                "runs": options.runs,
+                "warmup": options.warmup,
+                "points": list(options.points),
+                "compress": options.compress,
+                "memory_limit_mb": round(options.memory_limit / 1024**2) if options.memory_limit else None,
+                "as_device": options.as_device,
+                "budget_rule": device_profiles.load()["budget_rule"],
+            },
+            "rows": [],
+        }
+        peak = self.result["device"].get("peak_gflops")
+        from rich.progress import Progress as Bar
+
+        with Bar(console=self.progress.console, transient=True) as bar:
+            task = bar.add_task("benchmark", total=len(jobs))
+            for name, part, points, unit in jobs:
+                spec = get_spec(name)
+                bar.update(task, description=f"{spec.title} {part}" + (f" {points} pt" if points else ""))
+                row = self.measure(name, part, points, unit, precision, peak)
+                self.result["rows"].append(row)
+                self.write_progress()
+                bar.advance(task)
+                self.say(
+                    f"  {spec.title} {part}{f' ({points} pt)' if points else ''}: {report.cell(row)}"
+                    + (" ms" if row["status"] == "ok" else f" ({row.get('error', '')[:160]})")
+                )
+        return self.result
+
+    def run_harness(self, jobs, precision: str) -> Optional[Dict]:
+        """Stage the packages and plan in ios_harness; unless --prepare-only, build, run, collect."""
+        from ..platforms import cpu_model
+
+        options = self.options
+        root = harness.find_harness(options.harness_dir)
+        files, packages = {}, []
+        for name in options.encoders:
+            paths = self.artifacts(name)
+            if isinstance(paths, SamExportError):
+                raise paths
+            files[name] = {part: paths[part].name for part in ("encoder", "decoder")}
+            packages += [paths["encoder"], paths["decoder"]]
+        rows = [
+            self.row_template(name, part, points, unit, precision, None) for name, part, points, unit in jobs
+        ]
+        plan = harness.make_plan(
+            options.device,
+            options.runs,
+            options.warmup,
+            options.points,
+            options.compress,
+            harness.plan_jobs(rows, files),
+        )
+        models = harness.prepare(root, plan, packages)
+        self.say(
+            f"staged {len(set(packages))} packages and BenchPlan.json ({len(plan['jobs'])} parts) in {models}"
+        )
+        if options.prepare_only:
+            return None
+        if options.device == "iphone":
+            from .ios import connected_iphones
+
+            phones = connected_iphones()
+            if not phones:
+                raise PlatformError(
+                    "no connected iPhone: connect one, unlock it, trust this Mac, and check "
+                    "`xcrun devicectl list devices`"
+                )
+            phone = phones[0]
+            build = harness.Build(root, "ios", options.team, phone["identifier"])
+            label = f"Core ML, {phone['model'] or 'iPhone'} ({phone['name']})"
+        else:
+            build = harness.Build(root, "macos", options.team)
+            label = f"Core ML, {cpu_model()} (ios_harness app)"
+        self.say(f"building SAMBench for {build.platform} with xcodebuild")
+        harness.build(build)
+        if options.device == "iphone":
+            data = harness.run_on_iphone(build, plan, options.harness_timeout_s, say=self.say)
+        else:
+            data = harness.run_on_mac(build, plan, options.harness_timeout_s, say=self.say)
+        self.result = harness.finish_result(data, plan, label, self.device_info().get("peak_gflops"))
+        self.result["versions"] = {**versions(), **self.result.get("versions", {})}
+        self.write_progress()
+        return self.result
+
+    def row_template(
+        self,
+        name: str,
+        part: str,
+        points: Optional[int],
+        unit: str,
+        precision: str,
+        peak_gflops: Optional[float],
+    ) -> Dict:
+        """What a row says before anything is measured: model, part, prompt, compute unit, cost."""
+        spec, info = get_spec(name), _model_info(name)
+        tokens = None if part == "encoder" else spec.family.click_tokens(points)
+        gmacs = (
+            info["gmacs"]["encoder_1024"]
+            if part == "encoder"
+            else next(v for k, v in info["gmacs"].items() if k.startswith("decoder"))
+        )
+        return {
+            "model": name,
+            "title": spec.title,
+            "style": spec.family.name,
+            "part": part,
+            "points": points,
+            "tokens": tokens,
+            "precision": precision,
+            "compute_unit": unit,
+            "file": None,
+            "gmacs": gmacs,
+            "compute_floor_ms": (gmacs * 2 / peak_gflops * 1e3) if peak_gflops else None,
+            "memory_limit_mb": (
+                round(self.options.memory_limit / 1024**2) if self.options.memory_limit else None
+            ),
+        }
+
+    def measure(
+        self,
+        name: str,
+        part: str,
+        points: Optional[int],
+        unit: str,
+        precision: str,
+        peak_gflops: Optional[float],
+    ) -> Dict:
+        """One row: a part of one model on one compute unit, measured in a child process."""
+        options = self.options
+        row = self.row_template(name, part, points, unit, precision, peak_gflops)
+        paths = self.artifacts(name)
+        if isinstance(paths, SamExportError):  # e.g. an int8 export refused by its quality floor
+            return {**row, "status": "error", "error": f"no export to measure: {paths}"}
+        row["file"] = paths[part].name
+        if options.compress != "none" and paths["manifest"].exists():
+            section = json.loads(paths["manifest"].read_text()).get(options.target, {}).get(part, {})
+            row["quantization"] = (section.get("quantization") or {}).get("method")
+        job = {
+            "path": str(paths[part]),
+            "part": part,
+            "points": row["tokens"] or 1,
+            "runs": options.runs,
+            "warmup": options.warmup,
+            **self.backend.worker_job(unit),
+        }
+        return {**row, **run_part(job, options.memory_limit)}
+
+    def write_progress(self) -> None:
+        """Rewrite the JSON after every part so an interrupted run keeps what it measured."""
+        if self.options.output:
+            atomic_write_text(self.options.output, report.to_json(self.result))
+
+
+@functools.lru_cache(maxsize=None)
+def _model_info(name: str) -> Dict:
+    from ..info import model_info
+
+    return model_info(name)
+
+
+def resolve_encoders(text: str) -> Tuple[str, ...]:
+    if text == "all":
+        return tuple(list_models())
+    return tuple(get_spec(n.strip()).name for n in text.split(",") if n.strip())
+
+
+def load_results(path: Path) -> Dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(
+            f"cannot read bench results {path} ({e}); pass a JSON file written by --format json"
+        ) from None
+    if not isinstance(data, dict) or data.get("schema") != report.SCHEMA:
+        raise UsageError(f"{path} is not a samexport bench result ({report.SCHEMA})")
+    return data

@@ -1,0 +1,99 @@
+"""`samexport convert`'s options, checked before any work, and the file names they lead to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, Tuple
+
+from ..errors import UsageError
+from .target import targets
+
+if TYPE_CHECKING:
+    from ..registry import ModelSpec
+
+DEFAULT_POINTS = (1, 2, 3, 4, 5, 8, 16)
+PRECISIONS = ("fp16", "fp32")
+MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
+IMAGE_INPUTS = ("image", "tensor")
+COMPRESSIONS = ("none", "int8", "palettize8", "palettize6", "palettize4")
+VARIANT_SUFFIX = {
+    "none": "",
+    "int8": "Int8",
+    "palettize8": "Palettized8",
+    "palettize6": "Palettized6",
+    "palettize4": "Palettized4",
+}
+
+
+@dataclass
+class ConvertOptions:
+    """What to export and how; `target` "all" means every registered target."""
+
+    encoder: str
+    target: str = "coreml"
+    checkpoint: Path | None = None
+    output_dir: Path = Path("models")
+    precision: str = "fp16"
+    compress: str = "none"
+    points: Tuple[int, ...] = DEFAULT_POINTS
+    image_input: str = "image"
+    min_target: str = "iOS16"
+    force: bool = False
+    validate: bool = True
+    targets: Tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        known = targets()
+        self.target = self.target.lower()
+        if self.target != "all" and self.target not in known:
+            raise UsageError(f"unknown --target {self.target!r}; choose one of: {', '.join([*known, 'all'])}")
+        self.targets = tuple(known) if self.target == "all" else (self.target,)
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown --precision {self.precision!r}; choose fp16 or fp32")
+        if self.compress not in COMPRESSIONS:
+            raise UsageError(
+                f"unknown --compress {self.compress!r}; choose one of: {', '.join(COMPRESSIONS)}"
+            )
+        offered_by = [name for name, t in known.items() if self.compress in t.compressions]
+        missing = [name for name in self.targets if self.compress not in known[name].compressions]
+        if missing:
+            raise UsageError(
+                f"--compress {self.compress} is {' and '.join(known[n].title for n in offered_by)} "
+                f"only; use --target {' or '.join(offered_by)}"
+                + (", or --compress int8 for ONNX" if "onnx" in missing else "")
+            )
+        if self.min_target not in MIN_TARGETS:
+            raise UsageError(
+                f"unknown --min-target {self.min_target!r}; choose one of: {', '.join(MIN_TARGETS)}"
+            )
+        if self.image_input not in IMAGE_INPUTS:
+            raise UsageError(f"unknown --image-input {self.image_input!r}; choose image or tensor")
+        if not self.points or any(p < 1 for p in self.points):
+            raise UsageError(
+                f"--points must be positive point counts (a box counts as 2), got "
+                f"{','.join(map(str, self.points)) or 'nothing'}"
+            )
+        self.points = tuple(sorted(set(self.points)))
+        self.output_dir = Path(self.output_dir)
+        self.checkpoint = Path(self.checkpoint) if self.checkpoint is not None else None
+
+    @property
+    def variant_suffix(self) -> str:
+        return VARIANT_SUFFIX[self.compress] + ("FP32" if self.precision == "fp32" else "")
+
+
+def parse_points(text: str) -> Tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise UsageError(f"--points takes comma-separated integers like 1,2,3,5, got {text!r}") from None
+
+
+def artifact_names(spec: "ModelSpec", options: ConvertOptions) -> Dict[str, str]:
+    """The manifest's and every chosen target's file names."""
+    names = {"manifest": f"{spec.swift_name}{options.variant_suffix}.export.json"}
+    known = targets()
+    for name in options.targets:
+        names.update(known[name].artifact_names(spec, options))
+    return names

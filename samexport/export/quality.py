@@ -1,0 +1,62 @@
+"""The quality floors every exported model is held to, and the one test against them.
+
+Used by the ONNX check, the Core ML check (Core ML prediction or the NumPy evaluator) and
+`samexport validate` alike. A floor is a dict of bars; `shortfalls` says what misses them, and
+NaN/Inf values always miss (comparisons count them separately; see `compare`).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+FP16_MIN_PSNR_DB = 35.0
+# Core ML may run an fp32 program on the GPU with reduced-precision accumulation.
+FP32_DEVICE_MIN_PSNR_DB = 60.0
+# Plain float32 arithmetic (onnxruntime, the NumPy evaluation of an fp32 program): 1e-4 of max |ref|.
+FP32_MAX_REL = 1e-4
+# Lossy weight compression (int8, palettization; int8 ONNX too) is held to one floor.
+COMPRESSED_MIN_COSINE = 0.98
+COMPRESSED_MIN_PSNR_DB = 20.0
+
+# How an export is run for its check: float32 CPU arithmetic, or Core ML on a device.
+EXACT_RUNTIMES = ("onnxruntime", "numpy")
+
+
+def floor_for(precision: str, compress: str, runtime: str) -> Dict:
+    """The floor for an export of `precision`/`compress` run by `runtime` (onnxruntime, numpy, coreml)."""
+    if compress != "none":
+        return {
+            "min_cosine": COMPRESSED_MIN_COSINE,
+            "min_psnr_db": COMPRESSED_MIN_PSNR_DB,
+            "why": f"{compress} weights are lossy; the floor catches a broken model, not rounding",
+        }
+    if precision == "fp16":
+        return {"min_psnr_db": FP16_MIN_PSNR_DB}
+    if runtime in EXACT_RUNTIMES:
+        return {"max_rel": FP32_MAX_REL}
+    return {"min_psnr_db": FP32_DEVICE_MIN_PSNR_DB}
+
+
+def shortfalls(result: Dict, floor: Dict) -> List[str]:
+    """What in one comparison (see `compare`) misses the floor, in words (empty when it passes)."""
+    misses = []
+    if result["non_finite"]:
+        misses.append(f"{result['non_finite']} NaN/Inf values")
+    if "min_psnr_db" in floor and not result["psnr_db"] >= floor["min_psnr_db"]:
+        misses.append(f"PSNR {result['psnr_db']:.1f} dB < {floor['min_psnr_db']} dB")
+    if "min_cosine" in floor and not result["cosine"] >= floor["min_cosine"]:
+        misses.append(f"cosine {result['cosine']:.3f} < {floor['min_cosine']}")
+    if "max_rel" in floor and not result["rel"] <= floor["max_rel"]:
+        misses.append(f"max error {result['rel']:.2e} of max |ref| > {floor['max_rel']:.0e}")
+    return misses
+
+
+def floor_text(floor: Dict) -> str:
+    parts = []
+    if "min_psnr_db" in floor:
+        parts.append(f"PSNR >= {floor['min_psnr_db']} dB")
+    if "min_cosine" in floor:
+        parts.append(f"cosine >= {floor['min_cosine']}")
+    if "max_rel" in floor:
+        parts.append(f"max error <= {floor['max_rel']:.0e} of max |ref|")
+    return ", ".join(parts + ["no NaN/Inf"])

@@ -1,0 +1,47 @@
+"""The PyTorch reference every export is checked against: the official (unfused) model's outputs
+on the validation image and prompts. Used by `convert` and `validate`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .samples import validation_image, validation_prompts
+
+Prompt = Tuple[str, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]  # name, coords, labels, mask
+
+
+@dataclass
+class Reference:
+    """PyTorch outputs of the official (unfused) model on the validation inputs."""
+
+    image: np.ndarray
+    tensor: torch.Tensor
+    embeddings: torch.Tensor
+    prompts: List[Prompt]
+    outputs: Dict[str, Tuple[np.ndarray, np.ndarray]]
+
+
+def make_reference(model) -> Reference:
+    """The validation image encoded, each validation prompt decoded, plus (for families with a mask
+    prompt) the first prompt again with its own best mask as the mask prompt."""
+    image = validation_image()
+    hw = image.shape[:2]
+    tensor = model.preprocess(image)
+    with torch.no_grad():
+        embeddings = model.image_encoder(tensor)
+    prompts: List[Prompt] = []
+    for name, kwargs in validation_prompts(*hw):
+        coords, labels = model.prompt_tokens(hw, **kwargs)
+        prompts.append((name, coords, labels, None))
+    if model.spec.family.mask_prompt:
+        first_masks, _ = model.decode(embeddings, prompts[0][1], prompts[0][2])
+        prompts.append(("click + mask prompt", prompts[0][1], prompts[0][2], first_masks[:, 1:2]))
+    outputs = {}
+    for name, coords, labels, mask in prompts:
+        masks, iou = model.decode(embeddings, coords, labels, mask_input=mask)
+        outputs[name] = (masks.numpy(), iou.numpy())
+    return Reference(image, tensor, embeddings, prompts, outputs)

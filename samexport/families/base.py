@@ -1,0 +1,242 @@
+"""What a model family is: the type that owns a decoder/prompt convention.
+
+A family (SAM-style, EfficientSAM-style, ...) decides everything that differs between families:
+the model class, pixel statistics and preprocessing, the input contract written into manifests
+and Core ML metadata, the prompt-token rule, the traceable export modules and the exported
+decoder's signature. Code elsewhere asks the family; it never tests a family's name.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+EMBEDDINGS_SHAPE = (1, 256, 64, 64)
+MASK_INPUT_SHAPE = (1, 1, 256, 256)
+DECODER_OUTPUTS = ("lowResMasks", "iouScores")
+
+
+@dataclass(frozen=True)
+class DecoderSignature:
+    """The exported decoder's inputs and outputs, for every target.
+
+    imageEmbeddings (1, 256, 64, 64) and N prompt tokens, either packed as `points` (1, N, 3) =
+    (x, y, label) (Core ML: one input may carry enumerated shapes below iOS 18) or as `pointCoords`
+    (1, N, 2) and `pointLabels` (1, N) (ONNX); with a mask prompt also `maskInput` (1, 1, 256, 256)
+    and `hasMaskInput` (1,). Outputs: lowResMasks (1, 4, 256, 256), iouScores (1, 4).
+    """
+
+    token_counts: Tuple[int, ...]
+    mask_prompt: bool
+    onnx_dynamic_tokens: bool
+
+    outputs: ClassVar[Tuple[str, ...]] = DECODER_OUTPUTS
+
+    @property
+    def default_tokens(self) -> int:
+        return self.token_counts[0]
+
+    def input_names(self, packed: bool) -> List[str]:
+        names = ["imageEmbeddings"] + (["points"] if packed else ["pointCoords", "pointLabels"])
+        return names + (["maskInput", "hasMaskInput"] if self.mask_prompt else [])
+
+    def example(self, packed: bool, tokens: Optional[int] = None) -> Tuple[torch.Tensor, ...]:
+        """Example inputs for tracing and export, in `input_names` order."""
+        n = tokens or self.default_tokens
+        prompt = (torch.zeros(1, n, 3),) if packed else (torch.zeros(1, n, 2), torch.ones(1, n))
+        mask = (torch.zeros(MASK_INPUT_SHAPE), torch.zeros(1)) if self.mask_prompt else ()
+        return (torch.zeros(EMBEDDINGS_SHAPE),) + prompt + mask
+
+    def onnx_dynamic_axes(self) -> Dict[str, Dict[int, str]]:
+        if not self.onnx_dynamic_tokens:
+            return {}
+        return {"pointCoords": {1: "numPoints"}, "pointLabels": {1: "numPoints"}}
+
+    def onnx_description(self) -> Dict[str, str]:
+        return {
+            "point_inputs": "pointCoords (1, N, 2) and pointLabels (1, N) float32",
+            "num_points": "dynamic" if self.onnx_dynamic_tokens else f"fixed {self.default_tokens} tokens",
+        }
+
+    def coreml_shapes(self) -> Dict[str, object]:
+        """name -> fixed shape, or for `points` the enumerated shapes (one per token count) with the
+        single-click count as the default."""
+        points: object = (
+            [(1, n, 3) for n in self.token_counts]
+            if len(self.token_counts) > 1
+            else (1, self.default_tokens, 3)
+        )
+        shapes: Dict[str, object] = {"imageEmbeddings": EMBEDDINGS_SHAPE, "points": points}
+        if self.mask_prompt:
+            shapes.update(maskInput=MASK_INPUT_SHAPE, hasMaskInput=(1,))
+        return shapes
+
+    def feeds(
+        self,
+        embeddings: np.ndarray,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        packed: bool,
+    ) -> Dict[str, np.ndarray]:
+        """An exported decoder's inputs for tokens in the model frame (and an optional mask prompt)."""
+        coords_np = coords.numpy().astype(np.float32)
+        labels_np = labels.numpy().astype(np.float32)
+        feeds = {"imageEmbeddings": np.asarray(embeddings, dtype=np.float32)}
+        if packed:
+            feeds["points"] = np.concatenate([coords_np, labels_np[..., None]], -1)
+        else:
+            feeds.update(pointCoords=coords_np, pointLabels=labels_np)
+        if self.mask_prompt:
+            feeds["maskInput"] = (mask.numpy() if mask is not None else np.zeros(MASK_INPUT_SHAPE)).astype(
+                np.float32
+            )
+            feeds["hasMaskInput"] = np.array([1.0 if mask is not None else 0.0], dtype=np.float32)
+        return feeds
+
+    def descriptions(self, contract: Dict) -> Tuple[Dict[str, str], Dict[str, str]]:
+        """Feature descriptions (inputs, outputs) of the packed (Core ML) decoder."""
+        inputs = {
+            "imageEmbeddings": "float32 (1, 256, 64, 64) from the encoder",
+            "points": (
+                f"float32 (1, N, 3): (x, y, label) per prompt token in the 1024 model frame, N in "
+                f"{list(self.token_counts)}. Labels: 1 positive, 0 negative, 2/3 box corners, "
+                f"-1 padding. Layout: {contract['prompt_layout']}"
+            ),
+        }
+        if self.mask_prompt:
+            inputs["maskInput"] = "float32 (1, 1, 256, 256) low-res logits of an earlier prediction, or zeros"
+            inputs["hasMaskInput"] = "float32 (1,): 1 when maskInput holds a mask, else 0"
+        outputs = {
+            "lowResMasks": f"float32 (1, 4, 256, 256) mask logits of all 4 mask tokens; threshold 0.0 "
+            f"after upscaling: {contract['mask_upscaling']}",
+            "iouScores": f"float32 (1, 4) predicted IoU per mask token; {contract['multimask_selection']}",
+        }
+        return inputs, outputs
+
+
+def first_rgb_conv(encoder: nn.Module) -> nn.Conv2d:
+    """The encoder's first convolution (every supported encoder starts with one on RGB)."""
+    for module in encoder.modules():
+        if isinstance(module, nn.Conv2d):
+            if module.in_channels != 3:
+                break
+            return module
+    raise ValueError("encoder does not start with a 3-channel convolution")
+
+
+class EncoderForExport(nn.Module):
+    """(1, 3, 1024, 1024) -> imageEmbeddings (1, 256, 64, 64).
+
+    With `pixel_std` given, the input is `pixel - mean` on the 0..255 scale (what a Core ML
+    ImageType with bias = -mean produces) and 1/std is folded into the first convolution's
+    weights, per input channel. The mean is not folded into the bias: the first conv pads
+    with zeros, which must keep meaning "the mean colour".
+    """
+
+    def __init__(self, image_encoder: nn.Module, pixel_std: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.image_encoder = copy.deepcopy(image_encoder)
+        if pixel_std is not None:
+            conv = first_rgb_conv(self.image_encoder)
+            with torch.no_grad():
+                std = torch.tensor(pixel_std, dtype=torch.float64).view(1, 3, 1, 1)
+                conv.weight.copy_(conv.weight.double() / std)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(image)
+
+
+class DecoderForExport(nn.Module):
+    """Prompt encoder + mask decoder with the dense image PE stored as a constant; a family's
+    subclass defines `forward(image_embeddings, *prompt)` in its signature's input order."""
+
+    def __init__(self, model: nn.Module, packed_points: bool = False) -> None:
+        super().__init__()
+        self.prompt_encoder = copy.deepcopy(model.prompt_encoder)
+        self.mask_decoder = copy.deepcopy(model.mask_decoder)
+        self.register_buffer("dense_pe", model.prompt_encoder.get_dense_pe().detach().clone())
+        self.packed_points = packed_points
+
+    def sparse_and_rest(self, prompt: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, list]:
+        """Sparse prompt tokens from (points (1, N, 3), ...) or (coords, labels, ...); the other inputs."""
+        if self.packed_points:
+            points, *rest = prompt
+            coords, labels = points[..., :2], points[..., 2]
+        else:
+            coords, labels, *rest = prompt
+        return self.prompt_encoder.embed_points(coords, labels), rest
+
+
+class Family(ABC):
+    """A decoder/prompt convention shared by several encoders (see the module docstring)."""
+
+    name: ClassVar[str]  # written into manifests, metadata and bench rows
+    decoder_title: ClassVar[str]  # the decoder's column in the paper table
+    model_class: ClassVar[type]  # nn.Module taking the image encoder
+    decoder_class: ClassVar[type]  # DecoderForExport subclass
+    pixel_mean_255: ClassVar[Tuple[float, float, float]]  # on the 0..255 scale a Core ML ImageType delivers
+    pixel_std_255: ClassVar[Tuple[float, float, float]]
+    mask_prompt: ClassVar[bool]  # the decoder takes a low-res mask prompt
+    onnx_dynamic_tokens: ClassVar[bool]
+
+    def build(self, image_encoder: nn.Module) -> nn.Module:
+        return self.model_class(image_encoder)
+
+    @abstractmethod
+    def token_counts(self, points: Sequence[int]) -> List[int]:
+        """Decoder token counts that make every prompt of `points` points exact (a box counts as 2)."""
+
+    @abstractmethod
+    def click_tokens(self, clicks: int) -> int:
+        """Tokens of a prompt made of `clicks` clicks alone."""
+
+    @abstractmethod
+    def clicks_filling(self, tokens: int) -> int:
+        """How many clicks make a clicks-only prompt of exactly `tokens` tokens."""
+
+    @abstractmethod
+    def input_contract(self) -> Dict:
+        """What an app must feed the encoder and decoder (manifests, metadata, `samexport info`)."""
+
+    @abstractmethod
+    def app_canvas(self, image: np.ndarray) -> np.ndarray:
+        """The 1024x1024 uint8 RGB picture an app hands a Core ML image input."""
+
+    @abstractmethod
+    def image_input_text(self) -> str:
+        """The Core ML image input's description."""
+
+    def decoder_signature(self, token_counts: Sequence[int]) -> DecoderSignature:
+        return DecoderSignature(tuple(token_counts), self.mask_prompt, self.onnx_dynamic_tokens)
+
+    def decoder_for_export(self, model: nn.Module, packed: bool) -> nn.Module:
+        return self.decoder_class(model, packed_points=packed).eval()
+
+    def __repr__(self) -> str:
+        return f"<family {self.name}>"
+
+
+def common_contract() -> Dict:
+    """Contract entries every 1024-input, 256-mask family shares."""
+    return {
+        "model_input_size": [1024, 1024],
+        "coordinate_frame": "(x, y) pixels of the 1024x1024 model input",
+        "point_labels": {
+            "1": "positive click",
+            "0": "negative click",
+            "2": "box top-left",
+            "3": "box bottom-right",
+            "-1": "padding",
+        },
+        "mask_threshold": 0.0,
+        "low_res_mask_size": [256, 256],
+        "multimask_selection": "token 0 is the single-mask output; for ambiguous prompts use tokens 1..3 "
+        "and pick the highest IoU score",
+    }

@@ -1,0 +1,80 @@
+"""The EfficientSAM family: its own prompt encoder and decoder, a fixed 6-token prompt, no mask prompt."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import transforms
+from ..modeling.sam import EfficientSam
+from .base import DecoderForExport, Family, common_contract
+from .registry import register_family
+
+
+class EfficientSamDecoderForExport(DecoderForExport):
+    """EfficientSAM decoder: imageEmbeddings (1, 256, 64, 64) and exactly 6 prompt tokens.
+
+    The official model pads/cuts to 6 tokens internally; exported, the host does it (a ranged
+    point count does not convert). Coordinates are already in the 1024 frame, so no x*1024/W
+    product can overflow float16. No mask prompt exists for this family.
+    """
+
+    def forward(
+        self, image_embeddings: torch.Tensor, *prompt: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        sparse, _ = self.sparse_and_rest(prompt)
+        return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse)
+
+
+class EfficientSamFamily(Family):
+    """Stretch to 1024x1024 (no letterbox), 0..1 pixel scale, exactly 6 tokens, bicubic upscaling."""
+
+    name = "efficientsam"
+    decoder_title = "EfficientSAM decoder"
+    model_class = EfficientSam
+    decoder_class = EfficientSamDecoderForExport
+    pixel_mean_255 = tuple(255 * m for m in transforms.EFFICIENT_SAM_PIXEL_MEAN)
+    pixel_std_255 = tuple(255 * s for s in transforms.EFFICIENT_SAM_PIXEL_STD)
+    mask_prompt = False
+    onnx_dynamic_tokens = False
+    tokens = transforms.EFFICIENT_SAM_MAX_POINTS
+
+    def token_counts(self, points: Sequence[int]) -> List[int]:
+        """Always 6: the official model pads or cuts every prompt to 6 tokens."""
+        return [self.tokens]
+
+    def click_tokens(self, clicks: int) -> int:
+        return self.tokens
+
+    def clicks_filling(self, tokens: int) -> int:
+        return tokens
+
+    def input_contract(self) -> Dict:
+        return {
+            **common_contract(),
+            "family": self.name,
+            "resize": "stretch to 1024x1024 (aspect ratio not kept), bilinear, no antialiasing",
+            "pixel_mean": list(transforms.EFFICIENT_SAM_PIXEL_MEAN),
+            "pixel_std": list(transforms.EFFICIENT_SAM_PIXEL_STD),
+            "pixel_scale": "0..1",
+            "padding": "none",
+            "pad_color_rgb": None,
+            "coordinate_transform": "x * 1024 / W, y * 1024 / H; negative coordinates become -1",
+            "prompt_layout": "clicks, then box corners with labels 2 and 3, padded with (-1, -1) and "
+            "label -1 "
+            f"(or cut) to exactly {self.tokens} tokens",
+            "mask_upscaling": "bicubic from 256x256 straight to H x W, logits > 0",
+            "mask_prompt": None,
+        }
+
+    def app_canvas(self, image: np.ndarray) -> np.ndarray:
+        return np.array(Image.fromarray(image).resize((1024, 1024), Image.BILINEAR))
+
+    def image_input_text(self) -> str:
+        return f"RGB 1024x1024. {self.input_contract()['resize']}. Normalization is inside the model."
+
+
+EFFICIENT_SAM = register_family(EfficientSamFamily())

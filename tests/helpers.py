@@ -1,0 +1,115 @@
+"""Helpers every test module shares: paths, the parity fixtures, comparisons and running the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PARITY_DIR = Path(os.environ.get("SAMEXPORT_PARITY_DIR", ROOT.parent / "shared" / "parity"))
+
+# registry name -> parity fixture family
+FIXTURE_FAMILIES = {
+    "repvit": "repvit_sam",
+    "tinyvit": "mobile_sam",
+    "efficientsam_ti": "efficient_sam_vitt",
+    "efficientsam_s": "efficient_sam_vits",
+    "sam_vit_b": "sam_vit_b",
+}
+
+
+def require_parity_dir() -> Path:
+    if not (PARITY_DIR / "fill.py").is_file():
+        message = f"parity fixtures not found at {PARITY_DIR} (set SAMEXPORT_PARITY_DIR)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    if str(PARITY_DIR) not in sys.path:
+        sys.path.insert(0, str(PARITY_DIR))
+    return PARITY_DIR
+
+
+def fixture_npz(family: str):
+    return np.load(require_parity_dir() / f"{family}.expected.npz")
+
+
+def write_fixture_checkpoint(family: str, path: Path, salt: str = "") -> Path:
+    """The official checkpoint layout filled by the fixtures' rule, saved like the official file."""
+    import torch
+
+    require_parity_dir()
+    from fill import load_manifest, make_checkpoint
+
+    torch.save(make_checkpoint(load_manifest(PARITY_DIR / f"{family}.manifest.json"), salt=salt), path)
+    return path
+
+
+def build_quiet(name: str, checkpoint=None):
+    import samexport
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", samexport.RandomWeightsWarning)
+        return samexport.build_model(name, checkpoint=checkpoint)
+
+
+def rel_err(actual, expected) -> float:
+    """max |actual - expected| / max |expected| (tensors or arrays)."""
+    a = np.asarray(actual.detach() if hasattr(actual, "detach") else actual, dtype=np.float64)
+    e = np.asarray(expected.detach() if hasattr(expected, "detach") else expected, dtype=np.float64)
+    return float(np.abs(a - e).max() / np.abs(e).max())
+
+
+def run_cli(*args: str, timeout: float = 900, env=None) -> subprocess.CompletedProcess:
+    """`samexport ARGS` in a child process (for what needs a real process: signals, exit codes, imports)."""
+    return subprocess.run(
+        [sys.executable, "-m", "samexport.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+class Invocation:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.returncode, self.stdout, self.stderr = code, out, err
+
+
+def invoke(capsys, *args: str) -> Invocation:
+    """`samexport ARGS` in this process (option checks, errors): exit status, stdout, stderr."""
+    from samexport.cli import run
+
+    capsys.readouterr()
+    code = run(list(args))
+    captured = capsys.readouterr()
+    return Invocation(code, captured.out, captured.err)
+
+
+def one_line_error(result, code: int = 2) -> str:
+    """Assert a one-line `error:` message and exit status `code`; return the message."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+__all__: List[str] = [
+    "FIXTURE_FAMILIES",
+    "PARITY_DIR",
+    "ROOT",
+    "build_quiet",
+    "fixture_npz",
+    "invoke",
+    "one_line_error",
+    "rel_err",
+    "require_parity_dir",
+    "run_cli",
+    "write_fixture_checkpoint",
+]

@@ -1,0 +1,213 @@
+"""The structure the code keeps: layers that point one way, no import cycles, registries that refuse
+duplicates, and families as types (a new family is its own module plus one registry line)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT
+
+PACKAGE = ROOT / "samexport"
+
+# Bottom to top: a module may import its own layer and the layers below it, never one above.
+LAYERS = [
+    {
+        "samexport.errors",
+        "samexport.version",
+        "samexport.console",
+        "samexport.fsutil",
+        "samexport.platforms",
+        "samexport.provenance",
+        "samexport.coreml_package",
+    },
+    {"samexport.mileval", "samexport.modeling", "samexport.transforms"},
+    {"samexport.families"},
+    {"samexport.registry", "samexport.checkpoint", "samexport.reparam", "samexport.zoo", "samexport.info"},
+    {"samexport.export"},
+    {"samexport.bench"},
+    {"samexport.cli", "samexport"},
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def layer_of(module: str) -> int:
+    for rank, members in enumerate(LAYERS):
+        if any(module == m or module.startswith(m + ".") for m in members if m != "samexport"):
+            return rank
+    if module == "samexport":
+        return len(LAYERS) - 1
+    raise AssertionError(f"{module} is in no layer; add it to LAYERS in {__file__}")
+
+
+def imports_of(module: str):
+    """samexport modules `module` imports (anywhere in the file; TYPE_CHECKING blocks excluded)."""
+    path = MODULES[module]
+    is_package = path.name == "__init__.py"
+    tree = ast.parse(path.read_text())
+    type_checking = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+        for n in ast.walk(node)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in type_checking:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("samexport")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if not source.startswith("samexport"):
+                continue
+            for alias in node.names:  # `from pkg import submodule` imports the submodule
+                found.add(f"{source}.{alias.name}" if f"{source}.{alias.name}" in MODULES else source)
+    return found - {module}
+
+
+GRAPH = {m: imports_of(m) for m in MODULES}
+
+
+def test_every_module_is_in_a_layer():
+    for module in MODULES:
+        layer_of(module)
+
+
+def test_no_upward_imports():
+    upward = [
+        f"{m} (layer {layer_of(m)}) imports {d} (layer {layer_of(d)})"
+        for m, deps in GRAPH.items()
+        for d in deps
+        if layer_of(d) > layer_of(m)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_only_the_cli_imports_the_package_facade():
+    users = sorted(m for m, deps in GRAPH.items() if "samexport" in deps and m != "samexport")
+    assert users in ([], ["samexport.cli"]), users
+
+
+def test_no_import_cycles():
+    state, stack, cycles = {}, [], []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for dep in sorted(GRAPH.get(node, ())):
+            if state.get(dep) == "open":
+                cycles.append(" -> ".join(stack[stack.index(dep) :] + [dep]))
+            elif dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module)
+    assert not cycles, "\n".join(cycles)
+
+
+def test_mileval_is_standalone():
+    assert not [
+        d
+        for m, deps in GRAPH.items()
+        if m.startswith("samexport.mileval")
+        for d in deps
+        if d.startswith("samexport.export")
+    ]
+
+
+def test_help_imports_neither_torch_nor_onnx():
+    code = (
+        "import sys; from samexport.cli import cli\n"
+        "try:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "heavy = ('torch', 'onnx', 'onnxruntime', 'coremltools', 'numpy')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_list_counts_parameters_without_flop_counting(monkeypatch):
+    from click.testing import CliRunner
+
+    import samexport.info
+    from samexport.cli import cli
+
+    def no_flops(fn):
+        raise AssertionError("samexport list must not count FLOPs")
+
+    monkeypatch.setattr(samexport.info, "_gmacs", no_flops)
+    result = CliRunner().invoke(cli, ["list"])
+    assert result.exit_code == 0, result.output
+    assert "27.2M" in result.output and "641.1M" in result.output
+
+
+# -- registries -------------------------------------------------------------------------------------
+def test_registries_refuse_duplicates():
+    from samexport.bench.backends import CoreMLBackend, register_backend
+    from samexport.export.onnx_target import OnnxTarget
+    from samexport.export.target import register_target, targets
+    from samexport.families import SAM, register_family
+    from samexport.mileval.registry import DuplicateOpError, op
+    from samexport.registry import get_spec, register_model
+
+    targets()
+    with pytest.raises(DuplicateOpError, match="'add' is registered twice"):
+        op("add")(lambda x, y: x + y)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_family(SAM)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model(get_spec("repvit"))
+    with pytest.raises(ValueError, match="registered twice"):
+        register_target(OnnxTarget)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_backend(CoreMLBackend())
+
+
+def test_unknown_family_is_an_error():
+    from samexport.errors import UsageError
+    from samexport.families import get_family
+
+    with pytest.raises(UsageError, match="unknown model family 'sam2'"):
+        get_family("sam2")
+
+
+def test_mil_op_traits_are_declared_with_the_op():
+    from samexport.mileval.registry import OPS
+
+    assert OPS["reshape"].moves == "x" and OPS["concat"].moves == "values"
+    assert OPS["conv"].moves is None and OPS["add"].moves is None
+
+
+def test_no_family_name_tests_outside_the_families():
+    """A family is asked, never named: no `== "sam"`-style branch on a family name outside families/."""
+    offenders = []
+    for module, path in MODULES.items():
+        if module.startswith("samexport.families"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare) and any(
+                isinstance(c, ast.Constant) and c.value in ("sam", "efficientsam")
+                for c in [node.left, *node.comparators]
+            ):
+                offenders.append(f"{module}:{node.lineno}")
+    assert not offenders, offenders
