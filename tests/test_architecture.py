@@ -211,3 +211,16 @@ def test_no_family_name_tests_outside_the_families():
             ):
                 offenders.append(f"{module}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_swift_reads_the_families_python_writes():
+    """SAMInputContract.Style's raw values are the family names written into every contract."""
+    import re
+
+    from samexport.families import FAMILIES
+
+    source = (ROOT / "ios_harness/Sources/SAMHarnessKit/InputContract.swift").read_text()
+    body = source[source.index("enum Style") : source.index("}", source.index("enum Style"))]
+    cases = {m.group(2) or m.group(1) for m in re.finditer(r'case (\w+)(?: = "(\w+)")?', body)}
+    assert cases == set(FAMILIES) - {"threetoken"}
+    assert "let family: String?" in source and "pad_color_rgb == nil" not in source

@@ -31,11 +31,17 @@ public struct SAMInputContract: Equatable, Sendable {
     /// From the package metadata: the `com.samexport.contract` JSON and `com.samexport.token_counts`.
     public init(contractJSON: String, tokenCountsJSON: String?) throws {
         struct Stored: Decodable {
+            let family: String?
             let pad_color_rgb: [Double]?
             let mask_threshold: Float
         }
         let stored = try JSONDecoder().decode(Stored.self, from: Data(contractJSON.utf8))
-        let style: Style = stored.pad_color_rgb == nil ? .efficientSAM : .sam
+        guard let family = stored.family else {
+            throw HarnessError.unsupportedInput("the package's contract names no family; convert it again with this samexport")
+        }
+        guard let style = Style(rawValue: family) else {
+            throw HarnessError.unsupportedInput("this app knows the families sam and efficientsam, not \(family); update SAMHarnessKit")
+        }
         var counts = [Self.efficientSAMTokens]
         if style == .sam {
             guard let tokenCountsJSON else {

@@ -71,12 +71,15 @@ final class InputContractTests: XCTestCase {
     }
 
     func testContractFromPackageMetadata() throws {
-        let json = #"{"pad_color_rgb": [123.675, 116.28, 103.53], "mask_threshold": 0.0, "pixel_scale": "0..255"}"#
+        let json = #"{"family": "sam", "pad_color_rgb": [123.675, 116.28, 103.53], "mask_threshold": 0.0, "pixel_scale": "0..255"}"#
         let contract = try SAMInputContract(contractJSON: json, tokenCountsJSON: "[3, 2, 9, 8]")
         XCTAssertEqual(contract.style, .sam)
         XCTAssertEqual(contract.tokenCounts, [2, 3, 8, 9])
-        let efficientJSON = #"{"pad_color_rgb": null, "mask_threshold": 0.0}"#
+        let efficientJSON = #"{"family": "efficientsam", "pad_color_rgb": null, "mask_threshold": 0.0}"#
         XCTAssertEqual(try SAMInputContract(contractJSON: efficientJSON, tokenCountsJSON: nil).style, .efficientSAM)
         XCTAssertThrowsError(try SAMInputContract(contractJSON: json, tokenCountsJSON: nil))
+        // The family is read, never inferred: no family field, or one this app does not know, is an error.
+        XCTAssertThrowsError(try SAMInputContract(contractJSON: #"{"pad_color_rgb": null, "mask_threshold": 0.0}"#, tokenCountsJSON: nil))
+        XCTAssertThrowsError(try SAMInputContract(contractJSON: #"{"family": "rapsam", "pad_color_rgb": null, "mask_threshold": 0.0}"#, tokenCountsJSON: nil))
     }
 }
