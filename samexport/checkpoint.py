@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import pickle
+import re
 import zlib
 from pathlib import Path
 from typing import Dict, Mapping, Tuple
@@ -25,23 +26,89 @@ def expected_layout(name: str) -> Dict[str, Tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
+# Leading bytes of files people pass by mistake, and of the two formats torch.save writes.
+OTHER_FORMATS = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive",
+    b"\x7fELF": "an executable",
+}
+TORCH_ZIP = b"PK\x03\x04"
+# torch's legacy (pre-1.6) format opens with its magic number pickled as a long (protocol 2).
+TORCH_LEGACY = b"\x80\x02\x8a\x0a" + bytes.fromhex("6cfc9c46f9206aa85019")
+FIX = "pass the official .pt/.pth (or a .safetensors) checkpoint"
+
+
 def read_checkpoint(path: str | Path) -> StateDict:
-    """Read a checkpoint file without executing code: a plain state_dict or {"model": state_dict}."""
+    """Read a checkpoint without executing code: a torch file (a plain state_dict or {"model": ...}, read
+    with weights_only=True) or a .safetensors file (read with the safetensors library)."""
     path = Path(path)
     if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file; {FIX}")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if path.suffix == ".safetensors" or _is_safetensors(head):
+        state_dict = _read_safetensors(path)
+    else:
+        state_dict = _read_torch(path, head)
+    for key, value in state_dict.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"checkpoint {path} has NaN/Inf values in {key!r}; the file is damaged, download it again"
+            )
+    return state_dict
+
+
+def _is_safetensors(head: bytes) -> bool:
+    """safetensors: an 8-byte little-endian header length, then a JSON header."""
+    return len(head) > 8 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000
+
+
+def _read_safetensors(path: Path) -> StateDict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return dict(load_file(str(path), device="cpu"))
+    except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(
-            f"checkpoint {path} does not exist or is not a file; pass the path of an official .pt/.pth file"
+            f"checkpoint {path} is not a readable safetensors file ({first_line(e)}); "
+            "it may be truncated: download it again"
+        ) from None
+
+
+def _read_torch(path: Path, head: bytes) -> StateDict:
+    other = next((what for magic, what in OTHER_FORMATS.items() if head.startswith(magic)), None)
+    if other:
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it is {other}); {FIX}")
+    if head[:1] == b"\x80" and not head.startswith(TORCH_LEGACY):
+        raise CheckpointError(
+            f"{path} is a plain Python pickle, not a PyTorch checkpoint, and samexport does not "
+            f"unpickle arbitrary objects; {FIX}"
+        )
+    if not (head.startswith(TORCH_ZIP) or head.startswith(TORCH_LEGACY)):
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (its contents are neither torch's zip nor "
+            f"its legacy format); {FIX}"
         )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        code = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if code:
+            raise CheckpointError(
+                f"checkpoint {path} is a pickle that would run code ({code.group(1)}), which "
+                "samexport refuses to execute; re-save it as a plain state_dict of tensors "
+                "or as .safetensors"
+            ) from None
         raise CheckpointError(
-            f"checkpoint {path} contains pickled objects other than tensors, which samexport "
-            f"refuses to execute ({first_line(e)}); re-save it as a plain state_dict"
+            f"checkpoint {path} is truncated or damaged ({_reason(e)}); download it again"
         ) from None
-    except Exception as e:  # the unpickler raises anything (KeyError, EOFError, ...) on damaged bytes
+    except Exception as e:  # the unpickler and the zip reader raise anything (EOFError, RuntimeError, ...)
         raise CheckpointError(
-            f"checkpoint {path} is truncated or not a PyTorch file ({first_line(e)}); download it again"
+            f"checkpoint {path} is truncated or damaged ({_reason(e)}); download it again"
         ) from None
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
         obj = obj["model"]
@@ -50,12 +117,21 @@ def read_checkpoint(path: str | Path) -> StateDict:
             f"checkpoint {path} is not a state_dict of tensors (nor {{'model': state_dict}}); "
             "pass the official checkpoint file"
         )
-    for key, value in obj.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(
-                f"checkpoint {path} has NaN/Inf values in {key!r}; the file is damaged, download it again"
-            )
     return dict(obj)
+
+
+def _reason(error: BaseException) -> str:
+    """torch's reason without its advice paragraphs: the line that names the problem."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    useful = [
+        line
+        for line in lines
+        if not line.startswith(
+            ("Weights only load failed", "(1)", "(2)", "Please file", "Check the documentation")
+        )
+    ]
+    first = (useful or lines or [type(error).__name__])[0]
+    return first.split(". ")[0].rstrip(".")[:200]
 
 
 def guess_model(state_dict: Mapping[str, torch.Tensor]) -> str | None:

@@ -350,10 +350,12 @@ def _check_writable(path: Path) -> None:
         raise SamExportError(f"cannot write {path} ({e.strerror or e}); choose a writable path") from None
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that `finally` blocks clean up as for Ctrl-C."""
+
+
 def _terminate(signum, frame) -> None:
-    # SIGTERM would end the process without running `finally` blocks; unwinding as SystemExit lets
-    # an interrupted convert or bench remove its temporary files, as Ctrl-C does.
-    sys.exit(128 + signum)
+    raise Terminated(signum)
 
 
 def run(args: list[str] | None = None) -> int:
@@ -362,9 +364,12 @@ def run(args: list[str] | None = None) -> int:
     try:
         cli.main(args, prog_name="samexport", standalone_mode=False)
         return 0
-    except click.exceptions.Abort:
-        click.echo("error: interrupted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("error: interrupted (Ctrl-C); temporary files were removed", err=True)
         return 130
+    except Terminated:
+        click.echo("error: terminated (SIGTERM); temporary files were removed", err=True)
+        return 128 + signal.SIGTERM
     except click.exceptions.NoSuchOption as e:
         click.echo(
             f"error: {e.format_message()} (see `samexport {e.ctx.info_name if e.ctx else ''} --help`)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import pytest
 import torch
@@ -49,15 +50,26 @@ def test_truncated_file(tmp_path, fixture_checkpoint):
     data = fixture_checkpoint("tinyvit").read_bytes()
     path = tmp_path / "truncated.pt"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or not a PyTorch file"):
+    with pytest.raises(CheckpointError, match=r"is truncated or damaged \(PytorchStreamReader failed"):
         read_checkpoint(path)
 
 
-def test_not_a_checkpoint(tmp_path):
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"hello", "is not a PyTorch checkpoint (its contents are neither"),
+        (bytes(range(256)) * 4, "is not a PyTorch checkpoint (its contents are neither"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), "is not a PyTorch checkpoint (it is a PNG image)"),
+        (pickle.dumps({"a": 1}, protocol=4), "is a plain Python pickle, not a PyTorch checkpoint"),
+    ],
+    ids=["text", "random-bytes", "png", "plain-pickle"],
+)
+def test_what_the_file_is_is_said(tmp_path, content, message):
     path = tmp_path / "notes.pt"
-    path.write_text("hello")
-    with pytest.raises(CheckpointError, match="truncated or not a PyTorch file"):
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=re.escape(message)) as info:
         read_checkpoint(path)
+    assert "refuses to execute" not in str(info.value) and "download it again" not in str(info.value)
 
 
 class _Payload:
@@ -68,9 +80,24 @@ class _Payload:
 def test_pickled_code_is_refused_not_run(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     torch.save({"weight": torch.zeros(1), "payload": _Payload()}, path)
-    with pytest.raises(CheckpointError, match="refuses to execute"):
+    with pytest.raises(CheckpointError, match=r"would run code \([\w.]*print\).*refuses to execute"):
         read_checkpoint(path)
     assert "code from a checkpoint ran" not in capsys.readouterr().out
+
+
+def test_safetensors_checkpoints_load_with_the_same_strict_checks(tmp_path, fixture_checkpoint):
+    from safetensors.torch import save_file
+
+    state_dict = torch.load(fixture_checkpoint("tinyvit"), weights_only=True)
+    path = tmp_path / "mobile_sam.safetensors"
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, str(path))
+    model = samexport.build_model("tinyvit", checkpoint=path)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state_dict.items())
+    with pytest.raises(CheckpointError, match="looks like tinyvit, not repvit"):
+        samexport.build_model("repvit", checkpoint=path)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match="is not a readable safetensors file .*truncated"):
+        read_checkpoint(path)
 
 
 def test_plain_pickle_is_refused(tmp_path):

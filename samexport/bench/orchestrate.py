@@ -11,6 +11,7 @@ from typing import Dict, Optional, Tuple
 
 from ..console import Progress
 from ..errors import PlatformError, SamExportError, UsageError
+from ..export.options import check_points
 from ..fsutil import atomic_write_text
 from ..provenance import machine, versions
 from ..registry import get_spec, list_models
@@ -61,8 +62,7 @@ class BenchOptions:
         self.target = self.target.lower()
         if self.runs < 1 or self.warmup < 0:
             raise UsageError("--runs must be at least 1 and --warmup at least 0")
-        if not self.points or any(p < 1 for p in self.points):
-            raise UsageError("--points must be positive point counts")
+        self.points = check_points(self.points)
         if self.as_device and self.memory_limit is None:
             self.memory_limit = device_profiles.budget_bytes(self.as_device)
         from .worker import COMPUTE_UNITS

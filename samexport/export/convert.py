@@ -1,17 +1,14 @@
 """`samexport convert`: build, reparameterize, export to each chosen target, check, describe — all or nothing.
 
-Every artifact is written into a temporary folder inside the output folder and moved into
-place only after every export of the run has been written and checked. The targets themselves
-live in `onnx_target` and `coreml_target`; this module only orchestrates.
+Every artifact is written into a work folder inside the output folder and moved into place only
+after every export of the run has been written and checked (see `outputs`). The targets live in
+`onnx_target` and `coreml_target`; this module only orchestrates.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -28,6 +25,7 @@ from ..reparam import reparameterize_model
 from ..zoo import RandomWeightsWarning, build_model
 from .compare import compare
 from .options import ConvertOptions, artifact_names
+from .outputs import OutputFolder, is_disk_full
 from .reference import Reference, make_reference
 from .target import ExportJob, targets
 
@@ -43,49 +41,29 @@ class Converter:
         self.signature = self.spec.family.decoder_signature(self.spec.family.token_counts(options.points))
         self.manifest: Dict = {}
 
-    def check_outputs(self) -> None:
-        out = self.options.output_dir
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--output-dir {out} is a file; pass a folder")
-        existing = [n for n in self.names.values() if (out / n).exists()]
-        if existing and not self.options.force:
-            raise UsageError(
-                f"{out / existing[0]} already exists; pass --force to replace it (or --output-dir elsewhere)"
-            )
-
-    def make_workdir(self) -> Path:
-        out = self.options.output_dir
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            return Path(tempfile.mkdtemp(prefix=".samexport-", dir=out))
-        except OSError as e:
-            raise UsageError(
-                f"cannot write to --output-dir {out} ({e.strerror or e}); choose a writable folder"
-            ) from None
-
     def run(self) -> Dict:
-        self.check_outputs()
-        chosen = {name: targets()[name] for name in self.options.targets}
+        spec, progress, options = self.spec, self.progress, self.options
+        output = OutputFolder(options.output_dir, self.names, options.force)
+        output.check()
+        chosen = {name: targets()[name] for name in options.targets}
         for target in chosen.values():
-            target.check_options(self.spec, self.options)
-        spec, progress = self.spec, self.progress
-        progress.say(
-            f"samexport convert {spec.name} -> {', '.join(self.options.targets)} in {self.options.output_dir}"
-        )
+            target.check_options(spec, options)
+        progress.say(f"samexport convert {spec.name} -> {', '.join(options.targets)} in {options.output_dir}")
         with progress.step("build model"), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RandomWeightsWarning)
-            model = build_model(spec.name, self.options.checkpoint)
+            model = build_model(spec.name, options.checkpoint)
             fused = reparameterize_model(model)
         for w in caught:
             progress.say(f"warning: {w.message}")
-        work = self.make_workdir()
+        work = output.open()
+        succeeded = False
         try:
             with progress.step("reference outputs (PyTorch, official model)"):
                 reference = make_reference(model)
             self.manifest = self.base_manifest(self.fusion_error(fused, reference))
             job = ExportJob(
                 spec=spec,
-                options=self.options,
+                options=options,
                 model=model,
                 fused=fused,
                 reference=reference,
@@ -93,19 +71,47 @@ class Converter:
                 checkpoint_sha256=self.manifest["checkpoint"]["sha256"],
                 progress=progress,
             )
+            own_keys = []
             for name, target in chosen.items():
-                paths = {key: work / file for key, file in target.artifact_names(spec, self.options).items()}
+                paths = {key: work / file for key, file in target.artifact_names(spec, options).items()}
                 section, validation = target.export(job, paths)
                 for key, path in paths.items():
                     self.manifest["files"][key] = {"path": path.name, "bytes": tree_bytes(path)}
+                    own_keys.append(key)
                 self.manifest[name] = section
                 self.manifest["validation"][name] = validation
             self.manifest["timings_s"] = progress.timings
-            (work / self.names["manifest"]).write_text(json.dumps(self.manifest, indent=2) + "\n")
-            self.move_into_place(work)
+            self.manifest = output.publish(self.manifest, own_keys)
+            for file in self.names.values():
+                progress.say(f"  wrote {options.output_dir / file}")
+            succeeded = True
+        except (OSError, shutil.Error) as e:
+            if not is_disk_full(e):
+                raise
+            raise UsageError(
+                f"no space left on the disk holding {options.output_dir} after writing "
+                f"{output.written_mb()} MB; these exports need about {self.size_estimate_mb()} MB "
+                "(twice that while --force replaces earlier files): free space or choose another "
+                "--output-dir; nothing was written"
+            ) from None
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            output.close(succeeded)
         return self.manifest
+
+    def size_estimate_mb(self) -> float:
+        """Weights of every chosen target at its storage width, from the parameter counts."""
+        from ..info import model_params
+
+        params = model_params(self.spec.name)["total"]
+        width = {
+            "none": 2 if self.options.precision == "fp16" else 4,
+            "int8": 1,
+            "palettize8": 1,
+            "palettize6": 0.75,
+            "palettize4": 0.5,
+        }[self.options.compress]
+        per_target = {"onnx": 1 if self.options.compress == "int8" else 4, "coreml": width}
+        return round(sum(params * per_target.get(t, 4) for t in self.options.targets) / 1e6, 1)
 
     def fusion_error(self, fused, reference: Reference) -> Dict:
         count = getattr(fused, "num_fused_modules", 0)
@@ -154,19 +160,6 @@ class Converter:
             "files": {},
             "validation": {},
         }
-
-    def move_into_place(self, work: Path) -> None:
-        """Artifacts first, the manifest last: a manifest never describes files that are not there."""
-        out = self.options.output_dir
-        names = [n for key, n in self.names.items() if key != "manifest"] + [self.names["manifest"]]
-        for name in names:
-            target = out / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            os.replace(work / name, target)
-            self.progress.say(f"  wrote {target}")
 
 
 def convert(options: ConvertOptions, quiet: bool = False) -> Dict:

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from ..registry import ModelSpec
 
 DEFAULT_POINTS = (1, 2, 3, 4, 5, 8, 16)
+# Every point count is a decoder shape; prompts of more points are not used by the official tools.
+MAX_POINTS = 64
+# Prompts of more points exist nowhere in the official tools' use; every count is a decoder shape.
+MAX_POINTS = 64
 PRECISIONS = ("fp16", "fp32")
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
 IMAGE_INPUTS = ("image", "tensor")
@@ -63,24 +67,32 @@ class ConvertOptions:
                 f"only; use --target {' or '.join(offered_by)}"
                 + (", or --compress int8 for ONNX" if "onnx" in missing else "")
             )
+        self.min_target = {t.lower(): t for t in MIN_TARGETS}.get(
+            str(self.min_target).lower(), self.min_target
+        )
         if self.min_target not in MIN_TARGETS:
             raise UsageError(
                 f"unknown --min-target {self.min_target!r}; choose one of: {', '.join(MIN_TARGETS)}"
             )
         if self.image_input not in IMAGE_INPUTS:
             raise UsageError(f"unknown --image-input {self.image_input!r}; choose image or tensor")
-        if not self.points or any(p < 1 for p in self.points):
-            raise UsageError(
-                f"--points must be positive point counts (a box counts as 2), got "
-                f"{','.join(map(str, self.points)) or 'nothing'}"
-            )
-        self.points = tuple(sorted(set(self.points)))
+        self.points = tuple(sorted(set(check_points(self.points))))
         self.output_dir = Path(self.output_dir)
         self.checkpoint = Path(self.checkpoint) if self.checkpoint is not None else None
 
     @property
     def variant_suffix(self) -> str:
         return VARIANT_SUFFIX[self.compress] + ("FP32" if self.precision == "fp32" else "")
+
+
+def check_points(points) -> Tuple[int, ...]:
+    """Point counts between 1 and MAX_POINTS (a box counts as 2), or a one-line UsageError."""
+    if not points or any(p < 1 or p > MAX_POINTS for p in points):
+        given = ",".join(map(str, points)) or "nothing"
+        raise UsageError(
+            f"--points must be point counts from 1 to {MAX_POINTS} (a box counts as 2), got {given}"
+        )
+    return tuple(points)
 
 
 def parse_points(text: str) -> Tuple[int, ...]:

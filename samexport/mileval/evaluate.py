@@ -93,7 +93,8 @@ def evaluate(program: MilProgram, feeds: Dict[str, np.ndarray], precision: str =
     check_feeds(program, feeds)
     run = _Run(program, precision)
     start = time.perf_counter()
-    outputs = run.execute(feeds)
+    with np.errstate(all="ignore"):  # overflow and NaN are tracked per op, not warned about
+        outputs = run.execute(feeds)
     return Evaluation(
         outputs=outputs,
         precision=precision,

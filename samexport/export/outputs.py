@@ -1,0 +1,244 @@
+"""The output folder of one `samexport convert` run: checked before any work, a private work folder
+inside it, and the switch to the new set of files at the end.
+
+- Nothing is created before the model is built and the options are known to be good; a run that
+  fails or is interrupted removes its work folder and any folder it created.
+- The switch happens under an exclusive lock on the folder and re-checks what exists, so of two
+  runs that race without --force the second fails and the first one's files stay as they are.
+- The switch removes the old manifest first, moves the artifacts (the ones replaced go aside and
+  come back if the switch fails) and writes the manifest last: a manifest only ever describes the
+  files next to it. The manifest keeps the record of targets this run did not export.
+- Work folders and coremltools' temporary packages live in `.samexport-<pid>-*` inside the output
+  folder; each holds a lock while its run lives, and a later run removes those whose lock is free
+  (their run was killed).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from ..errors import UsageError
+from ..fsutil import tree_bytes
+
+WORK_PREFIX = ".samexport-"
+LOCK_NAME = ".lock"
+
+
+def nearest_existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_writable_folder(path: Path, what: str) -> None:
+    """`path` is a folder, or can be created as one, and can be written, checked without creating it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file; pass a folder")
+    existing = nearest_existing(path)
+    if not existing.is_dir():
+        raise UsageError(f"cannot write to {what} {path} ({existing} is a file); choose a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"cannot write to {what} {path} (permission denied on {existing}); choose a writable folder"
+        )
+
+
+@contextmanager
+def folder_lock(folder: Path):
+    """An exclusive lock on the folder itself (no lock file is left behind)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_work_folders(folder: Path) -> List[Path]:
+    """Work folders of runs that are gone (their lock is free); a live run's folder is left alone."""
+    removed = []
+    for work in folder.glob(f"{WORK_PREFIX}*"):
+        lock = work / LOCK_NAME
+        if not work.is_dir() or not lock.is_file():
+            continue
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its run is alive
+        finally:
+            os.close(fd)
+        shutil.rmtree(work, ignore_errors=True)
+        removed.append(work)
+    return removed
+
+
+def is_disk_full(error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return "No space left on device" in str(error) or "[Errno 28]" in str(error)
+
+
+class OutputFolder:
+    """One run's output folder: `open()` before exporting, `publish()` to switch, `close()` always."""
+
+    def __init__(self, path: Path, names: Dict[str, str], force: bool) -> None:
+        self.path = Path(path)
+        self.names = names  # key -> file name; "manifest" is written last
+        self.force = force
+        self.work: Optional[Path] = None
+        self.created: List[Path] = []
+        self._lock_fd: Optional[int] = None
+        self._saved_tempdir: Optional[str] = None
+
+    # -- before any work --------------------------------------------------------------------------
+    def check(self) -> None:
+        check_writable_folder(self.path, "--output-dir")
+        existing = [n for n in self.names.values() if (self.path / n).exists()]
+        if existing and not self.force:
+            raise UsageError(
+                f"{self.path / existing[0]} already exists; pass --force to replace it "
+                "(or --output-dir elsewhere)"
+            )
+
+    def open(self) -> Path:
+        """Create the folder (remembering what was created), clear dead runs' leftovers, make the work
+        folder and point the temporary files of this process (coremltools') into it."""
+        missing = []
+        parent = Path(os.path.abspath(self.path))
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.created = list(reversed(missing))
+            remove_stale_work_folders(self.path)
+            self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=self.path))
+            self._lock_fd = os.open(self.work / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            (self.work / "tmp").mkdir()
+        except OSError as e:
+            self.close()
+            raise UsageError(
+                f"cannot write to --output-dir {self.path} ({e.strerror or e}); choose a writable folder"
+            ) from None
+        self._saved_tempdir = tempfile.tempdir
+        tempfile.tempdir = str(self.work / "tmp")
+        return self.work
+
+    # -- the switch -------------------------------------------------------------------------------
+    def publish(self, manifest: Dict, own_keys: List[str]) -> Dict:
+        """Move the work folder's artifacts into place and write the manifest (merged with the earlier
+        record of other targets). Returns the manifest written."""
+        assert self.work is not None
+        with folder_lock(self.path):
+            existing = [n for n in self.names.values() if (self.path / n).exists()]
+            if existing and not self.force:
+                raise UsageError(
+                    f"{self.path / existing[0]} appeared while this run was working (another "
+                    "samexport convert?); nothing was replaced; pass --force to replace it"
+                )
+            manifest = merge_manifest(self.path / self.names["manifest"], manifest, own_keys, self.path)
+            (self.work / self.names["manifest"]).write_text(json.dumps(manifest, indent=2) + "\n")
+            trash = self.work / "replaced"
+            trash.mkdir()
+            moved: List[str] = []
+            try:
+                order = [self.names["manifest"]] + [n for k, n in self.names.items() if k != "manifest"]
+                for name in order:  # the old manifest goes first: it must not describe new files
+                    if (self.path / name).exists() or (self.path / name).is_symlink():
+                        os.replace(self.path / name, trash / name)
+                for key, name in self.names.items():
+                    if key != "manifest":
+                        self.swap_in(name)
+                        moved.append(name)
+                self.swap_in(self.names["manifest"])
+            except BaseException:
+                self.roll_back(moved, trash)
+                raise
+        return manifest
+
+    def swap_in(self, name: str) -> None:
+        os.replace(self.work / name, self.path / name)
+
+    def roll_back(self, moved: List[str], trash: Path) -> None:
+        """Put the files this run replaced back where they were (best effort: a kill cannot run this)."""
+        for name in moved:
+            new = self.path / name
+            if new.is_dir() and not new.is_symlink():
+                shutil.rmtree(new, ignore_errors=True)
+            else:
+                new.unlink(missing_ok=True)
+        for old in trash.iterdir():
+            if not (self.path / old.name).exists():
+                os.replace(old, self.path / old.name)
+
+    # -- always -----------------------------------------------------------------------------------
+    def close(self, succeeded: bool = False) -> None:
+        if self._saved_tempdir is not None or self.work is not None:
+            tempfile.tempdir = self._saved_tempdir
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+            self.work = None
+        if not succeeded:
+            for folder in reversed(self.created):  # innermost first; only folders this run made, if empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
+    def written_mb(self) -> float:
+        return round(tree_bytes(self.work) / 1e6, 1) if self.work and self.work.exists() else 0.0
+
+
+def merge_manifest(path: Path, manifest: Dict, own_keys: List[str], folder: Path) -> Dict:
+    """The new manifest plus the earlier manifest's record of targets this run did not export (when
+    their files are still there), each kept with its own creation time and checkpoint."""
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return manifest
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("files"), dict):
+        return manifest
+    kept = {}
+    for key, entry in earlier["files"].items():
+        if (
+            key in own_keys
+            or not isinstance(entry, dict)
+            or not (folder / str(entry.get("path", ""))).exists()
+        ):
+            continue
+        kept[key] = entry
+    targets = sorted({key.split("_", 1)[0] for key in kept})
+    if not targets:
+        return manifest
+    merged = dict(manifest)
+    merged["files"] = {**kept, **manifest["files"]}
+    merged["validation"] = {
+        **{t: earlier.get("validation", {}).get(t) for t in targets},
+        **manifest["validation"],
+    }
+    earlier_runs = dict(earlier.get("earlier_targets", {}))
+    for target in targets:
+        if target in earlier:
+            merged[target] = earlier[target]
+        earlier_runs[target] = earlier_runs.get(target) or {
+            "created_utc": earlier.get("created_utc"),
+            "checkpoint": earlier.get("checkpoint"),
+            "options": earlier.get("options"),
+        }
+    merged["earlier_targets"] = {t: v for t, v in earlier_runs.items() if t in targets}
+    return merged

@@ -1,0 +1,114 @@
+"""A toy third family for tests: SAM's prompt encoder and decoder with a fixed 3-token prompt (clicks
+and box corners padded with (0, 0)/-1 or cut to 3), no mask prompt, and a one-convolution encoder.
+
+It exercises the same code every real family goes through (registry, convert, both targets, bench
+rows) in seconds, which makes it the model of the fast tests of convert's file handling.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from samexport.errors import InputError
+from samexport.families import DecoderForExport, register_family, unregister_family
+from samexport.families.sam import SamFamily
+from samexport.modeling.sam import Sam
+from samexport.registry import ModelSpec, register_model, unregister_model
+
+TOKENS = 3
+
+
+# -- the model module ----------------------------------------------------------------------------------
+class PatchEncoder(nn.Module):
+    """(1, 3, 1024, 1024) -> (1, 256, 64, 64) in one 16x16 stride-16 convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, 256, 16, stride=16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class ThreeTokenSam(Sam):
+    """SAM with every prompt padded or cut to exactly 3 tokens and no mask prompt."""
+
+    @staticmethod
+    def pad(coords: torch.Tensor, labels: torch.Tensor):
+        coords, labels = coords[:, :TOKENS], labels[:, :TOKENS]
+        missing = TOKENS - coords.shape[1]
+        coords = torch.cat([coords, coords.new_zeros(coords.shape[0], missing, 2)], 1)
+        labels = torch.cat([labels, labels.new_full((labels.shape[0], missing), -1)], 1)
+        return coords, labels
+
+    def prompt_tokens(self, original_hw, points=None, labels=None, box=None):
+        return self.pad(*super().prompt_tokens(original_hw, points, labels, box))
+
+    @torch.no_grad()
+    def decode(self, image_embeddings, coords, labels, mask_input=None):
+        if mask_input is not None:
+            raise InputError("this family has no mask prompt")
+        return self.decode_tensors(*self._prompt_inputs(image_embeddings, coords, labels))
+
+    def decode_tensors(self, emb, coords, labels, mask=None):
+        return super().decode_tensors(emb, *self.pad(coords, labels))
+
+
+# -- the family module ---------------------------------------------------------------------------------
+class ThreeTokenDecoderForExport(DecoderForExport):
+    def forward(self, image_embeddings, *prompt):
+        sparse, _ = self.sparse_and_rest(prompt)
+        dense = self.prompt_encoder.no_mask_dense(image_embeddings.shape[0])
+        return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
+
+
+class ThreeTokenFamily(SamFamily):
+    name = "threetoken"
+    decoder_title = "three-token decoder"
+    model_class = ThreeTokenSam
+    decoder_class = ThreeTokenDecoderForExport
+    mask_prompt = False
+    onnx_dynamic_tokens = False
+
+    def token_counts(self, points):
+        return [TOKENS]
+
+    def click_tokens(self, clicks):
+        return TOKENS
+
+    def clicks_filling(self, tokens):
+        return tokens
+
+    def input_contract(self):
+        return {
+            **super().input_contract(),
+            "family": self.name,
+            "prompt_layout": f"SAM's layout padded with (0, 0)/-1 or cut to {TOKENS} tokens",
+            "mask_prompt": None,
+        }
+
+
+@contextmanager
+def toy_registered():
+    """The toy family and its model `toy3` (files ToyThree*), registered for the duration."""
+    family = register_family(ThreeTokenFamily())
+    spec = register_model(
+        ModelSpec(
+            name="toy3",
+            title="Toy three-token SAM",
+            swift_name="ToyThree",
+            family=family,
+            encoder=PatchEncoder,
+            checkpoint_file="toy3.pt",
+            checkpoint_source="tests",
+            summary="one conv encoder, SAM decoder, 3 tokens",
+        )
+    )
+    try:
+        yield spec
+    finally:
+        unregister_model("toy3")
+        unregister_family("threetoken")
