@@ -58,3 +58,12 @@ def exports(tmp_path_factory):
     for name, target in (("tinyvit", "all"), ("repvit", "onnx"), ("efficientsam_ti", "all")):
         manifests[name] = convert(ConvertOptions(encoder=name, target=target, output_dir=out), quiet=True)
     return out, manifests
+
+
+@pytest.fixture
+def toy():
+    """The toy three-token family and its model `toy3` (tests/toy_family.py), registered for one test."""
+    from toy_family import toy_registered
+
+    with toy_registered() as spec:
+        yield spec

@@ -93,11 +93,13 @@ def invoke(capsys, *args: str) -> Invocation:
 
 
 def one_line_error(result, code: int = 2) -> str:
-    """Assert a one-line `error:` message and exit status `code`; return the message."""
+    """Assert exit status `code` and exactly one `error:` line, the last on stderr (progress lines may come
+    before it); return that line."""
     lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error")]
     assert result.returncode == code, (result.returncode, result.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+    assert len(errors) == 1 and lines[-1] == errors[0] and lines[-1].startswith("error: "), result.stderr
+    return lines[-1]
 
 
 __all__: List[str] = [

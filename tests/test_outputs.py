@@ -1,0 +1,263 @@
+"""What `convert` does to the output folder: nothing lost, nothing half-written, nothing misleading,
+when runs race, are killed, fail, or replace earlier files. Most use the toy family (seconds a run)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import invoke, one_line_error
+from samexport.errors import UsageError
+from samexport.export import convert as convert_module
+from samexport.export import onnx_export
+from samexport.export.convert import convert
+from samexport.export.options import ConvertOptions
+from samexport.export.outputs import OutputFolder
+
+NAMES = ["ToyThree.export.json", "ToyThreeDecoder.onnx", "ToyThreeEncoder.onnx"]
+
+
+def toy_onnx(out, **kwargs):
+    return convert(ConvertOptions(encoder="toy3", target="onnx", output_dir=out, **kwargs), quiet=True)
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_a_run_that_loses_a_race_without_force_replaces_nothing(toy, tmp_path, monkeypatch):
+    """Item 1: the other run's files appear while this one works; the switch re-checks under the lock."""
+    out = tmp_path / "out"
+    out.mkdir()
+    real = convert_module.make_reference
+
+    def other_run_finishes_first(model):
+        for name in NAMES:
+            (out / name).write_text(f"the winner's {name}")
+        return real(model)
+
+    monkeypatch.setattr(convert_module, "make_reference", other_run_finishes_first)
+    with pytest.raises(UsageError, match="appeared while this run was working .*nothing was replaced"):
+        toy_onnx(out)
+    assert snapshot(out) == {name: f"the winner's {name}".encode() for name in NAMES}
+    assert not list(out.glob(".samexport-*"))
+
+
+TOY_CLI = (
+    "import sys; sys.path.insert(0, {tests!r}); from toy_family import toy_registered; "
+    "from samexport.cli import run\n"
+    "with toy_registered():\n    sys.exit(run(sys.argv[1:]))"
+)
+
+
+def test_two_processes_race_one_wins_and_one_fails(tmp_path):
+    """Item 1 with two real processes started together, neither with --force."""
+    out = tmp_path / "out"
+    code = TOY_CLI.format(tests=str(Path(__file__).parent))
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                code,
+                "convert",
+                "--encoder",
+                "toy3",
+                "--target",
+                "onnx",
+                "--output-dir",
+                str(out),
+                "--points",
+                points,
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for points in ("1", "1,2")
+    ]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    (loser,) = [err for code, err in results if code == 2]
+    assert "already exists" in loser or "appeared while this run was working" in loser
+    winner = [points for (code, _), points in zip(results, ([1], [1, 2])) if code == 0][0]
+    assert json.loads((out / "ToyThree.export.json").read_text())["options"]["points"] == winner
+    assert not list(out.glob(".samexport-*"))
+
+
+def test_manifest_keeps_the_record_of_targets_it_did_not_rewrite(toy, tmp_path, capsys):
+    """Item 2: Core ML, then ONNX with --force (as bench does): both stay recorded, and validate works."""
+    from samexport.cli import run
+
+    out = tmp_path / "out"
+    convert(ConvertOptions(encoder="toy3", target="coreml", output_dir=out), quiet=True)
+    first = json.loads((out / "ToyThree.export.json").read_text())
+    manifest = toy_onnx(out, force=True)
+    assert set(manifest["files"]) == {"coreml_encoder", "coreml_decoder", "onnx_encoder", "onnx_decoder"}
+    assert manifest["validation"]["coreml"] == first["validation"]["coreml"]
+    assert manifest["coreml"] == first["coreml"]
+    assert manifest["earlier_targets"]["coreml"]["created_utc"] == first["created_utc"]
+    assert json.loads((out / "ToyThree.export.json").read_text()) == json.loads(json.dumps(manifest))
+    assert run(["validate", str(out / "ToyThree.export.json"), "--method", "numpy"]) == 0, (
+        capsys.readouterr().err
+    )
+
+
+def test_the_switch_never_shows_an_old_manifest_beside_new_files(toy, tmp_path, monkeypatch):
+    """Item 3: at every step of a --force replacement, the folder has no manifest until the last step."""
+    out = tmp_path / "out"
+    toy_onnx(out)
+    old = snapshot(out)
+    seen = []
+    real = OutputFolder.swap_in
+
+    def watch(self, name):
+        seen.append((name, (out / "ToyThree.export.json").exists()))
+        real(self, name)
+
+    monkeypatch.setattr(OutputFolder, "swap_in", watch)
+    toy_onnx(out, force=True, points=(1, 2))
+    assert [name for name, _ in seen][-1] == "ToyThree.export.json"
+    assert not any(manifest_present for _, manifest_present in seen)
+    assert snapshot(out) != old
+
+
+def test_a_switch_that_fails_puts_the_earlier_files_back(toy, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    toy_onnx(out)
+    old = snapshot(out)
+    real = OutputFolder.swap_in
+
+    def fail_on_the_decoder(self, name):
+        if "Decoder" in name:
+            raise OSError(errno.EIO, "simulated I/O error")
+        real(self, name)
+
+    monkeypatch.setattr(OutputFolder, "swap_in", fail_on_the_decoder)
+    with pytest.raises(OSError, match="simulated"):
+        toy_onnx(out, force=True, points=(1, 2))
+    assert snapshot(out) == old
+    assert not list(out.glob(".samexport-*"))
+
+
+def test_coremltools_temporary_files_live_in_the_work_folder(toy, tmp_path, monkeypatch):
+    """Item 4: a killed run cannot leave coremltools' tmp*.mlpackage folders in $TMPDIR."""
+    from samexport.export import coreml_export
+
+    out, seen = tmp_path / "out", []
+    real = coreml_export.convert
+
+    def record(*args, **kwargs):
+        seen.append(tempfile.gettempdir())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(coreml_export, "convert", record)
+    convert(ConvertOptions(encoder="toy3", target="coreml", output_dir=out, validate=False), quiet=True)
+    assert seen and all(path.startswith(str(out / ".samexport-")) for path in seen)
+    assert tempfile.gettempdir() != seen[0]  # restored
+
+
+def test_a_killed_runs_work_folder_is_removed_by_the_next_run(toy, tmp_path):
+    """Item 4: SIGKILL leaves the work folder; the next run removes it, but never a live run's."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "samexport.cli",
+            "convert",
+            "--encoder",
+            "tinyvit",
+            "--target",
+            "onnx",
+            "--output-dir",
+            str(out),
+            "--quiet",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not list(out.glob(".samexport-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    (dead,) = list(out.glob(".samexport-*"))
+    live = out / ".samexport-live"
+    live.mkdir()
+    held = os.open(live / ".lock", os.O_CREAT | os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        toy_onnx(out)
+    finally:
+        os.close(held)
+    assert not dead.exists() and live.exists()
+
+
+def test_a_failed_run_removes_the_folders_it_created(toy, tmp_path, monkeypatch):
+    """Item 5: README says a failed run leaves nothing, the output folder it created included."""
+
+    def broken(*args, **kwargs):
+        raise UsageError("simulated failure")
+
+    monkeypatch.setattr(onnx_export, "simplify", broken)
+    with pytest.raises(UsageError, match="simulated"):
+        toy_onnx(tmp_path / "a" / "b" / "c")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_is_one_line_naming_the_folder_and_the_space(toy, tmp_path, monkeypatch, capsys):
+    """Item 13."""
+
+    def full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx_export, "copy_model", full)
+    out = tmp_path / "out"
+    message = one_line_error(
+        invoke(capsys, "convert", "--encoder", "toy3", "--target", "onnx", "--output-dir", str(out))
+    )
+    assert f"no space left on the disk holding {out}" in message and "need about" in message
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("points", ["99999999999999999999", "1000", "65", "0"])
+def test_points_are_bounded(tmp_path, capsys, points):
+    """Item 14: rejected before any work with the bound stated."""
+    result = invoke(
+        capsys, "convert", "--encoder", "tinyvit", "--points", points, "--output-dir", str(tmp_path / "o")
+    )
+    assert "from 1 to 64" in one_line_error(result)
+    assert not (tmp_path / "o").exists()
+
+
+def test_min_target_is_case_insensitive():
+    """Item 15."""
+    assert ConvertOptions(encoder="tinyvit", min_target="ios17").min_target == "iOS17"
+
+
+def test_unwritable_output_dir_is_found_before_the_model_is_built(tmp_path, monkeypatch, capsys):
+    """Item 15: checked without creating anything, before the (seconds-long) model build."""
+    from samexport.export import convert as module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built before the output folder was checked")
+
+    monkeypatch.setattr(module, "build_model", never)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    message = one_line_error(
+        invoke(capsys, "convert", "--encoder", "tinyvit", "--output-dir", str(blocker / "o"))
+    )
+    assert "cannot write to --output-dir" in message and "is a file" in message
