@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .errors import SamExportError, first_line
+from .errors import SamExportError, UsageError, first_line
 from .export.options import DEFAULT_POINTS
 from .fsutil import atomic_write_text
 
@@ -63,7 +63,7 @@ def info_command(encoder: str, as_json: bool) -> None:
     click.echo(f"{info['title']} ({info['name']}): {info['summary']}")
     click.echo(f"  params         encoder {p['encoder'] / 1e6:.2f}M, decoder {p['decoder'] / 1e6:.2f}M")
     click.echo("  GMACs          " + ", ".join(f"{k} {v}" for k, v in g.items()))
-    click.echo(f"  fp16 size      encoder ~{s['encoder']} MB, decoder ~{s['decoder']} MB")
+    click.echo(f"  fp16 weights   encoder ~{s['encoder']} MB, decoder ~{s['decoder']} MB ({s['covers']})")
     click.echo("  shapes         " + ", ".join(f"{k} {tuple(v)}" for k, v in info["shapes"].items()))
     click.echo(f"  checkpoint     {info['checkpoint']['file']} ({info['checkpoint']['source']})")
     click.echo("  input contract")
@@ -263,7 +263,7 @@ def bench_command(
 ) -> None:
     """Encoder and decoder latency and memory on a device, with out-of-memory verdicts."""
     from .bench import device_profiles, report
-    from .bench.orchestrate import Bench, BenchOptions, load_results, resolve_encoders
+    from .bench.orchestrate import Bench, BenchOptions, distinct_labels, load_results, resolve_encoders
     from .export.options import parse_points
 
     if fmt not in ("table", "json", "csv", "markdown"):
@@ -274,7 +274,7 @@ def bench_command(
         if path is not None:
             _check_writable(path)
     if sources:
-        results = [load_results(p) for p in sources]
+        results = distinct_labels([load_results(p) for p in sources], list(sources))
         if table_layout == "paper":
             text = report.paper_table(results, markdown=fmt != "csv")
         elif fmt == "json":
@@ -297,7 +297,7 @@ def bench_command(
         points=parse_points(points),
         runs=runs,
         warmup=warmup,
-        memory_limit=device_profiles.parse_size(memory_limit) if memory_limit else None,
+        memory_limit=device_profiles.parse_size(memory_limit) if memory_limit is not None else None,
         as_device=as_device,
         compress=compress,
         models_dir=models_dir,
@@ -335,19 +335,14 @@ def bench_command(
 
 
 def _check_writable(path: Path) -> None:
-    """Fail before measuring, not after, when a report cannot be written (without creating it)."""
-    import tempfile
+    """Fail before measuring, not after, when a report cannot be written (creating nothing)."""
+    from .export.outputs import check_writable_folder
 
-    try:
-        if path.is_dir():
-            raise IsADirectoryError(21, "is a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".samexport-check-"):
-            pass
-        if path.exists() and not os.access(path, os.W_OK):
-            raise PermissionError(13, "not writable")
-    except OSError as e:
-        raise SamExportError(f"cannot write {path} ({e.strerror or e}); choose a writable path") from None
+    if path.is_dir():
+        raise UsageError(f"cannot write {path} (it is a folder); pass a file path")
+    check_writable_folder(path.parent, f"{path.name}'s folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"cannot write {path} (permission denied); choose a writable path")
 
 
 class Terminated(BaseException):

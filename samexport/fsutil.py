@@ -11,6 +11,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` through a uniquely named temporary file in the same folder, then rename:
     a reader sees the old file or the new one, never half of it, and two writers never share a temp name."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import invoke, one_line_error, run_cli
 from samexport.bench import device_profiles as devices
 from samexport.bench import report
 from samexport.bench.child import run_part
@@ -254,3 +254,104 @@ def test_paper_table_from_saved_results(tmp_path):
     bad.write_text("[1, 2]")
     out = cli("--from", str(bad))
     assert out.returncode == 2 and "not a samexport bench result" in out.stderr
+
+
+# -- regressions from outside testing (issue 12) --------------------------------------------------------
+def test_runs_that_share_a_platform_label_stay_apart(tmp_path, capsys):
+    """Item 6: two result files of one device are two rows, not one row mixing both."""
+    a, b = fake_result(), fake_result()
+    b["rows"][0]["stats"] = summarize([900.0])
+    paths = [tmp_path / "monday.json", tmp_path / "tuesday.json"]
+    for path, result in zip(paths, (a, b)):
+        path.write_text(json.dumps(result))
+    out = invoke(capsys, "bench", "--from", str(paths[0]), "--from", str(paths[1]), "--table", "paper")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[2].startswith("| CPU (onnxruntime), test CPU (monday.json) | 1600.0 |")
+    assert lines[3].startswith("| CPU (onnxruntime), test CPU (tuesday.json) | 900.0 |")
+
+
+def test_a_floor_above_a_measurement_is_marked_and_explained():
+    """Item 7: a floor above the median is starred, with the reason beside the table."""
+    result = fake_result()
+    for row in result["rows"]:
+        row["compute_floor_ms"] = 10.0
+    assert report.FLOOR_ABOVE_NOTE not in report.to_markdown(
+        result
+    ) and "| 10.0* |" not in report.to_markdown(result)
+    result["rows"][0]["compute_floor_ms"] = 3108.0  # median 1600
+    md = report.to_markdown(result)
+    assert "| 3108.0* |" in md and "| 10.0 |" in md
+    assert md.strip().endswith(report.FLOOR_ABOVE_NOTE)
+
+
+def test_the_peak_is_measured_before_and_after_and_the_better_kept(monkeypatch):
+    """Item 7: the floor comes from the better of two peak measurements."""
+    from samexport.bench import backends
+    from samexport.bench.orchestrate import Bench, BenchOptions
+
+    peaks = iter([100.0, 400.0])
+    monkeypatch.setattr(backends, "measure_cpu_peak_gflops", lambda: next(peaks))
+    bench = Bench(BenchOptions(encoders=("tinyvit",)), quiet=True)
+    bench.result = {"device": bench.device_info(), "rows": [{"gmacs": 10.0, "compute_floor_ms": 200.0}]}
+    bench.remeasure_peak()
+    assert bench.result["device"]["peak_gflops"] == 400.0
+    assert bench.result["device"]["peak_gflops_before_after"] == [100.0, 400.0]
+    assert bench.result["rows"][0]["compute_floor_ms"] == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("option", ["--output", "--plot"])
+def test_unwritable_report_paths_are_exit_2_and_create_nothing(tmp_path, capsys, option):
+    """Item 10: a report path under a file, or a folder, is refused up front; missing folders are not made."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for path, message in ((blocker / "sub" / "r.json", "is a file"), (tmp_path, "is a folder")):
+        out = invoke(
+            capsys, "bench", "--encoder", "tinyvit", "--models-dir", str(tmp_path / "m"), option, str(path)
+        )
+        assert message in one_line_error(out)
+    ok_later = tmp_path / "new" / "deeper" / "r.json"
+    invoke(capsys, "bench", "--device", "tpu", "--encoder", "tinyvit", option, str(ok_later))
+    assert not (tmp_path / "new").exists() and not (tmp_path / "m").exists()
+
+
+def test_unwritable_validate_json_is_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = invoke(capsys, "validate", str(tmp_path), "--json", str(blocker / "r.json"))
+    assert "is a file" in one_line_error(out)
+
+
+@pytest.mark.parametrize("value", ["0", "-1G", "0.5K", "", "inf", "nan", "100M"])
+def test_memory_limit_range(tmp_path, capsys, value):
+    """Item 11: no silent no-limit, no zero/negative/tiny limits, no overflow; the bound is said."""
+    out = invoke(
+        capsys, "bench", "--encoder", "tinyvit", "--models-dir", str(tmp_path), "--memory-limit", value
+    )
+    message = one_line_error(out)
+    assert "below 128M" in message or "size like 4G" in message or "finite size" in message
+    assert devices.parse_size("128M") == 128 * 1024**2
+
+
+def test_results_without_the_fields_reports_read_are_exit_2(tmp_path, capsys):
+    """Item 12: `--from` a file without `device` (or rows) is one line, exit 2."""
+    result = fake_result()
+    del result["device"]
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps(result))
+    assert "incomplete bench result (no device.label)" in one_line_error(
+        invoke(capsys, "bench", "--from", str(path))
+    )
+
+
+def test_progress_file_has_no_fixed_temporary_name(tmp_path):
+    """Item 15: the rewrite after each part goes through a unique temporary file (two runs cannot collide)."""
+    from samexport.bench.orchestrate import Bench, BenchOptions
+
+    output = tmp_path / "r.json"
+    (tmp_path / "r.json.tmp").mkdir()  # the fixed name the old code used: now irrelevant
+    bench = Bench(BenchOptions(encoders=("tinyvit",), output=output), quiet=True)
+    bench.result = fake_result()
+    bench.write_progress()
+    assert json.loads(output.read_text()) == bench.result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.json.tmp"]

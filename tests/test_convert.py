@@ -254,3 +254,18 @@ def test_sigterm_mid_run_leaves_nothing(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM
     assert stderr.strip().splitlines()[-1].startswith("error: terminated (SIGTERM)")
     assert not out.exists()  # the run created it, and removes it
+
+
+@pytest.mark.parametrize("name,swift", [("tinyvit", "MobileSAM"), ("efficientsam_ti", "EfficientSAMTi")])
+def test_info_size_estimate_says_what_is_written(exports, name, swift):
+    """Issue 12 item 8: the fp16 estimate covers what the package stores, and says what it leaves out."""
+    from samexport.fsutil import tree_bytes
+    from samexport.info import model_info
+
+    out, _ = exports
+    estimate = model_info(name)["fp16_mb"]
+    decoder = tree_bytes(out / f"{swift}Decoder.mlpackage") / 1e6
+    encoder = tree_bytes(out / f"{swift}Encoder.mlpackage") / 1e6
+    assert abs(decoder - estimate["decoder"]) <= 0.03 * decoder, (decoder, estimate)
+    assert estimate["encoder"] <= encoder <= 1.2 * estimate["encoder"], (encoder, estimate)
+    assert "dense positional encoding" in estimate["covers"]

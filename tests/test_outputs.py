@@ -261,3 +261,20 @@ def test_unwritable_output_dir_is_found_before_the_model_is_built(tmp_path, monk
         invoke(capsys, "convert", "--encoder", "tinyvit", "--output-dir", str(blocker / "o"))
     )
     assert "cannot write to --output-dir" in message and "is a file" in message
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("[1, 2]", "is not an export manifest"),
+        ('{"files": {"coreml_encoder": "X.mlpackage"}}', "is not an export manifest"),
+        ('{"files": {"coreml_encoder": {"path": "Gone.mlpackage"}}}', "Gone.mlpackage is missing"),
+        ('{"files": {"onnx_encoder": {"path": "E.onnx"}}}', "lists no Core ML packages"),
+    ],
+    ids=["list", "files-not-records", "packages-deleted", "onnx-only"],
+)
+def test_malformed_manifests_are_one_line_exit_2(tmp_path, capsys, content, message):
+    """Issue 12 item 12: a manifest of the wrong shape, or whose packages are gone, is a usage error."""
+    manifest = tmp_path / "M.export.json"
+    manifest.write_text(content)
+    assert message in one_line_error(invoke(capsys, "validate", str(manifest)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from pathlib import Path
 from typing import Dict
 
@@ -30,13 +31,25 @@ def budget_bytes(key: str) -> int:
     return int(p["ram_gb"] * p["budget_fraction"] * 1024**3)
 
 
+# A child part needs about 90 MB before any model loads (Python, NumPy, onnxruntime); below this every
+# part would be reported out of memory, which says nothing about the model.
+MIN_MEMORY_LIMIT = 128 * 1024**2
+
+
 def parse_size(text: str) -> int:
-    """'4G', '512M', '2.5GB', '1000000' -> bytes."""
+    """'4G', '512M', '2.5GB', '1000000' -> bytes; at least MIN_MEMORY_LIMIT."""
     value = text.strip().upper().removesuffix("B").removesuffix("I")
     units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
     try:
-        if value and value[-1] in units:
-            return int(float(value[:-1]) * units[value[-1]])
-        return int(float(value))
+        number = float(value[:-1]) if value and value[-1] in units else float(value)
     except ValueError:
         raise UsageError(f"--memory-limit takes a size like 4G or 512M, got {text!r}") from None
+    if not math.isfinite(number):
+        raise UsageError(f"--memory-limit takes a finite size like 4G or 512M, got {text!r}")
+    size = int(number * (units[value[-1]] if value[-1] in units else 1))
+    if size < MIN_MEMORY_LIMIT:
+        raise UsageError(
+            f"--memory-limit {text!r} is below {MIN_MEMORY_LIMIT // 1024**2}M, the least a part needs "
+            "before loading a model; pass a larger size, or leave it out for no limit"
+        )
+    return size

@@ -50,9 +50,22 @@ def cell(row: Dict) -> str:
     return row["status"].upper()
 
 
+FLOOR_ABOVE_NOTE = (
+    "* the compute floor is above the measured median: the GEMM peak it is derived from was "
+    "measured while other work ran on this machine, so it understates the machine"
+)
+
+
+def floor_above_median(row: Dict) -> bool:
+    floor, stats = row.get("compute_floor_ms"), row.get("stats") or {}
+    return floor is not None and "median_ms" in stats and floor > stats["median_ms"]
+
+
 def _floor(row: Dict) -> str:
-    """The compute floor, where the device's peak rate is known."""
-    return f"{row['compute_floor_ms']:.1f}" if row.get("compute_floor_ms") is not None else ""
+    """The compute floor, where the device's peak rate is known; starred when a measurement beats it."""
+    if row.get("compute_floor_ms") is None:
+        return ""
+    return f"{row['compute_floor_ms']:.1f}" + ("*" if floor_above_median(row) else "")
 
 
 def to_json(result: Dict) -> str:
@@ -93,6 +106,8 @@ def to_markdown(result: Dict) -> str:
             f"{ms['load_ms']} | {ms['first_ms']} | "
             f"{row.get('peak_rss_mb') or ''} | {row['gmacs']:.1f} | {_floor(row)} |"
         )
+    if any(floor_above_median(row) for row in result["rows"]):
+        lines += ["", FLOOR_ABOVE_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -161,6 +176,8 @@ def print_table(result: Dict) -> None:
             _floor(row),
         )
     Console(width=140).print(table)
+    if any(floor_above_median(row) for row in result["rows"]):
+        Console(width=140).print(FLOOR_ABOVE_NOTE)
 
 
 def plot(result: Dict, path: Path) -> None:

@@ -74,9 +74,19 @@ def expand(paths: List[Path]) -> List[PackageInfo]:
             raise UsageError(f"{path} does not exist; pass an .mlpackage or an export manifest")
         if path.is_file() and path.name.endswith(".json"):
             try:
-                files = json.loads(path.read_text())["files"]
-            except (ValueError, KeyError):
-                raise UsageError(f"{path} is not an export manifest written by `samexport convert`") from None
+                data = json.loads(path.read_text())
+            except (OSError, ValueError) as e:
+                raise UsageError(
+                    f"{path} is not an export manifest written by `samexport convert` ({e})"
+                ) from None
+            files = data.get("files") if isinstance(data, dict) else None
+            if not isinstance(files, dict) or not all(
+                isinstance(entry, dict) and isinstance(entry.get("path"), str) for entry in files.values()
+            ):
+                raise UsageError(
+                    f"{path} is not an export manifest written by `samexport convert` (no files "
+                    "record); convert again"
+                )
             packages = [path.parent / files[key]["path"] for key in PACKAGE_KEYS if key in files]
             if not packages:
                 raise UsageError(f"{path} lists no Core ML packages (ONNX exports are validated by convert)")
