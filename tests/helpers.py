@@ -77,6 +77,11 @@ def run_cli(*args: str, timeout: float = 900, env=None) -> subprocess.CompletedP
     )
 
 
+def run_bench(*args: str) -> subprocess.CompletedProcess:
+    """`samexport bench ARGS` in a child process."""
+    return run_cli("bench", *args)
+
+
 class Invocation:
     def __init__(self, code: int, out: str, err: str) -> None:
         self.returncode, self.stdout, self.stderr = code, out, err

@@ -5,23 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from helpers import invoke, one_line_error, run_cli
+from helpers import invoke, one_line_error
+from helpers import run_bench as cli
 from samexport.bench import device_profiles as devices
 from samexport.bench import report
 from samexport.bench.child import run_part
 from samexport.bench.ios import parse_devicectl
 from samexport.bench.stats import summarize
 from samexport.errors import UsageError
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return run_cli("bench", *args)
 
 
 def test_summarize():
@@ -161,9 +157,11 @@ def test_devicectl_parsing():
         ("cuda", "needs onnxruntime-gpu"),
     ],
 )
-def test_off_platform_devices_fail_with_one_line(tmp_path, device, message):
+def test_off_platform_devices_fail_with_one_line(capsys, tmp_path, device, message):
     report_path = tmp_path / "reports" / "bench.json"
-    out = cli(
+    out = invoke(
+        capsys,
+        "bench",
         "--device",
         device,
         "--encoder",
@@ -180,15 +178,15 @@ def test_off_platform_devices_fail_with_one_line(tmp_path, device, message):
     assert not report_path.exists() and not (tmp_path / "models").exists()
 
 
-def test_bad_bench_options_one_line(tmp_path):
+def test_bad_bench_options_one_line(capsys, tmp_path):
     for args, message in (
         (["--device", "tpu"], "unknown --device"),
         (["--format", "xml"], "--format"),
         (["--memory-limit", "lots"], "size like 4G"),
         (["--as-device", "nokia"], "device profile"),
     ):
-        out = cli("--encoder", "tinyvit", "--models-dir", str(tmp_path), *args)
-        assert out.returncode == 2 and message in out.stderr and out.stderr.strip().count("\n") == 0, args
+        out = invoke(capsys, "bench", "--encoder", "tinyvit", "--models-dir", str(tmp_path), *args)
+        assert message in one_line_error(out), args
 
 
 def test_oom_part_is_reported_and_the_next_part_still_runs(exports):

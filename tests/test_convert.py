@@ -174,7 +174,7 @@ def test_wrong_family_checkpoint_writes_nothing(tmp_path, fixture_checkpoint):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--points", "0"], "--points must be positive"),
+        (["--points", "0"], "--points must be point counts from 1 to 64"),
         (["--points", "1,x"], "comma-separated integers"),
         (["--target", "onnx", "--compress", "palettize4"], "Core ML only"),
         (["--target", "tflite"], "unknown --target"),

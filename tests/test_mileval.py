@@ -4,6 +4,8 @@ test_validate.py."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -208,7 +210,9 @@ class Scaled(nn.Module):
 def test_fp16_overflow_is_located(tmp_path):
     module, x = Scaled(1e5), torch.randn(1, 4, 8, 8)
     program = save_converted(module, (x,), tmp_path / "scaled.mlpackage", "fp16")
-    result = evaluate(program, {"x0": x.numpy()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # issue 12 item 15: overflow is reported, never warned on stderr
+        result = evaluate(program, {"x0": x.numpy()})
     assert result.fp16_overflows and result.fp16_overflows[0]["type"] == "conv"
     assert result.first_non_finite["type"] == "conv"
     assert not np.isfinite(result.outputs["y0"]).all()
