@@ -278,3 +278,21 @@ def test_malformed_manifests_are_one_line_exit_2(tmp_path, capsys, content, mess
     manifest = tmp_path / "M.export.json"
     manifest.write_text(content)
     assert message in one_line_error(invoke(capsys, "validate", str(manifest)))
+
+
+def test_disk_full_while_saving_a_package_is_the_same_one_line(toy, tmp_path, monkeypatch, capsys):
+    """Item 13, Core ML: coremltools reports a full disk as a shutil.Error holding a list of failed copies."""
+    import shutil
+
+    from samexport.export import coreml_export
+
+    def full(*args, **kwargs):
+        raise shutil.Error([("/tmp/x/weight.bin", "/out/weight.bin", "[Errno 28] No space left on device")])
+
+    monkeypatch.setattr(coreml_export, "set_metadata", full)
+    out = tmp_path / "out"
+    message = one_line_error(
+        invoke(capsys, "convert", "--encoder", "toy3", "--output-dir", str(out), "--quiet")
+    )
+    assert message.startswith(f"error: no space left on the disk holding {out}") and len(message) < 400
+    assert not out.exists()
