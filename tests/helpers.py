@@ -77,6 +77,35 @@ def run_cli(*args: str, timeout: float = 900, env=None) -> subprocess.CompletedP
     )
 
 
+def start_convert_in_background(out: Path) -> subprocess.Popen:
+    """`samexport convert --encoder tinyvit --target onnx` started in a child process, returned once its work
+    folder exists in `out` (so that it can be interrupted mid-run)."""
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "samexport.cli",
+            "convert",
+            "--encoder",
+            "tinyvit",
+            "--target",
+            "onnx",
+            "--output-dir",
+            str(out),
+            "--quiet",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list(Path(out).glob(".samexport-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert proc.poll() is None, "conversion ended before it could be interrupted"
+    return proc
+
+
 def run_bench(*args: str) -> subprocess.CompletedProcess:
     """`samexport bench ARGS` in a child process."""
     return run_cli("bench", *args)

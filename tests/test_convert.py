@@ -8,13 +8,20 @@ compared directly with the official reference outputs in ../shared/parity.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from helpers import FIXTURE_FAMILIES, build_quiet, fixture_npz, invoke, one_line_error, rel_err, run_cli
+from helpers import (
+    FIXTURE_FAMILIES,
+    build_quiet,
+    fixture_npz,
+    invoke,
+    one_line_error,
+    rel_err,
+    run_cli,
+    start_convert_in_background,
+)
 from samexport.coreml_package import CoreMLPackage
 from samexport.errors import SamExportError, UsageError
 from samexport.export import coreml_export, onnx_export
@@ -225,30 +232,9 @@ def test_onnx_over_protobuf_limit_is_refused_up_front(capsys, tmp_path):
 def test_sigterm_mid_run_leaves_nothing(tmp_path):
     """A run stopped with SIGTERM (as by a CI timeout or `kill`) removes its temporary folder."""
     import signal
-    import time
 
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "samexport.cli",
-            "convert",
-            "--encoder",
-            "tinyvit",
-            "--target",
-            "onnx",
-            "--output-dir",
-            str(out),
-            "--quiet",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 300
-    while not list(out.glob(".samexport-*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert proc.poll() is None, "conversion ended before it could be interrupted"
+    proc = start_convert_in_background(out)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM

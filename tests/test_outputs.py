@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import invoke, one_line_error
+from helpers import invoke, one_line_error, start_convert_in_background
 from samexport.errors import UsageError
 from samexport.export import convert as convert_module
 from samexport.export import onnx_export
@@ -171,25 +171,7 @@ def test_coremltools_temporary_files_live_in_the_work_folder(toy, tmp_path, monk
 def test_a_killed_runs_work_folder_is_removed_by_the_next_run(toy, tmp_path):
     """Item 4: SIGKILL leaves the work folder; the next run removes it, but never a live run's."""
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "samexport.cli",
-            "convert",
-            "--encoder",
-            "tinyvit",
-            "--target",
-            "onnx",
-            "--output-dir",
-            str(out),
-            "--quiet",
-        ],
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while not list(out.glob(".samexport-*")) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)
+    proc = start_convert_in_background(out)
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)

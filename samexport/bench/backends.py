@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import ClassVar, Dict, Optional, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
 from ..errors import PlatformError
 from ..platforms import cpu_model, is_apple_silicon
 from . import device_profiles
+
+if TYPE_CHECKING:
+    from .harness import Build
 
 
 class Backend(ABC):
@@ -107,24 +111,68 @@ class CoreMLBackend(Backend):
 
 
 class HarnessBackend(Backend):
-    """The ios_harness app on a connected iPhone, or as a macOS app (`m1 --via-harness`)."""
+    """The ios_harness app (see `harness`): staged plan and packages, an xcodebuild, a run, its result."""
 
     target = "coreml"
     in_harness = True
-
-    def __init__(self, device: str) -> None:
-        self.device = device
 
     def check_platform(self) -> None:
         from .harness import require_tools
 
         require_tools(self.device)
 
+    @abstractmethod
+    def build(self, root: Path, team: Optional[str]) -> Tuple["Build", str]:
+        """The build to make for this device and the device's label in results."""
+
+    @abstractmethod
+    def run(self, build: "Build", plan: Dict, timeout_s: float, say) -> Dict:
+        """Run the built app until the plan is finished; its result data."""
+
+
+class IPhoneHarnessBackend(HarnessBackend):
+    """SAMBench on the first connected iPhone, installed and launched with devicectl."""
+
+    device = "iphone"
+
+    def build(self, root: Path, team: Optional[str]) -> Tuple["Build", str]:
+        from .harness import Build
+        from .ios import connected_iphones
+
+        phones = connected_iphones()
+        if not phones:
+            raise PlatformError(
+                "no connected iPhone: connect one, unlock it, trust this Mac, and check "
+                "`xcrun devicectl list devices`"
+            )
+        phone = phones[0]
+        return Build(
+            root, "ios", team, phone["identifier"]
+        ), f"Core ML, {phone['model'] or 'iPhone'} ({phone['name']})"
+
+    def run(self, build: "Build", plan: Dict, timeout_s: float, say) -> Dict:
+        from .harness import run_on_iphone
+
+        return run_on_iphone(build, plan, timeout_s, say=say)
+
+
+class MacHarnessBackend(HarnessBackend):
+    """SAMBench as a macOS app on this Mac (`--device m1 --via-harness`)."""
+
+    device = "m1"
+
     def device_info(self, progress) -> Dict:
-        info: Dict = {"kind": self.device, "label": self.device}
-        if self.device == "m1":
-            info.update(neural_engine_peak(cpu_model()))
-        return info
+        return {"kind": self.device, "label": self.device, **neural_engine_peak(cpu_model())}
+
+    def build(self, root: Path, team: Optional[str]) -> Tuple["Build", str]:
+        from .harness import Build
+
+        return Build(root, "macos", team), f"Core ML, {cpu_model()} (ios_harness app)"
+
+    def run(self, build: "Build", plan: Dict, timeout_s: float, say) -> Dict:
+        from .harness import run_on_mac
+
+        return run_on_mac(build, plan, timeout_s, say=say)
 
 
 def neural_engine_peak(chip_name: str) -> Dict:
@@ -179,5 +227,5 @@ def backend_for(device: str, via_harness: bool) -> Optional[Backend]:
 register_backend(OnnxRuntimeBackend("cpu", ("CPUExecutionProvider",)))
 register_backend(OnnxRuntimeBackend("cuda", ("CUDAExecutionProvider", "CPUExecutionProvider")))
 register_backend(CoreMLBackend())
-register_backend(HarnessBackend("m1"))
-register_backend(HarnessBackend("iphone"))
+register_backend(MacHarnessBackend())
+register_backend(IPhoneHarnessBackend())

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..console import Progress
-from ..errors import PlatformError, SamExportError, UsageError
+from ..errors import SamExportError, UsageError
 from ..export.options import check_points
 from ..fsutil import atomic_write_text
 from ..provenance import machine, versions
@@ -202,7 +202,6 @@ class Bench:
 
     def run_harness(self, jobs, precision: str) -> Optional[Dict]:
         """Stage the packages and plan in ios_harness; unless --prepare-only, build, run, collect."""
-        from ..platforms import cpu_model
 
         options = self.options
         root = harness.find_harness(options.harness_dir)
@@ -230,27 +229,10 @@ class Bench:
         )
         if options.prepare_only:
             return None
-        if options.device == "iphone":
-            from .ios import connected_iphones
-
-            phones = connected_iphones()
-            if not phones:
-                raise PlatformError(
-                    "no connected iPhone: connect one, unlock it, trust this Mac, and check "
-                    "`xcrun devicectl list devices`"
-                )
-            phone = phones[0]
-            build = harness.Build(root, "ios", options.team, phone["identifier"])
-            label = f"Core ML, {phone['model'] or 'iPhone'} ({phone['name']})"
-        else:
-            build = harness.Build(root, "macos", options.team)
-            label = f"Core ML, {cpu_model()} (ios_harness app)"
+        build, label = self.backend.build(root, options.team)
         self.say(f"building SAMBench for {build.platform} with xcodebuild")
         harness.build(build)
-        if options.device == "iphone":
-            data = harness.run_on_iphone(build, plan, options.harness_timeout_s, say=self.say)
-        else:
-            data = harness.run_on_mac(build, plan, options.harness_timeout_s, say=self.say)
+        data = self.backend.run(build, plan, options.harness_timeout_s, self.say)
         self.result = harness.finish_result(data, plan, label, self.device_info().get("peak_gflops"))
         self.result["versions"] = {**versions(), **self.result.get("versions", {})}
         self.write_progress()
