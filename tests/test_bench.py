@@ -353,3 +353,44 @@ def test_progress_file_has_no_fixed_temporary_name(tmp_path):
     bench.write_progress()
     assert json.loads(output.read_text()) == bench.result
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.json.tmp"]
+
+
+def test_devicectl_ids_tunnels_and_timeouts(monkeypatch):
+    """Issue 13 items 1 and 8: the UDID is kept apart from the CoreDevice id, a paired phone whose tunnel
+    is down is usable (devicectl raises it on demand), one that is unavailable is not, and a stuck
+    devicectl call ends as a failed run instead of hanging."""
+    import subprocess
+
+    from samexport.bench import harness
+
+    def phone(identifier, udid, tunnel, pairing="paired"):
+        return {
+            "identifier": identifier,
+            "deviceProperties": {"name": identifier},
+            "hardwareProperties": {"platform": "iOS", "reality": "physical", "udid": udid},
+            "connectionProperties": {"tunnelState": tunnel, "pairingState": pairing},
+        }
+
+    phones = parse_devicectl(
+        {
+            "result": {
+                "devices": [
+                    phone("5B3C-core", "00008101-000A", "disconnected"),
+                    phone("gone", "x", "unavailable"),
+                    phone("strange", "y", "connected", pairing="unpaired"),
+                ]
+            }
+        }
+    )
+    by_id = {p["identifier"]: p for p in phones}
+    assert by_id["5B3C-core"]["udid"] == "00008101-000A" and by_id["5B3C-core"]["usable"]
+    assert not by_id["gone"]["usable"] and not by_id["strange"]["usable"]
+
+    def stuck(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(subprocess, "run", stuck)
+    result = harness.run_command(["xcrun", "devicectl", "device", "install", "app"])
+    assert result.returncode == 124 and "timed out after 300 s" in result.stderr
+    with pytest.raises(subprocess.TimeoutExpired):
+        harness.run_command(["xcodebuild", "build"], timeout=5)

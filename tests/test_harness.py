@@ -245,7 +245,10 @@ def test_app_result_becomes_the_bench_tables(tmp_path):
 
 
 def test_commands_a_mac_would_run(tmp_path):
-    spec = harness.Build(tmp_path, "ios", "ABCDE12345", "00008101-000A")
+    # devicectl's CoreDevice identifier and the hardware UDID differ; xcodebuild takes the UDID (issue 13, 1)
+    spec = harness.Build(
+        tmp_path, "ios", "ABCDE12345", device_id="5B3C1F0E-7A2D-4E9B-9C11-2F6A8D0E4B7C", udid="00008101-000A"
+    )
     assert spec.generate_command() == [
         "xcodegen",
         "generate",
@@ -263,10 +266,11 @@ def test_commands_a_mac_would_run(tmp_path):
         "-configuration",
         "Release",
         "-destination",
-        "id=00008101-000A",
+        "platform=iOS,id=00008101-000A",
         "-derivedDataPath",
         str(tmp_path / "build"),
         "-allowProvisioningUpdates",
+        "-allowProvisioningDeviceRegistration",
         "DEVELOPMENT_TEAM=ABCDE12345",
         "build",
     ]
@@ -275,6 +279,8 @@ def test_commands_a_mac_would_run(tmp_path):
     assert "platform=macOS,arch=arm64" in mac.build_command() and "DEVELOPMENT_TEAM" not in " ".join(
         mac.build_command()
     )
+    assert "CODE_SIGN_IDENTITY=-" in mac.build_command()  # issue 13 item 2: ad-hoc without a team
+    assert "generic/platform=iOS" in harness.Build(tmp_path, "ios", "T").build_command()
     assert harness.devicectl_install("D", spec.app)[:5] == ["xcrun", "devicectl", "device", "install", "app"]
     assert harness.devicectl_launch("D")[-2:] == ["--terminate-existing", "org.samexport.SAMBench"]
     pull = harness.devicectl_pull("D", tmp_path / "r.json")

@@ -146,9 +146,8 @@ class IPhoneHarnessBackend(HarnessBackend):
                 "`xcrun devicectl list devices`"
             )
         phone = phones[0]
-        return Build(
-            root, "ios", team, phone["identifier"]
-        ), f"Core ML, {phone['model'] or 'iPhone'} ({phone['name']})"
+        label = f"Core ML, {phone['model'] or 'iPhone'} ({phone['name']})"
+        return Build(root, "ios", team, device_id=phone["identifier"], udid=phone["udid"] or None), label
 
     def run(self, build: "Build", plan: Dict, timeout_s: float, say) -> Dict:
         from .harness import run_on_iphone

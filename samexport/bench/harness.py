@@ -121,7 +121,8 @@ class Build:
     harness: Path
     platform: str  # "ios" or "macos"
     team: Optional[str]
-    device_id: Optional[str] = None
+    device_id: Optional[str] = None  # CoreDevice identifier: what devicectl takes
+    udid: Optional[str] = None  # hardware UDID: what xcodebuild's -destination id= takes
 
     @property
     def derived_data(self) -> Path:
@@ -143,7 +144,10 @@ class Build:
         ]
 
     def build_command(self) -> List[str]:
-        destination = f"id={self.device_id}" if self.platform == "ios" else "platform=macOS,arch=arm64"
+        if self.platform == "ios":
+            destination = f"platform=iOS,id={self.udid}" if self.udid else "generic/platform=iOS"
+        else:
+            destination = "platform=macOS,arch=arm64"
         command = [
             "xcodebuild",
             "-project",
@@ -157,10 +161,13 @@ class Build:
             "-derivedDataPath",
             str(self.derived_data),
             "-allowProvisioningUpdates",
+            "-allowProvisioningDeviceRegistration",  # a phone Xcode has never seen gets a profile
             "build",
         ]
         if self.team:
             command.insert(-1, f"DEVELOPMENT_TEAM={self.team}")
+        elif self.platform == "macos":
+            command.insert(-1, "CODE_SIGN_IDENTITY=-")  # ad-hoc: XcodeGen's preset is the iOS identity
         return command
 
 
@@ -268,8 +275,20 @@ def finish_result(data: Dict, plan: Dict, label: Optional[str], peak_gflops: Opt
 Runner = Callable[[List[str]], subprocess.CompletedProcess]
 
 
+# A stuck CoreDevice tunnel makes devicectl wait forever; no devicectl step of ours takes this long.
+DEVICECTL_TIMEOUT_S = 300.0
+
+
 def run_command(command: List[str], timeout: Optional[float] = None) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    """Run a tool. devicectl calls get DEVICECTL_TIMEOUT_S, and their timeout is a failed run (status 124)."""
+    if command[:2] != ["xcrun", "devicectl"]:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    timeout = timeout or DEVICECTL_TIMEOUT_S
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        message = f"{' '.join(command[:4])} timed out after {timeout:.0f} s (a stuck device tunnel?)"
+        return subprocess.CompletedProcess(command, 124, "", message)
 
 
 def check(proc: subprocess.CompletedProcess, what: str, fix: str) -> None:

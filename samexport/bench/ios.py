@@ -22,13 +22,17 @@ def parse_devicectl(data: Dict) -> List[Dict[str, str]]:
         connection = device.get("connectionProperties", {})
         found.append(
             {
-                "identifier": device.get("identifier", ""),
+                "identifier": device.get("identifier", ""),  # CoreDevice id, for devicectl
+                "udid": hardware.get("udid", ""),  # hardware UDID, for xcodebuild -destination
                 "name": device.get("deviceProperties", {}).get("name", "iPhone"),
                 "model": hardware.get("marketingName") or hardware.get("productType", ""),
                 "connected": connection.get("tunnelState") == "connected",
+                # devicectl brings a paired device's tunnel up on demand; only "unavailable" cannot be used
+                "usable": connection.get("pairingState", "paired") == "paired"
+                and connection.get("tunnelState") != "unavailable",
             }
         )
-    return sorted(found, key=lambda d: not d["connected"])
+    return sorted(found, key=lambda d: (not d["connected"], not d["usable"]))
 
 
 def connected_iphones() -> List[Dict[str, str]]:
@@ -45,4 +49,4 @@ def connected_iphones() -> List[Dict[str, str]]:
             raise PlatformError(
                 f"xcrun devicectl failed ({proc.stderr.strip()[:200]}); it needs Xcode 15 or newer"
             )
-        return [d for d in parse_devicectl(json.loads(out.read_text())) if d["connected"]]
+        return [d for d in parse_devicectl(json.loads(out.read_text())) if d["usable"]]
