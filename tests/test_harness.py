@@ -365,3 +365,25 @@ def test_iphone_run_gives_up_after_repeated_kills(tmp_path):
 )
 def test_harness_bad_input_is_one_line_exit_2(capsys, args, message):
     assert message in one_line_error(invoke(capsys, "bench", *args))
+
+
+def test_project_and_sources_review_fixes():
+    """Issue 13 items 3-6, as far as Linux can check them: XcodeGen spec values and guarded Swift."""
+    import re
+
+    import yaml
+
+    project = yaml.safe_load((ROOT / "ios_harness/project.yml").read_text())
+    demo_packages = [
+        s for s in project["targets"]["SAMDemo"]["sources"] if str(s.get("path", "")).endswith(".mlpackage")
+    ]
+    assert demo_packages and all(s.get("optional") is True for s in demo_packages)  # item 3
+    tests = project["targets"]["SAMBenchTests"]["settings"]["base"]
+    assert (
+        tests["TEST_HOST[sdk=macosx*]"] == "$(BUILT_PRODUCTS_DIR)/SAMBench.app/Contents/MacOS/SAMBench"
+    )  # item 5
+    metrickit = (ROOT / "ios_harness/Sources/SAMHarnessKit/MetricKitMonitor.swift").read_text()
+    assert re.search(r"#if os\(iOS\)\nimport MetricKit\n#endif", metrickit)  # item 4
+    assert metrickit.count("public final class MetricKitMonitor") == 2 and "#else" in metrickit
+    app = (ROOT / "ios_harness/App/SAMBenchApp.swift").read_text()
+    assert 'environment["XCTestConfigurationFilePath"] == nil' in app  # item 6

@@ -25,7 +25,9 @@ final class BenchmarkModel: ObservableObject {
     private var started = false
 
     func start() {
-        guard !started else { return }
+        // Hosting SAMBenchTests launches this app too: the test runs the plan, so the app must not
+        // start a second runner on the same result and breadcrumb files.
+        guard !started, ProcessInfo.processInfo.environment["XCTestConfigurationFilePath"] == nil else { return }
         started = true
         #if os(iOS)
         UIApplication.shared.isIdleTimerDisabled = true  // a locked phone suspends the app mid-run

@@ -1,6 +1,9 @@
 import Foundation
+#if os(iOS)
 import MetricKit
+#endif
 
+#if os(iOS)
 /// Foreground memory-limit exits as MetricKit reports them: the system's own count of jetsam kills
 /// of this app, which confirms the breadcrumb verdict. Payloads arrive at most once a day, so the
 /// latest count is kept in a file and attached to the result whenever one is known.
@@ -48,3 +51,14 @@ public final class MetricKitMonitor: NSObject, MXMetricManagerSubscriber {
         return (try? JSONDecoder().decode([String: Int].self, from: data)) ?? [:]
     }
 }
+#else
+/// MXMetricPayload, pastPayloads and applicationExitMetrics are unavailable on macOS before macOS 26
+/// (Xcode 15/16 SDKs): there the monitor records nothing, and a Mac's out-of-memory verdicts rest on
+/// the breadcrumbs alone.
+public final class MetricKitMonitor {
+    public init(directory: URL) {}
+    public func start() {}
+    public func stop() {}
+    public var memoryExits: Int? { nil }
+}
+#endif
