@@ -387,3 +387,14 @@ def test_project_and_sources_review_fixes():
     assert metrickit.count("public final class MetricKitMonitor") == 2 and "#else" in metrickit
     app = (ROOT / "ios_harness/App/SAMBenchApp.swift").read_text()
     assert 'environment["XCTestConfigurationFilePath"] == nil' in app  # item 6
+
+
+def test_breadcrumbs_carry_their_plan():
+    """Issue 13 item 7: a crumb names its plan; the runner reads only its own plan's and clears others."""
+    crumbs = (ROOT / "ios_harness/Sources/SAMHarnessKit/Breadcrumbs.swift").read_text()
+    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
+    assert 'case planID = "plan_id"' in crumbs and "crumb.planID == planID" in crumbs
+    assert (
+        "breadcrumbs.unfinished(planID: plan.planID)" in runner and "Breadcrumb(planID: plan.planID" in runner
+    )
+    assert "unfinished()" not in runner

@@ -69,12 +69,13 @@ public final class BenchmarkRunner {
                            appVersion: DeviceInfo.appVersion(), createdUTC: DeviceInfo.now())
         result.harness.launches += 1
         result.harness.metricKitMemoryExits = metricKit.memoryExits
-        if let crumb = breadcrumbs.unfinished() {
-            if let job = plan.jobs.first(where: { $0.id == crumb.jobID }), !result.rows.contains(where: { $0.jobID == job.id }) {
-                result.rows.append(BreadcrumbStore.oomRow(for: crumb, job: job, metricKitMemoryExits: metricKit.memoryExits))
-                progress("\(job.summary): OOM (the previous launch was killed during \(crumb.stage))")
-            }
-            try breadcrumbs.clear()
+        if let crumb = breadcrumbs.unfinished(planID: plan.planID),
+           let job = plan.jobs.first(where: { $0.id == crumb.jobID }), !result.rows.contains(where: { $0.jobID == job.id }) {
+            result.rows.append(BreadcrumbStore.oomRow(for: crumb, job: job, metricKitMemoryExits: metricKit.memoryExits))
+            progress("\(job.summary): OOM (the previous launch was killed during \(crumb.stage))")
+        }
+        if breadcrumbs.exists {
+            try breadcrumbs.clear()  // this plan's crumb is a row now; another plan's is stale
         }
         try resultFile.save(result)
         for job in result.pendingJobs(of: plan) {
@@ -119,24 +120,24 @@ public final class BenchmarkRunner {
             row.availableMemoryMB = MemoryProbe.megabytes(MemoryProbe.availableBytes())
             sampler.start()
 
-            try mark(job, stage: "compile")
+            try mark(job, of: plan, stage: "compile")
             var start = DispatchTime.now()
             compiled = try await MLModel.compileModel(at: package)
             row.compileMs = Self.milliseconds(since: start)
 
-            try mark(job, stage: "load")
+            try mark(job, of: plan, stage: "load")
             start = DispatchTime.now()
             let model = try await MLModel.load(contentsOf: try unwrap(compiled), configuration: configuration)
             row.loadMs = Self.milliseconds(since: start)
             let inputs = try ModelInputs.benchmark(for: model.modelDescription, tokens: job.tokens)
 
-            try mark(job, stage: "first prediction")
+            try mark(job, of: plan, stage: "first prediction")
             start = DispatchTime.now()
             let outputs = try model.prediction(from: inputs)
             row.firstMs = Self.milliseconds(since: start)
             let nonFinite = ModelInputs.nonFinite(in: outputs)
 
-            try mark(job, stage: "warm-up and timed predictions")
+            try mark(job, of: plan, stage: "warm-up and timed predictions")
             row.warmupMs = try (0..<plan.warmup).map { _ in try timed { _ = try model.prediction(from: inputs) } }
             let samples = try (0..<plan.runs).map { _ in try timed { _ = try model.prediction(from: inputs) } }
             row.samplesMs = samples
@@ -153,8 +154,9 @@ public final class BenchmarkRunner {
         return row
     }
 
-    private func mark(_ job: BenchJob, stage: String) throws {
-        try breadcrumbs.write(Breadcrumb(jobID: job.id, summary: job.summary, startedUTC: DeviceInfo.now(), stage: stage,
+    private func mark(_ job: BenchJob, of plan: BenchPlan, stage: String) throws {
+        try breadcrumbs.write(Breadcrumb(planID: plan.planID, jobID: job.id, summary: job.summary, startedUTC: DeviceInfo.now(),
+                                         stage: stage,
                                          availableMemoryMB: MemoryProbe.megabytes(MemoryProbe.availableBytes()),
                                          footprintMB: MemoryProbe.megabytes(MemoryProbe.footprintBytes())))
     }

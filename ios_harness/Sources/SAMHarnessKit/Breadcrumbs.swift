@@ -5,6 +5,9 @@ import Foundation
 /// model run and removes it after. A breadcrumb found at the next launch names the run that was
 /// killed; it becomes an `oom` row and the benchmark continues with the next job.
 public struct Breadcrumb: Codable, Equatable, Sendable {
+    /// The plan the job belongs to: job ids repeat across plans, and reinstalling keeps Documents, so a
+    /// crumb of another plan (or of a version that wrote none) is ignored, never read as an `oom`.
+    public let planID: String?
     public let jobID: String
     public let summary: String
     public let startedUTC: String
@@ -14,14 +17,16 @@ public struct Breadcrumb: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case summary, stage
+        case planID = "plan_id"
         case jobID = "job_id"
         case startedUTC = "started_utc"
         case availableMemoryMB = "available_memory_mb"
         case footprintMB = "footprint_mb"
     }
 
-    public init(jobID: String, summary: String, startedUTC: String, stage: String, availableMemoryMB: Double?,
-                footprintMB: Double?) {
+    public init(planID: String?, jobID: String, summary: String, startedUTC: String, stage: String,
+                availableMemoryMB: Double?, footprintMB: Double?) {
+        self.planID = planID
         self.jobID = jobID
         self.summary = summary
         self.startedUTC = startedUTC
@@ -50,11 +55,17 @@ public struct BreadcrumbStore {
         }
     }
 
-    /// The breadcrumb a killed launch left behind, if any (an unreadable one counts as none).
-    public func unfinished() -> Breadcrumb? {
-        guard let data = try? Data(contentsOf: url) else { return nil }
-        return try? JSONDecoder().decode(Breadcrumb.self, from: data)
+    /// The breadcrumb a killed launch of `planID` left behind, if any (an unreadable one, or one of
+    /// another plan, counts as none).
+    public func unfinished(planID: String) -> Breadcrumb? {
+        guard let data = try? Data(contentsOf: url),
+              let crumb = try? JSONDecoder().decode(Breadcrumb.self, from: data),
+              crumb.planID == planID else { return nil }
+        return crumb
     }
+
+    /// Whether any breadcrumb file is there (of this plan or not), so a foreign one can be cleared.
+    public var exists: Bool { FileManager.default.fileExists(atPath: url.path) }
 
     /// The row an unfinished breadcrumb stands for: the job was killed while `stage` ran.
     public static func oomRow(for crumb: Breadcrumb, job: BenchJob, metricKitMemoryExits: Int?) -> BenchRow {

@@ -69,18 +69,20 @@ final class ResultFileTests: XCTestCase {
     func testUnfinishedBreadcrumbBecomesAnOOMRow() throws {
         let plan = try plan()
         let store = BreadcrumbStore(directory: directory)
-        XCTAssertNil(store.unfinished())
-        let crumb = Breadcrumb(jobID: plan.jobs[0].id, summary: plan.jobs[0].summary, startedUTC: "t",
+        XCTAssertNil(store.unfinished(planID: plan.planID))
+        let crumb = Breadcrumb(planID: plan.planID, jobID: plan.jobs[0].id, summary: plan.jobs[0].summary, startedUTC: "t",
                                stage: "first prediction", availableMemoryMB: 1800, footprintMB: 900)
         try store.write(crumb)
-        XCTAssertEqual(store.unfinished(), crumb)
+        XCTAssertEqual(store.unfinished(planID: plan.planID), crumb)
+        XCTAssertNil(store.unfinished(planID: "another plan"), "a crumb of another plan is never an oom")
         let row = BreadcrumbStore.oomRow(for: crumb, job: plan.jobs[0], metricKitMemoryExits: 2)
         XCTAssertEqual(row.status, .oom)
         XCTAssertEqual(row.availableMemoryMB, 1800)
         XCTAssertTrue(row.error?.contains("first prediction") ?? false)
         XCTAssertTrue(row.error?.contains("MetricKit counts 2") ?? false)
         try store.clear()
-        XCTAssertNil(store.unfinished())
+        XCTAssertNil(store.unfinished(planID: plan.planID))
+        XCTAssertFalse(store.exists)
         try store.clear()  // clearing twice is fine
     }
 }
