@@ -398,3 +398,13 @@ def test_breadcrumbs_carry_their_plan():
         "breadcrumbs.unfinished(planID: plan.planID)" in runner and "Breadcrumb(planID: plan.planID" in runner
     )
     assert "unfinished()" not in runner
+
+
+def test_demo_and_app_layout_review_fixes():
+    """Issue 13 item 9: the Demo says which packages it builds against, loads off the main actor, drops
+    stale results; the app's minimum window size is macOS-only."""
+    demo = (ROOT / "ios_harness/Demo/SAMDemoApp.swift").read_text()
+    assert "by default (image input, iOS16 target" in demo
+    assert "try existing ?? Segmenter()" in demo and demo.count("guard request == generation") == 2
+    app = (ROOT / "ios_harness/App/SAMBenchApp.swift").read_text()
+    assert "#if os(macOS)\n        .frame(minWidth: 420" in app

@@ -75,6 +75,8 @@ struct BenchmarkView: View {
             }
         }
         .padding()
-        .frame(minWidth: 420, minHeight: 320)
+        #if os(macOS)
+        .frame(minWidth: 420, minHeight: 320)  // a window's minimum; on a phone it would clip the view
+        #endif
     }
 }

@@ -5,6 +5,11 @@ import SAMHarnessKit
 import SwiftUI
 
 /// Pick a photo, tap to add points (positive or negative), or drag a box, and see the mask.
+///
+/// Builds against the classes Xcode generates from `RepViTSAMEncoder.mlpackage` and
+/// `RepViTSAMDecoder.mlpackage` as `samexport convert --encoder repvit --target coreml` writes them
+/// by default (image input, iOS16 target, SAM-style decoder with a mask input). Other packages
+/// generate other class and input names: rename them in Segmenter.swift.
 @main
 struct SAMDemoApp: App {
     var body: some Scene {
@@ -22,6 +27,8 @@ final class SegmentModel: ObservableObject {
     @Published var prompt = Prompt()
     private var segmenter: Segmenter?
     private var embedding: Segmenter.Embedding?
+    /// Bumped for every photo and prompt: a result that comes back after a newer request is dropped.
+    private var generation = 0
 
     func load(_ item: PhotosPickerItem?) async {
         guard let item else { return }
@@ -30,14 +37,23 @@ final class SegmentModel: ObservableObject {
                 status = "That item is not an image"
                 return
             }
+            generation += 1
+            let request = generation
             image = picked
             overlay = nil
+            embedding = nil
             prompt = Prompt()
             status = "Encoding…"
-            let segmenter = try self.segmenter ?? Segmenter()
-            self.segmenter = segmenter
+            let existing = self.segmenter
             let start = Date()
-            embedding = try await Task.detached(priority: .userInitiated) { try segmenter.embed(picked) }.value
+            // Loading the models (first time) and encoding both stay off the main actor.
+            let (segmenter, encoded) = try await Task.detached(priority: .userInitiated) {
+                let segmenter = try existing ?? Segmenter()
+                return (segmenter, try segmenter.embed(picked))
+            }.value
+            self.segmenter = segmenter
+            guard request == generation else { return }  // another photo was picked meanwhile
+            embedding = encoded
             status = String(format: "Encoded in %.0f ms. Tap to add points, drag for a box.",
                             Date().timeIntervalSince(start) * 1000)
         } catch {
@@ -56,6 +72,7 @@ final class SegmentModel: ObservableObject {
     }
 
     func clear() {
+        generation += 1
         prompt = Prompt()
         overlay = nil
     }
@@ -63,9 +80,12 @@ final class SegmentModel: ObservableObject {
     private func segment() async {
         guard let segmenter, let embedding, !prompt.isEmpty else { return }
         let prompt = self.prompt
+        generation += 1
+        let request = generation
         do {
             let start = Date()
             let mask = try await Task.detached(priority: .userInitiated) { try segmenter.mask(for: prompt, in: embedding) }.value
+            guard request == generation else { return }  // a newer prompt's mask is on its way
             overlay = mask.overlay()
             status = String(format: "Decoded in %.0f ms, IoU score %.2f", Date().timeIntervalSince(start) * 1000, mask.score)
         } catch {
