@@ -16,7 +16,6 @@ inside it, and the switch to the new set of files at the end.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import shutil
@@ -27,6 +26,11 @@ from typing import Dict, List, Optional
 
 from ..errors import UsageError
 from ..fsutil import tree_bytes
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; the re-check at the switch still refuses a lost race
+    fcntl = None
 
 WORK_PREFIX = ".samexport-"
 LOCK_NAME = ".lock"
@@ -56,6 +60,9 @@ def check_writable_folder(path: Path, what: str) -> None:
 @contextmanager
 def folder_lock(folder: Path):
     """An exclusive lock on the folder itself (no lock file is left behind)."""
+    if fcntl is None:
+        yield
+        return
     fd = os.open(folder, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -67,6 +74,8 @@ def folder_lock(folder: Path):
 def remove_stale_work_folders(folder: Path) -> List[Path]:
     """Work folders of runs that are gone (their lock is free); a live run's folder is left alone."""
     removed = []
+    if fcntl is None:
+        return removed
     for work in folder.glob(f"{WORK_PREFIX}*"):
         lock = work / LOCK_NAME
         if not work.is_dir() or not lock.is_file():
@@ -125,7 +134,8 @@ class OutputFolder:
             remove_stale_work_folders(self.path)
             self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=self.path))
             self._lock_fd = os.open(self.work / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            if fcntl is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             (self.work / "tmp").mkdir()
         except OSError as e:
             self.close()
