@@ -11,6 +11,8 @@ from packaging.version import Version
 
 from helpers import ROOT
 
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+; the declared ranges are read from pyproject.toml
+
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 REQUIREMENTS = [Requirement(r) for r in PROJECT["dependencies"] + PROJECT["optional-dependencies"]["dev"]]
 
