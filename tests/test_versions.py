@@ -5,7 +5,6 @@ from __future__ import annotations
 from importlib import metadata
 
 import pytest
-import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
