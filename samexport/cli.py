@@ -77,7 +77,7 @@ def info_command(encoder: str, as_json: bool) -> None:
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
-    help="Official checkpoint file (default: random weights).",
+    help="Official checkpoint, .pt/.pth or .safetensors (default: random weights).",
 )
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
 @click.option(
@@ -93,7 +93,7 @@ def info_command(encoder: str, as_json: bool) -> None:
     "--points",
     default=",".join(map(str, DEFAULT_POINTS)),
     show_default=True,
-    help="Prompt point counts the decoder must take exactly (a box counts as 2).",
+    help="Prompt point counts (1 to 64) the decoder must take exactly (a box counts as 2).",
 )
 @click.option(
     "--image-input",
