@@ -408,3 +408,91 @@ def test_demo_and_app_layout_review_fixes():
     assert "try existing ?? Segmenter()" in demo and demo.count("guard request == generation") == 2
     app = (ROOT / "ios_harness/App/SAMBenchApp.swift").read_text()
     assert "#if os(macOS)\n        .frame(minWidth: 420" in app
+
+
+# A JetsamEvent report as Apple documents it ("Identifying high-memory use with jetsam event reports"):
+# a one-line header, then the body with memoryStatus.pageSize and the processes array.
+JETSAM_REPORT = (
+    '{"bug_type":"298","timestamp":"2026-11-28 10:00:00.00 +0000","os_version":"iPhone OS 18.1 (22B83)"}\n'
+    + json.dumps(
+        {
+            "product": "iPhone13,2",
+            "largestProcess": "SAMBench",
+            "memoryStatus": {"pageSize": 16384},
+            "processes": [
+                {"name": "SpringBoard", "pid": 58, "rpages": 20000},
+                {
+                    "name": "SAMBench",
+                    "pid": 812,
+                    "rpages": 89600,
+                    "reason": "per-process-limit",
+                    "states": ["frontmost"],
+                },
+            ],
+        },
+        indent=2,
+    )
+)
+
+
+def test_jetsam_reports_back_oom_rows():
+    """Issue 13 item 11: an oom row carries the system's record of the kill, or a labelled weaker verdict."""
+    from samexport.bench import jetsam
+
+    report = jetsam.parse_report(JETSAM_REPORT)
+    kill = jetsam.kill_of(report, file="JetsamEvent-2026-11-28-100000.ips")
+    assert kill["reason"] == "per-process-limit" and kill["footprint_mb"] == 1400.0 and kill["pid"] == 812
+    assert jetsam.parse_report('{"bug_type":"309"}\n{}') is None and jetsam.parse_report("not json") is None
+    assert jetsam.kill_of(report, process="OtherApp") is None
+    rows = [{"status": "ok"}, {"status": "oom"}, {"status": "oom"}]
+    jetsam.attach_evidence(rows, [kill, None])
+    assert rows[1]["oom_evidence"].startswith("jetsam: per-process-limit at 1400.0 MB (JetsamEvent-")
+    assert rows[2]["oom_evidence"].startswith("breadcrumb only") and "oom_evidence" not in rows[0]
+
+
+def test_iphone_run_pulls_the_jetsam_report_of_the_kill(tmp_path):
+    """The driver lists the crash logs before the run, pulls the JetsamEvent that appears with the kill,
+    and puts it in the oom row's evidence."""
+    plan = sample_plan()
+    ok, oom = measured_rows(plan)
+    spec = harness.Build(tmp_path, "ios", None, device_id="PHONE")
+    state = {"launches": 0}
+    old, new = "Retired/JetsamEvent-2026-11-27-090000.ips", "JetsamEvent-2026-11-28-100000.ips"
+
+    def devicectl(command):
+        if command[3:5] == ["process", "launch"]:
+            state["launches"] += 1
+        elif command[3:5] == ["info", "files"]:
+            names = [old] + ([new] if state["launches"] >= 1 else [])
+            Path(command[-1]).write_text(json.dumps({"result": {"files": [{"name": n} for n in names]}}))
+        elif command[3:5] == ["copy", "from"] and "systemCrashLogs" in command:
+            assert command[command.index("--source") + 1] == new, "an earlier report was pulled"
+            Path(command[command.index("--destination") + 1]).write_text(JETSAM_REPORT)
+        elif command[3:5] == ["copy", "from"]:
+            rows = [ok] if state["launches"] == 1 else [ok, oom, {**ok, "job_id": plan["jobs"][1]["id"]}]
+            Path(command[command.index("--destination") + 1]).write_text(
+                json.dumps(app_result(plan, rows, finished=state["launches"] > 1))
+            )
+        elif command[3:5] == ["info", "processes"]:
+            Path(command[-1]).write_text(json.dumps({"result": {"runningProcesses": []}}))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    data = harness.run_on_iphone(spec, plan, timeout_s=60, poll_s=0, run=devicectl, sleep=lambda _: None)
+    (oom_row,) = [r for r in data["rows"] if r["status"] == "oom"]
+    assert (
+        oom_row["oom_evidence"]
+        == f"jetsam: per-process-limit at 1400.0 MB ({new}, 2026-11-28 10:00:00.00 +0000)"
+    )
+    assert data["harness"]["jetsam_kills"][0]["file"] == new
+
+
+def test_the_crumb_follows_the_footprint():
+    """Issue 13 item 11: the live breadcrumb is rewritten from the footprint sampler (about every 250 ms)."""
+    probe = (ROOT / "ios_harness/Sources/SAMHarnessKit/MemoryProbe.swift").read_text()
+    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
+    assert "refreshInterval: DispatchTimeInterval = .milliseconds(250)" in probe and "refresh?(now)" in probe
+    assert (
+        "sampler.onRefresh = { [weak self] footprint in self?.refreshCrumb(footprintBytes: footprint) }"
+        in runner
+    )
+    assert "liveCrumb = nil" in runner  # a refresh after the part ended writes nothing

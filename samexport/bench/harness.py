@@ -329,6 +329,95 @@ def build(spec: Build, run: Runner = run_command) -> Path:
     return spec.app
 
 
+def devicectl_crash_logs(device_id: str, destination: Path) -> List[str]:
+    return [
+        "xcrun",
+        "devicectl",
+        "device",
+        "info",
+        "files",
+        "--device",
+        device_id,
+        "--domain-type",
+        "systemCrashLogs",
+        "--json-output",
+        str(destination),
+    ]
+
+
+def devicectl_copy_crash_log(device_id: str, name: str, destination: Path) -> List[str]:
+    return [
+        "xcrun",
+        "devicectl",
+        "device",
+        "copy",
+        "from",
+        "--device",
+        device_id,
+        "--domain-type",
+        "systemCrashLogs",
+        "--source",
+        name,
+        "--destination",
+        str(destination),
+    ]
+
+
+def listed_reports(listing) -> List[str]:
+    """Report names (.ips) anywhere in devicectl's `info files` JSON: the listing's exact layout is not
+    documented, so every string under a name/path key that ends in .ips counts."""
+    found: List[str] = []
+    stack = [listing]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if (
+                    key in ("name", "relativePath", "path")
+                    and isinstance(value, str)
+                    and value.endswith(".ips")
+                ):
+                    found.append(value)
+                else:
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return sorted(set(found))
+
+
+def new_jetsam_kills(device: str, seen: set, folder: Path, run: Runner, pull: bool = True) -> List[Dict]:
+    """Kills of SAMBench in JetsamEvent reports that appeared since the names in `seen` (updated); with
+    `pull` False only the names are recorded (the reports already there before a run)."""
+    from .jetsam import JETSAM_PREFIX, kill_of, parse_report
+
+    listing = folder / "crashlogs.json"
+    listing.unlink(missing_ok=True)
+    if run(devicectl_crash_logs(device, listing)).returncode != 0:
+        return []
+    try:
+        names = listed_reports(json.loads(listing.read_text()))
+    except (OSError, ValueError):
+        return []
+    kills = []
+    for name in names:
+        if name in seen:
+            continue
+        seen.add(name)
+        if not pull or not Path(name).name.startswith(JETSAM_PREFIX):
+            continue
+        local = folder / Path(name).name
+        if run(devicectl_copy_crash_log(device, name, local)).returncode != 0:
+            continue
+        try:
+            report = parse_report(local.read_text())
+        except OSError:
+            continue
+        kill = report and kill_of(report, file=Path(name).name)
+        if kill:
+            kills.append(kill)
+    return kills
+
+
 def run_on_iphone(
     spec: Build,
     plan: Dict,
@@ -343,10 +432,15 @@ def run_on_iphone(
     check(
         run(devicectl_install(device, spec.app)), "devicectl install", "unlock the iPhone and trust this Mac"
     )
+    from .jetsam import attach_evidence
+
     launches, max_launches = 0, len(plan["jobs"]) + 1
     deadline = time.monotonic() + timeout_s
+    kills: List[Optional[Dict]] = []  # per relaunch after a kill: the JetsamEvent naming SAMBench, or None
     with tempfile.TemporaryDirectory() as tmp:
         pulled, processes = Path(tmp) / RESULT_FILE, Path(tmp) / "processes.json"
+        seen: set = set()
+        new_jetsam_kills(device, seen, Path(tmp), run, pull=False)  # reports from before this run
         while True:
             if launches == 0 or not _running(device, processes, run):
                 if launches >= max_launches:
@@ -354,7 +448,12 @@ def run_on_iphone(
                         f"SAMBench stopped {launches} times without finishing; see the device log"
                     )
                 if launches:
-                    say("SAMBench is not running (killed?); relaunching to record it and continue")
+                    found = new_jetsam_kills(device, seen, Path(tmp), run)
+                    kills.append(found[-1] if found else None)
+                    say(
+                        "SAMBench is not running (killed?); relaunching to record it and continue"
+                        + (f" ({found[-1]['reason']} in {found[-1]['file']})" if found else "")
+                    )
                 check(
                     run(devicectl_launch(device)),
                     "devicectl launch",
@@ -366,6 +465,8 @@ def run_on_iphone(
             if run(devicectl_pull(device, pulled)).returncode == 0:
                 data = read_result(pulled, plan)
                 if data and data["harness"].get("finished"):
+                    attach_evidence(data["rows"], kills)
+                    data["harness"]["jetsam_kills"] = kills
                     return data
                 if data:
                     say(f"{len(data['rows'])}/{len(plan['jobs'])} parts measured")
@@ -404,6 +505,9 @@ def run_on_mac(
                 raise SamExportError(f"SAMBench did not finish within {timeout_s:.0f} s") from None
             data = read_result(output / RESULT_FILE, plan)
             if data and data["harness"].get("finished"):
+                from .jetsam import attach_evidence
+
+                attach_evidence(data["rows"], [])  # on a Mac the driver reads no JetsamEvent reports
                 return data
             check(proc, "SAMBench", "see its message")  # a non-zero exit of its own: a plan or bundle problem
             say(

@@ -44,6 +44,8 @@ public final class BenchmarkRunner {
     public let machine: BenchResult.Machine
     public let deviceLabel: String
     private let breadcrumbs: BreadcrumbStore
+    private let crumbLock = NSLock()
+    private var liveCrumb: Breadcrumb?
     private let metricKit: MetricKitMonitor
 
     public init(locations: Locations, machine: BenchResult.Machine = DeviceInfo.machine(),
@@ -108,7 +110,7 @@ public final class BenchmarkRunner {
         var compiled: URL?
         defer {
             if let compiled { try? FileManager.default.removeItem(at: compiled) }
-            try? breadcrumbs.clear()
+            endCrumb()
         }
         do {
             let configuration = MLModelConfiguration()
@@ -118,6 +120,7 @@ public final class BenchmarkRunner {
                 throw HarnessError.missingModel("\(job.file) is not in the app's Models folder")
             }
             row.availableMemoryMB = MemoryProbe.megabytes(MemoryProbe.availableBytes())
+            sampler.onRefresh = { [weak self] footprint in self?.refreshCrumb(footprintBytes: footprint) }
             sampler.start()
 
             try mark(job, of: plan, stage: "compile")
@@ -155,10 +158,32 @@ public final class BenchmarkRunner {
     }
 
     private func mark(_ job: BenchJob, of plan: BenchPlan, stage: String) throws {
-        try breadcrumbs.write(Breadcrumb(planID: plan.planID, jobID: job.id, summary: job.summary, startedUTC: DeviceInfo.now(),
-                                         stage: stage,
-                                         availableMemoryMB: MemoryProbe.megabytes(MemoryProbe.availableBytes()),
-                                         footprintMB: MemoryProbe.megabytes(MemoryProbe.footprintBytes())))
+        let crumb = Breadcrumb(planID: plan.planID, jobID: job.id, summary: job.summary, startedUTC: DeviceInfo.now(),
+                               stage: stage,
+                               availableMemoryMB: MemoryProbe.megabytes(MemoryProbe.availableBytes()),
+                               footprintMB: MemoryProbe.megabytes(MemoryProbe.footprintBytes()))
+        crumbLock.lock()
+        defer { crumbLock.unlock() }
+        liveCrumb = crumb
+        try breadcrumbs.write(crumb)
+    }
+
+    /// The live crumb rewritten with the footprint of now (from the sampler's queue, about every 250 ms).
+    private func refreshCrumb(footprintBytes: UInt64) {
+        crumbLock.lock()
+        defer { crumbLock.unlock() }
+        guard let crumb = liveCrumb else { return }
+        let fresh = crumb.refreshed(footprintMB: MemoryProbe.megabytes(footprintBytes),
+                                    availableMemoryMB: MemoryProbe.megabytes(MemoryProbe.availableBytes()))
+        liveCrumb = fresh
+        try? breadcrumbs.write(fresh)
+    }
+
+    private func endCrumb() {
+        crumbLock.lock()
+        defer { crumbLock.unlock() }
+        liveCrumb = nil
+        try? breadcrumbs.clear()
     }
 
     private func unwrap(_ url: URL?) throws -> URL {

@@ -34,6 +34,12 @@ public struct Breadcrumb: Codable, Equatable, Sendable {
         self.availableMemoryMB = availableMemoryMB
         self.footprintMB = footprintMB
     }
+
+    /// The same crumb with the memory figures of now (rewritten about every 250 ms while a part runs).
+    public func refreshed(footprintMB: Double?, availableMemoryMB: Double?) -> Breadcrumb {
+        Breadcrumb(planID: planID, jobID: jobID, summary: summary, startedUTC: startedUTC, stage: stage,
+                   availableMemoryMB: availableMemoryMB ?? self.availableMemoryMB, footprintMB: footprintMB ?? self.footprintMB)
+    }
 }
 
 public struct BreadcrumbStore {
@@ -72,8 +78,10 @@ public struct BreadcrumbStore {
         var row = BenchRow(job: job, status: .oom)
         let available = crumb.availableMemoryMB.map { String(format: ", %.0f MB available before it", $0) } ?? ""
         let confirmed = metricKitMemoryExits.map { "; MetricKit counts \($0) memory-limit exits for this app" } ?? ""
-        row.error = "killed during \(crumb.stage) (no exit reached; jetsam)\(available)\(confirmed)"
+        let footprint = crumb.footprintMB.map { String(format: ", footprint %.0f MB at the last sample", $0) } ?? ""
+        row.error = "killed during \(crumb.stage) (no exit reached; jetsam)\(footprint)\(available)\(confirmed)"
         row.availableMemoryMB = crumb.availableMemoryMB
+        row.peakRssMB = crumb.footprintMB
         return row
     }
 }

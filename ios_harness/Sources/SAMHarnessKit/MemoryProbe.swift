@@ -39,6 +39,11 @@ public final class FootprintSampler {
     private let lock = NSLock()
     private var timer: DispatchSourceTimer?
     private var peak: UInt64 = 0
+    private var lastRefresh = DispatchTime(uptimeNanoseconds: 0)
+    /// Called on the sampling queue about every `refreshInterval` with the current footprint (bytes):
+    /// the runner rewrites its breadcrumb with it, so a killed part shows the footprint near the limit.
+    public var onRefresh: ((UInt64) -> Void)?
+    public var refreshInterval: DispatchTimeInterval = .milliseconds(250)
 
     public init() {}
 
@@ -67,6 +72,10 @@ public final class FootprintSampler {
         guard let now = MemoryProbe.footprintBytes() else { return }
         lock.lock()
         peak = Swift.max(peak, now)
+        let due = DispatchTime.now() >= lastRefresh + refreshInterval
+        if due { lastRefresh = DispatchTime.now() }
+        let refresh = onRefresh
         lock.unlock()
+        if due { refresh?(now) }
     }
 }

@@ -85,4 +85,19 @@ final class ResultFileTests: XCTestCase {
         XCTAssertFalse(store.exists)
         try store.clear()  // clearing twice is fine
     }
+
+    func testRefreshedCrumbKeepsItsJobAndShowsTheLastFootprint() throws {
+        let plan = try plan()
+        let crumb = Breadcrumb(planID: plan.planID, jobID: plan.jobs[0].id, summary: plan.jobs[0].summary, startedUTC: "t",
+                               stage: "load", availableMemoryMB: 1800, footprintMB: 300)
+        let fresh = crumb.refreshed(footprintMB: 1350, availableMemoryMB: nil)
+        XCTAssertEqual(fresh.jobID, crumb.jobID)
+        XCTAssertEqual(fresh.planID, plan.planID)
+        XCTAssertEqual(fresh.stage, "load")
+        XCTAssertEqual(fresh.footprintMB, 1350)
+        XCTAssertEqual(fresh.availableMemoryMB, 1800, "an unknown figure keeps the last known one")
+        let row = BreadcrumbStore.oomRow(for: fresh, job: plan.jobs[0], metricKitMemoryExits: nil)
+        XCTAssertEqual(row.peakRssMB, 1350)
+        XCTAssertTrue(row.error?.contains("footprint 1350 MB at the last sample") ?? false)
+    }
 }
