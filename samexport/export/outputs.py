@@ -109,6 +109,7 @@ class OutputFolder:
         self.created: List[Path] = []
         self._lock_fd: Optional[int] = None
         self._saved_tempdir: Optional[str] = None
+        self._tempdir_redirected = False
 
     # -- before any work --------------------------------------------------------------------------
     def check(self) -> None:
@@ -142,7 +143,7 @@ class OutputFolder:
             raise UsageError(
                 f"cannot write to --output-dir {self.path} ({e.strerror or e}); choose a writable folder"
             ) from None
-        self._saved_tempdir = tempfile.tempdir
+        self._saved_tempdir, self._tempdir_redirected = tempfile.tempdir, True
         tempfile.tempdir = str(self.work / "tmp")
         return self.work
 
@@ -195,8 +196,8 @@ class OutputFolder:
 
     # -- always -----------------------------------------------------------------------------------
     def close(self, succeeded: bool = False) -> None:
-        if self._saved_tempdir is not None or self.work is not None:
-            tempfile.tempdir = self._saved_tempdir
+        if self._tempdir_redirected:
+            tempfile.tempdir, self._tempdir_redirected = self._saved_tempdir, False
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
