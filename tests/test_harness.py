@@ -496,3 +496,19 @@ def test_the_crumb_follows_the_footprint():
         in runner
     )
     assert "liveCrumb = nil" in runner  # a refresh after the part ended writes nothing
+
+
+def test_load_times_mean_one_thing_on_both_paths():
+    """Issue 13 item 12: `load_ms` is the uncached first load from a fresh compile, `load_warm_ms` a second
+    load from the same compiled URL, `compile_ms` the compile, on the harness and on `--device m1`."""
+    import inspect
+
+    from samexport.bench import worker
+
+    swift = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchResult.swift").read_text()
+    assert 'case loadWarmMs = "load_warm_ms"' in swift and 'case compileMs = "compile_ms"' in swift
+    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
+    assert runner.index("row.loadMs =") < runner.index("row.loadWarmMs =")
+    source = inspect.getsource(worker.coreml_loads)
+    assert "compile_model(path, destination_path=" in source and source.count("CompiledMLModel(compiled") == 2
+    assert "benchmark_load" not in inspect.getsource(worker.measure_coreml)

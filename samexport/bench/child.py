@@ -63,6 +63,8 @@ def run_part(job: Dict, limit_bytes: Optional[int] = None, timeout_s: float = 36
             "load_warm_ms": raw["load_warm_ms"],
             "inputs": raw["inputs"],
         }
+        if "compile_ms" in raw:  # Core ML: the compile before the uncached first load
+            result["compile_ms"] = raw["compile_ms"]
         if raw["non_finite"]:
             result["error"] = f"{raw['non_finite']} NaN/Inf output values"
         return result

@@ -128,7 +128,10 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var samplesMs: [Double]?
     public var warmupMs: [Double]?
     public var compileMs: Double?
+    /// The first load from a freshly compiled URL: uncached, Core ML's device specialization included.
     public var loadMs: Double?
+    /// A second load from the same compiled URL.
+    public var loadWarmMs: Double?
     public var firstMs: Double?
     public var peakRssMB: Double?
     public var availableMemoryMB: Double?
@@ -144,6 +147,7 @@ public struct BenchRow: Codable, Equatable, Sendable {
         case warmupMs = "warmup_ms"
         case compileMs = "compile_ms"
         case loadMs = "load_ms"
+        case loadWarmMs = "load_warm_ms"
         case firstMs = "first_ms"
         case peakRssMB = "peak_rss_mb"
         case availableMemoryMB = "available_memory_mb"

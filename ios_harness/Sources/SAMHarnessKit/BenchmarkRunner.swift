@@ -130,8 +130,13 @@ public final class BenchmarkRunner {
 
             try mark(job, of: plan, stage: "load")
             start = DispatchTime.now()
-            let model = try await MLModel.load(contentsOf: try unwrap(compiled), configuration: configuration)
+            // compileModel writes a new URL per job, so this first load is uncached: it includes Core ML's
+            // specialization for this device. The second load from the same URL is the warm load.
+            _ = try await MLModel.load(contentsOf: try unwrap(compiled), configuration: configuration)  // released here
             row.loadMs = Self.milliseconds(since: start)
+            start = DispatchTime.now()
+            let model = try await MLModel.load(contentsOf: try unwrap(compiled), configuration: configuration)
+            row.loadWarmMs = Self.milliseconds(since: start)
             let inputs = try ModelInputs.benchmark(for: model.modelDescription, tokens: job.tokens)
 
             try mark(job, of: plan, stage: "first prediction")
