@@ -195,7 +195,7 @@ def validate_command(paths, checkpoint, method, json_path) -> None:
     help="Core ML: comma list of all, cpu_and_ne, cpu_and_gpu, cpu_only.",
 )
 @click.option("--points", default="1,5", show_default=True, help="Decoder prompt point counts to measure.")
-@click.option("--runs", default=5, show_default=True, help="Timed runs per part.")
+@click.option("--runs", type=int, help="Timed runs per part (default: 5 for encoders, 20 for decoders).")
 @click.option("--warmup", default=1, show_default=True, help="Untimed runs after the first inference.")
 @click.option("--memory-limit", help="Memory limit per part, e.g. 4G (parts beyond it are reported oom).")
 @click.option("--as-device", help="Use a device profile's memory budget (e.g. iphone12; see devices.json).")

@@ -155,6 +155,7 @@ def sample_plan():
             "precision": "fp16",
             "gmacs": 35.1,
             "compute_unit": "all",
+            "runs": 5,
         },
         {
             "model": "repvit",
@@ -166,6 +167,7 @@ def sample_plan():
             "precision": "fp16",
             "gmacs": 1.6,
             "compute_unit": "all",
+            "runs": 20,
         },
         {
             "model": "sam_vit_b",
@@ -177,6 +179,7 @@ def sample_plan():
             "precision": "fp16",
             "gmacs": 488.2,
             "compute_unit": "all",
+            "runs": 5,
         },
     ]
     files = {
@@ -512,3 +515,30 @@ def test_load_times_mean_one_thing_on_both_paths():
     source = inspect.getsource(worker.coreml_loads)
     assert "compile_model(path, destination_path=" in source and source.count("CompiledMLModel(compiled") == 2
     assert "benchmark_load" not in inspect.getsource(worker.measure_coreml)
+
+
+def test_statistics_settle_before_they_count(tmp_path):
+    """Issue 13 item 13: 20 timed runs by default for decoders (5 for encoders) on every path; the
+    harness records thermal state and Low Power Mode per row, waits for a cool device, warms up by a
+    budget, frees each prediction's buffers, and holds off App Nap on macOS."""
+    from samexport.bench.orchestrate import Bench, BenchOptions
+
+    default = Bench(BenchOptions(encoders=("tinyvit",)), quiet=True)
+    assert default.row_template("tinyvit", "decoder", 1, "cpu", "fp32", None)["runs"] == 20
+    assert default.row_template("tinyvit", "encoder", None, "cpu", "fp32", None)["runs"] == 5
+    given = Bench(BenchOptions(encoders=("tinyvit",), runs=3), quiet=True)
+    assert given.row_template("tinyvit", "decoder", 1, "cpu", "fp32", None)["runs"] == 3
+    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
+    for needle in (
+        "waitForCoolDevice()",
+        "warmupMinimumRuns = 10",
+        "warmupMinimumSeconds = 1.0",
+        "try autoreleasepool",
+        "job.runs ?? plan.runs",
+        "beginActivity(",
+        "row.thermalStateEnd",
+        "row.lowPowerModeStart",
+    ):
+        assert needle in runner, needle
+    result = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchResult.swift").read_text()
+    assert 'case thermalStateStart = "thermal_state_start"' in result

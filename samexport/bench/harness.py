@@ -66,6 +66,7 @@ def plan_jobs(rows: List[Dict], files: Dict[str, Dict[str, str]]) -> List[Dict]:
                         "compute_unit",
                     )
                 },
+                "runs": row["runs"],
             }
         )
     return jobs

@@ -19,6 +19,10 @@ from . import device_profiles, harness, report
 from .backends import Backend, backend_for, devices
 from .child import run_part
 
+# Timed runs per part when --runs is not given: a millisecond-scale decoder needs more samples than a
+# second-scale encoder for a stable median and p90.
+DEFAULT_RUNS = {"encoder": 5, "decoder": 20}
+
 
 @dataclass
 class BenchOptions:
@@ -29,7 +33,7 @@ class BenchOptions:
     target: Optional[str] = None
     compute_units: Tuple[str, ...] = ("all",)
     points: Tuple[int, ...] = (1, 5)
-    runs: int = 5
+    runs: Optional[int] = None  # None: DEFAULT_RUNS per part
     warmup: int = 1
     memory_limit: Optional[int] = None
     as_device: Optional[str] = None
@@ -41,6 +45,9 @@ class BenchOptions:
     team: Optional[str] = None
     prepare_only: bool = False
     harness_timeout_s: float = 3600.0
+
+    def runs_for(self, part: str) -> int:
+        return self.runs if self.runs is not None else DEFAULT_RUNS[part]
 
     def __post_init__(self) -> None:
         if self.device not in devices():
@@ -60,7 +67,7 @@ class BenchOptions:
                 f"use --target {backend.target} or leave --target out"
             )
         self.target = self.target.lower()
-        if self.runs < 1 or self.warmup < 0:
+        if (self.runs is not None and self.runs < 1) or self.warmup < 0:
             raise UsageError("--runs must be at least 1 and --warmup at least 0")
         self.points = check_points(self.points)
         if self.as_device and self.memory_limit is None:
@@ -156,7 +163,7 @@ class Bench:
             "device": self.device_info(),
             "options": {
                 "target": options.target,
-                "runs": options.runs,
+                "runs": {part: options.runs_for(part) for part in DEFAULT_RUNS},
                 "warmup": options.warmup,
                 "points": list(options.points),
                 "compress": options.compress,
@@ -217,7 +224,7 @@ class Bench:
         ]
         plan = harness.make_plan(
             options.device,
-            options.runs,
+            options.runs_for("encoder"),
             options.warmup,
             options.points,
             options.compress,
@@ -267,6 +274,7 @@ class Bench:
             "file": None,
             "gmacs": gmacs,
             "compute_floor_ms": (gmacs * 2 / peak_gflops * 1e3) if peak_gflops else None,
+            "runs": self.options.runs_for(part),
             "memory_limit_mb": (
                 round(self.options.memory_limit / 1024**2) if self.options.memory_limit else None
             ),
@@ -295,7 +303,7 @@ class Bench:
             "path": str(paths[part]),
             "part": part,
             "points": row["tokens"] or 1,
-            "runs": options.runs,
+            "runs": options.runs_for(part),
             "warmup": options.warmup,
             **self.backend.worker_job(unit),
         }

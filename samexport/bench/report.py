@@ -87,10 +87,17 @@ def _part_label(row: Dict) -> str:
     return f"decoder, {row['points']} pt" + ("s" if row["points"] != 1 else "")
 
 
+def runs_text(runs) -> str:
+    """Timed runs as recorded: one number, or one per part (`{"encoder": 5, "decoder": 20}`)."""
+    if isinstance(runs, dict):
+        return " / ".join(f"{n} ({part})" for part, n in runs.items())
+    return str(runs)
+
+
 def to_markdown(result: Dict) -> str:
     lines = [
         f"Device: {result['device']['label']} ({result['machine']['description']}); "
-        f"{result['options']['target']}, runs {result['options']['runs']}",
+        f"{result['options']['target']}, runs {runs_text(result['options']['runs'])}",
         "",
         "| model | part | precision | status | median ms | p90 ms | min ms | load ms | first ms | peak MB "
         "| GMACs | floor ms |",

@@ -48,9 +48,11 @@ public struct BenchJob: Codable, Equatable, Sendable {
     public let precision: String
     public let gmacs: Double
     public let computeUnit: String
+    /// Timed runs for this part (samexport asks more of millisecond-scale decoders); nil: the plan's.
+    public let runs: Int?
 
     enum CodingKeys: String, CodingKey {
-        case id, file, model, title, style, part, points, tokens, precision, gmacs
+        case id, file, model, title, style, part, points, tokens, precision, gmacs, runs
         case computeUnit = "compute_unit"
     }
 

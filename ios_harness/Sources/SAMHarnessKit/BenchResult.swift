@@ -136,6 +136,13 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var peakRssMB: Double?
     public var availableMemoryMB: Double?
     public var error: String?
+    /// Conditions of the measurement: thermal state and Low Power Mode when the part started and ended,
+    /// and how long the runner waited for the device to cool to nominal/fair before starting.
+    public var thermalStateStart: String?
+    public var thermalStateEnd: String?
+    public var lowPowerModeStart: Bool?
+    public var lowPowerModeEnd: Bool?
+    public var cooldownWaitMs: Double?
 
     enum CodingKeys: String, CodingKey {
         case model, title, style, part, points, tokens, precision, file, gmacs, status, stats, error
@@ -151,6 +158,11 @@ public struct BenchRow: Codable, Equatable, Sendable {
         case firstMs = "first_ms"
         case peakRssMB = "peak_rss_mb"
         case availableMemoryMB = "available_memory_mb"
+        case thermalStateStart = "thermal_state_start"
+        case thermalStateEnd = "thermal_state_end"
+        case lowPowerModeStart = "low_power_mode_start"
+        case lowPowerModeEnd = "low_power_mode_end"
+        case cooldownWaitMs = "cooldown_wait_ms"
     }
 
     /// A row for `job` with nothing measured yet.

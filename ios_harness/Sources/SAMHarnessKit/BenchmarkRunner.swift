@@ -66,6 +66,12 @@ public final class BenchmarkRunner {
         let plan = try BenchPlan.load(from: locations.plan)
         metricKit.start()
         defer { metricKit.stop() }
+        #if os(macOS)
+        // No App Nap or idle sleep while measuring: a napping app's timings mean nothing.
+        let activity = ProcessInfo.processInfo.beginActivity(
+            options: [.userInitiated, .idleSystemSleepDisabled, .latencyCritical], reason: "samexport benchmark")
+        defer { ProcessInfo.processInfo.endActivity(activity) }
+        #endif
         var result = try resultFile.load().flatMap { $0.harness.planID == plan.planID ? $0 : nil }
             ?? BenchResult(plan: plan, machine: machine, deviceLabel: deviceLabel,
                            appVersion: DeviceInfo.appVersion(), createdUTC: DeviceInfo.now())
@@ -119,6 +125,9 @@ public final class BenchmarkRunner {
             guard FileManager.default.fileExists(atPath: package.path) else {
                 throw HarnessError.missingModel("\(job.file) is not in the app's Models folder")
             }
+            row.cooldownWaitMs = await Self.waitForCoolDevice()
+            row.thermalStateStart = DeviceInfo.thermalState(ProcessInfo.processInfo.thermalState)
+            row.lowPowerModeStart = ProcessInfo.processInfo.isLowPowerModeEnabled
             row.availableMemoryMB = MemoryProbe.megabytes(MemoryProbe.availableBytes())
             sampler.onRefresh = { [weak self] footprint in self?.refreshCrumb(footprintBytes: footprint) }
             sampler.start()
@@ -146,8 +155,10 @@ public final class BenchmarkRunner {
             let nonFinite = ModelInputs.nonFinite(in: outputs)
 
             try mark(job, of: plan, stage: "warm-up and timed predictions")
-            row.warmupMs = try (0..<plan.warmup).map { _ in try timed { _ = try model.prediction(from: inputs) } }
-            let samples = try (0..<plan.runs).map { _ in try timed { _ = try model.prediction(from: inputs) } }
+            row.warmupMs = try warmUp(minimumRuns: Swift.max(plan.warmup, Self.warmupMinimumRuns)) {
+                _ = try model.prediction(from: inputs)
+            }
+            let samples = try (0..<(job.runs ?? plan.runs)).map { _ in try timed { _ = try model.prediction(from: inputs) } }
             row.samplesMs = samples
             row.stats = LatencyStats(samplesMs: samples)
             if nonFinite > 0 {
@@ -158,6 +169,8 @@ public final class BenchmarkRunner {
             row.status = .error
             row.error = error.localizedDescription
         }
+        row.thermalStateEnd = DeviceInfo.thermalState(ProcessInfo.processInfo.thermalState)
+        row.lowPowerModeEnd = ProcessInfo.processInfo.isLowPowerModeEnabled
         row.peakRssMB = MemoryProbe.megabytes(sampler.stop())
         return row
     }
@@ -196,10 +209,37 @@ public final class BenchmarkRunner {
         return url
     }
 
+    /// One prediction's duration; its autoreleased buffers are freed before the next one starts.
     private func timed(_ body: () throws -> Void) throws -> Double {
+        try autoreleasepool {
+            let start = DispatchTime.now()
+            try body()
+            return Self.milliseconds(since: start)
+        }
+    }
+
+    /// Core ML's latency settles over its first 15-20 predictions: warm up by a budget, at least
+    /// `minimumRuns` predictions and at least `warmupMinimumSeconds`, whichever takes longer.
+    static let warmupMinimumRuns = 10
+    static let warmupMinimumSeconds = 1.0
+
+    private func warmUp(minimumRuns: Int, _ body: () throws -> Void) throws -> [Double] {
+        var durations: [Double] = []
         let start = DispatchTime.now()
-        try body()
-        return Self.milliseconds(since: start)
+        while durations.count < minimumRuns || Self.milliseconds(since: start) < Self.warmupMinimumSeconds * 1000 {
+            durations.append(try timed(body))
+        }
+        return durations
+    }
+
+    /// Waits, at most `cap` seconds, for the thermal state to be nominal or fair; the time waited in ms.
+    static func waitForCoolDevice(cap: Double = 120) async -> Double {
+        let start = DispatchTime.now()
+        while ProcessInfo.processInfo.thermalState.rawValue > ProcessInfo.ThermalState.fair.rawValue,
+              milliseconds(since: start) < cap * 1000 {
+            try? await Task.sleep(nanoseconds: 2_000_000_000)
+        }
+        return milliseconds(since: start)
     }
 
     static func milliseconds(since start: DispatchTime) -> Double {
