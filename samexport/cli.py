@@ -238,6 +238,11 @@ def validate_command(paths, checkpoint, method, json_path) -> None:
 @click.option(
     "--harness-timeout", default=3600, show_default=True, help="Seconds to wait for the harness app."
 )
+@click.option(
+    "--one-job-per-launch",
+    is_flag=True,
+    help="ios_harness: a fresh app process per part (no caches or leftovers; exact per-part footprint peak).",
+)
 def bench_command(
     device,
     encoders,
@@ -260,6 +265,7 @@ def bench_command(
     team,
     prepare_only,
     harness_timeout,
+    one_job_per_launch,
 ) -> None:
     """Encoder and decoder latency and memory on a device, with out-of-memory verdicts."""
     from .bench import device_profiles, report
@@ -307,6 +313,7 @@ def bench_command(
         team=team,
         prepare_only=prepare_only,
         harness_timeout_s=float(harness_timeout),
+        one_job_per_launch=one_job_per_launch,
     )
     result = Bench(options).run()
     if result is None:  # --prepare-only

@@ -542,3 +542,37 @@ def test_statistics_settle_before_they_count(tmp_path):
         assert needle in runner, needle
     result = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchResult.swift").read_text()
     assert 'case thermalStateStart = "thermal_state_start"' in result
+
+
+def test_memory_means_one_thing(capsys):
+    """Issue 13 item 14: per-stage footprint peaks, the kernel's exact high-water mark, the limit as
+    footprint + available at the job's start, a one-job-per-launch mode, and columns named for what
+    they hold."""
+    from samexport.bench import report
+    from samexport.bench.orchestrate import BenchOptions
+
+    swift = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchResult.swift").read_text()
+    for key in (
+        "footprint_baseline_mb",
+        "footprint_peak_compile_mb",
+        "footprint_peak_load_mb",
+        "footprint_peak_predict_mb",
+        "footprint_lifetime_peak_mb",
+        "footprint_limit_mb",
+    ):
+        assert f'= "{key}"' in swift, key
+    probe = (ROOT / "ios_harness/Sources/SAMHarnessKit/MemoryProbe.swift").read_text()
+    assert "ledger_phys_footprint_peak" in probe and "func stagePeak()" in probe
+    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
+    assert (
+        "row.footprintLimitMB = footprint + available" in runner and "plan.oneJobPerLaunch == true" in runner
+    )
+    plan = harness.make_plan("iphone", 5, 1, [1], "none", sample_plan()["jobs"], one_job_per_launch=True)
+    assert plan["one_job_per_launch"] and harness.max_launches_for(plan) == 2 * len(plan["jobs"]) + 1
+    assert harness.max_launches_for({**plan, "one_job_per_launch": False}) == len(plan["jobs"]) + 1
+    assert "one_job_per_launch" in swift_keys("BenchPlan.swift")
+    with pytest.raises(SamExportError, match="--one-job-per-launch is for the ios_harness app"):
+        BenchOptions(device="cpu", one_job_per_launch=True)
+    harness_result = {"options": {"memory_metric": "phys_footprint (the figure jetsam compares), MB"}}
+    assert report.memory_label(harness_result) == "peak phys_footprint MB"
+    assert report.memory_label({"options": {}}) == "peak RSS MB"

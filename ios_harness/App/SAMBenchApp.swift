@@ -39,6 +39,9 @@ final class BenchmarkModel: ObservableObject {
                 let result = try await runner.run { line in
                     Task { @MainActor [weak self] in self?.lines.append(line) }
                 }
+                if !result.harness.finished {
+                    exit(0)  // one job per launch: the driver relaunches the app for the next job
+                }
                 await self?.show(state: "finished: \(result.rows.count) results in \(runner.resultFile.url.lastPathComponent)")
                 if CommandLine.arguments.contains("--exit-when-done") {
                     exit(0)

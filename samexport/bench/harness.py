@@ -72,7 +72,15 @@ def plan_jobs(rows: List[Dict], files: Dict[str, Dict[str, str]]) -> List[Dict]:
     return jobs
 
 
-def make_plan(device_kind: str, runs: int, warmup: int, points, compress: str, jobs: List[Dict]) -> Dict:
+def make_plan(
+    device_kind: str,
+    runs: int,
+    warmup: int,
+    points,
+    compress: str,
+    jobs: List[Dict],
+    one_job_per_launch: bool = False,
+) -> Dict:
     from ..version import __version__
 
     return {
@@ -85,6 +93,7 @@ def make_plan(device_kind: str, runs: int, warmup: int, points, compress: str, j
         "compress": compress,
         "samexport_version": __version__,
         "jobs": jobs,
+        "one_job_per_launch": one_job_per_launch,
     }
 
 
@@ -419,6 +428,12 @@ def new_jetsam_kills(device: str, seen: set, folder: Path, run: Runner, pull: bo
     return kills
 
 
+def max_launches_for(plan: Dict) -> int:
+    """Launches before the driver gives up: one per kill, plus one per job with one job per launch."""
+    jobs = len(plan["jobs"])
+    return (2 * jobs if plan.get("one_job_per_launch") else jobs) + 1
+
+
 def run_on_iphone(
     spec: Build,
     plan: Dict,
@@ -435,7 +450,7 @@ def run_on_iphone(
     )
     from .jetsam import attach_evidence
 
-    launches, max_launches = 0, len(plan["jobs"]) + 1
+    launches, max_launches = 0, max_launches_for(plan)
     deadline = time.monotonic() + timeout_s
     kills: List[Optional[Dict]] = []  # per relaunch after a kill: the JetsamEvent naming SAMBench, or None
     with tempfile.TemporaryDirectory() as tmp:
@@ -450,7 +465,8 @@ def run_on_iphone(
                     )
                 if launches:
                     found = new_jetsam_kills(device, seen, Path(tmp), run)
-                    kills.append(found[-1] if found else None)
+                    if found or not plan.get("one_job_per_launch"):  # there, exits are planned
+                        kills.append(found[-1] if found else None)
                     say(
                         "SAMBench is not running (killed?); relaunching to record it and continue"
                         + (f" ({found[-1]['reason']} in {found[-1]['file']})" if found else "")
@@ -499,7 +515,7 @@ def run_on_mac(
     run = run or (lambda command: run_command(command, timeout=timeout_s))
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp)
-        for _ in range(len(plan["jobs"]) + 1):
+        for _ in range(max_launches_for(plan)):
             try:
                 proc = run(mac_app_command(spec.app, output))
             except subprocess.TimeoutExpired:

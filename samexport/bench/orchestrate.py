@@ -45,6 +45,7 @@ class BenchOptions:
     team: Optional[str] = None
     prepare_only: bool = False
     harness_timeout_s: float = 3600.0
+    one_job_per_launch: bool = False
 
     def runs_for(self, part: str) -> int:
         return self.runs if self.runs is not None else DEFAULT_RUNS[part]
@@ -83,6 +84,11 @@ class BenchOptions:
             raise UsageError(
                 "--prepare-only stages packages for ios_harness: use it with --device iphone or "
                 "--device m1 --via-harness"
+            )
+        if self.one_job_per_launch and not backend.in_harness:
+            raise UsageError(
+                "--one-job-per-launch is for the ios_harness app (--device iphone, --device m1 "
+                "--via-harness); on this machine every part already runs in its own process"
             )
         if backend.in_harness and self.memory_limit is not None:
             raise UsageError(
@@ -229,6 +235,7 @@ class Bench:
             options.points,
             options.compress,
             harness.plan_jobs(rows, files),
+            one_job_per_launch=options.one_job_per_launch,
         )
         models = harness.prepare(root, plan, packages)
         self.say(

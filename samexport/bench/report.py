@@ -87,6 +87,13 @@ def _part_label(row: Dict) -> str:
     return f"decoder, {row['points']} pt" + ("s" if row["points"] != 1 else "")
 
 
+def memory_label(result: Dict) -> str:
+    """What the peak-memory column holds: the harness measures phys_footprint (what jetsam compares with
+    the app's limit), the host bench a child process's resident set."""
+    metric = str(result.get("options", {}).get("memory_metric", ""))
+    return "peak phys_footprint MB" if metric.startswith("phys_footprint") else "peak RSS MB"
+
+
 def runs_text(runs) -> str:
     """Timed runs as recorded: one number, or one per part (`{"encoder": 5, "decoder": 20}`)."""
     if isinstance(runs, dict):
@@ -99,8 +106,8 @@ def to_markdown(result: Dict) -> str:
         f"Device: {result['device']['label']} ({result['machine']['description']}); "
         f"{result['options']['target']}, runs {runs_text(result['options']['runs'])}",
         "",
-        "| model | part | precision | status | median ms | p90 ms | min ms | load ms | first ms | peak MB "
-        "| GMACs | floor ms |",
+        "| model | part | precision | status | median ms | p90 ms | min ms | load ms | first ms "
+        f"| {memory_label(result)} | GMACs | floor ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
@@ -165,7 +172,7 @@ def print_table(result: Dict) -> None:
         "median ms",
         "p90 ms",
         "load ms",
-        "peak MB",
+        memory_label(result),
         "floor ms",
     ):
         table.add_column(column, justify="left" if column in ("model", "part", "status") else "right")

@@ -15,9 +15,14 @@ public struct BenchPlan: Codable, Equatable, Sendable {
     public let compress: String
     public let samexportVersion: String
     public let jobs: [BenchJob]
+    /// Run one job, save its row and exit; the driver relaunches the app for the next. Every job then
+    /// starts in a fresh process (no caches or leftovers of the previous model), and the kernel's
+    /// lifetime footprint peak is that job's alone.
+    public let oneJobPerLaunch: Bool?
 
     enum CodingKeys: String, CodingKey {
         case schema, runs, warmup, points, compress, jobs
+        case oneJobPerLaunch = "one_job_per_launch"
         case planID = "plan_id"
         case deviceKind = "device_kind"
         case samexportVersion = "samexport_version"

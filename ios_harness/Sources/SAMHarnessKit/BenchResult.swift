@@ -143,6 +143,15 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var lowPowerModeStart: Bool?
     public var lowPowerModeEnd: Bool?
     public var cooldownWaitMs: Double?
+    /// phys_footprint (what jetsam compares with the limit), MB: at the job's start, the sampled peak of
+    /// each stage, the kernel's exact lifetime high-water mark, and the limit as footprint + available
+    /// memory at the job's start (iOS).
+    public var footprintBaselineMB: Double?
+    public var footprintPeakCompileMB: Double?
+    public var footprintPeakLoadMB: Double?
+    public var footprintPeakPredictMB: Double?
+    public var footprintLifetimePeakMB: Double?
+    public var footprintLimitMB: Double?
 
     enum CodingKeys: String, CodingKey {
         case model, title, style, part, points, tokens, precision, file, gmacs, status, stats, error
@@ -163,6 +172,12 @@ public struct BenchRow: Codable, Equatable, Sendable {
         case lowPowerModeStart = "low_power_mode_start"
         case lowPowerModeEnd = "low_power_mode_end"
         case cooldownWaitMs = "cooldown_wait_ms"
+        case footprintBaselineMB = "footprint_baseline_mb"
+        case footprintPeakCompileMB = "footprint_peak_compile_mb"
+        case footprintPeakLoadMB = "footprint_peak_load_mb"
+        case footprintPeakPredictMB = "footprint_peak_predict_mb"
+        case footprintLifetimePeakMB = "footprint_lifetime_peak_mb"
+        case footprintLimitMB = "footprint_limit_mb"
     }
 
     /// A row for `job` with nothing measured yet.

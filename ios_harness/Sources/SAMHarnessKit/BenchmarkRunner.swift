@@ -91,6 +91,10 @@ public final class BenchmarkRunner {
             let row = await measure(job, plan: plan)
             result.rows.append(row)
             try resultFile.save(result)
+            if plan.oneJobPerLaunch == true && !result.pendingJobs(of: plan).isEmpty {
+                progress("one job per launch: exiting; the driver relaunches for the next job")
+                return result
+            }
             progress("\(job.summary): \(row.stats.map { String(format: "%.1f ms", $0.medianMs) } ?? row.status.rawValue.uppercased())")
         }
         result.harness.finished = true
@@ -129,6 +133,10 @@ public final class BenchmarkRunner {
             row.thermalStateStart = DeviceInfo.thermalState(ProcessInfo.processInfo.thermalState)
             row.lowPowerModeStart = ProcessInfo.processInfo.isLowPowerModeEnabled
             row.availableMemoryMB = MemoryProbe.megabytes(MemoryProbe.availableBytes())
+            row.footprintBaselineMB = MemoryProbe.megabytes(MemoryProbe.footprintBytes())
+            if let footprint = row.footprintBaselineMB, let available = row.availableMemoryMB {
+                row.footprintLimitMB = footprint + available
+            }
             sampler.onRefresh = { [weak self] footprint in self?.refreshCrumb(footprintBytes: footprint) }
             sampler.start()
 
@@ -136,6 +144,7 @@ public final class BenchmarkRunner {
             var start = DispatchTime.now()
             compiled = try await MLModel.compileModel(at: package)
             row.compileMs = Self.milliseconds(since: start)
+            row.footprintPeakCompileMB = MemoryProbe.megabytes(sampler.stagePeak())
 
             try mark(job, of: plan, stage: "load")
             start = DispatchTime.now()
@@ -146,6 +155,7 @@ public final class BenchmarkRunner {
             start = DispatchTime.now()
             let model = try await MLModel.load(contentsOf: try unwrap(compiled), configuration: configuration)
             row.loadWarmMs = Self.milliseconds(since: start)
+            row.footprintPeakLoadMB = MemoryProbe.megabytes(sampler.stagePeak())
             let inputs = try ModelInputs.benchmark(for: model.modelDescription, tokens: job.tokens)
 
             try mark(job, of: plan, stage: "first prediction")
@@ -160,6 +170,7 @@ public final class BenchmarkRunner {
             }
             let samples = try (0..<(job.runs ?? plan.runs)).map { _ in try timed { _ = try model.prediction(from: inputs) } }
             row.samplesMs = samples
+            row.footprintPeakPredictMB = MemoryProbe.megabytes(sampler.stagePeak())
             row.stats = LatencyStats(samplesMs: samples)
             if nonFinite > 0 {
                 row.status = .nan
@@ -172,6 +183,7 @@ public final class BenchmarkRunner {
         row.thermalStateEnd = DeviceInfo.thermalState(ProcessInfo.processInfo.thermalState)
         row.lowPowerModeEnd = ProcessInfo.processInfo.isLowPowerModeEnabled
         row.peakRssMB = MemoryProbe.megabytes(sampler.stop())
+        row.footprintLifetimePeakMB = MemoryProbe.megabytes(MemoryProbe.footprintPeakBytes())
         return row
     }
 

@@ -8,6 +8,16 @@ import os
 public enum MemoryProbe {
     /// This process's `phys_footprint` (what Xcode's memory gauge and jetsam use), bytes.
     public static func footprintBytes() -> UInt64? {
+        vmInfo()?.phys_footprint
+    }
+
+    /// The exact `phys_footprint` high-water mark of this process's lifetime (the kernel's ledger, not a
+    /// sample): with one job per launch it is that job's peak.
+    public static func footprintPeakBytes() -> UInt64? {
+        vmInfo()?.ledger_phys_footprint_peak
+    }
+
+    private static func vmInfo() -> task_vm_info_data_t? {
         var info = task_vm_info_data_t()
         var count = mach_msg_type_number_t(MemoryLayout<task_vm_info_data_t>.size / MemoryLayout<integer_t>.size)
         let status = withUnsafeMutablePointer(to: &info) { pointer in
@@ -15,7 +25,7 @@ public enum MemoryProbe {
                 task_info(mach_task_self_, task_flavor_t(TASK_VM_INFO), $0, &count)
             }
         }
-        return status == KERN_SUCCESS ? info.phys_footprint : nil
+        return status == KERN_SUCCESS ? info : nil
     }
 
     /// How much more this app may allocate before iOS ends it (`os_proc_available_memory`); nil on macOS.
@@ -39,6 +49,7 @@ public final class FootprintSampler {
     private let lock = NSLock()
     private var timer: DispatchSourceTimer?
     private var peak: UInt64 = 0
+    private var stagePeakBytes: UInt64 = 0
     private var lastRefresh = DispatchTime(uptimeNanoseconds: 0)
     /// Called on the sampling queue about every `refreshInterval` with the current footprint (bytes):
     /// the runner rewrites its breadcrumb with it, so a killed part shows the footprint near the limit.
@@ -50,12 +61,23 @@ public final class FootprintSampler {
     public func start(interval: DispatchTimeInterval = .milliseconds(5)) {
         lock.lock()
         peak = MemoryProbe.footprintBytes() ?? 0
+        stagePeakBytes = peak
         lock.unlock()
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now(), repeating: interval)
         timer.setEventHandler { [weak self] in self?.sample() }
         self.timer = timer
         timer.resume()
+    }
+
+    /// The peak since the last call (or since start), and a new stage from now: per-stage peaks.
+    public func stagePeak() -> UInt64 {
+        sample()
+        lock.lock()
+        defer { lock.unlock() }
+        let stage = stagePeakBytes
+        stagePeakBytes = MemoryProbe.footprintBytes() ?? 0
+        return stage
     }
 
     /// Stops sampling; the peak in bytes.
@@ -72,6 +94,7 @@ public final class FootprintSampler {
         guard let now = MemoryProbe.footprintBytes() else { return }
         lock.lock()
         peak = Swift.max(peak, now)
+        stagePeakBytes = Swift.max(stagePeakBytes, now)
         let due = DispatchTime.now() >= lastRefresh + refreshInterval
         if due { lastRefresh = DispatchTime.now() }
         let refresh = onRefresh
