@@ -1,7 +1,9 @@
 // swift-tools-version:5.9
 // The testable core of the harness: statistics, the result file, the SAM input contract, mask
-// post-processing and out-of-memory breadcrumbs. `swift test` runs its unit tests on any Mac; the
-// apps and the device benchmark (project.yml) link it.
+// post-processing and out-of-memory breadcrumbs. `swift build && swift test` run on any Swift
+// toolchain, Linux included: the files that need Core ML, Core Video or Darwin (the runner, model
+// inputs, the image canvas, memory probes, device info) compile on Apple platforms only. The apps and
+// the device benchmark (project.yml) link it.
 import PackageDescription
 
 let package = Package(

@@ -1,3 +1,5 @@
+// Apple platforms only: `swift build` on Linux compiles the platform-neutral rest of SAMHarnessKit.
+#if canImport(CoreML)
 import CoreML
 import Foundation
 
@@ -258,3 +260,4 @@ public final class BenchmarkRunner {
         Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
     }
 }
+#endif

@@ -1,3 +1,5 @@
+// Apple platforms only: `swift build` on Linux compiles the platform-neutral rest of SAMHarnessKit.
+#if canImport(Darwin)
 import Foundation
 
 /// What the result file says about the machine it was measured on.
@@ -66,3 +68,4 @@ public enum DeviceInfo {
         return String(cString: bytes)
     }
 }
+#endif

@@ -1,3 +1,5 @@
+// Apple platforms only: `swift build` on Linux compiles the platform-neutral rest of SAMHarnessKit.
+#if canImport(CoreVideo) && canImport(CoreGraphics)
 import CoreGraphics
 import CoreVideo
 import Foundation
@@ -93,3 +95,4 @@ public struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+#endif

@@ -1,4 +1,6 @@
-import CoreGraphics
+#if canImport(CoreGraphics)
+import CoreGraphics  // elsewhere Foundation defines CGPoint, CGRect, CGFloat
+#endif
 import Foundation
 
 /// The input contract a samexport package states in its metadata (`com.samexport.contract`, and

@@ -1,3 +1,5 @@
+// Apple platforms only: `swift build` on Linux compiles the platform-neutral rest of SAMHarnessKit.
+#if canImport(Darwin)
 import Darwin
 import Foundation
 #if os(iOS)
@@ -102,3 +104,4 @@ public final class FootprintSampler {
         if due { refresh?(now) }
     }
 }
+#endif

@@ -1,3 +1,5 @@
+// Apple platforms only: `swift build` on Linux compiles the platform-neutral rest of SAMHarnessKit.
+#if canImport(CoreML)
 import CoreML
 import CoreVideo
 import Foundation
@@ -130,3 +132,4 @@ public enum ModelInputs {
         (0..<array.count).map { array[$0].floatValue }
     }
 }
+#endif

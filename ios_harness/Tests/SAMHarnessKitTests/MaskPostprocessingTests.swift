@@ -1,4 +1,6 @@
-import CoreGraphics
+#if canImport(CoreGraphics)
+import CoreGraphics  // elsewhere Foundation defines CGPoint, CGRect, CGFloat
+#endif
 import XCTest
 @testable import SAMHarnessKit
 
