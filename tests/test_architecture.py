@@ -24,6 +24,7 @@ LAYERS = [
         "samexport.platforms",
         "samexport.provenance",
         "samexport.coreml_package",
+        "samexport.coreml_placement",
     },
     {"samexport.mileval", "samexport.modeling", "samexport.transforms"},
     {"samexport.families"},

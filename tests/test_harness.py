@@ -576,3 +576,31 @@ def test_memory_means_one_thing(capsys):
     harness_result = {"options": {"memory_metric": "phys_footprint (the figure jetsam compares), MB"}}
     assert report.memory_label(harness_result) == "peak phys_footprint MB"
     assert report.memory_label({"options": {}}) == "peak RSS MB"
+
+
+def test_neural_engine_placement_per_row():
+    """Issue 13 item 10: the compute plan summarized per row (share of estimated cost per device, the
+    costliest ops off the Neural Engine), in the tables and the paper table's footnotes; the Swift
+    summary writes the same keys."""
+    from samexport.bench import report
+    from samexport.coreml_placement import summarize
+
+    placement = summarize(
+        [("conv", "ane", 0.6), ("layer_norm", "gpu", 0.1), ("softmax", "cpu", 0.3), ("reshape", None, None)]
+    )
+    assert placement["cost_share_percent"] == {"ane": 60.0, "gpu": 10.0, "cpu": 30.0, "unknown": 0.0}
+    assert placement["ops"] == {"ane": 1, "gpu": 1, "cpu": 1, "unknown": 1}
+    assert [o["op"] for o in placement["off_ane"]] == ["softmax", "layer_norm", "reshape"]
+    swift = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchResult.swift").read_text()
+    for key in ("cost_share_percent", "off_ane"):
+        assert f'= "{key}"' in swift
+    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
+    assert "MLComputePlan.load(contentsOf:" in runner and "@available(iOS 17.4, macOS 14.4, *)" in runner
+    plan = sample_plan()
+    ok, oom = measured_rows(plan)
+    result = app_result(plan, [{**ok, "placement": placement}, oom], finished=True)
+    result["device"]["label"] = "iPhone 15 Pro"
+    assert "| on ANE, % of cost |" in report.to_markdown(result) and "| 60 |" in report.to_markdown(result)
+    assert "iPhone 15 Pro: on the Neural Engine (share of Core ML's estimated cost" in report.paper_table(
+        [result]
+    )

@@ -63,8 +63,9 @@ def run_part(job: Dict, limit_bytes: Optional[int] = None, timeout_s: float = 36
             "load_warm_ms": raw["load_warm_ms"],
             "inputs": raw["inputs"],
         }
-        if "compile_ms" in raw:  # Core ML: the compile before the uncached first load
-            result["compile_ms"] = raw["compile_ms"]
+        for key in ("compile_ms", "placement"):  # Core ML: the compile, and where the ops run
+            if key in raw:
+                result[key] = raw[key]
         if raw["non_finite"]:
             result["error"] = f"{raw['non_finite']} NaN/Inf output values"
         return result

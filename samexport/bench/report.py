@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
+from ..coreml_placement import ane_share
 from ..families.registry import get_family
 
 SCHEMA = "samexport.bench/1"
@@ -54,6 +55,12 @@ FLOOR_ABOVE_NOTE = (
     "* the compute floor is above the measured median: the GEMM peak it is derived from was "
     "measured while other work ran on this machine, so it understates the machine"
 )
+
+
+def _ane(row: Dict) -> str:
+    """The share of the estimated cost Core ML places on the Neural Engine (rows with a compute plan)."""
+    share = ane_share(row.get("placement"))
+    return f"{share:.0f}" if share is not None else ""
 
 
 def floor_above_median(row: Dict) -> bool:
@@ -107,8 +114,8 @@ def to_markdown(result: Dict) -> str:
         f"{result['options']['target']}, runs {runs_text(result['options']['runs'])}",
         "",
         "| model | part | precision | status | median ms | p90 ms | min ms | load ms | first ms "
-        f"| {memory_label(result)} | GMACs | floor ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {memory_label(result)} | GMACs | floor ms | on ANE, % of cost |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         s = row.get("stats") or {}
@@ -118,7 +125,7 @@ def to_markdown(result: Dict) -> str:
             f"| {row['title']} | {_part_label(row)} | {row['precision']} | {row['status']} | "
             f"{stat['median_ms']} | {stat['p90_ms']} | {stat['min_ms']} | "
             f"{ms['load_ms']} | {ms['first_ms']} | "
-            f"{row.get('peak_rss_mb') or ''} | {row['gmacs']:.1f} | {_floor(row)} |"
+            f"{row.get('peak_rss_mb') or ''} | {row['gmacs']:.1f} | {_floor(row)} | {_ane(row)} |"
         )
     if any(floor_above_median(row) for row in result["rows"]):
         lines += ["", FLOOR_ABOVE_NOTE]
@@ -151,12 +158,30 @@ def paper_table(results: List[Dict], markdown: bool = True) -> str:
     if markdown:
         out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(r) + " |" for r in body]
-        return "\n".join(out) + "\n"
+        notes = placement_notes(results)
+        return "\n".join(out + ([""] + notes if notes else [])) + "\n"
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(body)
     return buffer.getvalue()
+
+
+def placement_notes(results: List[Dict]) -> List[str]:
+    """Paper-table footnotes: per platform, the Neural Engine's share of each part's estimated cost."""
+    notes = []
+    for result in results:
+        shares = []
+        for row in result["rows"]:
+            share = ane_share(row.get("placement"))
+            if share is not None and (row["part"] == "encoder" or row.get("points") == 1):
+                shares.append(f"{row['title']} {row['part']} {share:.0f}%")
+        if shares:
+            notes.append(
+                f"- {result['device']['label']}: on the Neural Engine (share of Core ML's estimated "
+                f"cost, MLComputePlan): {', '.join(shares)}"
+            )
+    return notes
 
 
 def print_table(result: Dict) -> None:
@@ -174,6 +199,7 @@ def print_table(result: Dict) -> None:
         "load ms",
         memory_label(result),
         "floor ms",
+        "on ANE %",
     ):
         table.add_column(column, justify="left" if column in ("model", "part", "status") else "right")
     for row in result["rows"]:
@@ -188,6 +214,7 @@ def print_table(result: Dict) -> None:
             f"{row['load_ms']:.0f}" if row.get("load_ms") else "",
             str(row.get("peak_rss_mb") or ""),
             _floor(row),
+            _ane(row),
         )
     Console(width=140).print(table)
     if any(floor_above_median(row) for row in result["rows"]):

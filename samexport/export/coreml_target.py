@@ -12,6 +12,7 @@ import torch
 from ..coreml_package import CoreMLPackage
 from ..errors import SamExportError
 from ..families import EncoderForExport
+from ..platforms import is_apple_silicon
 from ..registry import ModelSpec
 from . import coreml_check, coreml_export
 from .options import COMPRESSIONS
@@ -78,6 +79,10 @@ class CoreMLTarget(ExportTarget):
         with progress.step("Core ML package checks"):
             section = {part: self.structure(job, package, part) for part, package in packages.items()}
             section.update(point_input=POINT_INPUT_NOTE, image_input=options.image_input)
+        if is_apple_silicon():
+            with progress.step("Core ML compute plans (where each op runs)"):
+                for part, package in packages.items():
+                    section[part]["placement"] = placements(package.path)
         return section, self.check(job, packages)
 
     def describe(self, job: ExportJob, encoder, decoder) -> None:
@@ -189,3 +194,21 @@ class CoreMLTarget(ExportTarget):
             decoder = coreml_check.check_decoder(packages["decoder"], cases, method, floor)
         coreml_check.raise_if_failed("decoder", decoder, "; nothing was written")
         return {"encoder": encoder, "decoder": decoder, "passed": True}
+
+
+def placements(package: Path) -> Dict:
+    """Compute unit -> where Core ML places the package's ops (MLComputePlan; macOS 14.4+)."""
+    import tempfile
+
+    from ..coreml_package import coremltools
+    from ..coreml_placement import compute_plan
+
+    with tempfile.TemporaryDirectory() as tmp:
+        compiled = coremltools().utils.compile_model(str(package), destination_path=f"{tmp}/model.mlmodelc")
+        out = {}
+        for units in ("ALL", "CPU_AND_NE"):
+            try:
+                out[units.lower()] = compute_plan(compiled, units)
+            except Exception as e:  # MLComputePlan needs macOS 14.4+: say why there is no placement
+                out[units.lower()] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+        return out

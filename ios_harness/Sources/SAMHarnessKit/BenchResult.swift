@@ -152,6 +152,8 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var footprintPeakPredictMB: Double?
     public var footprintLifetimePeakMB: Double?
     public var footprintLimitMB: Double?
+    /// Where Core ML places the ops for this compute unit (MLComputePlan, iOS 17.4+/macOS 14.4+).
+    public var placement: Placement?
 
     enum CodingKeys: String, CodingKey {
         case model, title, style, part, points, tokens, precision, file, gmacs, status, stats, error
@@ -178,6 +180,7 @@ public struct BenchRow: Codable, Equatable, Sendable {
         case footprintPeakPredictMB = "footprint_peak_predict_mb"
         case footprintLifetimePeakMB = "footprint_lifetime_peak_mb"
         case footprintLimitMB = "footprint_limit_mb"
+        case placement
     }
 
     /// A row for `job` with nothing measured yet.
@@ -216,3 +219,47 @@ public struct ResultFile {
         try encoder.encode(result).write(to: url, options: .atomic)
     }
 }
+
+/// The compute plan summarized as samexport.coreml_placement does: the share of Core ML's estimated cost
+/// on each device (percent), op counts, and the costliest ops not on the Neural Engine.
+public struct Placement: Codable, Equatable, Sendable {
+    public struct OffANE: Codable, Equatable, Sendable {
+        public var op: String
+        public var device: String
+        public var cost: Double
+    }
+
+    public var costSharePercent: [String: Double?]
+    public var ops: [String: Int]
+    public var offANE: [OffANE]
+    public var source = "MLComputePlan: preferred device and estimated cost per op"
+
+    enum CodingKeys: String, CodingKey {
+        case ops, source
+        case costSharePercent = "cost_share_percent"
+        case offANE = "off_ane"
+    }
+
+    public static let devices = ["ane", "gpu", "cpu"]
+    public static let offANEListed = 10
+
+    /// (op type, preferred device "ane"/"gpu"/"cpu" or nil, estimated cost or nil) per op.
+    public init(ops entries: [(op: String, device: String?, cost: Double?)]) {
+        var cost = Dictionary(uniqueKeysWithValues: (Self.devices + ["unknown"]).map { ($0, 0.0) })
+        var count = Dictionary(uniqueKeysWithValues: (Self.devices + ["unknown"]).map { ($0, 0) })
+        var off: [OffANE] = []
+        for entry in entries {
+            let key = entry.device.flatMap { Self.devices.contains($0) ? $0 : nil } ?? "unknown"
+            count[key, default: 0] += 1
+            cost[key, default: 0] += entry.cost ?? 0
+            if key != "ane" {
+                off.append(OffANE(op: entry.op, device: key, cost: ((entry.cost ?? 0) * 100_000).rounded() / 100_000))
+            }
+        }
+        let total = cost.values.reduce(0, +)
+        costSharePercent = cost.mapValues { total > 0 ? ($0 / total * 1000).rounded() / 10 : nil }
+        ops = count
+        offANE = Array(off.sorted { $0.cost > $1.cost }.prefix(Self.offANEListed))
+    }
+}
+

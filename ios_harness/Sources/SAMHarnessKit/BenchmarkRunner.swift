@@ -146,6 +146,9 @@ public final class BenchmarkRunner {
             var start = DispatchTime.now()
             compiled = try await MLModel.compileModel(at: package)
             row.compileMs = Self.milliseconds(since: start)
+            if #available(iOS 17.4, macOS 14.4, *) {
+                row.placement = try? await Self.placement(of: try unwrap(compiled), configuration: configuration)
+            }
             row.footprintPeakCompileMB = MemoryProbe.megabytes(sampler.stagePeak())
 
             try mark(job, of: plan, stage: "load")
@@ -221,6 +224,26 @@ public final class BenchmarkRunner {
     private func unwrap(_ url: URL?) throws -> URL {
         guard let url else { throw HarnessError.missingModel("the package did not compile") }
         return url
+    }
+
+    /// Where Core ML places each op of the compiled model for this configuration's compute units.
+    @available(iOS 17.4, macOS 14.4, *)
+    static func placement(of compiled: URL, configuration: MLModelConfiguration) async throws -> Placement? {
+        let plan = try await MLComputePlan.load(contentsOf: compiled, configuration: configuration)
+        guard case let .program(program) = plan.modelStructure, let main = program.functions["main"] else { return nil }
+        let entries: [(op: String, device: String?, cost: Double?)] = main.block.operations
+            .filter { $0.operatorName != "const" }
+            .map { operation in
+                let device: String?
+                switch plan.deviceUsage(for: operation)?.preferred {
+                case .neuralEngine?: device = "ane"
+                case .gpu?: device = "gpu"
+                case .cpu?: device = "cpu"
+                default: device = nil
+                }
+                return (op: operation.operatorName, device: device, cost: plan.estimatedCost(of: operation)?.weight)
+            }
+        return Placement(ops: entries)
     }
 
     /// One prediction's duration; its autoreleased buffers are freed before the next one starts.
