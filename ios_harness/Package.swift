@@ -14,6 +14,8 @@ let package = Package(
     ],
     targets: [
         .target(name: "SAMHarnessKit"),
-        .testTarget(name: "SAMHarnessKitTests", dependencies: ["SAMHarnessKit"]),
+        // Tests/Fixtures: golden files written by Python (tests/harness_golden.py), read by GoldenFixtureTests.
+        .testTarget(name: "SAMHarnessKitTests", dependencies: ["SAMHarnessKit"], path: "Tests",
+                    sources: ["SAMHarnessKitTests"], resources: [.copy("Fixtures")]),
     ]
 )

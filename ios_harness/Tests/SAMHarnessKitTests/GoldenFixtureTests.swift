@@ -1,0 +1,128 @@
+#if canImport(CoreGraphics)
+import CoreGraphics  // elsewhere Foundation defines CGPoint, CGRect, CGFloat
+#endif
+import Foundation
+import XCTest
+@testable import SAMHarnessKit
+
+/// The golden files in Tests/Fixtures, written by Python (tests/harness_golden.py) with samexport's own
+/// code: the Swift side must compute the same values. A pytest fails when Python no longer produces
+/// exactly these files, so neither side can drift alone.
+final class GoldenFixtureTests: XCTestCase {
+    private func fixture(_ name: String, _ ext: String = "json") throws -> Any {
+        let url = try XCTUnwrap(Bundle.module.url(forResource: name, withExtension: ext, subdirectory: "Fixtures"),
+                                "missing fixture \(name).\(ext)")
+        return try JSONSerialization.jsonObject(with: Data(contentsOf: url))
+    }
+
+    private func cases(_ name: String) throws -> [[String: Any]] {
+        let root = try XCTUnwrap(try fixture(name) as? [String: Any])
+        return try XCTUnwrap(root["cases"] as? [[String: Any]])
+    }
+
+    private func style(_ family: Any?) throws -> SAMInputContract.Style {
+        try XCTUnwrap(SAMInputContract.Style(rawValue: try XCTUnwrap(family as? String)))
+    }
+
+    private func doubles(_ value: Any?) throws -> [Double] {
+        try XCTUnwrap(value as? [NSNumber]).map(\.doubleValue)
+    }
+
+    func testContractGeometryMatchesPython() throws {
+        for entry in try cases("contract_geometry") {
+            let geometry = ImageGeometry(style: try style(entry["family"]), width: try XCTUnwrap(entry["width"] as? Int),
+                                         height: try XCTUnwrap(entry["height"] as? Int))
+            let resized = try XCTUnwrap(entry["resized"] as? [Int])
+            XCTAssertEqual([geometry.resizedWidth, geometry.resizedHeight], resized, "\(entry["width"]!)x\(entry["height"]!)")
+            let points = try XCTUnwrap(entry["points"] as? [[NSNumber]])
+            let expected = try XCTUnwrap(entry["model_points"] as? [[NSNumber]])
+            for (point, model) in zip(points, expected) {
+                let mapped = geometry.toModel(CGPoint(x: point[0].doubleValue, y: point[1].doubleValue))
+                XCTAssertEqual(Double(mapped.x), model[0].doubleValue, accuracy: 1e-3)
+                XCTAssertEqual(Double(mapped.y), model[1].doubleValue, accuracy: 1e-3)
+            }
+        }
+    }
+
+    func testPromptTokensMatchPython() throws {
+        for entry in try cases("prompt_tokens") {
+            let family = try style(entry["family"])
+            let contract = SAMInputContract(style: family, padColor: family == .sam ? [123.675, 116.28, 103.53] : nil,
+                                            tokenCounts: try XCTUnwrap(entry["token_counts"] as? [Int]))
+            let clicks = try XCTUnwrap(entry["clicks"] as? [[Any]]).map { click in
+                Click(location: CGPoint(x: (click[0] as! NSNumber).doubleValue, y: (click[1] as! NSNumber).doubleValue),
+                      positive: click[2] as! Bool)
+            }
+            var box: CGRect?
+            if let corners = entry["box"] as? [NSNumber] {
+                box = CGRect(x: corners[0].doubleValue, y: corners[1].doubleValue,
+                             width: corners[2].doubleValue - corners[0].doubleValue,
+                             height: corners[3].doubleValue - corners[1].doubleValue)
+            }
+            let geometry = contract.geometry(width: try XCTUnwrap(entry["width"] as? Int),
+                                             height: try XCTUnwrap(entry["height"] as? Int))
+            let tokens = try contract.tokens(for: Prompt(clicks: clicks, box: box), geometry: geometry)
+            let expected = try XCTUnwrap(entry["tokens"] as? [[NSNumber]])
+            XCTAssertEqual(tokens.count, expected.count, "\(family) \(clicks.count) clicks, box \(box != nil)")
+            for (token, row) in zip(tokens, expected) {
+                XCTAssertEqual(Double(token.x), row[0].doubleValue, accuracy: 1e-3)
+                XCTAssertEqual(Double(token.y), row[1].doubleValue, accuracy: 1e-3)
+                XCTAssertEqual(Double(token.label), row[2].doubleValue)
+            }
+        }
+    }
+
+    func testMaskPostprocessingMatchesPyTorch() throws {
+        var lowRes = [Float]()
+        lowRes.reserveCapacity(256 * 256)
+        for row in 0..<256 {
+            for column in 0..<256 {
+                lowRes.append(Float(sin(0.05 * Double(row)) * cos(0.03 * Double(column)) + 0.001 * Double(row - column)))
+            }
+        }
+        for entry in try cases("mask_postprocessing") {
+            let geometry = ImageGeometry(style: try style(entry["family"]), width: try XCTUnwrap(entry["width"] as? Int),
+                                         height: try XCTUnwrap(entry["height"] as? Int))
+            let logits = MaskPostprocessing.upscale(lowRes, geometry: geometry)
+            let expected = try doubles(entry["logits"])
+            XCTAssertEqual(logits.count, expected.count)
+            let worst = zip(logits, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
+            XCTAssertLessThan(worst, 1e-4, "\(geometry.style)")
+        }
+    }
+
+    func testLatencyStatisticsMatchNumPy() throws {
+        for entry in try cases("latency_stats") {
+            let stats = try XCTUnwrap(LatencyStats(samplesMs: try doubles(entry["samples_ms"])))
+            let expected = try XCTUnwrap(entry["stats"] as? [String: NSNumber])
+            XCTAssertEqual(stats.n, expected["n"]?.intValue)
+            XCTAssertEqual(stats.medianMs, try XCTUnwrap(expected["median_ms"]).doubleValue, accuracy: 1e-6)
+            XCTAssertEqual(stats.p90Ms, try XCTUnwrap(expected["p90_ms"]).doubleValue, accuracy: 1e-6)
+            XCTAssertEqual(stats.minMs, try XCTUnwrap(expected["min_ms"]).doubleValue, accuracy: 1e-6)
+            XCTAssertEqual(stats.maxMs, try XCTUnwrap(expected["max_ms"]).doubleValue, accuracy: 1e-6)
+            XCTAssertEqual(stats.meanMs, try XCTUnwrap(expected["mean_ms"]).doubleValue, accuracy: 1e-6)
+            XCTAssertEqual(stats.stdMs, try XCTUnwrap(expected["std_ms"]).doubleValue, accuracy: 1e-6)
+        }
+    }
+
+    func testResultFileDecodesAsPythonWroteIt() throws {
+        let url = try XCTUnwrap(Bundle.module.url(forResource: "result", withExtension: "json", subdirectory: "Fixtures"))
+        let result = try JSONDecoder().decode(BenchResult.self, from: Data(contentsOf: url))
+        XCTAssertEqual(result.rows.map(\.status), [.ok, .oom])
+        XCTAssertEqual(result.rows[0].loadWarmMs, 42)
+        XCTAssertEqual(result.rows[0].placement?.costSharePercent["ane"] ?? nil, 90)
+        XCTAssertEqual(result.rows[0].placement?.offANE.first?.op, "softmax")
+        XCTAssertEqual(result.harness.planID, "0123456789abcdef")
+        XCTAssertTrue(result.harness.finished)
+    }
+
+    func testBreadcrumbDecodesAsPythonWroteIt() throws {
+        let url = try XCTUnwrap(Bundle.module.url(forResource: "breadcrumb", withExtension: "json", subdirectory: "Fixtures"))
+        let crumb = try JSONDecoder().decode(Breadcrumb.self, from: Data(contentsOf: url))
+        XCTAssertEqual(crumb.planID, "0123456789abcdef")
+        XCTAssertEqual(crumb.jobID, "RepViTSAMEncoder|encoder|-|all")
+        XCTAssertEqual(crumb.stage, "first prediction")
+        XCTAssertEqual(crumb.footprintMB, 1350.5)
+        XCTAssertEqual(crumb.availableMemoryMB, 1800)
+    }
+}

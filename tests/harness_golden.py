@@ -1,0 +1,299 @@
+"""Golden files shared by Python and the Swift harness tests (`ios_harness/Tests/Fixtures/`).
+
+Python computes every expected value with samexport's own code (the official pre/post-processing,
+the statistics, the result schema, the devicectl and JetsamEvent parsers) and writes it; the Swift
+XCTests (GoldenFixtureTests.swift) read the same files, and `tests/test_harness_golden.py` fails when
+Python no longer produces exactly these files. Regenerate after a deliberate change:
+
+    .venv/bin/python tests/harness_golden.py
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Dict
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "ios_harness" / "Tests" / "Fixtures"
+SIZES = [(640, 480), (480, 640), (1000, 1), (1500, 2000), (3024, 4032)]
+SAM_TOKEN_COUNTS = [2, 3, 4, 5, 6, 8, 9, 16, 17]
+MASK_OUTPUT = (40, 30)  # width, height of the upscaled masks in mask_postprocessing.json
+
+
+def low_res_value(row: int, column: int) -> float:
+    """The 256x256 test logits, by formula (GoldenFixtureTests.swift computes the same)."""
+    return math.sin(0.05 * row) * math.cos(0.03 * column) + 0.001 * (row - column)
+
+
+def dumps(data) -> str:
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+
+def contract_geometry() -> Dict:
+    from samexport.transforms import efficient_sam_transform_coords, longest_side_shape, sam_transform_coords
+
+    cases = []
+    for width, height in SIZES:
+        points = [[0.0, 0.0], [width / 3, height / 5], [width - 1.0, height - 1.0], [-5.0, 3.0]]
+        new_h, new_w = longest_side_shape(height, width)
+        sam = sam_transform_coords(points, (height, width)).tolist()
+        efficient = efficient_sam_transform_coords(points, (height, width)).tolist()
+        cases.append(
+            {
+                "family": "sam",
+                "width": width,
+                "height": height,
+                "resized": [new_w, new_h],
+                "points": points,
+                "model_points": [[round(x, 4), round(y, 4)] for x, y in sam],
+            }
+        )
+        cases.append(
+            {
+                "family": "efficientsam",
+                "width": width,
+                "height": height,
+                "resized": [1024, 1024],
+                "points": points,
+                "model_points": [[round(x, 4), round(y, 4)] for x, y in efficient],
+            }
+        )
+    return {"cases": cases}
+
+
+def prompt_tokens() -> Dict:
+    """Token rows (x, y, label) per prompt: the official layout (the models' prompt_tokens), padded to the
+    decoder's next enumerated token count with the family's padding token."""
+    from samexport.registry import get_spec
+
+    models = {
+        "sam": get_spec("tinyvit").build_meta(),
+        "efficientsam": get_spec("efficientsam_ti").build_meta(),
+    }
+    prompts = [
+        {"clicks": [[100.0, 200.0, True]], "box": None},
+        {"clicks": [[10.0, 20.0, False]], "box": [50.0, 60.0, 150.0, 260.0]},
+        {"clicks": [], "box": [5.0, 5.0, 600.0, 470.0]},
+        {"clicks": [[x * 37.0, 5.0 + x, x % 2 == 0] for x in range(6)], "box": None},
+        {"clicks": [[x * 11.0, 0.0, True] for x in range(8)], "box": None},
+    ]
+    cases = []
+    for family, model in models.items():
+        for prompt in prompts:
+            clicks, box = prompt["clicks"], prompt["box"]
+            kwargs = {}
+            if clicks:
+                kwargs.update(points=[c[:2] for c in clicks], labels=[1 if c[2] else 0 for c in clicks])
+            if box:
+                kwargs["box"] = box
+            coords, labels = model.prompt_tokens((480, 640), **kwargs)
+            rows = [
+                [round(float(x), 4), round(float(y), 4), float(label)]
+                for (x, y), label in zip(coords[0].tolist(), labels[0].tolist())
+            ]
+            if family == "sam":
+                count = next(n for n in SAM_TOKEN_COUNTS if n >= len(rows))
+                rows += [[0.0, 0.0, -1.0]] * (count - len(rows))
+            cases.append(
+                {
+                    "family": family,
+                    "width": 640,
+                    "height": 480,
+                    "token_counts": SAM_TOKEN_COUNTS if family == "sam" else [6],
+                    "clicks": clicks,
+                    "box": box,
+                    "tokens": rows,
+                }
+            )
+    return {"cases": cases}
+
+
+def mask_postprocessing() -> Dict:
+    import torch
+
+    from samexport.transforms import efficient_sam_postprocess_masks, sam_postprocess_masks
+
+    low_res = torch.tensor(
+        [[low_res_value(r, c) for c in range(256)] for r in range(256)], dtype=torch.float32
+    )[None, None]
+    width, height = MASK_OUTPUT
+    cases = []
+    for family, fn in (("sam", sam_postprocess_masks), ("efficientsam", efficient_sam_postprocess_masks)):
+        logits = fn(low_res, (height, width))[0, 0].reshape(-1).tolist()
+        cases.append(
+            {"family": family, "width": width, "height": height, "logits": [round(v, 5) for v in logits]}
+        )
+    return {
+        "low_res": "sin(0.05 * row) * cos(0.03 * column) + 0.001 * (row - column), 256x256, float32",
+        "cases": cases,
+    }
+
+
+def latency_stats() -> Dict:
+    from samexport.bench.stats import summarize
+
+    cases = [[10.0, 12.0, 11.0, 30.0, 9.0], [48.0, 49.5, 48.9, 50.1, 48.7, 51.2], [7.25]]
+    return {
+        "cases": [
+            {"samples_ms": s, "stats": {k: round(v, 6) for k, v in summarize(s).items()}} for s in cases
+        ]
+    }
+
+
+def breadcrumb() -> Dict:
+    return {
+        "plan_id": "0123456789abcdef",
+        "job_id": "RepViTSAMEncoder|encoder|-|all",
+        "summary": "RepViT-SAM encoder on all",
+        "started_utc": "2026-11-28T10:00:00Z",
+        "stage": "first prediction",
+        "available_memory_mb": 1800.0,
+        "footprint_mb": 1350.5,
+    }
+
+
+def result_file() -> Dict:
+    """A result file in the app's schema (samexport.bench/1): one measured row with its compute-plan
+    placement, one out-of-memory row with its jetsam evidence."""
+    from samexport.bench.jetsam import WEAKER
+    from samexport.bench.stats import summarize
+    from samexport.coreml_placement import summarize as placement
+
+    job = {
+        "model": "repvit",
+        "title": "RepViT-SAM",
+        "style": "sam",
+        "precision": "fp16",
+        "compute_unit": "all",
+        "file": "RepViTSAMEncoder.mlpackage",
+        "gmacs": 113.3,
+        "part": "encoder",
+        "points": None,
+        "tokens": None,
+    }
+    samples = [48.0, 49.5, 48.9, 50.1, 48.7]
+    ok = {
+        **job,
+        "job_id": "RepViTSAMEncoder|encoder|-|all",
+        "status": "ok",
+        "samples_ms": samples,
+        "stats": {k: round(v, 6) for k, v in summarize(samples).items()},
+        "compile_ms": 950.0,
+        "load_ms": 310.0,
+        "load_warm_ms": 42.0,
+        "first_ms": 160.0,
+        "peak_rss_mb": 402.3,
+        "placement": placement([("conv", "ane", 0.9), ("softmax", "gpu", 0.1)]),
+    }
+    oom = {
+        **job,
+        "file": "SAMViTBEncoder.mlpackage",
+        "model": "sam_vit_b",
+        "title": "SAM ViT-B",
+        "job_id": "SAMViTBEncoder|encoder|-|all",
+        "status": "oom",
+        "oom_evidence": WEAKER,
+        "error": "killed during first prediction (no exit reached; jetsam)",
+        "peak_rss_mb": 1350.5,
+    }
+    return {
+        "schema": "samexport.bench/1",
+        "created_utc": "2026-11-28T10:00:00Z",
+        "machine": {
+            "description": "iPhone13,2, 6 cores, 4 GiB RAM, iOS 18.1",
+            "cpu": "iPhone13,2",
+            "cores": 6,
+            "ram_gib": 3.7,
+            "os": "iOS 18.1",
+            "thermal_state": "nominal",
+        },
+        "versions": {"samexport": "0.1.0", "harness": "0.1.0", "os": "iOS 18.1"},
+        "device": {"kind": "iphone", "label": "Core ML, iPhone 12"},
+        "options": {
+            "target": "coreml",
+            "runs": 5,
+            "warmup": 1,
+            "points": [1],
+            "compress": "none",
+            "memory_metric": "phys_footprint (the figure jetsam compares with the app's limit), MB",
+        },
+        "rows": [ok, oom],
+        "harness": {"plan_id": "0123456789abcdef", "finished": True, "launches": 2},
+    }
+
+
+def devicectl_and_jetsam() -> Dict[str, str]:
+    from samexport.bench.ios import parse_devicectl
+    from samexport.bench.jetsam import kill_of, parse_report
+
+    devices = {
+        "result": {
+            "devices": [
+                {
+                    "identifier": "5B3C1F0E-CORE",
+                    "deviceProperties": {"name": "Test iPhone"},
+                    "hardwareProperties": {
+                        "platform": "iOS",
+                        "reality": "physical",
+                        "udid": "00008101-000A",
+                        "marketingName": "iPhone 12",
+                    },
+                    "connectionProperties": {"tunnelState": "disconnected", "pairingState": "paired"},
+                },
+                {
+                    "identifier": "WATCH",
+                    "deviceProperties": {"name": "Watch"},
+                    "hardwareProperties": {"platform": "watchOS", "reality": "physical"},
+                    "connectionProperties": {},
+                },
+            ]
+        }
+    }
+    report = (
+        '{"bug_type":"298","timestamp":"2026-11-28 10:00:00.00 +0000","os_version":"iPhone OS 18.1"}\n'
+        + json.dumps(
+            {
+                "largestProcess": "SAMBench",
+                "memoryStatus": {"pageSize": 16384},
+                "processes": [
+                    {"name": "SpringBoard", "pid": 58, "rpages": 20000},
+                    {"name": "SAMBench", "pid": 812, "rpages": 89600, "reason": "per-process-limit"},
+                ],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    expected = {
+        "devicectl": parse_devicectl(devices),
+        "jetsam": kill_of(parse_report(report), file="JetsamEvent-2026-11-28-100000.ips"),
+    }
+    return {
+        "devicectl_devices.json": dumps(devices),
+        "JetsamEvent-2026-11-28-100000.ips": report,
+        "python_expectations.json": dumps(expected),
+    }
+
+
+def fixtures() -> Dict[str, str]:
+    """file name -> exact contents."""
+    out = {
+        "contract_geometry.json": dumps(contract_geometry()),
+        "prompt_tokens.json": dumps(prompt_tokens()),
+        "mask_postprocessing.json": dumps(mask_postprocessing()),
+        "latency_stats.json": dumps(latency_stats()),
+        "breadcrumb.json": dumps(breadcrumb()),
+        "result.json": dumps(result_file()),
+    }
+    out.update(devicectl_and_jetsam())
+    return out
+
+
+if __name__ == "__main__":
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    for name, text in fixtures().items():
+        (FIXTURES / name).write_text(text)
+        print(f"wrote {FIXTURES / name}", file=sys.stderr)
