@@ -199,7 +199,8 @@ def devicectl_launch(device_id: str) -> List[str]:
     ]
 
 
-def devicectl_pull(device_id: str, destination: Path) -> List[str]:
+def devicectl_copy_from(device_id: str, domain: List[str], source: str, destination: Path) -> List[str]:
+    """`devicectl device copy from` a file of `domain` (`--domain-type ...` and its options)."""
     return [
         "xcrun",
         "devicectl",
@@ -208,15 +209,18 @@ def devicectl_pull(device_id: str, destination: Path) -> List[str]:
         "from",
         "--device",
         device_id,
-        "--domain-type",
-        "appDataContainer",
-        "--domain-identifier",
-        BUNDLE_ID,
+        *domain,
         "--source",
-        f"Documents/{RESULT_FILE}",
+        source,
         "--destination",
         str(destination),
     ]
+
+
+def devicectl_pull(device_id: str, destination: Path) -> List[str]:
+    """The app's result file from its Documents folder."""
+    domain = ["--domain-type", "appDataContainer", "--domain-identifier", BUNDLE_ID]
+    return devicectl_copy_from(device_id, domain, f"Documents/{RESULT_FILE}", destination)
 
 
 def devicectl_processes(device_id: str, destination: Path) -> List[str]:
@@ -356,21 +360,7 @@ def devicectl_crash_logs(device_id: str, destination: Path) -> List[str]:
 
 
 def devicectl_copy_crash_log(device_id: str, name: str, destination: Path) -> List[str]:
-    return [
-        "xcrun",
-        "devicectl",
-        "device",
-        "copy",
-        "from",
-        "--device",
-        device_id,
-        "--domain-type",
-        "systemCrashLogs",
-        "--source",
-        name,
-        "--destination",
-        str(destination),
-    ]
+    return devicectl_copy_from(device_id, ["--domain-type", "systemCrashLogs"], name, destination)
 
 
 def listed_reports(listing) -> List[str]:
