@@ -137,7 +137,7 @@ class Sam(_SamBase):
         """`decode` without input checks, for tensors already in shape (also on the meta device)."""
         sparse = self.prompt_encoder.embed_points(coords, labels)
         dense = (
-            self.prompt_encoder.no_mask_dense(emb.shape[0])
+            self.prompt_encoder.no_mask_dense(coords.shape[0])
             if mask is None
             else self.prompt_encoder.embed_mask(mask)
         )
