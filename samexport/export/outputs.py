@@ -36,11 +36,18 @@ WORK_PREFIX = ".samexport-"
 LOCK_NAME = ".lock"
 
 
-def nearest_existing(path: Path) -> Path:
-    path = Path(os.path.abspath(path))
+def missing_folders(path: Path) -> List[Path]:
+    """The folders on the way to `path` (itself included) that do not exist yet, outermost first."""
+    missing, path = [], Path(os.path.abspath(path))
     while not path.exists():
+        missing.append(path)
         path = path.parent
-    return path
+    return missing[::-1]
+
+
+def nearest_existing(path: Path) -> Path:
+    missing = missing_folders(path)
+    return missing[0].parent if missing else Path(os.path.abspath(path))
 
 
 def check_writable_folder(path: Path, what: str) -> None:
@@ -111,10 +118,14 @@ class OutputFolder:
         self._saved_tempdir: Optional[str] = None
         self._tempdir_redirected = False
 
+    def existing_outputs(self) -> List[str]:
+        """This run's file names that are already in the folder."""
+        return [n for n in self.names.values() if (self.path / n).exists()]
+
     # -- before any work --------------------------------------------------------------------------
     def check(self) -> None:
         check_writable_folder(self.path, "--output-dir")
-        existing = [n for n in self.names.values() if (self.path / n).exists()]
+        existing = self.existing_outputs()
         if existing and not self.force:
             raise UsageError(
                 f"{self.path / existing[0]} already exists; pass --force to replace it "
@@ -124,14 +135,10 @@ class OutputFolder:
     def open(self) -> Path:
         """Create the folder (remembering what was created), clear dead runs' leftovers, make the work
         folder and point the temporary files of this process (coremltools') into it."""
-        missing = []
-        parent = Path(os.path.abspath(self.path))
-        while not parent.exists():
-            missing.append(parent)
-            parent = parent.parent
+        missing = missing_folders(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self.created = list(reversed(missing))
+            self.created = missing
             remove_stale_work_folders(self.path)
             self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=self.path))
             self._lock_fd = os.open(self.work / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
@@ -153,7 +160,7 @@ class OutputFolder:
         record of other targets). Returns the manifest written."""
         assert self.work is not None
         with folder_lock(self.path):
-            existing = [n for n in self.names.values() if (self.path / n).exists()]
+            existing = self.existing_outputs()
             if existing and not self.force:
                 raise UsageError(
                     f"{self.path / existing[0]} appeared while this run was working (another "
