@@ -73,3 +73,11 @@ def compute_plan(compiled_path: str, compute_units: str = "ALL") -> Dict:
             yield op.operator_name, device, cost.weight if cost is not None else None
 
     return summarize(ops())
+
+
+def placement_or_reason(compiled_path: str, compute_units: str = "ALL") -> Dict:
+    """`compute_plan`, or {"error": why} where there is none (MLComputePlan needs macOS 14.4+)."""
+    try:
+        return compute_plan(compiled_path, compute_units)
+    except Exception as e:  # coremltools raises bare Exceptions where the runtime lacks the API
+        return {"error": f"{type(e).__name__}: {str(e)[:200]}"}

@@ -112,6 +112,8 @@ def coreml_loads(path: str, compute_units: str) -> Dict:
 
     import coremltools as ct
 
+    from ..coreml_placement import placement_or_reason
+
     units = getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units])
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -124,23 +126,13 @@ def coreml_loads(path: str, compute_units: str) -> Dict:
         start = time.perf_counter()
         ct.models.CompiledMLModel(compiled, compute_units=units)
         load_warm_ms = (time.perf_counter() - start) * 1e3
-        placement = compute_placement(compiled, compute_units)
+        placement = placement_or_reason(compiled, COMPUTE_UNITS[compute_units])
     return {
         "compile_ms": compile_ms,
         "load_ms": load_ms,
         "load_warm_ms": load_warm_ms,
         "placement": placement,
     }
-
-
-def compute_placement(compiled: str, compute_units: str) -> Dict:
-    """Where Core ML places each op for these compute units (see samexport.coreml_placement)."""
-    from ..coreml_placement import compute_plan
-
-    try:
-        return compute_plan(compiled, COMPUTE_UNITS[compute_units])
-    except Exception as e:  # MLComputePlan needs macOS 14.4+; the row says why it has no placement
-        return {"error": f"{type(e).__name__}: {str(e)[:200]}"}
 
 
 def measure_coreml(path: str, points: int, runs: int, warmup: int, compute_units: str) -> Dict:

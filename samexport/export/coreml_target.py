@@ -201,14 +201,8 @@ def placements(package: Path) -> Dict:
     import tempfile
 
     from ..coreml_package import coremltools
-    from ..coreml_placement import compute_plan
+    from ..coreml_placement import placement_or_reason
 
     with tempfile.TemporaryDirectory() as tmp:
         compiled = coremltools().utils.compile_model(str(package), destination_path=f"{tmp}/model.mlmodelc")
-        out = {}
-        for units in ("ALL", "CPU_AND_NE"):
-            try:
-                out[units.lower()] = compute_plan(compiled, units)
-            except Exception as e:  # MLComputePlan needs macOS 14.4+: say why there is no placement
-                out[units.lower()] = {"error": f"{type(e).__name__}: {str(e)[:200]}"}
-        return out
+        return {units.lower(): placement_or_reason(compiled, units) for units in ("ALL", "CPU_AND_NE")}
