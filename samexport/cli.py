@@ -96,6 +96,13 @@ def info_command(encoder: str, as_json: bool) -> None:
     help="Prompt point counts (1 to 64) the decoder must take exactly (a box counts as 2).",
 )
 @click.option(
+    "--batch",
+    default="1",
+    show_default=True,
+    help="Core ML decoder: prompt sets per call it takes exactly, e.g. 1,4,16,64 for everything mode "
+    "(ONNX decoders take any number).",
+)
+@click.option(
     "--image-input",
     default="image",
     show_default=True,
@@ -113,6 +120,7 @@ def convert_command(
     precision,
     compress,
     points,
+    batch,
     image_input,
     min_target,
     force,
@@ -121,7 +129,7 @@ def convert_command(
 ) -> None:
     """Export encoder + decoder (reparameterized), validate them against PyTorch, write a manifest."""
     from .export.convert import convert
-    from .export.options import ConvertOptions, artifact_names, parse_points
+    from .export.options import ConvertOptions, artifact_names, parse_counts
     from .registry import get_spec
 
     options = ConvertOptions(
@@ -131,7 +139,8 @@ def convert_command(
         output_dir=output_dir,
         precision=precision,
         compress=compress,
-        points=parse_points(points),
+        points=parse_counts(points, "--points"),
+        batch=parse_counts(batch, "--batch"),
         image_input=image_input,
         min_target=min_target,
         force=force,
@@ -142,6 +151,87 @@ def convert_command(
     click.echo(
         f"done: {files}; manifest {output_dir / artifact_names(get_spec(encoder), options)['manifest']}"
     )
+
+
+@cli.command("segment")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--encoder", required=True, callback=_encoder_name, help="Model name (see `samexport list`).")
+@click.option(
+    "--checkpoint", type=click.Path(path_type=Path), help="Official checkpoint (default: fixture weights)."
+)
+@click.option(
+    "--point", "points", multiple=True, help="A click X,Y (positive) or X,Y,LABEL (1 or 0), in pixels."
+)
+@click.option(
+    "--box", "boxes", multiple=True, help="A box X0,Y0,X1,Y1 in pixels; several boxes: one mask each."
+)
+@click.option("--everything", is_flag=True, help="Automatic mask generation over a point grid.")
+@click.option("--backend", default="torch", show_default=True, help="torch, onnx or coreml (macOS).")
+@click.option(
+    "--models-dir",
+    default=Path("models"),
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where the onnx/coreml exports are (converted there when missing).",
+)
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Overlay picture (.png).")
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), help="Masks (COCO RLE), scores and timings."
+)
+@click.option(
+    "--points-per-side", default=32, show_default=True, help="Everything mode: grid points per side."
+)
+@click.option("--pred-iou-thresh", default=0.88, show_default=True, help="Everything mode: IoU filter.")
+@click.option(
+    "--stability-score-thresh", default=0.95, show_default=True, help="Everything mode: stability filter."
+)
+@click.option("--crop-n-layers", default=0, show_default=True, help="Everything mode: crop layers.")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def segment_command(
+    image,
+    encoder,
+    checkpoint,
+    points,
+    boxes,
+    everything,
+    backend,
+    models_dir,
+    output,
+    json_path,
+    points_per_side,
+    pred_iou_thresh,
+    stability_score_thresh,
+    crop_n_layers,
+    force,
+    quiet,
+) -> None:
+    """Masks for a photo from clicks/boxes or everything mode, drawn over it (and written as JSON)."""
+    from .segment import SegmentOptions, parse_box, parse_point, segment
+
+    options = SegmentOptions(
+        image=image,
+        encoder=encoder,
+        output=output,
+        checkpoint=checkpoint,
+        points=[parse_point(p) for p in points],
+        boxes=[parse_box(b) for b in boxes],
+        everything=everything,
+        backend=backend.lower(),
+        models_dir=models_dir,
+        json_path=json_path,
+        force=force,
+        generator_kwargs={
+            "points_per_side": points_per_side,
+            "pred_iou_thresh": pred_iou_thresh,
+            "stability_score_thresh": stability_score_thresh,
+            "crop_n_layers": crop_n_layers,
+        },
+    )
+    document = segment(options, quiet=quiet)
+    timings = ", ".join(f"{k} {v:.2f} s" for k, v in document["timings_s"].items())
+    click.echo(f"done: {len(document['masks'])} masks -> {output}" + (f", {json_path}" if json_path else ""))
+    click.echo(f"  {timings}")
 
 
 @cli.command("validate")
@@ -270,7 +360,7 @@ def bench_command(
     """Encoder and decoder latency and memory on a device, with out-of-memory verdicts."""
     from .bench import device_profiles, report
     from .bench.orchestrate import Bench, BenchOptions, distinct_labels, load_results, resolve_encoders
-    from .export.options import parse_points
+    from .export.options import parse_counts
 
     if fmt not in ("table", "json", "csv", "markdown"):
         raise click.BadParameter(f"{fmt!r}; choose table, json, csv or markdown", param_hint="--format")
@@ -300,7 +390,7 @@ def bench_command(
         encoders=resolve_encoders(encoders),
         target=target,
         compute_units=tuple(c.strip() for c in compute_units.split(",") if c.strip()),
-        points=parse_points(points),
+        points=parse_counts(points, "--points"),
         runs=runs,
         warmup=warmup,
         memory_limit=device_profiles.parse_size(memory_limit) if memory_limit is not None else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Dict
+from typing import Callable, Dict, Iterator
 
 
 class Progress:
@@ -30,3 +30,20 @@ class Progress:
         seconds = time.perf_counter() - start
         self.timings[name] = round(seconds, 2)
         self.say(f"  {name}: {seconds:.1f} s")
+
+    @contextmanager
+    def bar(self, description: str) -> Iterator[Callable[[int, int], None]]:
+        """A progress bar; yields `advance(done, total)`."""
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        start = time.perf_counter()
+        with RichProgress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(description, total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield advance
+        self.say(f"  {description}: {time.perf_counter() - start:.1f} s")

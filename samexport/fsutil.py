@@ -5,21 +5,26 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import IO, Callable
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` through a uniquely named temporary file in the same folder, then rename:
+def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Call `write(file)` on a uniquely named temporary file in `path`'s folder, then rename it to `path`:
     a reader sees the old file or the new one, never half of it, and two writers never share a temp name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text))
 
 
 def tree_bytes(path: Path) -> int:

@@ -278,6 +278,71 @@ def devicectl_and_jetsam() -> Dict[str, str]:
     }
 
 
+def everything() -> Dict:
+    """Everything mode's host-side steps (samexport.amg), for EverythingMode.swift."""
+    import numpy as np
+    import torch
+
+    from samexport import amg
+
+    grids = [{"per_side": n, "points": amg.build_point_grid(n).tolist()} for n in (1, 4, 16)]
+    crops = []
+    for width, height, layers in ((640, 480, 1), (4032, 3024, 2), (1000, 1, 1)):
+        boxes, layer_of = amg.generate_crop_boxes((height, width), layers, 512 / 1500)
+        crops.append({"width": width, "height": height, "layers": layers, "boxes": boxes, "layer": layer_of})
+    width, height = 11, 7
+    centres = [(2, 1), (8, 5), (5, 3), (0, 6)]
+    logits = [
+        [
+            round(4 * math.exp(-((i % width - cx) ** 2 + (i // width - cy) ** 2) / (3 + k)) - 1.5, 4)
+            for i in range(width * height)
+        ]
+        for k, (cx, cy) in enumerate(centres)
+    ]
+    logits.append([-5.0] * (width * height))
+    scores = amg.stability_score(torch.tensor(logits).view(-1, height, width), 0.0, 1.0).tolist()
+    stability = [None if math.isnan(v) else v for v in scores]  # JSON has no NaN: null stands for it
+    masks = [[v > 0 for v in row] for row in logits]
+    boxes = amg.masks_to_boxes(torch.tensor(masks).view(-1, height, width)).tolist()
+    nms_boxes = [
+        [0, 0, 10, 10],
+        [0, 0, 10, 10],
+        [5, 0, 15, 10],
+        [1, 1, 11, 11],
+        [100, 100, 120, 130],
+        [0, 0, 10, 10],
+    ]
+    nms_scores = [0.5, 0.9, 0.8, 0.5, 0.1, 0.5]
+    nms = [
+        {"threshold": t, "keep": amg.box_nms(np.array(nms_boxes), np.array(nms_scores), t).tolist()}
+        for t in (1.0, 0.7, 1 / 3, 0.3, 0.0)
+    ]
+    edge_boxes = [[0, 0, 100, 100], [10, 10, 395, 100], [100, 100, 200, 200], [5, 150, 380, 320]]
+    edges = [
+        {
+            "crop_box": crop,
+            "image_box": [0, 0, 640, 480],
+            "near": amg.near_crop_edge(torch.tensor(edge_boxes), crop, [0, 0, 640, 480]).tolist(),
+        }
+        for crop in ([0, 0, 402, 322], [239, 159, 640, 480], [0, 0, 640, 480])
+    ]
+    splits = []
+    for count in (1, 3, 4, 5, 17, 64, 70, 256):
+        calls = []
+        for start in range(0, count, 64):
+            n = min(64, count - start)
+            calls.append({"start": start, "count": n, "padded": min(b for b in (1, 4, 16, 64) if b >= n)})
+        splits.append({"count": count, "batch_sizes": [1, 4, 16, 64], "calls": calls})
+    return {
+        "grids": grids,
+        "crops": crops,
+        "masks": {"width": width, "height": height, "logits": logits, "stability": stability, "boxes": boxes},
+        "nms": {"boxes": nms_boxes, "scores": nms_scores, "cases": nms},
+        "crop_edge": {"boxes": edge_boxes, "cases": edges},
+        "batches": splits,
+    }
+
+
 def fixtures() -> Dict[str, str]:
     """file name -> exact contents."""
     out = {
@@ -287,6 +352,7 @@ def fixtures() -> Dict[str, str]:
         "latency_stats.json": dumps(latency_stats()),
         "breadcrumb.json": dumps(breadcrumb()),
         "result.json": dumps(result_file()),
+        "everything.json": dumps(everything()),
     }
     out.update(devicectl_and_jetsam())
     return out

@@ -408,7 +408,9 @@ def test_demo_and_app_layout_review_fixes():
     stale results; the app's minimum window size is macOS-only."""
     demo = (ROOT / "ios_harness/Demo/SAMDemoApp.swift").read_text()
     assert "by default (image input, iOS16 target" in demo
-    assert "try existing ?? Segmenter()" in demo and demo.count("guard request == generation") == 2
+    assert "try existing ?? Segmenter()" in demo
+    # every result computed off the main actor is dropped when a newer request was made meanwhile
+    assert demo.count("guard request == generation") == demo.count("Task.detached") >= 3
     app = (ROOT / "ios_harness/App/SAMBenchApp.swift").read_text()
     assert "#if os(macOS)\n        .frame(minWidth: 420" in app
 

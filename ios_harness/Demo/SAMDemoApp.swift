@@ -71,6 +71,24 @@ final class SegmentModel: ObservableObject {
         Task { await segment() }
     }
 
+    /// Every object at once: everything mode over a 16 x 16 grid, each mask in its own colour.
+    func everything() async {
+        guard let segmenter, let embedding else { return }
+        generation += 1
+        let request = generation
+        prompt = Prompt()
+        status = "Segmenting everything…"
+        do {
+            let start = Date()
+            let masks = try await Task.detached(priority: .userInitiated) { try segmenter.everything(in: embedding) }.value
+            guard request == generation else { return }
+            overlay = Segmenter.Mask.overlay(of: masks)
+            status = String(format: "%d masks in %.0f ms", masks.count, Date().timeIntervalSince(start) * 1000)
+        } catch {
+            status = "Failed: \(error.localizedDescription)"
+        }
+    }
+
     func clear() {
         generation += 1
         prompt = Prompt()
@@ -119,6 +137,7 @@ struct SegmentView: View {
                     Text("Remove").tag(false)
                 }
                 .pickerStyle(.segmented)
+                Button("Everything") { Task { await model.everything() } }
                 Button("Clear") { model.clear() }
             }
             Text(model.status).font(.footnote).foregroundStyle(.secondary)

@@ -38,7 +38,8 @@ class Converter:
         self.progress = progress
         self.spec = get_spec(options.encoder)
         self.names = artifact_names(self.spec, options)
-        self.signature = self.spec.family.decoder_signature(self.spec.family.token_counts(options.points))
+        family = self.spec.family
+        self.signature = family.decoder_signature(family.token_counts(options.points), options.batch)
         self.manifest: Dict = {}
 
     def run(self) -> Dict:
@@ -156,6 +157,10 @@ class Converter:
             "decoder_prompt": {
                 "points": list(options.points),
                 "token_counts": list(self.signature.token_counts),
+                "batch_sizes": {
+                    "onnx": "any",
+                    "coreml": list(self.signature.batch_sizes),
+                },
             },
             "files": {},
             "validation": {},

@@ -8,7 +8,7 @@ are compared with the same PyTorch references and fill the same manifest fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from ..platforms import is_apple_silicon
 from . import coreml_export
 from .compare import compare, worst
 from .quality import shortfalls
+from .reference import prompt_batch
 
 METHODS = ("auto", "coreml", "numpy")
 SYNTHETIC_SEED = 0
@@ -72,11 +73,16 @@ class DecoderCase:
     iou: np.ndarray
 
 
-def decoder_cases(model, embeddings: torch.Tensor, prompts, token_counts: List[int]) -> List[DecoderCase]:
-    """The validation prompts, plus seeded clicks for every declared token count they miss."""
+def decoder_cases(
+    model, embeddings: torch.Tensor, prompts, token_counts: List[int], batch_sizes: Sequence[int] = (1,)
+) -> List[DecoderCase]:
+    """The validation prompts, seeded clicks for every declared token count they miss, and one case of
+    several prompt sets for every batch size above 1."""
     family: Family = model.spec.family
-    signature = family.decoder_signature(token_counts)
-    prompts = list(prompts)
+    signature = family.decoder_signature(token_counts, batch_sizes)
+    prompts = list(prompts) + [
+        prompt_batch(model, embeddings, signature.default_tokens, b) for b in signature.batch_sizes if b > 1
+    ]
     covered = {int(coords.shape[1]) for _, coords, _, _ in prompts}
     rng = np.random.default_rng(SYNTHETIC_SEED)
     for n in token_counts:

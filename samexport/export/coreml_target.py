@@ -128,6 +128,7 @@ class CoreMLTarget(ExportTarget):
                 **user,
                 "com.samexport.part": "decoder",
                 "com.samexport.token_counts": json.dumps(list(job.signature.token_counts)),
+                "com.samexport.batch_sizes": json.dumps(list(job.signature.batch_sizes)),
             },
         )
 
@@ -149,12 +150,20 @@ class CoreMLTarget(ExportTarget):
             )
             checks["no batch_norm op"] = "batch_norm" not in census
         else:
-            tokens = list(job.signature.token_counts)
+            tokens, batches = list(job.signature.token_counts), list(job.signature.batch_sizes)
             points = inputs.get("points", {})
-            shapes = sorted(s[1] for s in points.get("enumerated_shapes", [])) or [
-                points.get("shape", [0, 0])[1]
+            shapes = {tuple(s[:2]) for s in points.get("enumerated_shapes", [])} or {
+                tuple(points.get("shape", [0, 0])[:2])
+            }
+            checks[f"points accept exactly {batches} prompt sets of {tokens} tokens"] = shapes == {
+                (b, n) for b in batches for n in tokens
+            }
+            checks["default shape is one prompt set of the first token count"] = points.get("shape", [])[
+                :2
+            ] == [
+                1,
+                tokens[0],
             ]
-            checks[f"points accept exactly {tokens} tokens"] = shapes == tokens
             checks["no range-flexible input"] = not any(f.get("range_flexible") for f in io["inputs"])
             checks["decoder inputs"] = set(inputs) == set(job.signature.input_names(packed=True))
             checks["decoder outputs"] = set(outputs) == set(job.signature.outputs)
@@ -190,7 +199,9 @@ class CoreMLTarget(ExportTarget):
         coreml_check.raise_if_failed("encoder", encoder, "; nothing was written")
         tokens = list(job.signature.token_counts)
         with job.progress.step(f"Core ML decoder check ({how} vs PyTorch, {len(tokens)} token counts)"):
-            cases = coreml_check.decoder_cases(job.model, reference.embeddings, reference.prompts, tokens)
+            cases = coreml_check.decoder_cases(
+                job.model, reference.embeddings, reference.prompts, tokens, job.signature.batch_sizes
+            )
             decoder = coreml_check.check_decoder(packages["decoder"], cases, method, floor)
         coreml_check.raise_if_failed("decoder", decoder, "; nothing was written")
         return {"encoder": encoder, "decoder": decoder, "passed": True}

@@ -13,10 +13,13 @@ if TYPE_CHECKING:
     from ..registry import ModelSpec
 
 DEFAULT_POINTS = (1, 2, 3, 4, 5, 8, 16)
-# Every point count is a decoder shape; prompts of more points are not used by the official tools.
-MAX_POINTS = 64
 # Prompts of more points exist nowhere in the official tools' use; every count is a decoder shape.
 MAX_POINTS = 64
+# Core ML decoders take B prompt sets per call for each B given (ONNX: any B). The everything mode
+# decodes 64 grid points per call (the official points_per_batch).
+DEFAULT_BATCH = (1,)
+EVERYTHING_BATCH = (1, 4, 16, 64)
+MAX_BATCH = 256
 PRECISIONS = ("fp16", "fp32")
 MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
 IMAGE_INPUTS = ("image", "tensor")
@@ -41,6 +44,7 @@ class ConvertOptions:
     precision: str = "fp16"
     compress: str = "none"
     points: Tuple[int, ...] = DEFAULT_POINTS
+    batch: Tuple[int, ...] = DEFAULT_BATCH
     image_input: str = "image"
     min_target: str = "iOS16"
     force: bool = False
@@ -77,6 +81,7 @@ class ConvertOptions:
         if self.image_input not in IMAGE_INPUTS:
             raise UsageError(f"unknown --image-input {self.image_input!r}; choose image or tensor")
         self.points = tuple(sorted(set(check_points(self.points))))
+        self.batch = tuple(sorted(set(check_batch(self.batch))))
         self.output_dir = Path(self.output_dir)
         self.checkpoint = Path(self.checkpoint) if self.checkpoint is not None else None
 
@@ -95,11 +100,23 @@ def check_points(points) -> Tuple[int, ...]:
     return tuple(points)
 
 
-def parse_points(text: str) -> Tuple[int, ...]:
+def check_batch(batch) -> Tuple[int, ...]:
+    """Prompt-set counts between 1 and MAX_BATCH, including 1, or a one-line UsageError."""
+    if not batch or 1 not in batch or any(b < 1 or b > MAX_BATCH for b in batch):
+        given = ",".join(map(str, batch)) or "nothing"
+        raise UsageError(
+            f"--batch must be prompt-set counts from 1 to {MAX_BATCH} including 1 (e.g. "
+            f"{','.join(map(str, EVERYTHING_BATCH))}), got {given}"
+        )
+    return tuple(batch)
+
+
+def parse_counts(text: str, flag: str) -> Tuple[int, ...]:
+    """`1,2,5` -> (1, 2, 5), or a one-line UsageError naming `flag`."""
     try:
         return tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
-        raise UsageError(f"--points takes comma-separated integers like 1,2,3,5, got {text!r}") from None
+        raise UsageError(f"{flag} takes comma-separated integers like 1,2,3,5, got {text!r}") from None
 
 
 def artifact_names(spec: "ModelSpec", options: ConvertOptions) -> Dict[str, str]:

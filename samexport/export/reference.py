@@ -45,3 +45,24 @@ def make_reference(model) -> Reference:
         masks, iou = model.decode(embeddings, coords, labels, mask_input=mask)
         outputs[name] = (masks.numpy(), iou.numpy())
     return Reference(image, tensor, embeddings, prompts, outputs)
+
+
+BATCH_SEED = 1
+
+
+def prompt_batch(model, embeddings: torch.Tensor, tokens: int, batch: int) -> Prompt:
+    """`batch` prompt sets of `tokens` tokens each (seeded positive clicks, padded as the family pads a
+    clicks-only prompt), for checking a decoder that takes several prompt sets per call."""
+    family = model.spec.family
+    clicks = family.clicks_filling(tokens)
+    rng = np.random.default_rng(BATCH_SEED)
+    coords = np.zeros((batch, tokens, 2), dtype=np.float32)
+    coords[:, :clicks] = rng.uniform(0, 1024, (batch, clicks, 2))
+    labels = np.full((batch, tokens), -1.0, dtype=np.float32)
+    labels[:, :clicks] = 1.0
+    return (
+        f"{batch} prompt sets of {clicks} clicks",
+        torch.from_numpy(coords),
+        torch.from_numpy(labels),
+        None,
+    )

@@ -37,6 +37,7 @@ class PackageInfo:
     checkpoint_sha256: str
     image_input: bool
     token_counts: List[int]
+    batch_sizes: List[int]
     manifest: Optional[Path] = None
 
     @property
@@ -61,6 +62,7 @@ def package_info(path: Path, manifest: Optional[Path] = None) -> PackageInfo:
         checkpoint_sha256=meta.get("com.samexport.checkpoint", "random-init"),
         image_input=any(f["name"] == "image" and f["kind"] == "image" for f in package.io["inputs"]),
         token_counts=json.loads(meta.get("com.samexport.token_counts", "[]")),
+        batch_sizes=json.loads(meta.get("com.samexport.batch_sizes", "[1]")),
         manifest=manifest,
     )
 
@@ -139,7 +141,7 @@ def validate(paths: List[Path], checkpoint: Optional[Path] = None, method: str =
                 report = coreml_check.check_encoder(info.package, case, method, floor)
             else:
                 cases = coreml_check.decoder_cases(
-                    model, reference.embeddings, reference.prompts, info.token_counts
+                    model, reference.embeddings, reference.prompts, info.token_counts, info.batch_sizes
                 )
                 report = coreml_check.check_decoder(info.package, cases, method, floor)
             reports[str(info.path)] = report

@@ -26,15 +26,18 @@ DECODER_OUTPUTS = ("lowResMasks", "iouScores")
 class DecoderSignature:
     """The exported decoder's inputs and outputs, for every target.
 
-    imageEmbeddings (1, 256, 64, 64) and N prompt tokens, either packed as `points` (1, N, 3) =
-    (x, y, label) (Core ML: one input may carry enumerated shapes below iOS 18) or as `pointCoords`
-    (1, N, 2) and `pointLabels` (1, N) (ONNX); with a mask prompt also `maskInput` (1, 1, 256, 256)
-    and `hasMaskInput` (1,). Outputs: lowResMasks (1, 4, 256, 256), iouScores (1, 4).
+    imageEmbeddings (1, 256, 64, 64) and B prompt sets of N tokens each, either packed as `points`
+    (B, N, 3) = (x, y, label) (Core ML: one input may carry enumerated shapes below iOS 18) or as
+    `pointCoords` (B, N, 2) and `pointLabels` (B, N) (ONNX); with a mask prompt also `maskInput`
+    (1, 1, 256, 256) and `hasMaskInput` (1,), shared by the B sets. Outputs: lowResMasks
+    (B, 4, 256, 256), iouScores (B, 4). ONNX: B is dynamic; Core ML: B is one of `batch_sizes`
+    (enumerated with the token counts; the default shape is B = 1 with the first token count).
     """
 
     token_counts: Tuple[int, ...]
     mask_prompt: bool
     onnx_dynamic_tokens: bool
+    batch_sizes: Tuple[int, ...] = (1,)
 
     outputs: ClassVar[Tuple[str, ...]] = DECODER_OUTPUTS
 
@@ -46,32 +49,34 @@ class DecoderSignature:
         names = ["imageEmbeddings"] + (["points"] if packed else ["pointCoords", "pointLabels"])
         return names + (["maskInput", "hasMaskInput"] if self.mask_prompt else [])
 
-    def example(self, packed: bool, tokens: Optional[int] = None) -> Tuple[torch.Tensor, ...]:
+    def example(self, packed: bool, tokens: Optional[int] = None, batch: int = 1) -> Tuple[torch.Tensor, ...]:
         """Example inputs for tracing and export, in `input_names` order."""
         n = tokens or self.default_tokens
-        prompt = (torch.zeros(1, n, 3),) if packed else (torch.zeros(1, n, 2), torch.ones(1, n))
+        prompt = (torch.zeros(batch, n, 3),) if packed else (torch.zeros(batch, n, 2), torch.ones(batch, n))
         mask = (torch.zeros(MASK_INPUT_SHAPE), torch.zeros(1)) if self.mask_prompt else ()
         return (torch.zeros(EMBEDDINGS_SHAPE),) + prompt + mask
 
     def onnx_dynamic_axes(self) -> Dict[str, Dict[int, str]]:
-        if not self.onnx_dynamic_tokens:
-            return {}
-        return {"pointCoords": {1: "numPoints"}, "pointLabels": {1: "numPoints"}}
+        tokens = {1: "numPoints"} if self.onnx_dynamic_tokens else {}
+        return {
+            "pointCoords": {0: "numPromptSets", **tokens},
+            "pointLabels": {0: "numPromptSets", **tokens},
+            "lowResMasks": {0: "numPromptSets"},
+            "iouScores": {0: "numPromptSets"},
+        }
 
     def onnx_description(self) -> Dict[str, str]:
         return {
-            "point_inputs": "pointCoords (1, N, 2) and pointLabels (1, N) float32",
+            "point_inputs": "pointCoords (B, N, 2) and pointLabels (B, N) float32",
             "num_points": "dynamic" if self.onnx_dynamic_tokens else f"fixed {self.default_tokens} tokens",
+            "prompt_sets": "dynamic B: one call decodes B prompt sets of N tokens against one embedding",
         }
 
     def coreml_shapes(self) -> Dict[str, object]:
-        """name -> fixed shape, or for `points` the enumerated shapes (one per token count) with the
-        single-click count as the default."""
-        points: object = (
-            [(1, n, 3) for n in self.token_counts]
-            if len(self.token_counts) > 1
-            else (1, self.default_tokens, 3)
-        )
+        """name -> fixed shape, or for `points` the enumerated (B, N, 3) shapes (every batch size with
+        every token count) with B = 1 and the first (single-click) count as the default."""
+        shapes = [(b, n, 3) for b in self.batch_sizes for n in self.token_counts]
+        points: object = shapes if len(shapes) > 1 else shapes[0]
         shapes: Dict[str, object] = {"imageEmbeddings": EMBEDDINGS_SHAPE, "points": points}
         if self.mask_prompt:
             shapes.update(maskInput=MASK_INPUT_SHAPE, hasMaskInput=(1,))
@@ -105,8 +110,9 @@ class DecoderSignature:
         inputs = {
             "imageEmbeddings": "float32 (1, 256, 64, 64) from the encoder",
             "points": (
-                f"float32 (1, N, 3): (x, y, label) per prompt token in the 1024 model frame, N in "
-                f"{list(self.token_counts)}. Labels: 1 positive, 0 negative, 2/3 box corners, "
+                f"float32 (B, N, 3): B prompt sets of N (x, y, label) tokens in the 1024 model frame, "
+                f"B in {list(self.batch_sizes)}, N in {list(self.token_counts)}. Labels: 1 positive, "
+                f"0 negative, 2/3 box corners, "
                 f"-1 padding. Layout: {contract['prompt_layout']}"
             ),
         }
@@ -114,9 +120,9 @@ class DecoderSignature:
             inputs["maskInput"] = "float32 (1, 1, 256, 256) low-res logits of an earlier prediction, or zeros"
             inputs["hasMaskInput"] = "float32 (1,): 1 when maskInput holds a mask, else 0"
         outputs = {
-            "lowResMasks": f"float32 (1, 4, 256, 256) mask logits of all 4 mask tokens; threshold 0.0 "
+            "lowResMasks": f"float32 (B, 4, 256, 256) mask logits of all 4 mask tokens; threshold 0.0 "
             f"after upscaling: {contract['mask_upscaling']}",
-            "iouScores": f"float32 (1, 4) predicted IoU per mask token; {contract['multimask_selection']}",
+            "iouScores": f"float32 (B, 4) predicted IoU per mask token; {contract['multimask_selection']}",
         }
         return inputs, outputs
 
@@ -164,8 +170,13 @@ class DecoderForExport(nn.Module):
         self.register_buffer("dense_pe", model.prompt_encoder.get_dense_pe().detach().clone())
         self.packed_points = packed_points
 
+    @staticmethod
+    def per_prompt_set(image_embeddings: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+        """The one image embedding repeated for each of the B prompt sets (B stays dynamic when traced)."""
+        return image_embeddings.expand(sparse.shape[0], -1, -1, -1)
+
     def sparse_and_rest(self, prompt: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, list]:
-        """Sparse prompt tokens from (points (1, N, 3), ...) or (coords, labels, ...); the other inputs."""
+        """Sparse prompt tokens from (points (B, N, 3), ...) or (coords, labels, ...); the other inputs."""
         if self.packed_points:
             points, *rest = prompt
             coords, labels = points[..., :2], points[..., 2]
@@ -185,6 +196,7 @@ class Family(ABC):
     pixel_std_255: ClassVar[Tuple[float, float, float]]
     mask_prompt: ClassVar[bool]  # the decoder takes a low-res mask prompt
     onnx_dynamic_tokens: ClassVar[bool]
+    everything_refusal: ClassVar[Optional[str]] = None  # why everything mode is refused, if it is
 
     def build(self, image_encoder: nn.Module) -> nn.Module:
         return self.model_class(image_encoder)
@@ -213,8 +225,31 @@ class Family(ABC):
     def image_input_text(self) -> str:
         """The Core ML image input's description."""
 
-    def decoder_signature(self, token_counts: Sequence[int]) -> DecoderSignature:
-        return DecoderSignature(tuple(token_counts), self.mask_prompt, self.onnx_dynamic_tokens)
+    @abstractmethod
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """HxWx3 uint8 RGB -> the encoder's (1, 3, 1024, 1024) float32 input."""
+
+    @abstractmethod
+    def transform_coords(self, coords, original_hw: Tuple[int, int]) -> torch.Tensor:
+        """(..., 2) original-image (x, y) pixels -> the 1024 model frame."""
+
+    @abstractmethod
+    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
+        """(B, K, 256, 256) logits -> (B, K, H, W) logits at the original size (threshold at 0)."""
+
+    def click_prompts(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, 2) model-frame points -> one positive click per prompt set as the everything mode feeds
+        the decoder: coords (B, T, 2), labels (B, T). Raises InputError where the family has none."""
+        from ..errors import InputError
+
+        raise InputError(self.everything_refusal or f"the {self.name} family has no everything mode")
+
+    def decoder_signature(
+        self, token_counts: Sequence[int], batch_sizes: Sequence[int] = (1,)
+    ) -> DecoderSignature:
+        return DecoderSignature(
+            tuple(token_counts), self.mask_prompt, self.onnx_dynamic_tokens, tuple(sorted(set(batch_sizes)))
+        )
 
     def decoder_for_export(self, model: nn.Module, packed: bool) -> nn.Module:
         return self.decoder_class(model, packed_points=packed).eval()

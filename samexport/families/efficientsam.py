@@ -26,7 +26,9 @@ class EfficientSamDecoderForExport(DecoderForExport):
         self, image_embeddings: torch.Tensor, *prompt: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         sparse, _ = self.sparse_and_rest(prompt)
-        return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse)
+        return self.mask_decoder.predict_masks(
+            self.per_prompt_set(image_embeddings, sparse), self.dense_pe, sparse
+        )
 
 
 class EfficientSamFamily(Family):
@@ -51,6 +53,21 @@ class EfficientSamFamily(Family):
 
     def clicks_filling(self, tokens: int) -> int:
         return tokens
+
+    everything_refusal = (
+        "everything mode is refused for EfficientSAM: the official EfficientSAM package has no automatic "
+        "mask generator to reproduce (its grid search lives in a notebook, with no fixture to prove it "
+        "against); use a SAM-family model such as tinyvit or repvit"
+    )
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        return transforms.efficient_sam_preprocess(image)
+
+    def transform_coords(self, coords, original_hw: Tuple[int, int]) -> torch.Tensor:
+        return transforms.efficient_sam_transform_coords(coords, original_hw)
+
+    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
+        return transforms.efficient_sam_postprocess_masks(low_res, original_hw)
 
     def input_contract(self) -> Dict:
         return {

@@ -29,7 +29,9 @@ class SamDecoderForExport(DecoderForExport):
         has_mask = has_mask_input.reshape(-1, 1, 1, 1)
         no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         dense = has_mask * self.prompt_encoder.embed_mask(mask_input) + (1 - has_mask) * no_mask
-        return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
+        return self.mask_decoder.predict_masks(
+            self.per_prompt_set(image_embeddings, sparse), self.dense_pe, sparse, dense
+        )
 
 
 class SamFamily(Family):
@@ -54,6 +56,22 @@ class SamFamily(Family):
 
     def clicks_filling(self, tokens: int) -> int:
         return tokens - 1
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        return transforms.sam_preprocess(image)
+
+    def transform_coords(self, coords, original_hw: Tuple[int, int]) -> torch.Tensor:
+        return transforms.sam_transform_coords(coords, original_hw)
+
+    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
+        return transforms.sam_postprocess_masks(low_res, original_hw)
+
+    def click_prompts(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The click then the (0, 0) padding token with label -1, as `SamPredictor.predict_torch` pads."""
+        batch = points.shape[0]
+        coords = torch.stack([points.float(), torch.zeros(batch, 2)], dim=1)
+        labels = torch.tensor([[1, -1]]).expand(batch, 2)
+        return coords, labels
 
     def input_contract(self) -> Dict:
         return {

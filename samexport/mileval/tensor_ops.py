@@ -36,6 +36,8 @@ def squeeze(x, axes=None):
 @op(moves="values")
 def concat(values, axis, interleave=False):
     axis = int(axis)
+    if any(np.ndim(v) == 0 for v in values):  # shape arithmetic concatenates scalars as rank-1 values
+        values = [np.atleast_1d(v) for v in values]
     if not interleave:
         return np.concatenate(values, axis=axis)
     # interleave: equal-sized chunks taken one from each input in turn
@@ -107,3 +109,20 @@ def crop(x, crop_height, crop_width):
     left, right = ints(crop_width)
     h, w = np.shape(x)[-2:]
     return np.asarray(x)[..., top : h - bottom, left : w - right]
+
+
+@op()
+def shape(x):
+    return np.asarray(np.shape(x), dtype=np.int32)
+
+
+@op(moves="x")
+def gather(x, indices, axis=0, batch_dims=0, validate_indices=False):
+    if int(batch_dims) != 0:
+        raise ValueError("gather with batch_dims is not used by samexport's programs")
+    return np.take(np.asarray(x), np.asarray(indices, dtype=np.int64), axis=int(axis))
+
+
+@op(moves="x")
+def tile(x, reps):
+    return np.tile(np.asarray(x), ints(reps))

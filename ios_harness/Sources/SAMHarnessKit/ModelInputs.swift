@@ -6,14 +6,30 @@ import Foundation
 
 /// Model inputs built from a package's own description.
 public enum ModelInputs {
-    /// The decoder's `points` input (1 x N x 3: x, y, label per token).
+    /// The decoder's `points` input for one prompt set (1 x N x 3: x, y, label per token).
     public static func packedPoints(_ tokens: [PromptToken]) throws -> MLMultiArray {
-        let array = try MLMultiArray(shape: [1, NSNumber(value: tokens.count), 3], dataType: .float32)
+        try packedPointBatch([tokens], padTo: 1)
+    }
+
+    /// The decoder's `points` input for B prompt sets of N tokens each (B x N x 3), padded to `padTo`
+    /// sets by repeating the last one (a Core ML decoder takes only its enumerated batch sizes; see
+    /// `EverythingMode.batches`). Outputs for the padding sets are to be ignored.
+    public static func packedPointBatch(_ sets: [[PromptToken]], padTo: Int) throws -> MLMultiArray {
+        guard let last = sets.last, sets.allSatisfy({ $0.count == last.count }), padTo >= sets.count else {
+            throw HarnessError.unsupportedInput("a batch needs 1 or more prompt sets of one token count, "
+                                                + "at most \(padTo) of them")
+        }
+        let padded = sets + Array(repeating: last, count: padTo - sets.count)
+        let tokens = last.count
+        let array = try MLMultiArray(shape: [NSNumber(value: padTo), NSNumber(value: tokens), 3], dataType: .float32)
         array.withUnsafeMutableBufferPointer(ofType: Float.self) { values, _ in
-            for (index, token) in tokens.enumerated() {
-                values[3 * index] = token.x
-                values[3 * index + 1] = token.y
-                values[3 * index + 2] = token.label
+            for (set, prompt) in padded.enumerated() {
+                for (index, token) in prompt.enumerated() {
+                    let base = 3 * (set * tokens + index)
+                    values[base] = token.x
+                    values[base + 1] = token.y
+                    values[base + 2] = token.label
+                }
             }
         }
         return array
@@ -104,24 +120,25 @@ public enum ModelInputs {
         return count
     }
 
-    /// One mask token of `lowResMasks` (1 x 4 x 256 x 256, float32 as samexport declares it) as
-    /// row-major values.
-    public static func maskToken(_ lowResMasks: MLMultiArray, token: Int) -> [Float] {
+    /// One mask token of one prompt set of `lowResMasks` (B x 4 x 256 x 256) as row-major values.
+    public static func maskToken(_ lowResMasks: MLMultiArray, token: Int, promptSet: Int = 0) -> [Float] {
         let side = MaskPostprocessing.lowResSize
         let strides = lowResMasks.strides.map(\.intValue)
         var out = [Float](repeating: 0, count: side * side)
         guard lowResMasks.dataType == .float32 else {
             for row in 0..<side {
                 for column in 0..<side {
-                    out[row * side + column] = lowResMasks[[0, token, row, column].map { NSNumber(value: $0) }].floatValue
+                    let index = [promptSet, token, row, column].map { NSNumber(value: $0) }
+                    out[row * side + column] = lowResMasks[index].floatValue
                 }
             }
             return out
         }
         lowResMasks.withUnsafeBufferPointer(ofType: Float.self) { values in
+            let base = promptSet * strides[0] + token * strides[1]
             for row in 0..<side {
                 for column in 0..<side {
-                    out[row * side + column] = values[token * strides[1] + row * strides[2] + column * strides[3]]
+                    out[row * side + column] = values[base + row * strides[2] + column * strides[3]]
                 }
             }
         }

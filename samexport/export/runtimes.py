@@ -1,0 +1,108 @@
+"""Predictors over exported files: onnxruntime (any platform) and Core ML (macOS on Apple silicon).
+
+Both take an export manifest written by `samexport convert`, so the family, its preprocessing and the
+decoder's batch sizes come from what was exported, not from guesses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import UsageError
+from ..predictor import Predictor
+from ..registry import get_spec
+from . import coreml_export, onnx_export
+
+
+def read_manifest(path: Path) -> Dict:
+    try:
+        manifest = json.loads(Path(path).read_text())
+        manifest["files"], manifest["model"]["name"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(
+            f"{path} is not a readable samexport export manifest ({e}); run samexport convert"
+        ) from None
+    return manifest
+
+
+def _file(manifest_path: Path, manifest: Dict, key: str) -> Path:
+    entry = manifest["files"].get(key)
+    path = Path(manifest_path).parent / str((entry or {}).get("path", ""))
+    if not entry or not path.exists():
+        raise UsageError(f"{manifest_path} lists no existing {key} file; run samexport convert again")
+    return path
+
+
+class OnnxPredictor(Predictor):
+    """The exported ONNX encoder and decoder on onnxruntime's CPU provider; any number of prompt sets."""
+
+    name = "onnx"
+
+    def __init__(self, manifest_path: Path) -> None:
+        manifest = read_manifest(manifest_path)
+        spec = get_spec(manifest["model"]["name"])
+        super().__init__(spec.family)
+        self.signature = spec.family.decoder_signature(manifest["decoder_prompt"]["token_counts"])
+        self.encoder = onnx_export.session(_file(manifest_path, manifest, "onnx_encoder"))
+        self.decoder = onnx_export.session(_file(manifest_path, manifest, "onnx_decoder"))
+
+    def encode(self, image: np.ndarray) -> torch.Tensor:
+        tensor = self.family.preprocess(image).numpy()
+        return torch.from_numpy(self.encoder.run(None, {"image": tensor})[0])
+
+    def decode(
+        self, embeddings: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        feeds = self.signature.feeds(embeddings.numpy(), coords, labels, None, packed=False)
+        masks, iou = self.decoder.run(None, feeds)
+        return torch.from_numpy(masks), torch.from_numpy(iou)
+
+
+class CoreMLPredictor(Predictor):
+    """The exported Core ML packages, compiled once; B from the decoder's enumerated batch sizes."""
+
+    name = "coreml"
+
+    def __init__(self, manifest_path: Path, compute_units: str = "ALL") -> None:
+        coreml_export.require_prediction()
+        from ..coreml_package import CoreMLPackage
+
+        manifest = read_manifest(manifest_path)
+        spec = get_spec(manifest["model"]["name"])
+        super().__init__(spec.family)
+        encoder_path = _file(manifest_path, manifest, "coreml_encoder")
+        decoder_path = _file(manifest_path, manifest, "coreml_decoder")
+        decoder_meta = CoreMLPackage(decoder_path).metadata
+        self.signature = spec.family.decoder_signature(
+            json.loads(decoder_meta["com.samexport.token_counts"]),
+            json.loads(decoder_meta.get("com.samexport.batch_sizes", "[1]")),
+        )
+        self.batch_sizes = self.signature.batch_sizes
+        self.image_input = any(f["kind"] == "image" for f in CoreMLPackage(encoder_path).io["inputs"])
+        self.encoder = coreml_export.load_for_prediction(encoder_path, compute_units)
+        self.decoder = coreml_export.load_for_prediction(decoder_path, compute_units)
+
+    def encode(self, image: np.ndarray) -> torch.Tensor:
+        from PIL import Image
+
+        if self.image_input:
+            feed = Image.fromarray(self.family.app_canvas(image))
+        else:
+            feed = self.family.preprocess(image).numpy()
+        out = coreml_export.predict(self.encoder, {"image": feed})
+        return torch.from_numpy(out["imageEmbeddings"].astype(np.float32))
+
+    def decode(
+        self, embeddings: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        feeds = self.signature.feeds(embeddings.numpy(), coords, labels, None, packed=True)
+        out = coreml_export.predict(self.decoder, feeds)
+        return (
+            torch.from_numpy(out["lowResMasks"].astype(np.float32)),
+            torch.from_numpy(out["iouScores"].astype(np.float32)),
+        )

@@ -1,0 +1,294 @@
+"""`samexport segment`: one photo through a chosen backend, prompts or everything mode, to a picture
+and a JSON of the masks.
+
+Prompts: every click and at most one box form one prompt set; several boxes form one prompt set each
+(decoded in one batched call). A prompt set of one click alone is ambiguous, so the best of the three
+multimask outputs is kept (the contract's rule); otherwise the single-mask output.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .console import Progress
+from .errors import InputError, UsageError
+from .fsutil import atomic_write, atomic_write_text
+
+BACKENDS = ("torch", "onnx", "coreml")
+
+
+@dataclass
+class SegmentOptions:
+    """What to segment and where the results go; checked before any work."""
+
+    image: Path
+    encoder: str
+    output: Path
+    checkpoint: Optional[Path] = None
+    points: List[Tuple[float, float, int]] = field(default_factory=list)
+    boxes: List[Tuple[float, float, float, float]] = field(default_factory=list)
+    everything: bool = False
+    backend: str = "torch"
+    models_dir: Path = Path("models")
+    json_path: Optional[Path] = None
+    force: bool = False
+    generator_kwargs: Dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UsageError(f"unknown --backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
+        if self.everything == bool(self.points or self.boxes):
+            raise UsageError("give prompts (--point/--box) or --everything, exactly one of the two")
+        if len(self.boxes) > 1 and self.points:
+            raise UsageError(
+                "--point with several --box is ambiguous: give one box with its clicks, or boxes alone "
+                "(one mask per box)"
+            )
+        if self.output.suffix.lower() != ".png":
+            raise UsageError(f"--output must be a .png file, got {self.output}")
+        outputs = [self.output] + ([self.json_path] if self.json_path else [])
+        for path in outputs:
+            if not path.parent.is_dir():
+                raise UsageError(f"folder {path.parent} does not exist; create it or choose another output")
+            if path.exists() and not self.force:
+                raise UsageError(f"{path} exists; pass --force to replace it or choose another name")
+            if path.resolve() == Path(self.image).resolve():
+                raise UsageError(f"{path} is the input image; choose another output name")
+        if self.json_path and self.json_path.resolve() == self.output.resolve():
+            raise UsageError("--json and --output name the same file")
+
+
+def parse_point(text: str) -> Tuple[float, float, int]:
+    """`X,Y` (positive) or `X,Y,LABEL` with LABEL 1 (positive) or 0 (negative)."""
+    parts = text.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (2, 3) or (len(values) == 3 and values[2] not in (0.0, 1.0)):
+        raise UsageError(f"--point takes X,Y or X,Y,LABEL with LABEL 1 or 0, got {text!r}")
+    return values[0], values[1], int(values[2]) if len(values) == 3 else 1
+
+
+def parse_box(text: str) -> Tuple[float, float, float, float]:
+    try:
+        values = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or values[0] >= values[2] or values[1] >= values[3]:
+        raise UsageError(f"--box takes X0,Y0,X1,Y1 with X0 < X1 and Y0 < Y1, got {text!r}")
+    return values
+
+
+def load_image(path: Path) -> np.ndarray:
+    """An image file -> HxWx3 uint8 RGB, EXIF orientation applied."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except FileNotFoundError:
+        raise UsageError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(
+            f"{path} is not an image Pillow can read ({type(e).__name__}); give a PNG or JPEG"
+        ) from None
+
+
+def check_prompts_inside(options: SegmentOptions, hw: Tuple[int, int]) -> None:
+    h, w = hw
+    for x, y, _ in options.points:
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise InputError(f"--point {x:g},{y:g} lies outside the {w}x{h} image")
+    for x0, y0, x1, y1 in options.boxes:
+        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            raise InputError(f"--box {x0:g},{y0:g},{x1:g},{y1:g} reaches outside the {w}x{h} image")
+
+
+def make_predictor(options: SegmentOptions, progress: Progress):
+    """The chosen backend's predictor; exports come from --models-dir and are converted when missing."""
+    if options.backend == "torch":
+        from .predictor import TorchPredictor
+        from .zoo import RandomWeightsWarning, build_model
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RandomWeightsWarning)
+            model = build_model(options.encoder, options.checkpoint)
+        for w in caught:
+            progress.say(f"warning: {w.message}")
+        return TorchPredictor(model)
+    if options.backend == "coreml":
+        from .export.coreml_export import require_prediction
+
+        require_prediction()
+    manifest = exports_for(options, progress)
+    from .export.runtimes import CoreMLPredictor, OnnxPredictor
+
+    return (OnnxPredictor if options.backend == "onnx" else CoreMLPredictor)(manifest)
+
+
+def exports_for(options: SegmentOptions, progress: Progress) -> Path:
+    """The export manifest in --models-dir for this model and backend, converted first when missing;
+    refused when it was made from other weights than the ones asked for."""
+    from .export.convert import convert
+    from .export.options import EVERYTHING_BATCH, ConvertOptions, artifact_names
+    from .export.runtimes import read_manifest
+    from .provenance import sha256
+    from .registry import get_spec
+
+    batch = EVERYTHING_BATCH if options.backend == "coreml" else (1,)
+    convert_options = ConvertOptions(
+        encoder=options.encoder,
+        target=options.backend,
+        checkpoint=options.checkpoint,
+        output_dir=options.models_dir,
+        batch=batch,
+    )
+    spec = get_spec(options.encoder)
+    names = artifact_names(spec, convert_options)
+    manifest_path = options.models_dir / names["manifest"]
+    wanted = sha256(options.checkpoint) if options.checkpoint else "random-init"
+    if manifest_path.exists():
+        manifest = read_manifest(manifest_path)
+        made_from = manifest.get("checkpoint", {}).get("sha256")
+        files = [k for k in names if k != "manifest"]
+        if all(
+            k in manifest["files"] and (options.models_dir / manifest["files"][k]["path"]).exists()
+            for k in files
+        ):
+            if made_from != wanted:
+                raise UsageError(
+                    f"{manifest_path} was exported from {str(made_from)[:12]}, not from {str(wanted)[:12]}; "
+                    f"give another --models-dir or re-export with samexport convert --force"
+                )
+            return manifest_path
+    progress.say(f"no {options.backend} export of {spec.name} in {options.models_dir}: converting it first")
+    convert(convert_options, quiet=False)
+    return manifest_path
+
+
+def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
+    """Run, draw, write; returns the JSON document (also written to --json when given)."""
+    progress = Progress(quiet=quiet)
+    image = load_image(options.image)
+    check_prompts_inside(options, image.shape[:2])
+    start = time.perf_counter()
+    predictor = make_predictor(options, progress)
+    setup = time.perf_counter() - start
+    if options.everything:
+        records, timings, title = _everything(predictor, image, options, progress)
+    else:
+        records, timings, title = _prompted(predictor, image, options)
+    from .amg import encode_rle
+    from .overlay import draw_overlay, mask_label
+
+    if options.checkpoint is None:
+        title += " (fixture weights, no checkpoint: the masks are meaningless)"
+    draw_start = time.perf_counter()
+    masks = [r.pop("segmentation") for r in records]
+    picture = draw_overlay(
+        image,
+        masks,
+        [mask_label(i, r) for i, r in enumerate(records)],
+        points=[(x, y) for x, y, _ in options.points],
+        point_labels=[label for _, _, label in options.points],
+        boxes=options.boxes,
+        title=title,
+    )
+    rles = encode_rle(np.stack(masks)) if masks else []
+    timings = {"setup": setup, **timings, "draw": time.perf_counter() - draw_start}
+    document = {
+        "format": "samexport.segment/1",
+        "image": str(options.image),
+        "size_hw": list(image.shape[:2]),
+        "model": options.encoder,
+        "backend": predictor.name,
+        "checkpoint": str(options.checkpoint) if options.checkpoint else None,
+        "mode": "everything" if options.everything else "prompts",
+        "prompts": {"points": [list(p) for p in options.points], "boxes": [list(b) for b in options.boxes]},
+        "generator": options.generator_kwargs if options.everything else None,
+        "masks": [{**r, "segmentation": rle} for r, rle in zip(records, rles)],
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+    }
+    atomic_write(options.output, lambda f: picture.save(f, format="PNG"), binary=True)
+    if options.json_path:
+        atomic_write_text(options.json_path, json.dumps(document, indent=1) + "\n")
+    return document
+
+
+def _prompted(predictor, image: np.ndarray, options: SegmentOptions):
+    import torch
+
+    from .registry import get_spec
+
+    hw = image.shape[:2]
+    family = predictor.family
+    predictor.set_image(image)
+    prompt_sets = (
+        [(options.points, box) for box in options.boxes]
+        if len(options.boxes) > 1
+        else [(options.points, options.boxes[0] if options.boxes else None)]
+    )
+    shapes_only = get_spec(options.encoder).build_meta()  # prompt_tokens needs no weights
+    coords, labels = zip(*(_tokens(shapes_only, hw, clicks, box) for clicks, box in prompt_sets))
+    low_res, iou = predictor.predict(torch.cat(coords), torch.cat(labels))
+    post = time.perf_counter()
+    ambiguous = len(options.points) == 1 and not options.boxes
+    token = (1 + iou[:, 1:].argmax(dim=1)) if ambiguous else torch.zeros(len(iou), dtype=torch.long)
+    rows = torch.arange(len(iou))
+    logits = family.postprocess_masks(low_res[rows, token][:, None], hw)[:, 0]
+    records = []
+    for i in range(len(iou)):
+        mask = (logits[i] > 0).numpy()
+        ys, xs = np.nonzero(mask)
+        bbox = (
+            [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
+            if len(xs)
+            else [0, 0, 0, 0]
+        )
+        records.append(
+            {
+                "segmentation": mask,
+                "area": int(mask.sum()),
+                "bbox": bbox,
+                "predicted_iou": float(iou[i, token[i]]),
+                "mask_token": int(token[i]),
+                "stability_score": None,
+            }
+        )
+    timings = {**predictor.timings, "postprocess": time.perf_counter() - post}
+    return records, timings, f"{options.encoder} on {predictor.name}: {len(records)} prompted mask(s)"
+
+
+def _tokens(model, hw, clicks, box):
+    """One prompt set in the family's token layout (model frame), as (1, T, 2), (1, T) tensors."""
+    import torch
+
+    points = [[x, y] for x, y, _ in clicks] or None
+    labels = [label for _, _, label in clicks] or None
+    coords, token_labels = model.prompt_tokens(hw, points=points, labels=labels, box=box)
+    return coords.to(torch.float32), token_labels.to(torch.int64)
+
+
+def _everything(predictor, image: np.ndarray, options: SegmentOptions, progress: Progress):
+    from .mask_generator import MaskGenerator
+
+    with progress.bar("everything mode: decoding the point grid") as advance:
+        generator = MaskGenerator(
+            predictor, output_mode="binary_mask", progress=advance, **options.generator_kwargs
+        )
+        records = generator.generate(image)
+    timings = {k: v for k, v in generator.timings.items() if k != "total"}
+    counts = generator.stage_counts
+    title = (
+        f"{options.encoder} on {predictor.name}, everything: {counts['candidates']} candidates -> "
+        f"{counts['after_iou']} IoU -> {counts['after_stability']} stability -> {len(records)} masks"
+    )
+    return records, timings, title
