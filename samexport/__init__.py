@@ -5,6 +5,7 @@
     emb = m.image_encoder(m.preprocess(image))
     low_res_masks, iou = m.decode(emb, coords, labels)
     fused = samexport.reparameterize_model(m)
+    records = samexport.MaskGenerator(m).generate(image)   # everything mode
 
 The names below are imported on first use, so `import samexport` (and `samexport --help`) does
 not load torch.
@@ -18,6 +19,7 @@ from .errors import SamExportError
 from .version import __version__
 
 _LAZY = {
+    "MaskGenerator": "samexport.mask_generator",
     "RandomWeightsWarning": "samexport.zoo",
     "build_model": "samexport.zoo",
     "get_spec": "samexport.registry",

@@ -285,6 +285,9 @@ def validate_command(paths, checkpoint, method, json_path) -> None:
     help="Core ML: comma list of all, cpu_and_ne, cpu_and_gpu, cpu_only.",
 )
 @click.option("--points", default="1,5", show_default=True, help="Decoder prompt point counts to measure.")
+@click.option(
+    "--batch", default=1, show_default=True, help="Decoder rows: prompt sets per call (cpu, cuda, m1)."
+)
 @click.option("--runs", type=int, help="Timed runs per part (default: 5 for encoders, 20 for decoders).")
 @click.option("--warmup", default=1, show_default=True, help="Untimed runs after the first inference.")
 @click.option("--memory-limit", help="Memory limit per part, e.g. 4G (parts beyond it are reported oom).")
@@ -339,6 +342,7 @@ def bench_command(
     target,
     compute_units,
     points,
+    batch,
     runs,
     warmup,
     memory_limit,
@@ -391,6 +395,7 @@ def bench_command(
         target=target,
         compute_units=tuple(c.strip() for c in compute_units.split(",") if c.strip()),
         points=parse_counts(points, "--points"),
+        batch=batch,
         runs=runs,
         warmup=warmup,
         memory_limit=device_profiles.parse_size(memory_limit) if memory_limit is not None else None,

@@ -12,13 +12,24 @@ import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .families import Family
 from .transforms import check_image
+
+
+def batch_plan(count: int, batch_sizes: Sequence[int]) -> List[Tuple[int, int, int]]:
+    """(start, count, padded) per decoder call: `count` prompt sets in calls of at most the largest
+    batch size, each padded to the smallest batch size that holds it."""
+    sizes = sorted(batch_sizes)
+    plan = []
+    for start in range(0, count, sizes[-1]):
+        n = min(sizes[-1], count - start)
+        plan.append((start, n, next(b for b in sizes if b >= n)))
+    return plan
 
 
 class Predictor(ABC):
@@ -60,22 +71,17 @@ class Predictor(ABC):
         with self.timed("decoder"):
             if self.batch_sizes is None:
                 return self.decode(self.embeddings, coords, labels)
-            largest = max(self.batch_sizes)
-            parts = [
-                self._padded(coords[i : i + largest], labels[i : i + largest])
-                for i in range(0, len(coords), largest)
-            ]
+            parts = []
+            for start, count, padded in batch_plan(len(coords), self.batch_sizes):
+                chunk = slice(start, start + count)
+                extra = padded - count
+                masks, iou = self.decode(
+                    self.embeddings,
+                    torch.cat([coords[chunk], coords[start + count - 1 :][:1].expand(extra, -1, -1)]),
+                    torch.cat([labels[chunk], labels[start + count - 1 :][:1].expand(extra, -1)]),
+                )
+                parts.append((masks[:count], iou[:count]))
             return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
-
-    def _padded(self, coords: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        size = min(b for b in self.batch_sizes if b >= len(coords))
-        extra = size - len(coords)
-        if extra:
-            coords = torch.cat([coords, coords[-1:].expand(extra, -1, -1)])
-            labels = torch.cat([labels, labels[-1:].expand(extra, -1)])
-        masks, iou = self.decode(self.embeddings, coords, labels)
-        keep = size - extra
-        return masks[:keep], iou[:keep]
 
     @abstractmethod
     def encode(self, image: np.ndarray) -> torch.Tensor:

@@ -326,13 +326,16 @@ def everything() -> Dict:
         }
         for crop in ([0, 0, 402, 322], [239, 159, 640, 480], [0, 0, 640, 480])
     ]
-    splits = []
-    for count in (1, 3, 4, 5, 17, 64, 70, 256):
-        calls = []
-        for start in range(0, count, 64):
-            n = min(64, count - start)
-            calls.append({"start": start, "count": n, "padded": min(b for b in (1, 4, 16, 64) if b >= n)})
-        splits.append({"count": count, "batch_sizes": [1, 4, 16, 64], "calls": calls})
+    from samexport.predictor import batch_plan
+
+    splits = [
+        {
+            "count": count,
+            "batch_sizes": [1, 4, 16, 64],
+            "calls": [{"start": a, "count": n, "padded": p} for a, n, p in batch_plan(count, [1, 4, 16, 64])],
+        }
+        for count in (1, 3, 4, 5, 17, 64, 70, 256)
+    ]
     return {
         "grids": grids,
         "crops": crops,

@@ -26,7 +26,7 @@ LAYERS = [
         "samexport.coreml_package",
         "samexport.coreml_placement",
     },
-    {"samexport.mileval", "samexport.modeling", "samexport.transforms", "samexport.amg"},
+    {"samexport.mileval", "samexport.modeling", "samexport.transforms", "samexport.amg", "samexport.overlay"},
     {"samexport.families"},
     {
         "samexport.registry",
@@ -38,7 +38,7 @@ LAYERS = [
         "samexport.mask_generator",
     },
     {"samexport.export"},
-    {"samexport.bench"},
+    {"samexport.bench", "samexport.segment"},
     {"samexport.cli", "samexport"},
 ]
 

@@ -394,3 +394,20 @@ def test_devicectl_ids_tunnels_and_timeouts(monkeypatch):
     assert result.returncode == 124 and "timed out after 300 s" in result.stderr
     with pytest.raises(subprocess.TimeoutExpired):
         harness.run_command(["xcodebuild", "build"], timeout=5)
+
+
+def test_decoder_rows_with_several_prompt_sets_per_call(exports):
+    out, _ = exports
+    decoder = str(out / "MobileSAMDecoder.onnx")
+    job = {"path": decoder, "part": "decoder", "points": 2, "batch": 4, "runs": 1, "warmup": 0}
+    row = run_part(job)
+    assert row["status"] == "ok" and row["stats"]["n"] == 1
+
+
+def test_bench_batch_is_checked(capsys, tmp_path):
+    for args, message in (
+        (["--batch", "0"], "--batch must be a prompt-set count"),
+        (["--batch", "4", "--device", "iphone"], "measured by the host bench"),
+    ):
+        out = invoke(capsys, "bench", "--encoder", "tinyvit", "--models-dir", str(tmp_path), *args)
+        assert message in one_line_error(out), args

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..console import Progress
 from ..errors import SamExportError, UsageError
-from ..export.options import check_points
+from ..export.options import MAX_BATCH, check_points
 from ..fsutil import atomic_write_text
 from ..provenance import machine, versions
 from ..registry import get_spec, list_models
@@ -33,6 +33,7 @@ class BenchOptions:
     target: Optional[str] = None
     compute_units: Tuple[str, ...] = ("all",)
     points: Tuple[int, ...] = (1, 5)
+    batch: int = 1  # prompt sets per decoder call
     runs: Optional[int] = None  # None: DEFAULT_RUNS per part
     warmup: int = 1
     memory_limit: Optional[int] = None
@@ -71,6 +72,13 @@ class BenchOptions:
         if (self.runs is not None and self.runs < 1) or self.warmup < 0:
             raise UsageError("--runs must be at least 1 and --warmup at least 0")
         self.points = check_points(self.points)
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise UsageError(f"--batch must be a prompt-set count from 1 to {MAX_BATCH}, got {self.batch}")
+        if self.batch > 1 and self.backend.in_harness:
+            raise UsageError(
+                "--batch above 1 is measured by the host bench (--device cpu, cuda or m1); the ios_harness "
+                "app measures one prompt set per call"
+            )
         if self.as_device and self.memory_limit is None:
             self.memory_limit = device_profiles.budget_bytes(self.as_device)
         from .worker import COMPUTE_UNITS
@@ -126,7 +134,11 @@ class Bench:
 
         spec, target = get_spec(name), self.options.target
         convert_options = ConvertOptions(
-            encoder=name, target=target, output_dir=self.options.models_dir, compress=self.options.compress
+            encoder=name,
+            target=target,
+            output_dir=self.options.models_dir,
+            compress=self.options.compress,
+            batch=tuple(sorted({1, self.options.batch})),
         )
         names = artifact_names(spec, convert_options)
         paths = {part: self.options.models_dir / names[f"{target}_{part}"] for part in ("encoder", "decoder")}
@@ -276,6 +288,7 @@ class Bench:
             "part": part,
             "points": points,
             "tokens": tokens,
+            "batch": None if part == "encoder" else self.options.batch,
             "precision": precision,
             "compute_unit": unit,
             "file": None,
@@ -310,6 +323,7 @@ class Bench:
             "path": str(paths[part]),
             "part": part,
             "points": row["tokens"] or 1,
+            "batch": row["batch"] or 1,
             "runs": options.runs_for(part),
             "warmup": options.warmup,
             **self.backend.worker_job(unit),

@@ -18,6 +18,7 @@ CSV_FIELDS = [
     "part",
     "points",
     "tokens",
+    "batch",
     "precision",
     "compute_unit",
     "status",
@@ -91,7 +92,8 @@ def to_csv(result: Dict) -> str:
 def _part_label(row: Dict) -> str:
     if row["part"] == "encoder":
         return "encoder"
-    return f"decoder, {row['points']} pt" + ("s" if row["points"] != 1 else "")
+    label = f"decoder, {row['points']} pt" + ("s" if row["points"] != 1 else "")
+    return label + (f", {row['batch']} prompt sets per call" if (row.get("batch") or 1) > 1 else "")
 
 
 def memory_label(result: Dict) -> str:

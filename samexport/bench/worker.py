@@ -18,12 +18,14 @@ import numpy as np
 from ..platforms import is_macos
 
 
-def onnx_inputs(session, points: int) -> Dict[str, np.ndarray]:
-    """Deterministic inputs of the right shapes; latency does not depend on their values."""
+def onnx_inputs(session, points: int, batch: int = 1) -> Dict[str, np.ndarray]:
+    """Deterministic inputs of the right shapes (`batch` prompt sets of `points` tokens); latency does not
+    depend on their values."""
     rng = np.random.default_rng(0)
     feeds = {}
+    dynamic = {"numPromptSets": batch, "numPoints": points}
     for spec in session.get_inputs():
-        shape = [d if isinstance(d, int) else points for d in spec.shape]
+        shape = [d if isinstance(d, int) else dynamic.get(d, points) for d in spec.shape]
         if spec.name == "pointCoords":
             feeds[spec.name] = rng.uniform(0, 1024, shape).astype(np.float32)
         elif spec.name == "pointLabels":
@@ -35,7 +37,7 @@ def onnx_inputs(session, points: int) -> Dict[str, np.ndarray]:
     return feeds
 
 
-def measure_onnx(path: str, points: int, runs: int, warmup: int, providers) -> Dict:
+def measure_onnx(path: str, points: int, runs: int, warmup: int, providers, batch: int = 1) -> Dict:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -45,7 +47,7 @@ def measure_onnx(path: str, points: int, runs: int, warmup: int, providers) -> D
     start = time.perf_counter()  # warm: the file is in the page cache, the runtime initialized
     session = ort.InferenceSession(path, options, providers=providers)
     load_warm_ms = (time.perf_counter() - start) * 1e3
-    feeds = onnx_inputs(session, points)
+    feeds = onnx_inputs(session, points, batch)
     start = time.perf_counter()
     outputs = session.run(None, feeds)
     first_ms = (time.perf_counter() - start) * 1e3
@@ -79,7 +81,7 @@ COMPUTE_UNITS = {
 }
 
 
-def coreml_inputs(spec, points: int) -> Dict:
+def coreml_inputs(spec, points: int, batch: int = 1) -> Dict:
     """Inputs for a samexport Core ML package, from its own description (macOS only)."""
     from PIL import Image
 
@@ -94,8 +96,10 @@ def coreml_inputs(spec, points: int) -> Dict:
             continue
         shape = list(feature.type.multiArrayType.shape)
         if feature.name == "points":
-            shape = [1, points, 3]
-            value = np.concatenate([rng.uniform(0, 1024, (1, points, 2)), np.ones((1, points, 1))], -1)
+            shape = [batch, points, 3]
+            value = np.concatenate(
+                [rng.uniform(0, 1024, (batch, points, 2)), np.ones((batch, points, 1))], -1
+            )
         elif feature.name in ("maskInput", "hasMaskInput"):
             value = np.zeros(shape)
         else:
@@ -135,7 +139,9 @@ def coreml_loads(path: str, compute_units: str) -> Dict:
     }
 
 
-def measure_coreml(path: str, points: int, runs: int, warmup: int, compute_units: str) -> Dict:
+def measure_coreml(
+    path: str, points: int, runs: int, warmup: int, compute_units: str, batch: int = 1
+) -> Dict:
     """Compile and load times (see coreml_loads), then the first prediction, warm-up and timed
     predictions with coremltools' MLModelBenchmarker (its durations come from Core ML itself)."""
     import asyncio
@@ -146,7 +152,7 @@ def measure_coreml(path: str, points: int, runs: int, warmup: int, compute_units
     loads = coreml_loads(path, compute_units)
     model = ct.models.MLModel(path, compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units]))
     spec = model.get_spec()
-    feeds = coreml_inputs(spec, points)
+    feeds = coreml_inputs(spec, points, batch)
     benchmarker = MLModelBenchmarker(model=model)
 
     async def measure():
@@ -187,7 +193,9 @@ def peak_rss_mb() -> float:
 def main() -> None:
     job = json.loads(sys.argv[1])
     if job.get("backend", "onnx") == "coreml":
-        result = measure_coreml(job["path"], job["points"], job["runs"], job["warmup"], job["compute_units"])
+        result = measure_coreml(
+            job["path"], job["points"], job["runs"], job["warmup"], job["compute_units"], job.get("batch", 1)
+        )
     else:
         result = measure_onnx(
             job["path"],
@@ -195,6 +203,7 @@ def main() -> None:
             job["runs"],
             job["warmup"],
             job.get("providers", ["CPUExecutionProvider"]),
+            job.get("batch", 1),
         )
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result), flush=True)
