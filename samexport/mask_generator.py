@@ -188,18 +188,19 @@ class MaskGenerator:
         self._batches_done += 1
         if self.progress is not None:
             self.progress(self._batches_done, self._batches_total)
-        start = time.perf_counter()
-        logits = family.postprocess_masks(low_res[:, 1:], crop_hw).flatten(0, 1)
-        upscaled = time.perf_counter()
-        self._stage["upscale"] += upscaled - start
         iou = iou[:, 1:].flatten(0, 1)
         points = np.repeat(points, 3, axis=0)
         keep = torch.ones(len(iou), dtype=torch.bool)
         if self.pred_iou_thresh > 0.0:
             keep = iou > self.pred_iou_thresh
-        logits, iou, points = logits[keep], iou[keep], points[keep.numpy()]
         self._counts["candidates"] += len(keep)
-        self._counts["after_iou"] += len(iou)
+        self._counts["after_iou"] += int(keep.sum())
+        # Upscaling is per mask, so upscaling only the IoU survivors gives the official logits for them.
+        start = time.perf_counter()
+        logits = family.postprocess_masks(low_res[:, 1:].flatten(0, 1)[keep][:, None], crop_hw)[:, 0]
+        upscaled = time.perf_counter()
+        self._stage["upscale"] += upscaled - start
+        iou, points = iou[keep], points[keep.numpy()]
         stability = amg.stability_score(logits, MASK_THRESHOLD, self.stability_score_offset)
         if self.stability_score_thresh > 0.0:
             keep = stability >= self.stability_score_thresh

@@ -62,38 +62,43 @@ def test_exported_batches_were_validated_and_match_each_prompt_alone(exports, na
 
 
 @pytest.mark.slow
-def test_coreml_decoder_takes_each_enumerated_batch_exactly(tmp_path):
-    """Enumerated (B, N) shapes, default B = 1 with the single-click count; each B evaluated by mileval."""
+@pytest.mark.parametrize("name", ["tinyvit", "efficientsam_ti"])
+def test_coreml_decoder_takes_each_enumerated_batch_exactly(tmp_path, name):
+    """Enumerated (B, N) shapes, default B = 1 with the first token count; `samexport validate` evaluates a
+    call of every B > 1 with mileval against PyTorch."""
+    import json as json_module
+
     from samexport.coreml_package import CoreMLPackage
     from samexport.export import coreml_export
-    from samexport.export.coreml_check import NumpyRunner, decoder_cases
+    from samexport.export.validate import validate
 
-    model = build_quiet("tinyvit")
+    model = build_quiet(name)
     family = model.spec.family
     signature = family.decoder_signature(family.token_counts([1]), (1, 4))
     inputs = [coreml_export.tensor_input(n, s) for n, s in signature.coreml_shapes().items()]
     traced = coreml_export.trace(
         family.decoder_for_export(model, packed=True), signature.example(packed=True)
     )
-    coreml_export.convert(traced, inputs, signature.outputs, "fp32", "iOS16").save(
-        str(tmp_path / "d.mlpackage")
+    mlmodel = coreml_export.convert(traced, inputs, signature.outputs, "fp32", "iOS16")
+    mlmodel.user_defined_metadata.update(
+        {
+            "com.samexport.model": name,
+            "com.samexport.part": "decoder",
+            "com.samexport.precision": "fp32",
+            "com.samexport.token_counts": json_module.dumps(list(signature.token_counts)),
+            "com.samexport.batch_sizes": "[1, 4]",
+        }
     )
+    mlmodel.save(str(tmp_path / "d.mlpackage"))
     package = CoreMLPackage(tmp_path / "d.mlpackage")
     points = next(f for f in package.io["inputs"] if f["name"] == "points")
-    assert sorted(map(tuple, points["enumerated_shapes"])) == [(1, 2, 3), (4, 2, 3)] and points["shape"] == [
-        1,
-        2,
-        3,
-    ]
-    embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(5))
-    cases = decoder_cases(model, embedding, [], list(signature.token_counts), (1, 4))
-    runner = NumpyRunner(package)
-    batched = [c for c in cases if c.feeds["points"].shape[0] == 4]
-    assert len(batched) == 1
-    for case in cases:
-        outputs, _ = runner.run(case.feeds)
-        assert outputs["lowResMasks"].shape[0] == case.feeds["points"].shape[0]
-        assert rel_err(outputs["lowResMasks"], case.masks) <= 1e-4, case.name
+    n = signature.default_tokens
+    assert sorted(map(tuple, points["enumerated_shapes"])) == [(1, n, 3), (4, n, 3)]
+    assert points["shape"] == [1, n, 3]
+    report = validate([tmp_path / "d.mlpackage"], method="numpy")[str(tmp_path / "d.mlpackage")]
+    assert report["passed"], report["failures"]
+    batched = [c for c in report["cases"] if c.startswith("4 prompt sets")]
+    assert batched and report["cases"][batched[0]]["lowResMasks"]["rel"] <= 1e-4
 
 
 @pytest.mark.slow
@@ -242,3 +247,41 @@ def test_convert_batch_option_is_checked(capsys, tmp_path, value, message):
         capsys, "convert", "--encoder", "tinyvit", "--batch", value, "--output-dir", str(tmp_path)
     )
     assert message in one_line_error(result) and not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_everything_mode_on_the_fp16_coreml_programs_stays_within_the_fp16_tolerance(exports):
+    """The Core ML packages (fp16, evaluated by mileval as a Mac would run them) against PyTorch: the
+    same records (filters off, so no threshold can flip), mask IoU >= 0.99 and scores within 0.02."""
+    from PIL import Image
+
+    from samexport.export.runtimes import CoreMLPredictor
+    from samexport.mask_generator import MaskGenerator
+
+    kwargs = {
+        "points_per_side": 4,
+        "pred_iou_thresh": 0.0,
+        "stability_score_thresh": 0.0,
+        "box_nms_thresh": 1.0,
+    }
+    image = np.asarray(Image.open(scene()).convert("RGB"))
+    coreml = MaskGenerator(CoreMLPredictor(tinyvit_manifest(exports), method="numpy"), **kwargs).generate(
+        image
+    )
+    torch_records = MaskGenerator(build_quiet("tinyvit"), **kwargs).generate(image)
+    assert len(coreml) == len(torch_records) == 48
+    for record in coreml:
+        same_point = [r for r in torch_records if r["point_coords"] == record["point_coords"]]
+        best = max(
+            same_point,
+            key=lambda r: (
+                (r["segmentation"] & record["segmentation"]).sum()
+                / (r["segmentation"] | record["segmentation"]).sum()
+            ),
+        )
+        overlap = (best["segmentation"] & record["segmentation"]).sum() / (
+            best["segmentation"] | record["segmentation"]
+        ).sum()
+        assert overlap >= 0.99
+        assert abs(best["predicted_iou"] - record["predicted_iou"]) <= 0.02
+        assert abs(best["stability_score"] - record["stability_score"]) <= 0.02

@@ -76,11 +76,12 @@ class DecoderCase:
 def decoder_cases(
     model, embeddings: torch.Tensor, prompts, token_counts: List[int], batch_sizes: Sequence[int] = (1,)
 ) -> List[DecoderCase]:
-    """The validation prompts, seeded clicks for every declared token count they miss, and one case of
-    several prompt sets for every batch size above 1."""
+    """The validation prompts the package takes, seeded clicks for every declared token count they miss,
+    and one case of several prompt sets for every batch size above 1."""
     family: Family = model.spec.family
     signature = family.decoder_signature(token_counts, batch_sizes)
-    prompts = list(prompts) + [
+    # a validation prompt of a token count the package does not take cannot be fed to it
+    prompts = [p for p in prompts if int(p[1].shape[1]) in signature.token_counts] + [
         prompt_batch(model, embeddings, signature.default_tokens, b) for b in signature.batch_sizes if b > 1
     ]
     covered = {int(coords.shape[1]) for _, coords, _, _ in prompts}
@@ -133,11 +134,12 @@ class CoreMLRunner:
 class NumpyRunner:
     """The saved ML program evaluated op by op; fp16 programs also in float32 as a tolerance reference."""
 
-    def __init__(self, package: CoreMLPackage) -> None:
+    def __init__(self, package: CoreMLPackage, fp32_reference: bool = True) -> None:
         from ..mileval import load_program
 
         self.program = load_program(package)
         self.fp16 = self.program.is_fp16()
+        self.fp32_reference = fp32_reference
         self.description = (
             "NumPy evaluation of the saved ML program (samexport.mileval), fp16 values rounded "
             "where the program declares fp16"
@@ -150,7 +152,7 @@ class NumpyRunner:
 
         evaluation = evaluate(self.program, feeds, "program")
         extras = {"evaluation": evaluation.summary()}
-        if self.fp16:
+        if self.fp16 and self.fp32_reference:
             extras["fp32_outputs"] = evaluate(self.program, feeds, "fp32").outputs
         return evaluation.outputs, extras
 

@@ -64,45 +64,53 @@ class OnnxPredictor(Predictor):
 
 
 class CoreMLPredictor(Predictor):
-    """The exported Core ML packages, compiled once; B from the decoder's enumerated batch sizes."""
+    """The exported Core ML packages; B from the decoder's enumerated batch sizes.
+
+    `method` "coreml" runs Core ML (macOS on Apple silicon, each package compiled once); "numpy" evaluates
+    the saved ML programs with samexport.mileval on any platform (slow, for checking what a Mac will do).
+    """
 
     name = "coreml"
 
-    def __init__(self, manifest_path: Path, compute_units: str = "ALL") -> None:
-        coreml_export.require_prediction()
+    def __init__(self, manifest_path: Path, compute_units: str = "ALL", method: str = "coreml") -> None:
         from ..coreml_package import CoreMLPackage
+        from .coreml_check import CoreMLRunner, NumpyRunner
 
+        if method == "coreml":
+            coreml_export.require_prediction()
         manifest = read_manifest(manifest_path)
         spec = get_spec(manifest["model"]["name"])
         super().__init__(spec.family)
-        encoder_path = _file(manifest_path, manifest, "coreml_encoder")
-        decoder_path = _file(manifest_path, manifest, "coreml_decoder")
-        decoder_meta = CoreMLPackage(decoder_path).metadata
+        encoder = CoreMLPackage(_file(manifest_path, manifest, "coreml_encoder"))
+        decoder = CoreMLPackage(_file(manifest_path, manifest, "coreml_decoder"))
         self.signature = spec.family.decoder_signature(
-            json.loads(decoder_meta["com.samexport.token_counts"]),
-            json.loads(decoder_meta.get("com.samexport.batch_sizes", "[1]")),
+            json.loads(decoder.metadata["com.samexport.token_counts"]),
+            json.loads(decoder.metadata.get("com.samexport.batch_sizes", "[1]")),
         )
         self.batch_sizes = self.signature.batch_sizes
-        self.image_input = any(f["kind"] == "image" for f in CoreMLPackage(encoder_path).io["inputs"])
-        self.encoder = coreml_export.load_for_prediction(encoder_path, compute_units)
-        self.decoder = coreml_export.load_for_prediction(decoder_path, compute_units)
+        self.image_input = any(f["kind"] == "image" for f in encoder.io["inputs"])
+        if method == "coreml":
+            self.encoder, self.decoder = (
+                CoreMLRunner(encoder, compute_units),
+                CoreMLRunner(decoder, compute_units),
+            )
+        else:
+            self.encoder, self.decoder = NumpyRunner(encoder, False), NumpyRunner(decoder, False)
 
     def encode(self, image: np.ndarray) -> torch.Tensor:
-        from PIL import Image
-
-        if self.image_input:
-            feed = Image.fromarray(self.family.app_canvas(image))
+        if self.image_input:  # 0..255 pixels of the app's canvas; the runner hands Core ML an image
+            feed = self.family.app_canvas(image).transpose(2, 0, 1)[None].astype(np.float32)
         else:
             feed = self.family.preprocess(image).numpy()
-        out = coreml_export.predict(self.encoder, {"image": feed})
-        return torch.from_numpy(out["imageEmbeddings"].astype(np.float32))
+        outputs, _ = self.encoder.run({"image": feed})
+        return torch.from_numpy(np.asarray(outputs["imageEmbeddings"], dtype=np.float32))
 
     def decode(
         self, embeddings: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         feeds = self.signature.feeds(embeddings.numpy(), coords, labels, None, packed=True)
-        out = coreml_export.predict(self.decoder, feeds)
+        outputs, _ = self.decoder.run(feeds)
         return (
-            torch.from_numpy(out["lowResMasks"].astype(np.float32)),
-            torch.from_numpy(out["iouScores"].astype(np.float32)),
+            torch.from_numpy(np.asarray(outputs["lowResMasks"], dtype=np.float32)),
+            torch.from_numpy(np.asarray(outputs["iouScores"], dtype=np.float32)),
         )

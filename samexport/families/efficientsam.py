@@ -7,11 +7,28 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from .. import transforms
 from ..modeling.sam import EfficientSam
 from .base import DecoderForExport, Family, common_contract
 from .registry import register_family
+
+
+class OneGroupNorm(nn.Module):
+    """GroupNorm(1, C) written out (mean and variance over C, H, W, then a per-channel affine): the same
+    function, and it converts to Core ML with an enumerated batch (coremltools' group_norm and layer_norm
+    converters need the normalized shape as constants)."""
+
+    def __init__(self, norm: nn.GroupNorm) -> None:
+        super().__init__()
+        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        var = (x - mean).pow(2).mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
 
 
 class EfficientSamDecoderForExport(DecoderForExport):
@@ -21,6 +38,12 @@ class EfficientSamDecoderForExport(DecoderForExport):
     point count does not convert). Coordinates are already in the 1024 frame, so no x*1024/W
     product can overflow float16. No mask prompt exists for this family.
     """
+
+    def __init__(self, model: nn.Module, packed_points: bool = False) -> None:
+        super().__init__(model, packed_points)
+        for name, module in list(self.mask_decoder.named_modules()):
+            if isinstance(module, nn.GroupNorm) and module.num_groups == 1:
+                self.mask_decoder.set_submodule(name, OneGroupNorm(module))
 
     def forward(
         self, image_embeddings: torch.Tensor, *prompt: torch.Tensor
