@@ -170,11 +170,6 @@ class DecoderForExport(nn.Module):
         self.register_buffer("dense_pe", model.prompt_encoder.get_dense_pe().detach().clone())
         self.packed_points = packed_points
 
-    @staticmethod
-    def per_prompt_set(image_embeddings: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
-        """The one image embedding repeated for each of the B prompt sets (B stays dynamic when traced)."""
-        return image_embeddings.expand(sparse.shape[0], -1, -1, -1)
-
     def sparse_and_rest(self, prompt: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, list]:
         """Sparse prompt tokens from (points (B, N, 3), ...) or (coords, labels, ...); the other inputs."""
         if self.packed_points:

@@ -49,9 +49,7 @@ class EfficientSamDecoderForExport(DecoderForExport):
         self, image_embeddings: torch.Tensor, *prompt: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         sparse, _ = self.sparse_and_rest(prompt)
-        return self.mask_decoder.predict_masks(
-            self.per_prompt_set(image_embeddings, sparse), self.dense_pe, sparse
-        )
+        return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse)
 
 
 class EfficientSamFamily(Family):

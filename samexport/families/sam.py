@@ -29,9 +29,7 @@ class SamDecoderForExport(DecoderForExport):
         has_mask = has_mask_input.reshape(-1, 1, 1, 1)
         no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         dense = has_mask * self.prompt_encoder.embed_mask(mask_input) + (1 - has_mask) * no_mask
-        return self.mask_decoder.predict_masks(
-            self.per_prompt_set(image_embeddings, sparse), self.dense_pe, sparse, dense
-        )
+        return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
 
 
 class SamFamily(Family):

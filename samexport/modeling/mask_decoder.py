@@ -35,9 +35,8 @@ class _MaskDecoderBase(nn.Module):
         """image (B or 1, 256, 64, 64), pe (1, 256, 64, 64), tokens (B, N, 256), dense (B or 1, 256, 64, 64)
         or None -> masks (B, 4, 256, 256), IoU (B, 4). One image embedding serves B prompt sets, as in the
         official SamPredictor.predict_torch (which repeats the embedding per prompt set)."""
-        batch = sparse_prompt_embeddings.size(0)
-        if image_embeddings.size(0) != batch:
-            image_embeddings = image_embeddings.expand(batch, -1, -1, -1)
+        # unconditional, so that a traced export keeps B dynamic (a no-op view when the sizes agree)
+        image_embeddings = image_embeddings.expand(sparse_prompt_embeddings.size(0), -1, -1, -1)
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(sparse_prompt_embeddings.size(0), -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
