@@ -25,6 +25,8 @@ from .transforms import check_image
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 MASK_THRESHOLD = 0.0
+# candidates left after each filter of one crop (the names of the official fixtures' instrumentation)
+CROP_STAGES = ("candidates", "after_iou", "after_stability", "after_crop_edge", "after_box_nms")
 
 
 @dataclass
@@ -135,18 +137,17 @@ class MaskGenerator:
             [self._process_crop(image, box, layer, image_hw) for box, layer in zip(crop_boxes, layers)]
         )
         post = time.perf_counter()
-        after_crops = len(data.rles)
         if len(crop_boxes) > 1 and len(data.rles):
             widths = data.crop_boxes[:, 2] - data.crop_boxes[:, 0]
             heights = data.crop_boxes[:, 3] - data.crop_boxes[:, 1]
             scores = np.float32(1) / (widths * heights).astype(np.float32)
             data = data.take(amg.box_nms(data.boxes, scores, self.crop_nms_thresh))
+        after_crop_nms = len(data.rles)
         if self.min_mask_region_area > 0:
             data = self._remove_small_regions(data)
-        stages = ("candidates", "after_iou", "after_stability", "after_crop_edge", "after_box_nms")
         self.stage_counts = {
-            **{stage: sum(c[stage] for c in self._per_crop) for stage in stages},
-            "after_crop_nms": after_crops if len(crop_boxes) == 1 else len(data.rles),
+            **{stage: sum(c[stage] for c in self._per_crop) for stage in CROP_STAGES},
+            "after_crop_nms": after_crop_nms,
             "per_crop": self._per_crop,
         }
         records = self._records(data)
@@ -164,8 +165,7 @@ class MaskGenerator:
         crop = image[y0:y1, x0:x1]
         crop_hw = crop.shape[:2]
         self.predictor.set_image(crop)
-        self._counts = {"crop_box": list(crop_box), "layer": layer, "candidates": 0, "after_iou": 0}
-        self._counts.update(after_stability=0, after_crop_edge=0)
+        self._counts = {"crop_box": list(crop_box), "layer": layer, **dict.fromkeys(CROP_STAGES[:-1], 0)}
         points = self.point_grids[layer] * np.array(crop_hw)[None, ::-1]
         batches = [
             self._process_batch(points[i : i + self.points_per_batch], crop_hw, crop_box, image_hw)

@@ -73,12 +73,12 @@ class Predictor(ABC):
                 return self.decode(self.embeddings, coords, labels)
             parts = []
             for start, count, padded in batch_plan(len(coords), self.batch_sizes):
-                chunk = slice(start, start + count)
+                chunk, last = slice(start, start + count), slice(start + count - 1, start + count)
                 extra = padded - count
                 masks, iou = self.decode(
                     self.embeddings,
-                    torch.cat([coords[chunk], coords[start + count - 1 :][:1].expand(extra, -1, -1)]),
-                    torch.cat([labels[chunk], labels[start + count - 1 :][:1].expand(extra, -1)]),
+                    torch.cat([coords[chunk], coords[last].expand(extra, -1, -1)]),
+                    torch.cat([labels[chunk], labels[last].expand(extra, -1)]),
                 )
                 parts.append((masks[:count], iou[:count]))
             return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])

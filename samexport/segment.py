@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -116,13 +115,11 @@ def make_predictor(options: SegmentOptions, progress: Progress):
     """The chosen backend's predictor; exports come from --models-dir and are converted when missing."""
     if options.backend == "torch":
         from .predictor import TorchPredictor
-        from .zoo import RandomWeightsWarning, build_model
+        from .zoo import build_model_noting
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RandomWeightsWarning)
-            model = build_model(options.encoder, options.checkpoint)
-        for w in caught:
-            progress.say(f"warning: {w.message}")
+        model, notes = build_model_noting(options.encoder, options.checkpoint)
+        for note in notes:
+            progress.say(f"warning: {note}")
         return TorchPredictor(model)
     if options.backend == "coreml":
         from .export.coreml_export import require_prediction
@@ -226,6 +223,7 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
 def _prompted(predictor, image: np.ndarray, options: SegmentOptions):
     import torch
 
+    from . import amg
     from .registry import get_spec
 
     hw = image.shape[:2]
@@ -244,25 +242,19 @@ def _prompted(predictor, image: np.ndarray, options: SegmentOptions):
     token = (1 + iou[:, 1:].argmax(dim=1)) if ambiguous else torch.zeros(len(iou), dtype=torch.long)
     rows = torch.arange(len(iou))
     logits = family.postprocess_masks(low_res[rows, token][:, None], hw)[:, 0]
-    records = []
-    for i in range(len(iou)):
-        mask = (logits[i] > 0).numpy()
-        ys, xs = np.nonzero(mask)
-        bbox = (
-            [int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())]
-            if len(xs)
-            else [0, 0, 0, 0]
-        )
-        records.append(
-            {
-                "segmentation": mask,
-                "area": int(mask.sum()),
-                "bbox": bbox,
-                "predicted_iou": float(iou[i, token[i]]),
-                "mask_token": int(token[i]),
-                "stability_score": None,
-            }
-        )
+    masks = logits > 0
+    boxes = amg.masks_to_boxes(masks).tolist()
+    records = [
+        {
+            "segmentation": masks[i].numpy(),
+            "area": int(masks[i].sum()),
+            "bbox": amg.xyxy_to_xywh(boxes[i]),
+            "predicted_iou": float(iou[i, token[i]]),
+            "mask_token": int(token[i]),
+            "stability_score": None,
+        }
+        for i in range(len(iou))
+    ]
     timings = {**predictor.timings, "postprocess": time.perf_counter() - post}
     return records, timings, f"{options.encoder} on {predictor.name}: {len(records)} prompted mask(s)"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -34,3 +35,12 @@ def build_model(name: str, checkpoint: str | Path | None = None) -> nn.Module:
         load_checkpoint(model, checkpoint, spec)
     model.spec = spec
     return model.eval()
+
+
+def build_model_noting(name: str, checkpoint: str | Path | None = None) -> Tuple[nn.Module, List[str]]:
+    """`build_model`, with the random-weights warning returned as text (for a command to print) instead
+    of raised as a warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RandomWeightsWarning)
+        model = build_model(name, checkpoint)
+    return model, [str(w.message) for w in caught if issubclass(w.category, RandomWeightsWarning)]

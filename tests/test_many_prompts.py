@@ -183,38 +183,18 @@ def test_segment_bad_input_is_one_line_exit_2(capsys, tmp_path, extra, message):
 
 
 def test_segment_keeps_existing_files_and_refuses_unreadable_images(capsys, tmp_path):
+    def click(image, output):
+        return invoke(
+            capsys, "segment", str(image), "--encoder", "tinyvit", "--point", "5,5", "--output", str(output)
+        )
+
     out = tmp_path / "x.png"
     out.write_bytes(b"mine")
-    result = invoke(
-        capsys, "segment", str(scene()), "--encoder", "tinyvit", "--point", "5,5", "--output", str(out)
-    )
-    assert "--force" in one_line_error(result) and out.read_bytes() == b"mine"
+    assert "--force" in one_line_error(click(scene(), out)) and out.read_bytes() == b"mine"
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
-    result = invoke(
-        capsys,
-        "segment",
-        str(bad),
-        "--encoder",
-        "tinyvit",
-        "--point",
-        "5,5",
-        "--output",
-        str(tmp_path / "y.png"),
-    )
-    assert "not an image Pillow can read" in one_line_error(result)
-    result = invoke(
-        capsys,
-        "segment",
-        str(tmp_path / "none.png"),
-        "--encoder",
-        "tinyvit",
-        "--point",
-        "5,5",
-        "--output",
-        str(tmp_path / "y.png"),
-    )
-    assert "does not exist" in one_line_error(result)
+    assert "not an image Pillow can read" in one_line_error(click(bad, tmp_path / "y.png"))
+    assert "does not exist" in one_line_error(click(tmp_path / "none.png", tmp_path / "y.png"))
 
 
 def test_segment_on_coreml_off_a_mac_fails_before_converting(capsys, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Dict
@@ -22,7 +21,7 @@ from ..fsutil import tree_bytes
 from ..provenance import machine, sha256, versions
 from ..registry import get_spec
 from ..reparam import reparameterize_model
-from ..zoo import RandomWeightsWarning, build_model
+from ..zoo import build_model_noting
 from .compare import compare
 from .options import ConvertOptions, artifact_names
 from .outputs import OutputFolder, is_disk_full
@@ -50,12 +49,11 @@ class Converter:
         for target in chosen.values():
             target.check_options(spec, options)
         progress.say(f"samexport convert {spec.name} -> {', '.join(options.targets)} in {options.output_dir}")
-        with progress.step("build model"), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RandomWeightsWarning)
-            model = build_model(spec.name, options.checkpoint)
+        with progress.step("build model"):
+            model, notes = build_model_noting(spec.name, options.checkpoint)
             fused = reparameterize_model(model)
-        for w in caught:
-            progress.say(f"warning: {w.message}")
+        for note in notes:
+            progress.say(f"warning: {note}")
         work = output.open()
         succeeded = False
         try:

@@ -220,17 +220,17 @@ class Family(ABC):
     def image_input_text(self) -> str:
         """The Core ML image input's description."""
 
-    @abstractmethod
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 RGB -> the encoder's (1, 3, 1024, 1024) float32 input."""
+        """HxWx3 uint8 RGB -> the encoder's (1, 3, 1024, 1024) float32 input (the model class's pipeline)."""
+        return self.model_class.preprocess(image)
 
-    @abstractmethod
     def transform_coords(self, coords, original_hw: Tuple[int, int]) -> torch.Tensor:
         """(..., 2) original-image (x, y) pixels -> the 1024 model frame."""
+        return self.model_class.transform_coords(coords, original_hw)
 
-    @abstractmethod
     def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
         """(B, K, 256, 256) logits -> (B, K, H, W) logits at the original size (threshold at 0)."""
+        return self.model_class.postprocess_masks(low_res, original_hw)
 
     def click_prompts(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B, 2) model-frame points -> one positive click per prompt set as the everything mode feeds

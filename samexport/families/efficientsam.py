@@ -81,15 +81,6 @@ class EfficientSamFamily(Family):
         "against); use a SAM-family model such as tinyvit or repvit"
     )
 
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return transforms.efficient_sam_preprocess(image)
-
-    def transform_coords(self, coords, original_hw: Tuple[int, int]) -> torch.Tensor:
-        return transforms.efficient_sam_transform_coords(coords, original_hw)
-
-    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
-        return transforms.efficient_sam_postprocess_masks(low_res, original_hw)
-
     def input_contract(self) -> Dict:
         return {
             **common_contract(),

@@ -55,15 +55,6 @@ class SamFamily(Family):
     def clicks_filling(self, tokens: int) -> int:
         return tokens - 1
 
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        return transforms.sam_preprocess(image)
-
-    def transform_coords(self, coords, original_hw: Tuple[int, int]) -> torch.Tensor:
-        return transforms.sam_transform_coords(coords, original_hw)
-
-    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
-        return transforms.sam_postprocess_masks(low_res, original_hw)
-
     def click_prompts(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The click then the (0, 0) padding token with label -1, as `SamPredictor.predict_torch` pads."""
         batch = points.shape[0]

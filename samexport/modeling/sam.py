@@ -65,15 +65,18 @@ class Sam(_SamBase):
         self.prompt_encoder = PromptEncoder()
         self.mask_decoder = MaskDecoder()
 
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+    @staticmethod
+    def preprocess(image: np.ndarray) -> torch.Tensor:
         """HxWx3 uint8 RGB -> (1, 3, 1024, 1024): Pillow resize, normalize, pad with zeros."""
         return transforms.sam_preprocess(image)
 
-    def transform_coords(self, coords: Tensorish, original_hw: Tuple[int, int]) -> torch.Tensor:
+    @staticmethod
+    def transform_coords(coords: Tensorish, original_hw: Tuple[int, int]) -> torch.Tensor:
         """(..., 2) original-image (x, y) pixels -> model frame, as SamPredictor does."""
         return transforms.sam_transform_coords(coords, original_hw)
 
-    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
+    @staticmethod
+    def postprocess_masks(low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
         """(B, K, 256, 256) logits -> (B, K, H, W) logits at the original size (threshold at 0)."""
         return transforms.sam_postprocess_masks(low_res, original_hw)
 
@@ -153,15 +156,18 @@ class EfficientSam(_SamBase):
         self.prompt_encoder = EfficientSamPromptEncoder()
         self.mask_decoder = EfficientSamMaskDecoder()
 
-    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+    @staticmethod
+    def preprocess(image: np.ndarray) -> torch.Tensor:
         """HxWx3 uint8 RGB -> (1, 3, 1024, 1024): /255, bilinear stretch, normalize."""
         return transforms.efficient_sam_preprocess(image)
 
-    def transform_coords(self, coords: Tensorish, original_hw: Tuple[int, int]) -> torch.Tensor:
+    @staticmethod
+    def transform_coords(coords: Tensorish, original_hw: Tuple[int, int]) -> torch.Tensor:
         """(..., 2) original-image (x, y) pixels -> stretched 1024 frame; negatives become -1."""
         return transforms.efficient_sam_transform_coords(coords, original_hw)
 
-    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
+    @staticmethod
+    def postprocess_masks(low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
         """(B, K, 256, 256) logits -> (B, K, H, W) logits at the original size (threshold at 0)."""
         return transforms.efficient_sam_postprocess_masks(low_res, original_hw)
 
