@@ -236,7 +236,7 @@ def test_unwritable_output_dir_is_found_before_the_model_is_built(tmp_path, monk
     def never(*args, **kwargs):
         raise AssertionError("the model was built before the output folder was checked")
 
-    monkeypatch.setattr(module, "build_model", never)
+    monkeypatch.setattr(module, "build_model_noting", never)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     message = one_line_error(
