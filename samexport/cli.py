@@ -87,7 +87,29 @@ def info_command(encoder: str, as_json: bool) -> None:
     "--compress",
     default="none",
     show_default=True,
-    help="none, int8 (Core ML and ONNX), palettize8, palettize6, palettize4 (Core ML).",
+    help="none, int8 (Core ML and ONNX); Core ML only: palettize8, palettize6, palettize4, palettize6g, "
+    "palettize4g (grouped palettes, iOS18), w8a8 (int8 weights and activations, iOS17), a8w4 (grouped "
+    "4-bit palettes with int8 activations, iOS18). See README, Compression.",
+)
+@click.option(
+    "--keep-layers",
+    default=None,
+    help="Leave these layers uncompressed: first-last (the first and last weight layer of encoder and "
+    "decoder), or comma-separated PyTorch module paths / MIL op names.",
+)
+@click.option(
+    "--weight-clip",
+    type=float,
+    default=None,
+    help="4-bit modes: clip each weight tensor at this many standard deviations per output channel "
+    "before fitting palettes.",
+)
+@click.option(
+    "--decoder-shapes",
+    default="enumerated",
+    show_default=True,
+    help="Core ML decoder: enumerated (one function, every prompt shape) or multifunction (one static "
+    "function per shape sharing weights, iOS18).",
 )
 @click.option(
     "--points",
@@ -119,6 +141,9 @@ def convert_command(
     output_dir,
     precision,
     compress,
+    keep_layers,
+    weight_clip,
+    decoder_shapes,
     points,
     batch,
     image_input,
@@ -139,6 +164,9 @@ def convert_command(
         output_dir=output_dir,
         precision=precision,
         compress=compress,
+        keep_layers=keep_layers,
+        weight_clip=weight_clip,
+        decoder_shapes=decoder_shapes,
         points=parse_counts(points, "--points"),
         batch=parse_counts(batch, "--batch"),
         image_input=image_input,

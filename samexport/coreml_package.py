@@ -25,9 +25,13 @@ def coremltools():
 
 
 class CoreMLPackage:
-    """One saved package, opened once with `skip_model_load=True` (no Core ML runtime needed)."""
+    """One saved package, opened once with `skip_model_load=True` (no Core ML runtime needed).
 
-    def __init__(self, path: Path) -> None:
+    A multifunction package is read through one of its functions (`function`, by default the
+    package's default function); a single-function package has only `main`.
+    """
+
+    def __init__(self, path: Path, function: str | None = None) -> None:
         ct = coremltools()
         self.path = Path(path)
         if not self.path.exists():
@@ -46,6 +50,43 @@ class CoreMLPackage:
             raise UsageError(
                 f"{self.path} is not a readable Core ML package ({first_line(e)}); re-run `samexport convert`"
             ) from None
+        names = self.functions
+        self.function = function or self.spec.description.defaultFunctionName or "main"
+        if self.function not in names:
+            raise UsageError(f"{self.path.name} has no function {self.function!r}; it has {', '.join(names)}")
+
+    @functools.cached_property
+    def functions(self) -> List[str]:
+        """The ML program's function names (`main` alone unless the package is multifunction)."""
+        described = [f.name for f in self.spec.description.functions]
+        return described or list(self.spec.mlProgram.functions) or ["main"]
+
+    @property
+    def description(self):
+        """The chosen function's input/output description (the model's own for a single function)."""
+        return self.description_of(self.function)
+
+    def description_of(self, function: str):
+        for f in self.spec.description.functions:
+            if f.name == function:
+                return f
+        return self.spec.description
+
+    def function_for(self, shapes: Dict[str, tuple]) -> str:
+        """The function that takes inputs of exactly these shapes (one static function per shape in a
+        multifunction package); the chosen function for a single-function package."""
+        if len(self.functions) == 1:
+            return self.function
+        for name in self.functions:
+            declared = {f["name"]: f for f in self.io_of(name)["inputs"]}
+            if all(
+                tuple(declared.get(k, {}).get("shape", ())) == tuple(v)
+                or tuple(v) in {tuple(e) for e in declared.get(k, {}).get("enumerated_shapes", [])}
+                for k, v in shapes.items()
+            ):
+                return name
+        given = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
+        raise UsageError(f"no function of {self.path.name} takes {given}; it has {', '.join(self.functions)}")
 
     @functools.cached_property
     def spec(self):
@@ -55,8 +96,13 @@ class CoreMLPackage:
     def metadata(self) -> Dict[str, str]:
         return dict(self.spec.description.metadata.userDefined)
 
-    @functools.cached_property
+    @property
     def io(self) -> Dict[str, List[Dict]]:
+        """The chosen function's inputs and outputs (see `io_of`)."""
+        return self.io_of(self.function)
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 (one package object per path, kept for the run)
+    def io_of(self, function: str) -> Dict[str, List[Dict]]:
         """Inputs and outputs: name, kind, shape, dtype, enumerated shapes, range flexibility."""
         from coremltools.proto import FeatureTypes_pb2
 
@@ -82,14 +128,15 @@ class CoreMLPackage:
                 "range_flexible": array.WhichOneof("ShapeFlexibility") == "shapeRange",
             }
 
+        description = self.description_of(function)
         return {
-            "inputs": [one(f) for f in self.spec.description.input],
-            "outputs": [one(f) for f in self.spec.description.output],
+            "inputs": [one(f) for f in description.input],
+            "outputs": [one(f) for f in description.output],
         }
 
     def op_census(self) -> Dict[str, int]:
-        """Non-const ML program ops of `main` by type."""
-        function = self.spec.mlProgram.functions["main"]
+        """Non-const ML program ops of the chosen function by type."""
+        function = self.spec.mlProgram.functions[self.function]
         block = function.block_specializations[function.opset]
         counts = Counter(op.type for op in block.operations if op.type != "const")
         return dict(sorted(counts.items()))

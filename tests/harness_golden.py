@@ -67,6 +67,7 @@ def contract_geometry() -> Dict:
 def prompt_tokens() -> Dict:
     """Token rows (x, y, label) per prompt: the official layout (the models' prompt_tokens), padded to the
     decoder's next enumerated token count with the family's padding token."""
+    from samexport.families import DecoderSignature
     from samexport.registry import get_spec
 
     models = {
@@ -106,6 +107,7 @@ def prompt_tokens() -> Dict:
                     "clicks": clicks,
                     "box": box,
                     "tokens": rows,
+                    "function": DecoderSignature.function_name(1, len(rows)),
                 }
             )
     return {"cases": cases}

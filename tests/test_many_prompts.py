@@ -64,7 +64,7 @@ def test_exported_batches_were_validated_and_match_each_prompt_alone(exports, na
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["tinyvit", "efficientsam_ti"])
 def test_coreml_decoder_takes_each_enumerated_batch_exactly(tmp_path, name):
-    """Enumerated (B, N) shapes, default B = 1 with the first token count; `samexport validate` evaluates a
+    """Enumerated (B, N) shapes, default B = 1 with a single click; `samexport validate` evaluates a
     call of every B > 1 with mileval against PyTorch."""
     import json as json_module
 

@@ -24,10 +24,16 @@ final class Segmenter {
     let contract: SAMInputContract
     /// Prompt sets the decoder takes per call (`convert --batch`; [1] unless converted with more).
     let batchSizes: [Int]
+    /// `convert --decoder-shapes multifunction`: one static function per prompt shape (iOS 18), each
+    /// loaded on first use; otherwise the one enumerated-shape decoder serves every prompt.
+    private let multifunction: Bool
+    private let computeUnits: MLComputeUnits
+    private var functions: [String: RepViTSAMDecoder] = [:]
 
     init(computeUnits: MLComputeUnits = .all) throws {
         let configuration = MLModelConfiguration()
         configuration.computeUnits = computeUnits
+        self.computeUnits = computeUnits
         encoder = try RepViTSAMEncoder(configuration: configuration)
         decoder = try RepViTSAMDecoder(configuration: configuration)
         let metadata = decoder.model.modelDescription.metadata[.creatorDefinedKey] as? [String: String] ?? [:]
@@ -37,6 +43,24 @@ final class Segmenter {
         }
         contract = try SAMInputContract(contractJSON: contractJSON, tokenCountsJSON: metadata["com.samexport.token_counts"])
         batchSizes = try JSONDecoder().decode([Int].self, from: Data((metadata["com.samexport.batch_sizes"] ?? "[1]").utf8))
+        multifunction = metadata["com.samexport.decoder_shapes"] == "multifunction"
+    }
+
+    /// The decoder for `batch` prompt sets of `tokens` tokens: the function of that shape in a
+    /// multifunction package (loaded once), else the enumerated-shape decoder.
+    private func decoder(tokens: Int, batch: Int = 1) throws -> RepViTSAMDecoder {
+        guard multifunction else { return decoder }
+        let name = SAMInputContract.decoderFunction(tokens: tokens, batch: batch)
+        if let loaded = functions[name] { return loaded }
+        guard #available(iOS 18.0, *) else {
+            throw HarnessError.unsupportedInput("RepViTSAMDecoder is a multifunction package; it needs iOS 18")
+        }
+        let configuration = MLModelConfiguration()
+        configuration.computeUnits = computeUnits
+        configuration.functionName = name
+        let loaded = try RepViTSAMDecoder(configuration: configuration)
+        functions[name] = loaded
+        return loaded
     }
 
     /// The slow half (the encoder), once per photo.
@@ -49,7 +73,7 @@ final class Segmenter {
     /// The fast half (the decoder), on every tap or drag.
     func mask(for prompt: Prompt, in embedding: Embedding) throws -> Mask {
         let tokens = try contract.tokens(for: prompt, geometry: embedding.geometry)
-        let output = try decoder.prediction(imageEmbeddings: embedding.values,
+        let output = try decoder(tokens: tokens.count).prediction(imageEmbeddings: embedding.values,
                                             points: try ModelInputs.packedPoints(tokens),
                                             maskInput: try ModelInputs.zeros([1, 1, 256, 256]),
                                             hasMaskInput: try ModelInputs.zeros([1]))
@@ -78,9 +102,10 @@ extension Segmenter {
         for batch in EverythingMode.batches(count: sets.count, batchSizes: batchSizes) {
             let points = try ModelInputs.packedPointBatch(Array(sets[batch.start..<(batch.start + batch.count)]),
                                                           padTo: batch.padded)
-            let output = try decoder.prediction(imageEmbeddings: embedding.values, points: points,
-                                                maskInput: try ModelInputs.zeros([1, 1, 256, 256]),
-                                                hasMaskInput: try ModelInputs.zeros([1]))
+            let shaped = try decoder(tokens: sets[batch.start].count, batch: batch.padded)
+            let output = try shaped.prediction(imageEmbeddings: embedding.values, points: points,
+                                               maskInput: try ModelInputs.zeros([1, 1, 256, 256]),
+                                               hasMaskInput: try ModelInputs.zeros([1]))
             let scores = ModelInputs.floats(output.iouScores)
             for set in 0..<batch.count {
                 for token in 1...3 where scores[4 * set + token] > iouThreshold {

@@ -23,6 +23,7 @@ from ..registry import get_spec
 from ..reparam import reparameterize_model
 from ..zoo import build_model_noting
 from .compare import compare
+from .compression import compression
 from .options import ConvertOptions, artifact_names
 from .outputs import OutputFolder, is_disk_full
 from .reference import Reference, make_reference
@@ -49,6 +50,8 @@ class Converter:
         for target in chosen.values():
             target.check_options(spec, options)
         progress.say(f"samexport convert {spec.name} -> {', '.join(options.targets)} in {options.output_dir}")
+        for note in options.notes:
+            progress.say(f"note: {note}")
         with progress.step("build model"):
             model, notes = build_model_noting(spec.name, options.checkpoint)
             fused = reparameterize_model(model)
@@ -102,14 +105,9 @@ class Converter:
         from ..info import model_params
 
         params = model_params(self.spec.name)["total"]
-        width = {
-            "none": 2 if self.options.precision == "fp16" else 4,
-            "int8": 1,
-            "palettize8": 1,
-            "palettize6": 0.75,
-            "palettize4": 0.5,
-        }[self.options.compress]
-        per_target = {"onnx": 1 if self.options.compress == "int8" else 4, "coreml": width}
+        mode = compression(self.options.compress)
+        width = 4 if not mode.lossy and self.options.precision == "fp32" else mode.bytes_per_weight
+        per_target = {"onnx": 1 if mode.weights == "int8" else 4, "coreml": width}
         return round(sum(params * per_target.get(t, 4) for t in self.options.targets) / 1e6, 1)
 
     def fusion_error(self, fused, reference: Reference) -> Dict:
@@ -145,6 +143,7 @@ class Converter:
                 "style": spec.family.name,
                 "swift_name": spec.swift_name,
                 "variant": {"precision": options.precision, "compress": options.compress},
+                "compression": compression(options.compress).describe(),
             },
             "checkpoint": checkpoint,
             "versions": versions(),

@@ -115,12 +115,23 @@ class CoreMLRunner:
     """Core ML prediction, the package compiled once (macOS on Apple silicon)."""
 
     def __init__(self, package: CoreMLPackage, compute_units: str = "ALL") -> None:
-        self.model = coreml_export.load_for_prediction(package.path, compute_units)
+        coreml_export.require_prediction()
+        self.package, self.compute_units = package, compute_units
+        self.models: Dict[str, object] = {}
         self.description = f"Core ML prediction (compute units {compute_units})"
         self.image_inputs = {f["name"] for f in package.io["inputs"] if f["kind"] == "image"}
 
     def run(self, feeds: Dict[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], Dict]:
         from PIL import Image
+
+        function = self.package.function_for(
+            {k: np.shape(v) for k, v in feeds.items() if k not in self.image_inputs}
+        )
+        if function not in self.models:
+            chosen = function if len(self.package.functions) > 1 else None
+            self.models[function] = coreml_export.load_for_prediction(
+                self.package.path, self.compute_units, chosen
+            )
 
         feeds = {
             k: Image.fromarray(v[0].transpose(1, 2, 0).round().astype(np.uint8))
@@ -128,7 +139,7 @@ class CoreMLRunner:
             else v
             for k, v in feeds.items()
         }
-        return coreml_export.predict(self.model, feeds), {}
+        return coreml_export.predict(self.models[function], feeds), {}
 
 
 class NumpyRunner:
@@ -137,7 +148,9 @@ class NumpyRunner:
     def __init__(self, package: CoreMLPackage, fp32_reference: bool = True) -> None:
         from ..mileval import load_program
 
+        self.package = package
         self.program = load_program(package)
+        self.programs = {package.function: self.program}
         self.fp16 = self.program.is_fp16()
         self.fp32_reference = fp32_reference
         self.description = (
@@ -148,12 +161,16 @@ class NumpyRunner:
         )
 
     def run(self, feeds: Dict[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], Dict]:
-        from ..mileval import evaluate
+        from ..mileval import evaluate, load_program
 
-        evaluation = evaluate(self.program, feeds, "program")
+        function = self.package.function_for({k: np.shape(v) for k, v in feeds.items()})
+        if function not in self.programs:
+            self.programs[function] = load_program(CoreMLPackage(self.package.path, function))
+        program = self.programs[function]
+        evaluation = evaluate(program, feeds, "program")
         extras = {"evaluation": evaluation.summary()}
         if self.fp16 and self.fp32_reference:
-            extras["fp32_outputs"] = evaluate(self.program, feeds, "fp32").outputs
+            extras["fp32_outputs"] = evaluate(program, feeds, "fp32").outputs
         return evaluation.outputs, extras
 
 
@@ -167,9 +184,14 @@ def _with_fp32(result: Dict, extras: Dict, name: str, reference: np.ndarray) -> 
     return result
 
 
-def check_encoder(package: CoreMLPackage, case: EncoderCase, method: str, floor: Dict) -> Dict:
+def check_encoder(
+    package: CoreMLPackage, case: EncoderCase, method: str, floor: Dict, keep: Dict | None = None
+) -> Dict:
+    """The report; `keep`, when given, receives the package's embeddings (for `check_masks`)."""
     runner = make_runner(package, method)
     outputs, extras = runner.run({"image": case.feed})
+    if keep is not None:
+        keep["imageEmbeddings"] = outputs["imageEmbeddings"]
     result = _with_fp32(
         compare(outputs["imageEmbeddings"], case.embeddings), extras, "imageEmbeddings", case.embeddings
     )
@@ -244,3 +266,45 @@ def failure_line(part: str, report: Dict) -> str:
 def raise_if_failed(part: str, report: Dict, suffix: str = "") -> None:
     if not report["passed"]:
         raise SamExportError(failure_line(part, report) + suffix)
+
+
+def mask_iou(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """The worst IoU over mask tokens of two (B, T, H, W) boolean stacks (two empty masks agree: 1)."""
+    axes = (-2, -1)
+    inter = np.logical_and(ours, theirs).sum(axes)
+    union = np.logical_or(ours, theirs).sum(axes)
+    return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).min())
+
+
+def check_masks(
+    decoder: CoreMLPackage,
+    model,
+    case: EncoderCase,
+    embeddings: np.ndarray,
+    prompts,
+    token_counts: List[int],
+    method: str,
+    min_iou: float | None,
+) -> Dict:
+    """What users see: the packages end to end (the encoder package's `embeddings` through the decoder
+    package) against PyTorch on the same pixels, masks thresholded at 0, IoU per validation prompt."""
+    cases = decoder_cases(model, torch.from_numpy(case.embeddings), prompts, token_counts)
+    runner = CoreMLRunner(decoder) if method == "coreml" else NumpyRunner(decoder, fp32_reference=False)
+    per_prompt = {}
+    for c in cases:
+        outputs, _ = runner.run({**c.feeds, "imageEmbeddings": embeddings})
+        per_prompt[c.name] = mask_iou(outputs["lowResMasks"] > 0, c.masks > 0)
+    worst_name = min(per_prompt, key=per_prompt.get)
+    report = {
+        "what": "IoU of thresholded low-res masks (worst mask token), packages end to end vs PyTorch",
+        "min_iou": min_iou,
+        "per_prompt": per_prompt,
+        "worst": per_prompt[worst_name],
+    }
+    report["failures"] = (
+        [f"mask IoU {per_prompt[worst_name]:.3f} < {min_iou} for '{worst_name}'"]
+        if min_iou is not None and per_prompt[worst_name] < min_iou
+        else []
+    )
+    report["passed"] = not report["failures"]
+    return report

@@ -115,12 +115,45 @@ def require_prediction() -> None:
         )
 
 
-def load_for_prediction(package: Path, compute_units: str = "ALL"):
-    """A saved package loaded (compiled) once by Core ML, for several predictions (macOS only)."""
+def load_for_prediction(package: Path, compute_units: str = "ALL", function: str | None = None):
+    """A saved package (one function of a multifunction package) loaded (compiled) once by Core ML, for
+    several predictions (macOS only)."""
     require_prediction()
     ct = coremltools()
-    return ct.models.MLModel(str(package), compute_units=getattr(ct.ComputeUnit, compute_units))
+    units = getattr(ct.ComputeUnit, compute_units)
+    if function is None:
+        return ct.models.MLModel(str(package), compute_units=units)
+    return ct.models.MLModel(str(package), compute_units=units, function_name=function)
 
 
 def predict(model, feeds: Dict) -> Dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in model.predict(feeds).items()}
+
+
+def save_static_functions(mlmodel, shapes_by_function: Dict[str, Dict[str, tuple]], path: Path) -> None:
+    """A multifunction package (iOS18) with one static-shape function per entry of `shapes_by_function`
+    (function name -> input name -> shape), the first the default, weights shared across functions;
+    metadata and feature descriptions as on `mlmodel`."""
+    import tempfile
+
+    ct = coremltools()
+    source = mlmodel.get_spec().description
+    names = list(shapes_by_function)
+    with tempfile.TemporaryDirectory() as tmp, no_progress_bars(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "may still be materialized": the other inputs are static already
+        everything = f"{tmp}/materialized.mlpackage"
+        ct.utils.materialize_dynamic_shape_mlmodel(mlmodel, shapes_by_function, everything)
+        chosen = ct.utils.MultiFunctionDescriptor()
+        for name in names:  # leaves out the enumerated `main` the materialization keeps
+            chosen.add_function(everything, src_function_name=name, target_function_name=name)
+        chosen.default_function_name = names[0]
+        combined = f"{tmp}/combined.mlpackage"
+        ct.utils.save_multifunction(chosen, combined)
+        model = ct.models.MLModel(combined, skip_model_load=True)
+        spec = model.get_spec()
+        spec.description.metadata.CopyFrom(source.metadata)
+        text = {f.name: f.shortDescription for f in list(source.input) + list(source.output)}
+        for function in spec.description.functions:
+            for feature in list(function.input) + list(function.output):
+                feature.shortDescription = text.get(feature.name, "")
+        ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True).save(str(path))

@@ -10,12 +10,12 @@ from typing import Dict, Tuple
 import torch
 
 from ..coreml_package import CoreMLPackage
-from ..errors import SamExportError
+from ..errors import SamExportError, UsageError
 from ..families import EncoderForExport
 from ..platforms import is_apple_silicon
 from ..registry import ModelSpec
-from . import coreml_check, coreml_export
-from .options import COMPRESSIONS
+from . import calibration, coreml_check, coreml_compress, coreml_export
+from .compression import COMPRESSIONS, compression, parse_keep_layers
 from .quality import floor_for
 from .target import ExportJob, ExportTarget, register_target
 
@@ -33,7 +33,7 @@ class CoreMLTarget(ExportTarget):
 
     name = "coreml"
     title = "Core ML"
-    compressions = COMPRESSIONS
+    compressions = tuple(COMPRESSIONS)
 
     def artifact_names(self, spec: ModelSpec, options) -> Dict[str, str]:
         return {
@@ -44,6 +44,7 @@ class CoreMLTarget(ExportTarget):
     def export(self, job: ExportJob, paths: Dict[str, Path]) -> Tuple[Dict, Dict]:
         options, progress, family, signature = job.options, job.progress, job.spec.family, job.signature
         encoder_path, decoder_path = paths["coreml_encoder"], paths["coreml_decoder"]
+        mode = compression(options.compress)
         if options.image_input == "image":
             encoder_module = EncoderForExport(job.fused.image_encoder, pixel_std=family.pixel_std_255)
             encoder_inputs = [coreml_export.image_input(family.pixel_mean_255)]
@@ -67,23 +68,75 @@ class CoreMLTarget(ExportTarget):
             decoder = coreml_export.convert(
                 traced, decoder_inputs, signature.outputs, options.precision, options.min_target
             )
-        if options.compress != "none":
-            with progress.step(f"Core ML {options.compress} compression"):
-                encoder = coreml_export.compress(encoder, options.compress)
-                decoder = coreml_export.compress(decoder, options.compress)
+        compressed = {}
+        if mode.lossy:
+            encoder, decoder, compressed = self.compress(job, mode, encoder, decoder)
         self.describe(job, encoder, decoder)
         with progress.step("Core ML save"):
             encoder.save(str(encoder_path))
-            decoder.save(str(decoder_path))
+            if options.decoder_shapes == "multifunction":
+                coreml_export.save_static_functions(
+                    decoder,
+                    {signature.function_name(b, n): {"points": (b, n, 3)} for b, n in signature.shapes()},
+                    decoder_path,
+                )
+            else:
+                decoder.save(str(decoder_path))
         packages = {"encoder": CoreMLPackage(encoder_path), "decoder": CoreMLPackage(decoder_path)}
         with progress.step("Core ML package checks"):
             section = {part: self.structure(job, package, part) for part, package in packages.items()}
-            section.update(point_input=POINT_INPUT_NOTE, image_input=options.image_input)
+            section.update(
+                point_input=POINT_INPUT_NOTE,
+                image_input=options.image_input,
+                decoder_shapes=options.decoder_shapes,
+                min_target=options.min_target,
+            )
+            if compressed:
+                section["compression"] = compressed
         if is_apple_silicon():
             with progress.step("Core ML compute plans (where each op runs)"):
                 for part, package in packages.items():
                     section[part]["placement"] = placements(package.path)
         return section, self.check(job, packages)
+
+    def compress(self, job: ExportJob, mode, encoder, decoder):
+        """Both models compressed by `mode`, and what was done (kept layers, clipping, calibration,
+        statistics of the weights compressed) for the manifest."""
+        options, progress = job.options, job.progress
+        keep = parse_keep_layers(options.keep_layers)
+        kept = {
+            "encoder": coreml_compress.kept_ops(encoder, keep),
+            "decoder": coreml_compress.kept_ops(decoder, keep),
+        }
+        missing = coreml_compress.unmatched(keep, kept.values())
+        if missing:
+            raise UsageError(
+                f"--keep-layers {','.join(missing)} matches no weight layer of the encoder or decoder; "
+                "give PyTorch module paths (e.g. image_encoder.features.0) or MIL op names; "
+                "nothing was written"
+            )
+        record = {
+            **mode.describe(),
+            "kept_layers": kept,
+            "weight_clip_sigmas": options.weight_clip,
+            "weights": {
+                "encoder": coreml_compress.weight_statistics(encoder, set(kept["encoder"])),
+                "decoder": coreml_compress.weight_statistics(decoder, set(kept["decoder"])),
+            },
+        }
+        samples = {"encoder": [], "decoder": []}
+        if mode.activations:
+            with progress.step("activation calibration inputs (generated images, PyTorch)"):
+                samples["encoder"] = calibration.encoder_feeds(job.model, options.image_input == "image")
+                samples["decoder"] = calibration.decoder_feeds(job.model, job.signature)
+            record["calibration"] = calibration.describe(samples)
+        models = {"encoder": encoder, "decoder": decoder}
+        for part in models:
+            with progress.step(f"Core ML {part} {mode.name} compression"):
+                models[part] = coreml_compress.compress(
+                    models[part], mode, kept[part], options.weight_clip, samples[part]
+                )
+        return models["encoder"], models["decoder"], record
 
     def describe(self, job: ExportJob, encoder, decoder) -> None:
         from ..version import __version__
@@ -97,6 +150,14 @@ class CoreMLTarget(ExportTarget):
             "com.samexport.checkpoint": job.checkpoint_sha256,
             "com.samexport.precision": options.precision,
             "com.samexport.compression": options.compress,
+            "com.samexport.compression_config": json.dumps(
+                {
+                    **compression(options.compress).describe(),
+                    "keep_layers": options.keep_layers,
+                    "weight_clip_sigmas": options.weight_clip,
+                }
+            ),
+            "com.samexport.min_target": options.min_target,
             "com.samexport.contract": json.dumps(contract),
         }
         image_text = (
@@ -129,6 +190,12 @@ class CoreMLTarget(ExportTarget):
                 "com.samexport.part": "decoder",
                 "com.samexport.token_counts": json.dumps(list(job.signature.token_counts)),
                 "com.samexport.batch_sizes": json.dumps(list(job.signature.batch_sizes)),
+                "com.samexport.decoder_shapes": options.decoder_shapes,
+                "com.samexport.functions": json.dumps(
+                    {job.signature.function_name(b, n): [b, n] for b, n in job.signature.shapes()}
+                    if options.decoder_shapes == "multifunction"
+                    else {"main": "enumerated"}
+                ),
             },
         )
 
@@ -149,6 +216,17 @@ class CoreMLTarget(ExportTarget):
                 outputs.get("imageEmbeddings", {}).get("dtype") == "float32"
             )
             checks["no batch_norm op"] = "batch_norm" not in census
+        elif job.options.decoder_shapes == "multifunction":
+            signature = job.signature
+            expected = {signature.function_name(b, n): [b, n, 3] for b, n in signature.shapes()}
+            declared = {}
+            for name in package.functions:
+                points = {f["name"]: f for f in package.io_of(name)["inputs"]}.get("points", {})
+                declared[name] = points.get("shape", []) if not points.get("enumerated_shapes") else None
+            checks[f"one static function per prompt shape ({len(expected)})"] = declared == expected
+            checks["default function is one single-click prompt set"] = (
+                package.function == signature.function_name(1, signature.default_tokens)
+            )
         else:
             tokens, batches = list(job.signature.token_counts), list(job.signature.batch_sizes)
             points = inputs.get("points", {})
@@ -158,12 +236,11 @@ class CoreMLTarget(ExportTarget):
             checks[f"points accept exactly {batches} prompt sets of {tokens} tokens"] = shapes == {
                 (b, n) for b in batches for n in tokens
             }
-            checks["default shape is one prompt set of the first token count"] = points.get("shape", [])[
-                :2
-            ] == [
+            checks["default shape is one single-click prompt set"] = points.get("shape", [])[:2] == [
                 1,
-                tokens[0],
+                job.signature.default_tokens,
             ]
+        if part == "decoder":
             checks["no range-flexible input"] = not any(f.get("range_flexible") for f in io["inputs"])
             checks["decoder inputs"] = set(inputs) == set(job.signature.input_names(packed=True))
             checks["decoder outputs"] = set(outputs) == set(job.signature.outputs)
@@ -176,7 +253,7 @@ class CoreMLTarget(ExportTarget):
             and "com.samexport.contract" in meta.userDefined
         )
         checks["all features described"] = all(
-            f.shortDescription for f in list(spec.description.input) + list(spec.description.output)
+            f.shortDescription for f in list(package.description.input) + list(package.description.output)
         )
         failed = [name for name, ok in checks.items() if not ok]
         if failed:
@@ -195,7 +272,8 @@ class CoreMLTarget(ExportTarget):
         reference = job.reference
         with job.progress.step(f"Core ML encoder check ({how} vs PyTorch)"):
             case = coreml_check.encoder_case(job.model, reference.image, job.options.image_input == "image")
-            encoder = coreml_check.check_encoder(packages["encoder"], case, method, floor)
+            embeddings: Dict = {}
+            encoder = coreml_check.check_encoder(packages["encoder"], case, method, floor, keep=embeddings)
         coreml_check.raise_if_failed("encoder", encoder, "; nothing was written")
         tokens = list(job.signature.token_counts)
         with job.progress.step(f"Core ML decoder check ({how} vs PyTorch, {len(tokens)} token counts)"):
@@ -204,7 +282,22 @@ class CoreMLTarget(ExportTarget):
             )
             decoder = coreml_check.check_decoder(packages["decoder"], cases, method, floor)
         coreml_check.raise_if_failed("decoder", decoder, "; nothing was written")
-        return {"encoder": encoder, "decoder": decoder, "passed": True}
+        report = {"encoder": encoder, "decoder": decoder}
+        if compression(job.options.compress).lossy:
+            with job.progress.step("Core ML mask agreement (encoder + decoder packages vs PyTorch)"):
+                masks = coreml_check.check_masks(
+                    packages["decoder"],
+                    job.model,
+                    case,
+                    embeddings["imageEmbeddings"],
+                    reference.prompts,
+                    tokens,
+                    method,
+                    floor.get("min_mask_iou"),
+                )
+            coreml_check.raise_if_failed("pair", masks, "; nothing was written")
+            report["masks"] = masks
+        return {**report, "passed": True}
 
 
 def placements(package: Path) -> Dict:

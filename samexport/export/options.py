@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Tuple
 
 from ..errors import UsageError
+from .compression import MIN_TARGETS, check_clip, compression, parse_keep_layers, raised_target
 from .target import targets
 
 if TYPE_CHECKING:
@@ -21,16 +22,10 @@ DEFAULT_BATCH = (1,)
 EVERYTHING_BATCH = (1, 4, 16, 64)
 MAX_BATCH = 256
 PRECISIONS = ("fp16", "fp32")
-MIN_TARGETS = ("iOS16", "iOS17", "iOS18")
 IMAGE_INPUTS = ("image", "tensor")
-COMPRESSIONS = ("none", "int8", "palettize8", "palettize6", "palettize4")
-VARIANT_SUFFIX = {
-    "none": "",
-    "int8": "Int8",
-    "palettize8": "Palettized8",
-    "palettize6": "Palettized6",
-    "palettize4": "Palettized4",
-}
+# enumerated: one decoder function taking every (B, N) shape; multifunction: one static function per
+# shape, weights shared (iOS18).
+DECODER_SHAPES = ("enumerated", "multifunction")
 
 
 @dataclass
@@ -47,9 +42,14 @@ class ConvertOptions:
     batch: Tuple[int, ...] = DEFAULT_BATCH
     image_input: str = "image"
     min_target: str = "iOS16"
+    keep_layers: str | None = None
+    weight_clip: float | None = None
+    decoder_shapes: str = "enumerated"
     force: bool = False
     validate: bool = True
     targets: Tuple[str, ...] = field(init=False)
+    # what the options changed on their own (a raised deployment target), said before any work
+    notes: Tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         known = targets()
@@ -59,10 +59,7 @@ class ConvertOptions:
         self.targets = tuple(known) if self.target == "all" else (self.target,)
         if self.precision not in PRECISIONS:
             raise UsageError(f"unknown --precision {self.precision!r}; choose fp16 or fp32")
-        if self.compress not in COMPRESSIONS:
-            raise UsageError(
-                f"unknown --compress {self.compress!r}; choose one of: {', '.join(COMPRESSIONS)}"
-            )
+        mode = compression(self.compress)
         offered_by = [name for name, t in known.items() if self.compress in t.compressions]
         missing = [name for name in self.targets if self.compress not in known[name].compressions]
         if missing:
@@ -78,6 +75,21 @@ class ConvertOptions:
             raise UsageError(
                 f"unknown --min-target {self.min_target!r}; choose one of: {', '.join(MIN_TARGETS)}"
             )
+        if self.decoder_shapes not in DECODER_SHAPES:
+            raise UsageError(
+                f"unknown --decoder-shapes {self.decoder_shapes!r}; choose enumerated or multifunction"
+            )
+        if self.decoder_shapes == "multifunction" and self.targets != ("coreml",):
+            raise UsageError("--decoder-shapes multifunction is Core ML only; use --target coreml")
+        needed = raised_target(mode, "iOS18" if self.decoder_shapes == "multifunction" else self.min_target)
+        if needed != self.min_target and "coreml" in self.targets:
+            why = f"--compress {mode.name}" if needed == mode.min_target else "--decoder-shapes multifunction"
+            self.notes += (f"{why} needs {needed}: minimum deployment target raised from {self.min_target}",)
+            self.min_target = needed
+        self.keep_layers = ",".join(parse_keep_layers(self.keep_layers)) or None
+        if self.keep_layers and not mode.lossy:
+            raise UsageError("--keep-layers chooses layers to leave uncompressed; it needs a --compress mode")
+        self.weight_clip = check_clip(self.weight_clip, mode)
         if self.image_input not in IMAGE_INPUTS:
             raise UsageError(f"unknown --image-input {self.image_input!r}; choose image or tensor")
         self.points = tuple(sorted(set(check_points(self.points))))
@@ -87,7 +99,7 @@ class ConvertOptions:
 
     @property
     def variant_suffix(self) -> str:
-        return VARIANT_SUFFIX[self.compress] + ("FP32" if self.precision == "fp32" else "")
+        return compression(self.compress).suffix + ("FP32" if self.precision == "fp32" else "")
 
 
 def check_points(points) -> Tuple[int, ...]:

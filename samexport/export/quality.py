@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+from .compression import compression
+
 FP16_MIN_PSNR_DB = 35.0
 # Core ML may run an fp32 program on the GPU with reduced-precision accumulation.
 FP32_DEVICE_MIN_PSNR_DB = 60.0
@@ -17,6 +19,9 @@ FP32_MAX_REL = 1e-4
 # Lossy weight compression (int8, palettization; int8 ONNX too) is held to one floor.
 COMPRESSED_MIN_COSINE = 0.98
 COMPRESSED_MIN_PSNR_DB = 20.0
+# The grouped-palette and int8-activation modes are also held to what users see: the thresholded
+# masks of encoder + decoder packages end to end against PyTorch's, per validation prompt.
+COMPRESSED_MIN_MASK_IOU = 0.9
 
 # How an export is run for its check: float32 CPU arithmetic, or Core ML on a device.
 EXACT_RUNTIMES = ("onnxruntime", "numpy")
@@ -24,12 +29,16 @@ EXACT_RUNTIMES = ("onnxruntime", "numpy")
 
 def floor_for(precision: str, compress: str, runtime: str) -> Dict:
     """The floor for an export of `precision`/`compress` run by `runtime` (onnxruntime, numpy, coreml)."""
-    if compress != "none":
-        return {
+    mode = compression(compress)
+    if mode.lossy:
+        floor = {
             "min_cosine": COMPRESSED_MIN_COSINE,
             "min_psnr_db": COMPRESSED_MIN_PSNR_DB,
-            "why": f"{compress} weights are lossy; the floor catches a broken model, not rounding",
+            "why": f"{compress} is lossy; the floor catches a broken model, not rounding",
         }
+        if mode.new_style:
+            floor["min_mask_iou"] = COMPRESSED_MIN_MASK_IOU
+        return floor
     if precision == "fp16":
         return {"min_psnr_db": FP16_MIN_PSNR_DB}
     if runtime in EXACT_RUNTIMES:
@@ -59,4 +68,6 @@ def floor_text(floor: Dict) -> str:
         parts.append(f"cosine >= {floor['min_cosine']}")
     if "max_rel" in floor:
         parts.append(f"max error <= {floor['max_rel']:.0e} of max |ref|")
+    if "min_mask_iou" in floor:
+        parts.append(f"end-to-end mask IoU >= {floor['min_mask_iou']}")
     return ", ".join(parts + ["no NaN/Inf"])

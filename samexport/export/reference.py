@@ -29,22 +29,30 @@ def make_reference(model) -> Reference:
     """The validation image encoded, each validation prompt decoded, plus (for families with a mask
     prompt) the first prompt again with its own best mask as the mask prompt."""
     image = validation_image()
-    hw = image.shape[:2]
     tensor = model.preprocess(image)
     with torch.no_grad():
         embeddings = model.image_encoder(tensor)
-    prompts: List[Prompt] = []
-    for name, kwargs in validation_prompts(*hw):
-        coords, labels = model.prompt_tokens(hw, **kwargs)
-        prompts.append((name, coords, labels, None))
-    if model.spec.family.mask_prompt:
-        first_masks, _ = model.decode(embeddings, prompts[0][1], prompts[0][2])
-        prompts.append(("click + mask prompt", prompts[0][1], prompts[0][2], first_masks[:, 1:2]))
+    prompts = scene_prompts(model, image, embeddings)
     outputs = {}
     for name, coords, labels, mask in prompts:
         masks, iou = model.decode(embeddings, coords, labels, mask_input=mask)
         outputs[name] = (masks.numpy(), iou.numpy())
     return Reference(image, tensor, embeddings, prompts, outputs)
+
+
+def scene_prompts(model, image: np.ndarray, embeddings: torch.Tensor) -> List[Prompt]:
+    """The validation prompts placed on `image`, plus (for families with a mask prompt) the first again
+    with its own best mask as the mask prompt."""
+    hw = image.shape[:2]
+    prompts: List[Prompt] = []
+    for name, kwargs in validation_prompts(*hw):
+        coords, labels = model.prompt_tokens(hw, **kwargs)
+        prompts.append((name, coords, labels, None))
+    if model.spec.family.mask_prompt:
+        with torch.no_grad():
+            first_masks, _ = model.decode(embeddings, prompts[0][1], prompts[0][2])
+        prompts.append(("click + mask prompt", prompts[0][1], prompts[0][2], first_masks[:, 1:2]))
+    return prompts
 
 
 BATCH_SEED = 1

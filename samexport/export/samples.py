@@ -51,3 +51,28 @@ def validation_prompts(height: int = 480, width: int = 640) -> List[Tuple[str, d
             },
         ),
     ]
+
+
+CALIBRATION_SIZES = ((480, 640), (640, 480), (600, 800), (512, 512))
+
+
+def calibration_images() -> List[np.ndarray]:
+    """HxWx3 uint8 scenes for activation calibration, none of them the validation image: seeded
+    gradients, ellipses and rectangles of random colours, sizes and aspect ratios, plus noise."""
+    images = []
+    for seed, (height, width) in enumerate(CALIBRATION_SIZES, start=1):
+        rng = np.random.default_rng(100 + seed)
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+        base, slope = rng.uniform(20, 200, 3), rng.uniform(-80, 80, (2, 3))
+        image = base + xx[..., None] / width * slope[0] + yy[..., None] / height * slope[1]
+        for _ in range(int(rng.integers(3, 8))):
+            cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+            ry, rx = rng.uniform(0.05, 0.3) * height, rng.uniform(0.05, 0.3) * width
+            if rng.random() < 0.5:
+                shape = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+            else:
+                shape = (np.abs(yy - cy) < ry) & (np.abs(xx - cx) < rx)
+            image[shape] = rng.uniform(0, 255, 3)
+        image += rng.normal(0, rng.uniform(2, 12), image.shape)
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+    return images

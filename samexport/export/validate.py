@@ -44,6 +44,11 @@ class PackageInfo:
     def path(self) -> Path:
         return self.package.path
 
+    @property
+    def pair_key(self) -> tuple:
+        """Encoder and decoder of one export share this (their manifest, or folder and variant)."""
+        return (str(self.manifest or self.path.parent), self.precision, self.compress, self.checkpoint_sha256)
+
 
 def package_info(path: Path, manifest: Optional[Path] = None) -> PackageInfo:
     package = CoreMLPackage(path)
@@ -134,17 +139,38 @@ def validate(paths: List[Path], checkpoint: Optional[Path] = None, method: str =
             warnings.simplefilter("ignore", RandomWeightsWarning)
             model = build_model(model_name, checkpoint)
         reference = make_reference(model)
+        encoded = {}  # (manifest or folder, variant) -> (encoder case, the package's embeddings)
         for info in (i for i in infos if i.model == model_name):
             floor = floor_for(info.precision, info.compress, method)
             if info.part == "encoder":
                 case = coreml_check.encoder_case(model, reference.image, info.image_input)
-                report = coreml_check.check_encoder(info.package, case, method, floor)
+                kept: Dict = {}
+                report = coreml_check.check_encoder(info.package, case, method, floor, keep=kept)
+                encoded[info.pair_key] = (case, kept["imageEmbeddings"])
             else:
                 cases = coreml_check.decoder_cases(
                     model, reference.embeddings, reference.prompts, info.token_counts, info.batch_sizes
                 )
                 report = coreml_check.check_decoder(info.package, cases, method, floor)
             reports[str(info.path)] = report
+        for info in (i for i in infos if i.model == model_name and i.part == "decoder"):
+            if info.pair_key in encoded:
+                case, embeddings = encoded[info.pair_key]
+                floor = floor_for(info.precision, info.compress, method)
+                masks = coreml_check.check_masks(
+                    info.package,
+                    model,
+                    case,
+                    embeddings,
+                    reference.prompts,
+                    info.token_counts,
+                    method,
+                    floor.get("min_mask_iou"),
+                )
+                report = reports[str(info.path)]
+                report["masks"] = masks
+                report["failures"] += masks["failures"]
+                report["passed"] = not report["failures"]
     for manifest in dict.fromkeys(info.manifest for info in infos if info.manifest):
         update_manifest(
             manifest, {info.part: reports[str(info.path)] for info in infos if info.manifest == manifest}
@@ -198,6 +224,10 @@ def render(reports: Dict[str, Dict]) -> str:
                 else ""
             )
             lines.append(f"  evaluated in {evaluation['seconds']:.1f} s{peak_text}")
+        masks = report.get("masks")
+        if masks:
+            ious = ", ".join(f"'{name}' {iou:.3f}" for name, iou in masks["per_prompt"].items())
+            lines.append(f"  mask IoU end to end (encoder + decoder packages vs PyTorch): {ious}")
         for failure in report["failures"]:
             lines.append(f"  failed: {failure}")
         lines.append("")

@@ -38,12 +38,29 @@ class DecoderSignature:
     mask_prompt: bool
     onnx_dynamic_tokens: bool
     batch_sizes: Tuple[int, ...] = (1,)
+    # tokens of a single click (the shape apps call most; Core ML preallocates for the default shape)
+    single_click_tokens: int = 0
 
     outputs: ClassVar[Tuple[str, ...]] = DECODER_OUTPUTS
 
     @property
     def default_tokens(self) -> int:
-        return self.token_counts[0]
+        """The single-click token count where the decoder takes it, else the smallest."""
+        return (
+            self.single_click_tokens
+            if self.single_click_tokens in self.token_counts
+            else self.token_counts[0]
+        )
+
+    def shapes(self) -> List[Tuple[int, int]]:
+        """Every (B, N) the Core ML decoder takes, the default (one single-click prompt set) first."""
+        default = (1, self.default_tokens)
+        return [default] + [(b, n) for b in self.batch_sizes for n in self.token_counts if (b, n) != default]
+
+    @staticmethod
+    def function_name(batch: int, tokens: int) -> str:
+        """A multifunction decoder's function for B prompt sets of N tokens."""
+        return f"points_{tokens}" if batch == 1 else f"points_{tokens}_batch_{batch}"
 
     def input_names(self, packed: bool) -> List[str]:
         names = ["imageEmbeddings"] + (["points"] if packed else ["pointCoords", "pointLabels"])
@@ -74,8 +91,8 @@ class DecoderSignature:
 
     def coreml_shapes(self) -> Dict[str, object]:
         """name -> fixed shape, or for `points` the enumerated (B, N, 3) shapes (every batch size with
-        every token count) with B = 1 and the first (single-click) count as the default."""
-        shapes = [(b, n, 3) for b in self.batch_sizes for n in self.token_counts]
+        every token count), the first of them (one single-click prompt set) the default."""
+        shapes = [(b, n, 3) for b, n in self.shapes()]
         points: object = shapes if len(shapes) > 1 else shapes[0]
         shapes: Dict[str, object] = {"imageEmbeddings": EMBEDDINGS_SHAPE, "points": points}
         if self.mask_prompt:
@@ -243,7 +260,11 @@ class Family(ABC):
         self, token_counts: Sequence[int], batch_sizes: Sequence[int] = (1,)
     ) -> DecoderSignature:
         return DecoderSignature(
-            tuple(token_counts), self.mask_prompt, self.onnx_dynamic_tokens, tuple(sorted(set(batch_sizes)))
+            tuple(token_counts),
+            self.mask_prompt,
+            self.onnx_dynamic_tokens,
+            tuple(sorted(set(batch_sizes))),
+            self.click_tokens(1),
         )
 
     def decoder_for_export(self, model: nn.Module, packed: bool) -> nn.Module:

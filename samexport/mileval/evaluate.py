@@ -12,17 +12,23 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
 
 from ..errors import SamExportError, UsageError
-from . import constexpr_ops, conv_ops, math_ops, tensor_ops
+from . import constexpr_ops, conv_ops, math_ops, quantization_ops, tensor_ops
 from .program import FLOAT_TYPES, MilProgram, dtype_name
 from .registry import DTYPES, OPS
 
-OP_MODULES = (constexpr_ops, conv_ops, math_ops, tensor_ops)  # importing them registers their ops
+OP_MODULES = (
+    constexpr_ops,
+    conv_ops,
+    math_ops,
+    quantization_ops,
+    tensor_ops,
+)  # importing them registers their ops
 PRECISIONS = ("program", "fp32")
 FP16_MAX = 65504.0
 
@@ -80,8 +86,17 @@ def check_feeds(program: MilProgram, feeds: Dict[str, np.ndarray]) -> None:
             raise UsageError(f"input {name} has shape {shape}; {program.path.name} declares {declared.shape}")
 
 
-def evaluate(program: MilProgram, feeds: Dict[str, np.ndarray], precision: str = "program") -> Evaluation:
-    """Outputs of the program's main function for `feeds` (input name -> array)."""
+Observer = Callable[[str, np.ndarray], None]
+
+
+def evaluate(
+    program: MilProgram,
+    feeds: Dict[str, np.ndarray],
+    precision: str = "program",
+    observe: Optional[Observer] = None,
+) -> Evaluation:
+    """Outputs of the program's main function for `feeds` (input name -> array); `observe(name, value)`
+    sees every input and every value an op computes, as stored (calibration hooks in here)."""
     if precision not in PRECISIONS:
         raise UsageError(f"unknown evaluation precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     unsupported = program.unsupported_ops()
@@ -91,7 +106,7 @@ def evaluate(program: MilProgram, feeds: Dict[str, np.ndarray], precision: str =
             f"{', '.join(unsupported)}"
         )
     check_feeds(program, feeds)
-    run = _Run(program, precision)
+    run = _Run(program, precision, observe)
     start = time.perf_counter()
     with np.errstate(all="ignore"):  # overflow and NaN are tracked per op, not warned about
         outputs = run.execute(feeds)
@@ -108,8 +123,9 @@ def evaluate(program: MilProgram, feeds: Dict[str, np.ndarray], precision: str =
 class _Run:
     """One evaluation in progress: the value environment and what was seen while filling it."""
 
-    def __init__(self, program: MilProgram, precision: str) -> None:
+    def __init__(self, program: MilProgram, precision: str, observe: Optional[Observer] = None) -> None:
         self.program = program
+        self.observe = observe
         self.round_fp16 = precision == "program"
         self.peak: Dict = {}
         self.overflows: List[Dict] = []
@@ -123,6 +139,8 @@ class _Run:
         env: Dict[str, object] = dict(program.constants())
         for name, declared in program.inputs.items():
             env[name] = self.store(declared.dtype, np.asarray(feeds[name]), name, "input")
+            if self.observe is not None:
+                self.observe(name, env[name])
         for index, op in enumerate(operations):
             kwargs = {
                 param: [env[v.name] for v in value] if isinstance(value, (list, tuple)) else env[value.name]
@@ -144,6 +162,8 @@ class _Run:
                         self.non_finite.add(var.name)
                 else:
                     env[var.name] = self.store(dtype_name(var), value, var.name, op.op_type, inputs_finite)
+                if self.observe is not None:
+                    self.observe(var.name, env[var.name])
             for name in last_use.get(index, ()):
                 env.pop(name, None)
         return {name: np.asarray(env[name], dtype=np.float32) for name in program.outputs}

@@ -29,7 +29,7 @@ class ProgramInput:
 
 @dataclass
 class MilProgram:
-    """The `main` function of a saved ML program, read back with coremltools' milproto loader."""
+    """One function of a saved ML program, read back with coremltools' milproto loader."""
 
     path: Path
     function: object  # coremltools' MIL Function "main"
@@ -79,9 +79,10 @@ def as_value(value, dtype: str):
     return np.asarray(value)
 
 
-def load_program(package: Path | CoreMLPackage) -> MilProgram:
-    """The `main` function of a saved ML program package, with its declared inputs and metadata."""
-    opened = package if isinstance(package, CoreMLPackage) else CoreMLPackage(Path(package))
+def load_program(package: Path | CoreMLPackage, function: str | None = None) -> MilProgram:
+    """One function of a saved ML program package (`function`, else the package's default: `main` for a
+    single-function package), with its declared inputs and metadata."""
+    opened = package if isinstance(package, CoreMLPackage) else CoreMLPackage(Path(package), function)
     package, model, spec = opened.path, opened.model, opened.spec
     if spec.WhichOneof("Type") != "mlProgram":
         raise UsageError(
@@ -97,7 +98,7 @@ def load_program(package: Path | CoreMLPackage) -> MilProgram:
             f"the ML program in {package} cannot be read back ({type(e).__name__}: {first_line(e)}); "
             "re-run `samexport convert`"
         ) from None
-    function = program.functions["main"]
+    function = program.functions[opened.function]
     described = {f["name"]: f for f in opened.io["inputs"]}
     inputs = {}
     for name, var in function.inputs.items():

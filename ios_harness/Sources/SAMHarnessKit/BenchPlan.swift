@@ -55,9 +55,11 @@ public struct BenchJob: Codable, Equatable, Sendable {
     public let computeUnit: String
     /// Timed runs for this part (samexport asks more of millisecond-scale decoders); nil: the plan's.
     public let runs: Int?
+    /// The function to load from a multifunction decoder (iOS 18); nil: the package's default function.
+    public let function: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, file, model, title, style, part, points, tokens, precision, gmacs, runs
+        case id, file, model, title, style, part, points, tokens, precision, gmacs, runs, function
         case computeUnit = "compute_unit"
     }
 

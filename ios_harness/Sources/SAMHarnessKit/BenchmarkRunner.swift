@@ -127,6 +127,12 @@ public final class BenchmarkRunner {
         do {
             let configuration = MLModelConfiguration()
             configuration.computeUnits = try Self.computeUnits(job.computeUnit)
+            if let function = job.function {
+                guard #available(iOS 18.0, macOS 15.0, *) else {
+                    throw HarnessError.unsupportedPlan("\(job.file) is a multifunction package; it needs iOS 18 / macOS 15")
+                }
+                configuration.functionName = function
+            }
             let package = locations.models.appendingPathComponent(job.file)
             guard FileManager.default.fileExists(atPath: package.path) else {
                 throw HarnessError.missingModel("\(job.file) is not in the app's Models folder")

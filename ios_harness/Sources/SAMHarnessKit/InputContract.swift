@@ -61,6 +61,12 @@ public struct SAMInputContract: Equatable, Sendable {
         return (bytes[0], bytes[1], bytes[2])
     }
 
+    /// The function of a multifunction decoder (`convert --decoder-shapes multifunction`, iOS 18) that
+    /// takes `batch` prompt sets of `tokens` tokens; set it as `MLModelConfiguration.functionName`.
+    public static func decoderFunction(tokens: Int, batch: Int = 1) -> String {
+        batch == 1 ? "points_\(tokens)" : "points_\(tokens)_batch_\(batch)"
+    }
+
     public func geometry(width: Int, height: Int) -> ImageGeometry {
         ImageGeometry(style: style, width: width, height: height)
     }

@@ -64,6 +64,7 @@ final class GoldenFixtureTests: XCTestCase {
             let tokens = try contract.tokens(for: Prompt(clicks: clicks, box: box), geometry: geometry)
             let expected = try XCTUnwrap(entry["tokens"] as? [[NSNumber]])
             XCTAssertEqual(tokens.count, expected.count, "\(family) \(clicks.count) clicks, box \(box != nil)")
+            XCTAssertEqual(SAMInputContract.decoderFunction(tokens: tokens.count), entry["function"] as? String)
             for (token, row) in zip(tokens, expected) {
                 XCTAssertEqual(Double(token.x), row[0].doubleValue, accuracy: 1e-3)
                 XCTAssertEqual(Double(token.y), row[1].doubleValue, accuracy: 1e-3)
