@@ -225,3 +225,38 @@ def test_unknown_keep_layer_writes_nothing(toy, tmp_path, capsys):
     )
     assert "--keep-layers nosuch.layer matches no weight layer" in one_line_error(result)
     assert not out.exists() or not any(out.iterdir())
+
+
+class PatchEmbed(nn.Module):
+    """EfficientSAM's stem: a conv, channels last, plus a position embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = nn.Conv2d(16, 64, 4, stride=4)
+        self.pos = nn.Parameter(torch.randn(1, 3, 3, 64))
+
+    def forward(self, x):
+        return self.proj(x).permute(0, 2, 3, 1) + self.pos
+
+
+def test_iOS18_conv_transpose_add_keeps_float_weights_instead_of_failing(tmp_path):
+    """coremltools 9.0 cannot recompile a palettized conv -> transpose -> add of a constant at iOS18; the
+    conv is found beforehand and kept float (and the rest compresses)."""
+    x = torch.randn(1, 16, 12, 12)
+    traced = coreml_export.trace(PatchEmbed().eval(), (x,))
+    mlmodel = coreml_export.convert(
+        traced, [coreml_export.tensor_input("x0", (1, 16, 12, 12))], ["y0"], "fp16", "iOS18"
+    )
+    hazards = coreml_compress.fusion_hazards(mlmodel)
+    assert len(hazards) == 1 and "fuse_conv_bias" in next(iter(hazards.values()))
+    with pytest.raises(AttributeError):
+        coreml_compress.compress(mlmodel, compression("palettize4g"), {}, None, [])
+    compressed = coreml_compress.compress(mlmodel, compression("palettize4g"), hazards, None, [])
+    compressed.save(str(tmp_path / "p.mlpackage"))
+    with torch.no_grad():
+        r = compare(
+            evaluate(load_program(tmp_path / "p.mlpackage"), {"x0": x.numpy()}).outputs["y0"],
+            PatchEmbed()(x).numpy(),
+        )
+    assert r["psnr_db"] > 40, r

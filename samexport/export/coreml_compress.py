@@ -54,6 +54,27 @@ def kept_ops(mlmodel, keep: Sequence[str]) -> Dict[str, str]:
     return kept
 
 
+def fusion_hazards(mlmodel) -> Dict[str, str]:
+    """Convs that coremltools 9.0 cannot recompile once their weight is an iOS18 constexpr op: its
+    `fuse_conv_bias` pass reads `conv.weight.val` (None there) for a conv -> transpose -> add/sub of a
+    constant (EfficientSAM's patch embedding plus position embedding) and fails. They keep float weights."""
+    hazards = {}
+    for op in _main(mlmodel).operations:
+        if op.op_type != "conv" or len(op.outputs[0].child_ops) != 1:
+            continue
+        transpose = op.outputs[0].child_ops[0]
+        if transpose.op_type != "transpose" or len(transpose.outputs[0].child_ops) != 1:
+            continue
+        add = transpose.outputs[0].child_ops[0]
+        if add.op_type in ("add", "sub") and any(
+            v.op is not None and v.op.op_type == "const" for v in (add.x, add.y)
+        ):
+            hazards[op.name] = (
+                "kept float: coremltools 9.0 fuse_conv_bias fails on a compressed conv -> transpose -> add"
+            )
+    return hazards
+
+
 def unmatched(keep: Sequence[str], kept_by_part: Iterable[Dict[str, str]]) -> List[str]:
     """Names given to --keep-layers that matched no layer of any part."""
     if tuple(keep) == (FIRST_LAST,):

@@ -109,6 +109,9 @@ class CoreMLTarget(ExportTarget):
             "decoder": coreml_compress.kept_ops(decoder, keep),
         }
         missing = coreml_compress.unmatched(keep, kept.values())
+        if mode.weights and options.min_target == "iOS18":
+            for part, model in (("encoder", encoder), ("decoder", decoder)):
+                kept[part] = {**coreml_compress.fusion_hazards(model), **kept[part]}
         if missing:
             raise UsageError(
                 f"--keep-layers {','.join(missing)} matches no weight layer of the encoder or decoder; "
