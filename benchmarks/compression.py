@@ -98,8 +98,8 @@ def render(document: dict) -> str:
         ">= 20 dB; grouped / int8-activation modes also mask IoU >= 0.9.",
         "",
         "Times are wall seconds on 2 cores; the 2026-11-28 rows ran partly beside the test suite, so they "
-        "are upper bounds. RepViT `palettize6g`, EfficientSAM-Ti `palettize6g`/`a8w4` and the `--keep-layers` / "
-        "`--weight-clip` variants are not measured yet (the script resumes and appends them).",
+        "are upper bounds. RepViT `palettize6g`, EfficientSAM-Ti `palettize6g`/`a8w4` and the "
+        "`--keep-layers` / `--weight-clip` variants are not measured yet (the script resumes and appends).",
         "",
         "| model | mode | options | encoder MB | decoder MB | enc PSNR dB | enc cosine | dec worst PSNR dB "
         "| mask IoU worst | verdict | convert s | validate s (enc eval, dec eval) "
