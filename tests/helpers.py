@@ -136,10 +136,25 @@ def one_line_error(result, code: int = 2) -> str:
     return lines[-1]
 
 
+def assert_constexpr_ops_match_coremltools(program) -> None:
+    """Every weight-decompression op of a read-back program, evaluated by mileval, equals coremltools'
+    own materialisation of it (compared at fp16, the stored width); the program must have at least one."""
+    from samexport.mileval.registry import OPS
+
+    constants = program.constants()
+    decompressed = [op for op in program.operations if op.op_type.startswith("constexpr_")]
+    assert decompressed
+    for op in decompressed:
+        ours = OPS[op.op_type](**{k: constants[v.name] for k, v in op.inputs.items()})
+        theirs = np.asarray(op.materialized_val_inference(), np.float32)
+        np.testing.assert_array_equal(np.asarray(ours, np.float16), theirs.astype(np.float16))
+
+
 __all__: List[str] = [
     "FIXTURE_FAMILIES",
     "PARITY_DIR",
     "ROOT",
+    "assert_constexpr_ops_match_coremltools",
     "build_quiet",
     "fixture_npz",
     "invoke",

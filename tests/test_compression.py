@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import invoke, one_line_error
+from helpers import assert_constexpr_ops_match_coremltools, invoke, one_line_error
 from samexport.errors import UsageError
 from samexport.export import coreml_compress, coreml_export
 from samexport.export.compare import compare
@@ -67,13 +67,8 @@ def test_new_modes_evaluate_and_match_coremltools_arithmetic(tmp_path, mode):
     program = load_program(tmp_path / "c.mlpackage")
     types = program.op_types()
     assert ("quantize" in types and "dequantize" in types) == chosen.activations, types
+    assert_constexpr_ops_match_coremltools(program)
     constants = program.constants()
-    decompressed = [op for op in program.operations if op.op_type.startswith("constexpr_")]
-    assert decompressed
-    for op in decompressed:
-        ours = OPS[op.op_type](**{k: constants[v.name] for k, v in op.inputs.items()})
-        theirs = np.asarray(op.materialized_val_inference(), np.float32)
-        np.testing.assert_array_equal(np.asarray(ours, np.float16), theirs.astype(np.float16))
     seen = {}
 
     def observe(name, value):

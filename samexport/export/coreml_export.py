@@ -1,5 +1,6 @@
-"""Core ML building blocks: tracing, conversion to an ML program, input types, weight compression,
-metadata, and prediction on Apple silicon. The target that uses them is `coreml_target`."""
+"""Core ML building blocks: tracing, conversion to an ML program, input types (compression is
+`coreml_compress`), metadata, and prediction on Apple silicon. The target that uses them is
+`coreml_target`."""
 
 from __future__ import annotations
 
@@ -67,24 +68,6 @@ def tensor_input(name: str, shape, dtype=np.float32):
     if isinstance(shape, list):
         shape = ct.EnumeratedShapes(shapes=[list(s) for s in shape], default=list(shape[0]))
     return ct.TensorType(name=name, shape=shape, dtype=dtype)
-
-
-def compress(mlmodel, mode: str):
-    """Weight compression on a converted model (works on Linux)."""
-    if mode == "none":
-        return mlmodel
-    coremltools()
-    import coremltools.optimize.coreml as cto
-
-    with no_progress_bars():
-        if mode == "int8":
-            config = cto.OptimizationConfig(
-                global_config=cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
-            )
-            return cto.linear_quantize_weights(mlmodel, config=config)
-        nbits = int(mode.removeprefix("palettize"))
-        config = cto.OptimizationConfig(global_config=cto.OpPalettizerConfig(mode="kmeans", nbits=nbits))
-        return cto.palettize_weights(mlmodel, config=config)
 
 
 def set_metadata(
