@@ -39,6 +39,9 @@ TORCH_ZIP = b"PK\x03\x04"
 # torch's legacy (pre-1.6) format opens with its magic number pickled as a long (protocol 2).
 TORCH_LEGACY = b"\x80\x02\x8a\x0a" + bytes.fromhex("6cfc9c46f9206aa85019")
 FIX = "pass the official .pt/.pth (or a .safetensors) checkpoint"
+# Where official files keep the state_dict: segment-anything style {"model": ...}, mmengine
+# {"state_dict": ...} (with "meta" and training state beside it, which are not read).
+WRAPPERS = ("model", "state_dict")
 
 
 def read_checkpoint(path: str | Path) -> StateDict:
@@ -110,14 +113,21 @@ def _read_torch(path: Path, head: bytes) -> StateDict:
         raise CheckpointError(
             f"checkpoint {path} is truncated or damaged ({_reason(e)}); download it again"
         ) from None
-    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
-        obj = obj["model"]
+    for wrapper in WRAPPERS:
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(
-            f"checkpoint {path} is not a state_dict of tensors (nor {{'model': state_dict}}); "
-            "pass the official checkpoint file"
+            f"checkpoint {path} is not a state_dict of tensors (nor {{'model': state_dict}} or "
+            "{'state_dict': state_dict}); pass the official checkpoint file"
         )
-    return dict(obj)
+    return {_unwrapped_key(k): v for k, v in obj.items()}
+
+
+def _unwrapped_key(key: str) -> str:
+    """mmengine's loader drops the `module.` a DistributedDataParallel save leaves in front of every key."""
+    return key[len("module.") :] if key.startswith("module.") else key
 
 
 def _reason(error: BaseException) -> str:

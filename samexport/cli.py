@@ -130,6 +130,18 @@ def info_command(encoder: str, as_json: bool) -> None:
     show_default=True,
     help="Core ML encoder input: image (RGB ImageType) or tensor (normalized float).",
 )
+@click.option(
+    "--input-size",
+    default=None,
+    help="RAP-SAM: the encoder's fixed input HxW (default 800x1088: a 4:3 landscape image resized the "
+    "official way; see the letterbox rule in the manifest's input contract).",
+)
+@click.option(
+    "--classifier",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="RAP-SAM: the (133, 17, 768) class-embedding file its panoptic head needs (models/README.md).",
+)
 @click.option("--min-target", default="iOS16", show_default=True, help="iOS16, iOS17 or iOS18.")
 @click.option("--force", is_flag=True, help="Replace existing exports.")
 @click.option("--no-validate", is_flag=True, help="Skip the numeric comparison with PyTorch.")
@@ -147,6 +159,8 @@ def convert_command(
     points,
     batch,
     image_input,
+    input_size,
+    classifier,
     min_target,
     force,
     no_validate,
@@ -154,7 +168,7 @@ def convert_command(
 ) -> None:
     """Export encoder + decoder (reparameterized), validate them against PyTorch, write a manifest."""
     from .export.convert import convert
-    from .export.options import ConvertOptions, artifact_names, parse_counts
+    from .export.options import ConvertOptions, artifact_names, parse_counts, parse_size
     from .registry import get_spec
 
     options = ConvertOptions(
@@ -170,6 +184,8 @@ def convert_command(
         points=parse_counts(points, "--points"),
         batch=parse_counts(batch, "--batch"),
         image_input=image_input,
+        input_size=parse_size(input_size) if input_size else None,
+        classifier=classifier,
         min_target=min_target,
         force=force,
         validate=not no_validate,
@@ -214,6 +230,12 @@ def convert_command(
     "--stability-score-thresh", default=0.95, show_default=True, help="Everything mode: stability filter."
 )
 @click.option("--crop-n-layers", default=0, show_default=True, help="Everything mode: crop layers.")
+@click.option(
+    "--classifier",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="RAP-SAM: the class-embedding file its panoptic head (--everything) needs (models/README.md).",
+)
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def segment_command(
@@ -231,10 +253,13 @@ def segment_command(
     pred_iou_thresh,
     stability_score_thresh,
     crop_n_layers,
+    classifier,
     force,
     quiet,
 ) -> None:
-    """Masks for a photo from clicks/boxes or everything mode, drawn over it (and written as JSON)."""
+    """Masks for a photo from clicks/boxes or everything mode, drawn over it (and written as JSON).
+
+    RAP-SAM: one mask per click or box, and --everything is its panoptic segmentation with class names."""
     from .segment import SegmentOptions, parse_box, parse_point, segment
 
     options = SegmentOptions(
@@ -248,6 +273,7 @@ def segment_command(
         backend=backend.lower(),
         models_dir=models_dir,
         json_path=json_path,
+        classifier=classifier,
         force=force,
         generator_kwargs={
             "points_per_side": points_per_side,

@@ -86,8 +86,12 @@ def _with_legend(
 
 
 def mask_label(index: int, record: Dict) -> str:
-    """`#1  IoU 0.93  stability 0.97  area 1234 px` (stability only where it was computed)."""
-    text = f"#{index + 1}  IoU {record['predicted_iou']:.3f}"
+    """`#1  IoU 0.93  stability 0.97  area 1234 px` (a class name, IoU and stability where there are)."""
+    text = f"#{index + 1}"
+    if record.get("category"):
+        text += f"  {record['category']}"
+    if record.get("predicted_iou") is not None:
+        text += f"  IoU {record['predicted_iou']:.3f}"
     if record.get("stability_score") is not None:
         text += f"  stability {record['stability_score']:.3f}"
     return text + f"  area {record['area']} px"

@@ -14,8 +14,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import UsageError
-from .families import EFFICIENT_SAM, SAM, Family
-from .modeling import EfficientSamImageEncoder, ImageEncoderViT, RepViT, TinyViT
+from .families import EFFICIENT_SAM, RAPSAM, SAM, Family
+from .modeling import EfficientSamImageEncoder, ImageEncoderViT, RepViT, ResNet50, TinyViT
 
 
 @dataclass(frozen=True)
@@ -188,5 +188,18 @@ register_model(
         checkpoint_file="sam_vit_h_4b8939.pth",
         checkpoint_source=SAM_CHECKPOINTS,
         summary="original SAM, ViT-H encoder (the teacher of MobileSAM)",
+    )
+)
+register_model(
+    ModelSpec(
+        name="rapsam_r50",
+        title="RAP-SAM R50",
+        swift_name="RAPSAMR50",
+        family=RAPSAM,
+        encoder=ResNet50,
+        checkpoint_file="rapsam_r50_12e.pth",
+        checkpoint_source="xushilin1/RAP-SAM releases (rapsam_r50_12e.pth); the classifier is separate",
+        summary="ResNet-50 + deformable neck, one query head for prompts and panoptic (all-purpose)",
+        aliases=("rapsam",),
     )
 )

@@ -37,6 +37,7 @@ class SegmentOptions:
     backend: str = "torch"
     models_dir: Path = Path("models")
     json_path: Optional[Path] = None
+    classifier: Optional[Path] = None  # RAP-SAM's class embeddings (panoptic --everything)
     force: bool = False
     generator_kwargs: Dict = field(default_factory=dict)
 
@@ -62,6 +63,10 @@ class SegmentOptions:
                 raise UsageError(f"{path} is the input image; choose another output name")
         if self.json_path and self.json_path.resolve() == self.output.resolve():
             raise UsageError("--json and --output name the same file")
+
+    @property
+    def extras(self) -> Dict[str, Path]:
+        return {"classifier": self.classifier} if self.classifier is not None else {}
 
 
 def parse_point(text: str) -> Tuple[float, float, int]:
@@ -173,16 +178,14 @@ def exports_for(options: SegmentOptions, progress: Progress) -> Path:
 
 def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
     """Run, draw, write; returns the JSON document (also written to --json when given)."""
+    from . import rapsam_segment
+    from .registry import get_spec
+
     progress = Progress(quiet=quiet)
     image = load_image(options.image)
     check_prompts_inside(options, image.shape[:2])
-    start = time.perf_counter()
-    predictor = make_predictor(options, progress)
-    setup = time.perf_counter() - start
-    if options.everything:
-        records, timings, title = _everything(predictor, image, options, progress)
-    else:
-        records, timings, title = _prompted(predictor, image, options)
+    run = {"sam": _sam_style, "rapsam": rapsam_segment.run}[get_spec(options.encoder).family.export_layout]
+    records, timings, title, backend = run(options, image, progress)
     from .amg import encode_rle
     from .overlay import draw_overlay, mask_label
 
@@ -200,17 +203,17 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
         title=title,
     )
     rles = encode_rle(np.stack(masks)) if masks else []
-    timings = {"setup": setup, **timings, "draw": time.perf_counter() - draw_start}
+    timings = {**timings, "draw": time.perf_counter() - draw_start}
     document = {
         "format": "samexport.segment/1",
         "image": str(options.image),
         "size_hw": list(image.shape[:2]),
         "model": options.encoder,
-        "backend": predictor.name,
+        "backend": backend,
         "checkpoint": str(options.checkpoint) if options.checkpoint else None,
         "mode": "everything" if options.everything else "prompts",
         "prompts": {"points": [list(p) for p in options.points], "boxes": [list(b) for b in options.boxes]},
-        "generator": options.generator_kwargs if options.everything else None,
+        "generator": options.generator_kwargs if options.everything and run is _sam_style else None,
         "masks": [{**r, "segmentation": rle} for r, rle in zip(records, rles)],
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }
@@ -218,6 +221,20 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
     if options.json_path:
         atomic_write_text(options.json_path, json.dumps(document, indent=1) + "\n")
     return document
+
+
+def _sam_style(options: SegmentOptions, image: np.ndarray, progress: Progress):
+    """SAM-style families: (records, timings, title, backend) through the chosen backend's predictor."""
+    if options.classifier is not None:
+        raise UsageError(f"--classifier is for RAP-SAM (rapsam_r50); {options.encoder} takes none")
+    start = time.perf_counter()
+    predictor = make_predictor(options, progress)
+    setup = time.perf_counter() - start
+    if options.everything:
+        records, timings, title = _everything(predictor, image, options, progress)
+    else:
+        records, timings, title = _prompted(predictor, image, options)
+    return records, {"setup": setup, **timings}, title, predictor.name
 
 
 def _prompted(predictor, image: np.ndarray, options: SegmentOptions):

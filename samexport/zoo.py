@@ -9,7 +9,8 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, random_state_dict
+from .checkpoint import load_checkpoint, random_fill, random_state_dict
+from .errors import UsageError
 from .registry import get_spec
 
 
@@ -17,12 +18,18 @@ class RandomWeightsWarning(UserWarning):
     """Raised as a warning when a model is built without a checkpoint."""
 
 
-def build_model(name: str, checkpoint: str | Path | None = None) -> nn.Module:
+def build_model(name: str, checkpoint: str | Path | None = None, **extras) -> nn.Module:
     """A registry model in eval mode, with an official checkpoint or deterministic random weights;
-    `model.spec` is its registry row."""
+    `model.spec` is its registry row. `extras` are the family's other files by name (RAP-SAM:
+    `classifier`, the open-vocabulary class embeddings), filled like the weights when absent."""
     spec = get_spec(name)
+    unknown = sorted(set(extras) - set(spec.family.extras))
+    if unknown:
+        takes = ", ".join(spec.family.extras) or "only a checkpoint"
+        raise UsageError(f"{spec.name} does not take {', '.join(unknown)} (it takes: {takes})")
     with torch.device("cpu"):
         model = spec.build()
+    spec.family.load_extras(model, random_fill if checkpoint is None else None, **extras)
     if checkpoint is None:
         model.load_state_dict(random_state_dict(model), strict=True)
         warnings.warn(
@@ -37,10 +44,12 @@ def build_model(name: str, checkpoint: str | Path | None = None) -> nn.Module:
     return model.eval()
 
 
-def build_model_noting(name: str, checkpoint: str | Path | None = None) -> Tuple[nn.Module, List[str]]:
+def build_model_noting(
+    name: str, checkpoint: str | Path | None = None, **extras
+) -> Tuple[nn.Module, List[str]]:
     """`build_model`, with the random-weights warning returned as text (for a command to print) instead
     of raised as a warning."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RandomWeightsWarning)
-        model = build_model(name, checkpoint)
+        model = build_model(name, checkpoint, **extras)
     return model, [str(w.message) for w in caught if issubclass(w.category, RandomWeightsWarning)]

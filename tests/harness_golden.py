@@ -348,6 +348,52 @@ def everything() -> Dict:
     }
 
 
+PANOPTIC_QUERIES, PANOPTIC_SIZE = 6, (7, 5)  # queries; width, height of the upscaled masks
+
+
+def panoptic_class_value(query: int, column: int) -> float:
+    """The test class logits, by formula (GoldenFixtureTests.swift computes the same): query q favours
+    class 21 * q mod 133 (things and stuff alike), query 5 the no-object column."""
+    favoured = 133 if query == 5 else 7 * query * 3 % 133
+    return 8.0 * (column == favoured) + 0.01 * math.sin(query + 0.1 * column)
+
+
+def panoptic_mask_value(query: int, row: int, column: int) -> float:
+    return math.sin(0.9 * query + 0.7 * row) * math.cos(0.5 * query - 0.6 * column) * 3.0
+
+
+def panoptic_fusion() -> Dict:
+    """samexport.panoptic.fuse on formula inputs, with the official thresholds and with none."""
+    import torch
+
+    from samexport.panoptic import fuse
+
+    width, height = PANOPTIC_SIZE
+    classes = torch.tensor(
+        [[panoptic_class_value(q, c) for c in range(134)] for q in range(PANOPTIC_QUERIES)],
+        dtype=torch.float32,
+    )
+    masks = torch.tensor(
+        [
+            [[panoptic_mask_value(q, r, c) for c in range(width)] for r in range(height)]
+            for q in range(PANOPTIC_QUERIES)
+        ],
+        dtype=torch.float32,
+    )
+    cases = []
+    for object_threshold, iou_threshold in ((0.8, 0.8), (0.0, 0.0), (0.8, 0.3)):
+        seg, segments = fuse(classes, masks, object_threshold, iou_threshold)
+        cases.append(
+            {
+                "object_mask_threshold": object_threshold,
+                "iou_threshold": iou_threshold,
+                "map": seg.reshape(-1).tolist(),
+                "segments": segments,
+            }
+        )
+    return {"queries": PANOPTIC_QUERIES, "width": width, "height": height, "cases": cases}
+
+
 def fixtures() -> Dict[str, str]:
     """file name -> exact contents."""
     out = {
@@ -358,6 +404,7 @@ def fixtures() -> Dict[str, str]:
         "breadcrumb.json": dumps(breadcrumb()),
         "result.json": dumps(result_file()),
         "everything.json": dumps(everything()),
+        "panoptic_fusion.json": dumps(panoptic_fusion()),
     }
     out.update(devicectl_and_jetsam())
     return out

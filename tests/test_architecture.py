@@ -26,7 +26,14 @@ LAYERS = [
         "samexport.coreml_package",
         "samexport.coreml_placement",
     },
-    {"samexport.mileval", "samexport.modeling", "samexport.transforms", "samexport.amg", "samexport.overlay"},
+    {
+        "samexport.mileval",
+        "samexport.modeling",
+        "samexport.transforms",
+        "samexport.amg",
+        "samexport.overlay",
+        "samexport.panoptic",
+    },
     {"samexport.families"},
     {
         "samexport.registry",
@@ -38,7 +45,7 @@ LAYERS = [
         "samexport.mask_generator",
     },
     {"samexport.export"},
-    {"samexport.bench", "samexport.segment"},
+    {"samexport.bench", "samexport.segment", "samexport.rapsam_segment"},
     {"samexport.cli", "samexport"},
 ]
 
@@ -231,5 +238,6 @@ def test_swift_reads_the_families_python_writes():
     source = (ROOT / "ios_harness/Sources/SAMHarnessKit/InputContract.swift").read_text()
     body = source[source.index("enum Style") : source.index("}", source.index("enum Style"))]
     cases = {m.group(2) or m.group(1) for m in re.finditer(r'case (\w+)(?: = "(\w+)")?', body)}
-    assert cases == set(FAMILIES) - {"threetoken"}
+    # RAP-SAM packages are not written yet (issue 16): the harness has no contract of theirs to read
+    assert cases == set(FAMILIES) - {"threetoken", "rapsam"}
     assert "let family: String?" in source and "pad_color_rgb == nil" not in source

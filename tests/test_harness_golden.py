@@ -33,6 +33,7 @@ def test_the_fixture_set_is_complete_and_read_by_swift():
         "latency_stats",
         "breadcrumb",
         "result",
+        "panoptic_fusion",
     ):
         assert f'"{name}"' in swift, name
     package = (harness_golden.ROOT / "ios_harness/Package.swift").read_text()

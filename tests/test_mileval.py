@@ -281,3 +281,27 @@ def test_unreadable_package_is_one_line(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(UsageError, match="is missing"):
         load_program(tmp_path / "missing.mlpackage")
+
+
+class Sampling(nn.Module):
+    """RAP-SAM's resampling: grid sampling (deformable convolution), bilinear upsampling, max pooling."""
+
+    def forward(self, x, grid):
+        taps = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        loose = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        up = F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+        return taps, loose, up, F.max_pool2d(x, 3, 2, 1)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_resampling_ops_match_pytorch(tmp_path, precision):
+    """Sampling positions reach 1.5 pixels outside the image on every side (zeros there)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 9, 13, generator=g)
+    grid = torch.rand(1, 7, 11, 2, generator=g) * 2.6 - 1.3
+    program = save_converted(Sampling(), (x, grid), tmp_path / "sampling.mlpackage", precision)
+    assert {"resample", "upsample_bilinear", "max_pool"} <= set(program.op_types())
+    pairs, _ = run_both(Sampling(), (x, grid), program)
+    for actual, expected in pairs:
+        r = compare(actual, expected)
+        assert r["rel"] < 1e-5 if precision == "fp32" else r["psnr_db"] > 45, r

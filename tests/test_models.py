@@ -22,6 +22,7 @@ def test_list_models_names():
         "sam_vit_b",
         "sam_vit_l",
         "sam_vit_h",
+        "rapsam_r50",
     ]
     assert samexport.get_spec("mobilesam").name == "tinyvit"
 

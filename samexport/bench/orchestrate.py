@@ -21,7 +21,7 @@ from .child import run_part
 
 # Timed runs per part when --runs is not given: a millisecond-scale decoder needs more samples than a
 # second-scale encoder for a stable median and p90.
-DEFAULT_RUNS = {"encoder": 5, "decoder": 20}
+DEFAULT_RUNS = {"encoder": 5, "decoder": 20, "panoptic": 10}
 
 
 @dataclass
@@ -98,6 +98,13 @@ class BenchOptions:
                 "--one-job-per-launch is for the ios_harness app (--device iphone, --device m1 "
                 "--via-harness); on this machine every part already runs in its own process"
             )
+        harness_parts = ("encoder", "decoder")
+        beyond = [n for n in self.encoders if set(get_spec(n).family.bench_parts) - set(harness_parts)]
+        if backend.in_harness and beyond:
+            raise UsageError(
+                f"the ios_harness app runs encoder + decoder packages; {', '.join(beyond)} also has other "
+                "parts and is not in it yet: measure it with --device m1 (host Core ML) or --device cpu"
+            )
         if backend.in_harness and self.memory_limit is not None:
             raise UsageError(
                 "--memory-limit/--as-device emulate a budget on this machine; on a device through "
@@ -141,7 +148,11 @@ class Bench:
             batch=tuple(sorted({1, self.options.batch})),
         )
         names = artifact_names(spec, convert_options)
-        paths = {part: self.options.models_dir / names[f"{target}_{part}"] for part in ("encoder", "decoder")}
+        paths = {
+            part: self.options.models_dir / names[f"{target}_{part}"]
+            for part in spec.family.bench_parts
+            if f"{target}_{part}" in names
+        }
         if not all(p.exists() for p in paths.values()):
             self.say(f"{spec.title}: no {target} export in {self.options.models_dir}, converting first")
             convert_options.force = True
@@ -160,9 +171,9 @@ class Bench:
         units = self.backend.compute_units(self.options.compute_units)
         for name in self.options.encoders:
             for unit in units:
-                yield name, "encoder", None, unit
-                for points in self.options.points:
-                    yield name, "decoder", points, unit
+                for part in get_spec(name).family.bench_parts:
+                    for points in self.options.points if part == "decoder" else (None,):
+                        yield name, part, points, unit
 
     def run(self) -> Optional[Dict]:
         """The bench result (None with --prepare-only, which only stages the harness)."""
@@ -275,12 +286,8 @@ class Bench:
     ) -> Dict:
         """What a row says before anything is measured: model, part, prompt, compute unit, cost."""
         spec, info = get_spec(name), _model_info(name)
-        tokens = None if part == "encoder" else spec.family.click_tokens(points)
-        gmacs = (
-            info["gmacs"]["encoder_1024"]
-            if part == "encoder"
-            else next(v for k, v in info["gmacs"].items() if k.startswith("decoder"))
-        )
+        tokens = spec.family.click_tokens(points) if part == "decoder" else None
+        gmacs = next(v for k, v in info["gmacs"].items() if k.startswith(part))
         return {
             "model": name,
             "title": spec.title,
@@ -288,7 +295,7 @@ class Bench:
             "part": part,
             "points": points,
             "tokens": tokens,
-            "batch": None if part == "encoder" else self.options.batch,
+            "batch": self.options.batch if part == "decoder" else None,
             "precision": precision,
             "compute_unit": unit,
             "file": None,

@@ -90,8 +90,8 @@ def to_csv(result: Dict) -> str:
 
 
 def _part_label(row: Dict) -> str:
-    if row["part"] == "encoder":
-        return "encoder"
+    if row["part"] != "decoder":
+        return row["part"]
     label = f"decoder, {row['points']} pt" + ("s" if row["points"] != 1 else "")
     return label + (f", {row['batch']} prompt sets per call" if (row.get("batch") or 1) > 1 else "")
 
@@ -144,6 +144,8 @@ def paper_table(results: List[Dict], markdown: bool = True) -> str:
         for row in result["rows"]:
             if row["part"] == "encoder":
                 name = row["title"]
+            elif row["part"] == "panoptic":
+                name = f"{row['title']} panoptic head"
             elif row["points"] == 1:
                 name = get_family(row["style"]).decoder_title
             else:

@@ -23,11 +23,13 @@ def onnx_inputs(session, points: int, batch: int = 1) -> Dict[str, np.ndarray]:
     depend on their values."""
     rng = np.random.default_rng(0)
     feeds = {}
-    dynamic = {"numPromptSets": batch, "numPoints": points}
+    dynamic = {"numPromptSets": batch, "numPoints": points, "numPrompts": points}
     for spec in session.get_inputs():
         shape = [d if isinstance(d, int) else dynamic.get(d, points) for d in spec.shape]
-        if spec.name == "pointCoords":
-            feeds[spec.name] = rng.uniform(0, 1024, shape).astype(np.float32)
+        if spec.name in ("pointCoords", "prompts"):
+            feeds[spec.name] = np.sort(rng.uniform(0, 512, shape), axis=-1).astype(np.float32)
+        elif spec.name == "resizedSize":
+            feeds[spec.name] = np.array([512.0, 512.0], np.float32)
         elif spec.name == "pointLabels":
             feeds[spec.name] = np.ones(shape, np.float32)
         elif spec.name in ("maskInput", "hasMaskInput"):
@@ -100,6 +102,10 @@ def coreml_inputs(spec, points: int, batch: int = 1) -> Dict:
             value = np.concatenate(
                 [rng.uniform(0, 1024, (batch, points, 2)), np.ones((batch, points, 1))], -1
             )
+        elif feature.name == "prompts":  # RAP-SAM: N xyxy boxes
+            value = np.sort(rng.uniform(0, 512, (1, points, 4)), axis=-1)
+        elif feature.name == "resizedSize":
+            value = np.array([512.0, 512.0])
         elif feature.name in ("maskInput", "hasMaskInput"):
             value = np.zeros(shape)
         else:

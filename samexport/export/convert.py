@@ -26,8 +26,8 @@ from .compare import compare
 from .compression import compression
 from .options import ConvertOptions, artifact_names
 from .outputs import OutputFolder, is_disk_full
-from .reference import Reference, make_reference
-from .target import ExportJob, targets
+from .reference import Reference
+from .target import ExportJob, export_layout, targets
 
 
 class Converter:
@@ -38,22 +38,23 @@ class Converter:
         self.progress = progress
         self.spec = get_spec(options.encoder)
         self.names = artifact_names(self.spec, options)
-        family = self.spec.family
-        self.signature = family.decoder_signature(family.token_counts(options.points), options.batch)
+        self.layout = export_layout(self.spec.family.export_layout)
+        self.layout.check_options(self.spec, options)
+        self.signature = self.layout.signature(self.spec, options)
         self.manifest: Dict = {}
 
     def run(self) -> Dict:
         spec, progress, options = self.spec, self.progress, self.options
         output = OutputFolder(options.output_dir, self.names, options.force)
         output.check()
-        chosen = {name: targets()[name] for name in options.targets}
+        chosen = {name: targets(self.layout.name)[name] for name in options.targets}
         for target in chosen.values():
             target.check_options(spec, options)
         progress.say(f"samexport convert {spec.name} -> {', '.join(options.targets)} in {options.output_dir}")
         for note in options.notes:
             progress.say(f"note: {note}")
         with progress.step("build model"):
-            model, notes = build_model_noting(spec.name, options.checkpoint)
+            model, notes = build_model_noting(spec.name, options.checkpoint, **options.extras)
             fused = reparameterize_model(model)
         for note in notes:
             progress.say(f"warning: {note}")
@@ -61,7 +62,7 @@ class Converter:
         succeeded = False
         try:
             with progress.step("reference outputs (PyTorch, official model)"):
-                reference = make_reference(model)
+                reference = self.layout.reference(model, self.signature)
             self.manifest = self.base_manifest(self.fusion_error(fused, reference))
             job = ExportJob(
                 spec=spec,
@@ -150,15 +151,8 @@ class Converter:
             "machine": machine(),
             "options": opts,
             "reparameterization": fusion,
-            "input_contract": spec.family.input_contract(),
-            "decoder_prompt": {
-                "points": list(options.points),
-                "token_counts": list(self.signature.token_counts),
-                "batch_sizes": {
-                    "onnx": "any",
-                    "coreml": list(self.signature.batch_sizes),
-                },
-            },
+            "input_contract": self.layout.input_contract(spec, self.signature),
+            "decoder_prompt": self.layout.prompt_manifest(options, self.signature),
             "files": {},
             "validation": {},
         }

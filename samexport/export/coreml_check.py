@@ -199,7 +199,7 @@ def check_encoder(
     if "evaluation" in extras:
         report["evaluation"] = extras["evaluation"]
     report["failures"] = [
-        f"imageEmbeddings: {', '.join(m)}{_origin(extras)}" for m in [shortfalls(result, floor)] if m
+        f"imageEmbeddings: {', '.join(m)}{failure_origin(extras)}" for m in [shortfalls(result, floor)] if m
     ]
     report["passed"] = not report["failures"]
     return report
@@ -223,7 +223,8 @@ def check_decoder(package: CoreMLPackage, cases: List[DecoderCase], method: str,
             misses = shortfalls(result, floor)
             if misses:
                 failures.append(
-                    f"{output} for '{case.name}' ({case.tokens} tokens): {', '.join(misses)}{_origin(extras)}"
+                    f"{output} for '{case.name}' ({case.tokens} tokens): {', '.join(misses)}"
+                    f"{failure_origin(extras)}"
                 )
     shapes = {}
     for n in sorted({c.tokens for c in cases}):
@@ -243,7 +244,14 @@ def check_decoder(package: CoreMLPackage, cases: List[DecoderCase], method: str,
     return report
 
 
-def _origin(extras: Dict) -> str:
+def case_runner(package: CoreMLPackage, method: str):
+    """`run(feeds) -> (outputs, extras)` for `quality.check_cases`, with the evaluator's fp32 outputs and
+    where it saw the first overflow or NaN/Inf."""
+    runner = make_runner(package, method)
+    return runner.description, runner.run
+
+
+def failure_origin(extras: Dict) -> str:
     """Where the evaluator saw the first NaN/Inf or fp16 overflow, for the failure line."""
     evaluation = extras.get("evaluation") or {}
     parts = []

@@ -36,26 +36,42 @@ def trace(module: nn.Module, example_inputs) -> torch.jit.ScriptModule:
 
 
 def convert(
-    traced: torch.jit.ScriptModule, inputs: list, output_names: Sequence[str], precision: str, min_target: str
+    traced: torch.jit.ScriptModule,
+    inputs: list,
+    output_names: Sequence[str],
+    precision: str,
+    min_target: str,
+    fp16_op_selector=None,
 ):
+    """An ML program; with `fp16_op_selector` (op -> True for float16) an fp16 program keeps the ops it
+    rejects in float32 (coremltools' per-op compute precision)."""
     ct = coremltools()
+    if precision == "fp16":
+        compute_precision = (
+            ct.transform.FP16ComputePrecision(op_selector=fp16_op_selector)
+            if fp16_op_selector is not None
+            else ct.precision.FLOAT16
+        )
+    else:
+        compute_precision = ct.precision.FLOAT32
     with no_progress_bars():
         return ct.convert(
             traced,
             inputs=inputs,
             outputs=[ct.TensorType(name=n, dtype=np.float32) for n in output_names],
             convert_to="mlprogram",
-            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+            compute_precision=compute_precision,
             minimum_deployment_target=getattr(ct.target, min_target),
         )
 
 
-def image_input(mean_255: Sequence[float]):
-    """RGB 1024x1024 image; Core ML computes pixel - mean (1/std is folded into the first conv)."""
+def image_input(mean_255: Sequence[float], shape: Sequence[int] = (1, 3, 1024, 1024)):
+    """RGB image (1024x1024 unless `shape` says); Core ML computes pixel - mean (1/std is folded into
+    the first conv)."""
     ct = coremltools()
     return ct.ImageType(
         name="image",
-        shape=(1, 3, 1024, 1024),
+        shape=tuple(shape),
         scale=1.0,
         bias=[-float(m) for m in mean_255],
         color_layout=ct.colorlayout.RGB,

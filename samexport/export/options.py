@@ -45,6 +45,8 @@ class ConvertOptions:
     keep_layers: str | None = None
     weight_clip: float | None = None
     decoder_shapes: str = "enumerated"
+    input_size: Tuple[int, int] | None = None  # (h, w) of a fixed-size encoder input (RAP-SAM)
+    classifier: Path | None = None  # RAP-SAM's class embeddings (see models/README.md)
     force: bool = False
     validate: bool = True
     targets: Tuple[str, ...] = field(init=False)
@@ -96,6 +98,14 @@ class ConvertOptions:
         self.batch = tuple(sorted(set(check_batch(self.batch))))
         self.output_dir = Path(self.output_dir)
         self.checkpoint = Path(self.checkpoint) if self.checkpoint is not None else None
+        self.classifier = Path(self.classifier) if self.classifier is not None else None
+        if self.input_size is not None:
+            self.input_size = check_input_size(self.input_size)
+
+    @property
+    def extras(self) -> Dict[str, Path]:
+        """Files besides the checkpoint, by the name `build_model` takes them."""
+        return {"classifier": self.classifier} if self.classifier is not None else {}
 
     @property
     def variant_suffix(self) -> str:
@@ -123,6 +133,23 @@ def check_batch(batch) -> Tuple[int, ...]:
     return tuple(batch)
 
 
+def check_input_size(size) -> Tuple[int, int]:
+    """(h, w), both multiples of 32 from 128 to 2048, or a one-line UsageError."""
+    h, w = (int(v) for v in size)
+    if not all(128 <= v <= 2048 and v % 32 == 0 for v in (h, w)):
+        raise UsageError(f"--input-size must be HxW, each a multiple of 32 from 128 to 2048, got {h}x{w}")
+    return h, w
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """`800x1088` -> (800, 1088), or a one-line UsageError."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--input-size takes HxW like 800x1088, got {text!r}") from None
+    return h, w
+
+
 def parse_counts(text: str, flag: str) -> Tuple[int, ...]:
     """`1,2,5` -> (1, 2, 5), or a one-line UsageError naming `flag`."""
     try:
@@ -134,7 +161,7 @@ def parse_counts(text: str, flag: str) -> Tuple[int, ...]:
 def artifact_names(spec: "ModelSpec", options: ConvertOptions) -> Dict[str, str]:
     """The manifest's and every chosen target's file names."""
     names = {"manifest": f"{spec.swift_name}{options.variant_suffix}.export.json"}
-    known = targets()
+    known = targets(spec.family.export_layout)
     for name in options.targets:
         names.update(known[name].artifact_names(spec, options))
     return names

@@ -7,8 +7,11 @@ NaN/Inf values always miss (comparisons count them separately; see `compare`).
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Callable, Dict, List, Tuple
 
+import numpy as np
+
+from .compare import compare, worst
 from .compression import compression
 
 FP16_MIN_PSNR_DB = 35.0
@@ -57,6 +60,8 @@ def shortfalls(result: Dict, floor: Dict) -> List[str]:
         misses.append(f"cosine {result['cosine']:.3f} < {floor['min_cosine']}")
     if "max_rel" in floor and not result["rel"] <= floor["max_rel"]:
         misses.append(f"max error {result['rel']:.2e} of max |ref| > {floor['max_rel']:.0e}")
+    if "max_abs" in floor and not result["max_abs"] <= floor["max_abs"]:
+        misses.append(f"max error {result['max_abs']:.2e} > {floor['max_abs']:g}")
     return misses
 
 
@@ -68,6 +73,44 @@ def floor_text(floor: Dict) -> str:
         parts.append(f"cosine >= {floor['min_cosine']}")
     if "max_rel" in floor:
         parts.append(f"max error <= {floor['max_rel']:.0e} of max |ref|")
+    if "max_abs" in floor:
+        parts.append(f"max error <= {floor['max_abs']:g}")
     if "min_mask_iou" in floor:
         parts.append(f"end-to-end mask IoU >= {floor['min_mask_iou']}")
     return ", ".join(parts + ["no NaN/Inf"])
+
+
+Case = Tuple[str, Dict[str, np.ndarray], Dict[str, np.ndarray]]  # name, feeds, output -> reference
+
+
+def check_cases(
+    cases: List[Case],
+    run: Callable[[Dict[str, np.ndarray]], Tuple[Dict[str, np.ndarray], Dict]],
+    floors: Dict[str, Dict],
+    origin: Callable[[Dict], str] = lambda extras: "",
+) -> Dict:
+    """Any exported part against PyTorch: `run(feeds) -> (outputs, extras)` on every case, each output held
+    to `floors[output]`. An evaluator's `extras` may carry its float32 outputs (`fp32_outputs`, compared
+    too) and its `evaluation` summary; `origin(extras)` says where a failure started."""
+    results, failures = {}, []
+    for name, feeds, expected in cases:
+        outputs, extras = run(feeds)
+        results[name] = {}
+        for output, reference in expected.items():
+            result = compare(outputs[output], reference)
+            if "fp32_outputs" in extras:
+                result["fp32_evaluation"] = compare(extras["fp32_outputs"][output], reference)
+            results[name][output] = result
+            misses = shortfalls(result, floors[output])
+            if misses:
+                failures.append(f"{output} for '{name}': {', '.join(misses)}{origin(extras)}")
+        if "evaluation" in extras:
+            results[name]["evaluation"] = extras["evaluation"]
+    outputs = sorted({o for _, _, expected in cases for o in expected})
+    return {
+        "floors": {o: floors[o] for o in outputs},
+        "cases": results,
+        "worst": {o: worst({n: r[o] for n, r in results.items() if o in r}) for o in outputs},
+        "failures": failures,
+        "passed": not failures,
+    }

@@ -2,6 +2,7 @@
 
 from .base import DecoderForExport, DecoderSignature, EncoderForExport, Family
 from .efficientsam import EFFICIENT_SAM
+from .rapsam import RAPSAM
 from .registry import FAMILIES, get_family, register_family, unregister_family
 from .sam import SAM
 
@@ -11,6 +12,7 @@ __all__ = [
     "EFFICIENT_SAM",
     "EncoderForExport",
     "FAMILIES",
+    "RAPSAM",
     "Family",
     "SAM",
     "get_family",

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import SamExportError, UsageError
-from . import constexpr_ops, conv_ops, math_ops, quantization_ops, tensor_ops
+from . import constexpr_ops, conv_ops, math_ops, quantization_ops, sampling_ops, tensor_ops
 from .program import FLOAT_TYPES, MilProgram, dtype_name
 from .registry import DTYPES, OPS
 
@@ -27,6 +27,7 @@ OP_MODULES = (
     conv_ops,
     math_ops,
     quantization_ops,
+    sampling_ops,
     tensor_ops,
 )  # importing them registers their ops
 PRECISIONS = ("program", "fp32")

@@ -92,6 +92,40 @@ final class GoldenFixtureTests: XCTestCase {
         }
     }
 
+    /// The same formula inputs as tests/harness_golden.py: class logits favour class 21q mod 133 (query 5:
+    /// no object), masks are products of sines.
+    func testPanopticFusionMatchesPython() throws {
+        let root = try XCTUnwrap(try fixture("panoptic_fusion") as? [String: Any])
+        let queries = try XCTUnwrap(root["queries"] as? Int)
+        let width = try XCTUnwrap(root["width"] as? Int)
+        let height = try XCTUnwrap(root["height"] as? Int)
+        var classLogits = [Float]()
+        var maskLogits = [Float]()
+        for query in 0..<queries {
+            let favoured = query == 5 ? 133 : 7 * query * 3 % 133
+            for column in 0..<134 {
+                let peak = column == favoured ? 8.0 : 0.0
+                classLogits.append(Float(peak + 0.01 * sin(Double(query) + 0.1 * Double(column))))
+            }
+            for row in 0..<height {
+                for column in 0..<width {
+                    maskLogits.append(Float(sin(0.9 * Double(query) + 0.7 * Double(row))
+                                            * cos(0.5 * Double(query) - 0.6 * Double(column)) * 3.0))
+                }
+            }
+        }
+        for entry in try cases("panoptic_fusion") {
+            let fused = PanopticFusion.fuse(
+                classLogits: classLogits, maskLogits: maskLogits, queries: queries, width: width, height: height,
+                objectMaskThreshold: Float(try XCTUnwrap(entry["object_mask_threshold"] as? Double)),
+                iouThreshold: Float(try XCTUnwrap(entry["iou_threshold"] as? Double)))
+            XCTAssertEqual(fused.map.map(Int.init), try XCTUnwrap(entry["map"] as? [Int]))
+            let segments = try XCTUnwrap(entry["segments"] as? [[String: Any]])
+            XCTAssertEqual(fused.segments.map { Int($0.id) }, segments.compactMap { $0["id"] as? Int })
+            XCTAssertEqual(fused.segments.map(\.area), segments.compactMap { $0["area"] as? Int })
+        }
+    }
+
     func testLatencyStatisticsMatchNumPy() throws {
         for entry in try cases("latency_stats") {
             let stats = try XCTUnwrap(LatencyStats(samplesMs: try doubles(entry["samples_ms"])))
