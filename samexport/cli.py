@@ -302,8 +302,14 @@ def segment_command(
     help="auto (Core ML prediction on Apple silicon, else NumPy), coreml, or numpy (evaluate the saved "
     "ML program op by op; any platform).",
 )
+@click.option(
+    "--classifier",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="RAP-SAM: the class-embedding file a panoptic package converted from a checkpoint holds.",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the full report here.")
-def validate_command(paths, checkpoint, method, json_path) -> None:
+def validate_command(paths, checkpoint, method, classifier, json_path) -> None:
     """Numeric verdict for Core ML packages (or export manifests) against PyTorch.
 
     Exit 0 when every package meets its floor (fp16: PSNR >= 35 dB; fp32: max error <= 1e-4 of
@@ -314,7 +320,8 @@ def validate_command(paths, checkpoint, method, json_path) -> None:
 
     if json_path is not None:
         _check_writable(json_path)
-    reports = validate(list(paths), checkpoint=checkpoint, method=method)
+    extras = {"classifier": classifier} if classifier is not None else {}
+    reports = validate(list(paths), checkpoint=checkpoint, method=method, extras=extras)
     click.echo(render(reports))
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(reports, indent=2) + "\n")

@@ -18,8 +18,7 @@ import pytest
 
 from helpers import invoke, one_line_error, start_convert_in_background
 from samexport.errors import UsageError
-from samexport.export import convert as convert_module
-from samexport.export import onnx_export
+from samexport.export import onnx_export, sam_layout
 from samexport.export.convert import convert
 from samexport.export.options import ConvertOptions
 from samexport.export.outputs import OutputFolder
@@ -39,14 +38,14 @@ def test_a_run_that_loses_a_race_without_force_replaces_nothing(toy, tmp_path, m
     """Item 1: the other run's files appear while this one works; the switch re-checks under the lock."""
     out = tmp_path / "out"
     out.mkdir()
-    real = convert_module.make_reference
+    real = sam_layout.make_reference
 
     def other_run_finishes_first(model):
         for name in NAMES:
             (out / name).write_text(f"the winner's {name}")
         return real(model)
 
-    monkeypatch.setattr(convert_module, "make_reference", other_run_finishes_first)
+    monkeypatch.setattr(sam_layout, "make_reference", other_run_finishes_first)
     with pytest.raises(UsageError, match="appeared while this run was working .*nothing was replaced"):
         toy_onnx(out)
     assert snapshot(out) == {name: f"the winner's {name}".encode() for name in NAMES}

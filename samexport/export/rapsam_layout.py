@@ -91,16 +91,16 @@ class RapSamReference:
 
 
 def validation_cases(model, hw, prompt_counts) -> List[Tuple[str, torch.Tensor]]:
-    """The validation prompts as RAP-SAM takes them (positive clicks and boxes, each its own query), plus
-    seeded clicks for every prompt count the decoder must take that they do not cover."""
+    """The validation prompts as RAP-SAM takes them (positive clicks and boxes, each its own query) where
+    the decoder takes their prompt count, plus seeded clicks for every count they do not cover."""
     cases = []
     for name, kwargs in validation_prompts(*hw):
         labels = kwargs.get("labels", [])
         points = [p for p, label in zip(kwargs.get("points", []), labels) if label == 1]
         boxes = [kwargs["box"]] if "box" in kwargs else []
-        cases.append(
-            (name + (" (positive clicks)" if 0 in labels else ""), model.prompt_tokens(hw, points, boxes))
-        )
+        if len(points) + len(boxes) in prompt_counts:
+            name += " (positive clicks)" if 0 in labels else ""
+            cases.append((name, model.prompt_tokens(hw, points, boxes)))
     covered = {int(p.shape[1]) for _, p in cases}
     rng = np.random.default_rng(PROMPT_SEED)
     for n in prompt_counts:
@@ -145,6 +145,27 @@ class RapSamLayout(ExportLayout):
         panoptic = tuple(t.numpy() for t in model.panoptic(features)) if signature.panoptic else None
         return RapSamReference(image, tensor, features, resized_hw, prompts, outputs, panoptic)
 
+    def validate(self, model, infos, method: str) -> Dict[str, Dict]:
+        """`samexport validate` of RAP-SAM packages, per export: its input size and prompt counts from the
+        packages' metadata, the same checks as `convert`."""
+        import json
+
+        reports: Dict[str, Dict] = {}
+        for key in dict.fromkeys(info.pair_key for info in infos):
+            group = [info for info in infos if info.pair_key == key]
+            meta = group[0].metadata
+            signature = RapSamSignature(
+                tuple(json.loads(meta["com.samexport.input_size"])),
+                tuple(json.loads(meta["com.samexport.prompt_counts"])),
+                any(info.part == "panoptic" for info in group),
+            )
+            packages = {info.part: info.package for info in group}
+            checked_parts = check_packages(
+                model, self.reference(model, signature), signature, packages, method, group[0].precision
+            )
+            reports.update({str(info.path): checked_parts[info.part] for info in group})
+        return reports
+
     def input_contract(self, spec, signature: RapSamSignature) -> Dict:
         return spec.family.input_contract(signature.input_size)
 
@@ -182,25 +203,60 @@ def floors(precision: str, runtime: str) -> Dict[str, Dict[str, Dict]]:
 
 
 def part_cases(
-    job: ExportJob, part: str, image_feed: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    reference: RapSamReference,
+    signature: RapSamSignature,
+    part: str,
+    image_feed: Optional[Tuple[np.ndarray, np.ndarray]] = None,
 ) -> List[Case]:
     """Validation cases of one part. The encoder's: the official tensor, or `image_feed` = (feed, PyTorch's
     features for exactly those pixels) for an image input; the heads get PyTorch's features."""
-    ref, signature = job.reference, job.signature
-    features = ref.embeddings.numpy()
+    features = reference.embeddings.numpy()
     if part == "encoder":
-        feed, expected = image_feed or (ref.tensor.numpy(), features)
+        feed, expected = image_feed or (reference.tensor.numpy(), features)
         return [("validation image", {"image": feed}, {"maskFeatures": expected})]
     if part == "decoder":
         return [
             (
                 name,
-                signature.decoder_feeds(features, prompt, ref.resized_hw),
-                dict(zip(PROMPT_OUTPUTS, ref.outputs[name])),
+                signature.decoder_feeds(features, prompt, reference.resized_hw),
+                dict(zip(PROMPT_OUTPUTS, reference.outputs[name])),
             )
-            for name, prompt in ref.prompts
+            for name, prompt in reference.prompts
         ]
-    return [("object queries", {"maskFeatures": features}, dict(zip(PANOPTIC_OUTPUTS, ref.panoptic)))]
+    return [("object queries", {"maskFeatures": features}, dict(zip(PANOPTIC_OUTPUTS, reference.panoptic)))]
+
+
+def image_feed(
+    model, reference: RapSamReference, signature: RapSamSignature
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The app's 8-bit canvas (0..255 floats, as an image input receives it) and PyTorch's features for
+    exactly those pixels."""
+    family = model.spec.family
+    pixels = torch.as_tensor(family.app_canvas(reference.image, signature.input_size))
+    pixels = pixels.permute(2, 0, 1)[None].float()
+    mean = torch.tensor(family.pixel_mean_255).view(1, 3, 1, 1)
+    std = torch.tensor(family.pixel_std_255).view(1, 3, 1, 1)
+    with torch.no_grad():
+        features = model.image_encoder((pixels - mean) / std)
+    return pixels.numpy(), features.numpy()
+
+
+def check_packages(
+    model, reference: RapSamReference, signature: RapSamSignature, packages: Dict, method: str, precision: str
+) -> Dict[str, Dict]:
+    """part -> report of each Core ML package (Core ML prediction or the NumPy evaluator) vs PyTorch."""
+    from . import coreml_check
+
+    floor_by_part = floors(precision, method)
+    reports = {}
+    for part, package in packages.items():
+        is_image = any(f["name"] == "image" and f["kind"] == "image" for f in package.io["inputs"])
+        feed = image_feed(model, reference, signature) if part == "encoder" and is_image else None
+        description, run = coreml_check.case_runner(package, method)
+        cases = part_cases(reference, signature, part, feed)
+        result = check_cases(cases, run, floor_by_part[part], coreml_check.failure_origin)
+        reports[part] = {"method": description, **result}
+    return reports
 
 
 def checked(report: Dict, part: str, target: str) -> Dict:
@@ -287,7 +343,8 @@ class RapSamOnnxTarget(ExportTarget):
             def run(feeds, session=session, names=names):
                 return dict(zip(names, session.run(None, feeds))), {}
 
-            report[part] = checked(check_cases(part_cases(job, part), run, floor_by_part[part]), part, "ONNX")
+            cases = part_cases(job.reference, job.signature, part)
+            report[part] = checked(check_cases(cases, run, floor_by_part[part]), part, "ONNX")
         report["passed"] = True
         return report
 
@@ -430,28 +487,10 @@ class RapSamCoreMLTarget(ExportTarget):
         from . import coreml_check
 
         method = coreml_check.resolve_method("auto")
-        floor_by_part = floors(job.options.precision, method)
-        report: Dict = {"reference": "unfused PyTorch model"}
-        image_feed = self.image_feed(job) if job.options.image_input == "image" else None
-        for part, package in packages.items():
-            description, run = coreml_check.case_runner(package, method)
-            with job.progress.step(f"Core ML {part} check ({description.split(' (')[0]} vs PyTorch)"):
-                result = check_cases(
-                    part_cases(job, part, image_feed), run, floor_by_part[part], coreml_check.failure_origin
-                )
-            report[part] = checked({"method": description, **result}, part, "Core ML")
-        report["passed"] = True
-        return report
-
-    @staticmethod
-    def image_feed(job: ExportJob) -> Tuple[np.ndarray, np.ndarray]:
-        """The app's 8-bit canvas (0..255 floats, as an image input receives it) and PyTorch's features for
-        exactly those pixels."""
-        family, signature = job.spec.family, job.signature
-        pixels = torch.as_tensor(family.app_canvas(job.reference.image, signature.input_size))
-        pixels = pixels.permute(2, 0, 1)[None].float()
-        mean = torch.tensor(family.pixel_mean_255).view(1, 3, 1, 1)
-        std = torch.tensor(family.pixel_std_255).view(1, 3, 1, 1)
-        with torch.no_grad():
-            features = job.model.image_encoder((pixels - mean) / std)
-        return pixels.numpy(), features.numpy()
+        with job.progress.step("Core ML checks (each package vs PyTorch)"):
+            reports = check_packages(
+                job.model, job.reference, job.signature, packages, method, job.options.precision
+            )
+        for part, report in reports.items():
+            checked(report, part, "Core ML")
+        return {"reference": "unfused PyTorch model", **reports, "passed": True}

@@ -87,6 +87,11 @@ class ExportLayout(ABC):
     def prompt_manifest(self, options: "ConvertOptions", signature) -> Dict:
         """The manifest's `decoder_prompt` section."""
 
+    @abstractmethod
+    def validate(self, model: "nn.Module", infos: list, method: str) -> Dict[str, Dict]:
+        """`samexport validate`: package path -> report for this layout's packages (`validate.PackageInfo`)
+        of one model, checked with `method` (coreml or numpy)."""
+
     def input_contract(self, spec: "ModelSpec", signature) -> Dict:
         """What an app must feed the exports (the manifest's `input_contract`)."""
         return spec.family.input_contract()

@@ -19,10 +19,10 @@ from ..fsutil import atomic_write_text
 from ..provenance import sha256
 from ..zoo import RandomWeightsWarning, build_model
 from . import coreml_check
-from .quality import floor_for, floor_text
-from .reference import make_reference
+from .quality import floor_text
+from .target import export_layout
 
-PACKAGE_KEYS = {"coreml_encoder": "encoder", "coreml_decoder": "decoder"}
+PACKAGE_KEYS = {"coreml_encoder": "encoder", "coreml_decoder": "decoder", "coreml_panoptic": "panoptic"}
 
 
 @dataclass
@@ -38,6 +38,7 @@ class PackageInfo:
     image_input: bool
     token_counts: List[int]
     batch_sizes: List[int]
+    metadata: Dict[str, str]
     manifest: Optional[Path] = None
 
     @property
@@ -68,6 +69,7 @@ def package_info(path: Path, manifest: Optional[Path] = None) -> PackageInfo:
         image_input=any(f["name"] == "image" and f["kind"] == "image" for f in package.io["inputs"]),
         token_counts=json.loads(meta.get("com.samexport.token_counts", "[]")),
         batch_sizes=json.loads(meta.get("com.samexport.batch_sizes", "[1]")),
+        metadata=dict(meta),
         manifest=manifest,
     )
 
@@ -125,8 +127,11 @@ def check_checkpoint(info: PackageInfo, checkpoint: Optional[Path]) -> None:
         )
 
 
-def validate(paths: List[Path], checkpoint: Optional[Path] = None, method: str = "auto") -> Dict[str, Dict]:
-    """package path -> check report; manifests given are updated with the results."""
+def validate(
+    paths: List[Path], checkpoint: Optional[Path] = None, method: str = "auto", extras: Optional[Dict] = None
+) -> Dict[str, Dict]:
+    """package path -> check report; manifests given are updated with the results. `extras`: the family's
+    other files (RAP-SAM: `classifier`), as `build_model` takes them."""
     infos = expand(paths)
     method = coreml_check.resolve_method(method)
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -137,40 +142,9 @@ def validate(paths: List[Path], checkpoint: Optional[Path] = None, method: str =
     for model_name in dict.fromkeys(info.model for info in infos):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)
-            model = build_model(model_name, checkpoint)
-        reference = make_reference(model)
-        encoded = {}  # (manifest or folder, variant) -> (encoder case, the package's embeddings)
-        for info in (i for i in infos if i.model == model_name):
-            floor = floor_for(info.precision, info.compress, method)
-            if info.part == "encoder":
-                case = coreml_check.encoder_case(model, reference.image, info.image_input)
-                kept: Dict = {}
-                report = coreml_check.check_encoder(info.package, case, method, floor, keep=kept)
-                encoded[info.pair_key] = (case, kept["imageEmbeddings"])
-            else:
-                cases = coreml_check.decoder_cases(
-                    model, reference.embeddings, reference.prompts, info.token_counts, info.batch_sizes
-                )
-                report = coreml_check.check_decoder(info.package, cases, method, floor)
-            reports[str(info.path)] = report
-        for info in (i for i in infos if i.model == model_name and i.part == "decoder"):
-            if info.pair_key in encoded:
-                case, embeddings = encoded[info.pair_key]
-                floor = floor_for(info.precision, info.compress, method)
-                masks = coreml_check.check_masks(
-                    info.package,
-                    model,
-                    case,
-                    embeddings,
-                    reference.prompts,
-                    info.token_counts,
-                    method,
-                    floor.get("min_mask_iou"),
-                )
-                report = reports[str(info.path)]
-                report["masks"] = masks
-                report["failures"] += masks["failures"]
-                report["passed"] = not report["failures"]
+            model = build_model(model_name, checkpoint, **(extras or {}))
+        layout = export_layout(model.spec.family.export_layout)
+        reports.update(layout.validate(model, [i for i in infos if i.model == model_name], method))
     for manifest in dict.fromkeys(info.manifest for info in infos if info.manifest):
         update_manifest(
             manifest, {info.part: reports[str(info.path)] for info in infos if info.manifest == manifest}
@@ -194,20 +168,30 @@ def render(reports: Dict[str, Dict]) -> str:
     lines = []
     for path, report in reports.items():
         lines.append(f"{Path(path).name}: {'PASS' if report['passed'] else 'FAIL'}  ({report['method']})")
-        lines.append(f"  floor: {floor_text(report['floor'])}")
+        if "floors" in report:  # one floor per output (check_cases reports)
+            for output, floor in report["floors"].items():
+                lines.append(f"  floor for {output}: {floor_text(floor)}")
+        else:
+            lines.append(f"  floor: {floor_text(report['floor'])}")
         lines.append(
             f"  {'output':<38}{'tokens':>7}{'PSNR dB':>9}{'max err/max|ref|':>18}{'cosine':>10}"
             f"{'NaN/Inf':>9}{'fp32-eval PSNR':>16}"
         )
-        rows = (
-            [("imageEmbeddings", "", report["imageEmbeddings"])]
-            if "imageEmbeddings" in report
-            else [
+        if "imageEmbeddings" in report:
+            rows = [("imageEmbeddings", "", report["imageEmbeddings"])]
+        elif "floors" in report:
+            rows = [
+                (f"{out} '{name}'", "", result)
+                for name, outputs in report["cases"].items()
+                for out, result in outputs.items()
+                if out != "evaluation"
+            ]
+        else:
+            rows = [
                 (f"{out} '{name}'", case["tokens"], case[out])
                 for name, case in report["cases"].items()
                 for out in ("lowResMasks", "iouScores")
             ]
-        )
         for label, tokens, r in rows:
             fp32 = f"{r['fp32_evaluation']['psnr_db']:.1f}" if "fp32_evaluation" in r else "-"
             lines.append(
