@@ -189,3 +189,47 @@ def test_bench_measures_encoder_decoder_and_panoptic_head():
     assert report._part_label(rows[3]) == "panoptic" and report._part_label(rows[2]) == "decoder, 4 pts"
     with pytest.raises(UsageError, match="ios_harness app runs encoder"):
         BenchOptions(device="iphone", encoders=("rapsam_r50",), prepare_only=True)
+
+
+def test_the_panoptic_head_is_written_only_when_the_classes_are_known(tmp_path):
+    from samexport.export.options import ConvertOptions, artifact_names
+    from samexport.registry import get_spec
+
+    spec = get_spec("rapsam_r50")
+    checkpoint = tmp_path / "rapsam_r50_12e.pth"
+
+    def parts(**kwargs):
+        names = artifact_names(spec, ConvertOptions(encoder="rapsam_r50", target="all", **kwargs))
+        return sorted(k for k in names if k.endswith("_panoptic"))
+
+    assert parts() == ["coreml_panoptic", "onnx_panoptic"]  # fixture weights: the fixture classifier
+    assert parts(checkpoint=checkpoint) == []  # a checkpoint alone: prompts only
+    assert parts(checkpoint=checkpoint, classifier=tmp_path / "c.pth") == ["coreml_panoptic", "onnx_panoptic"]
+
+
+class WideAttention(torch.nn.Module):
+    """One query attending to 20,000 keys (RAP-SAM's prompt adaptor reads 54,400) and to 100."""
+
+    def forward(self, q, k, v):
+        wide = torch.matmul(torch.softmax(torch.matmul(q, k.transpose(1, 2)), dim=-1), v)
+        narrow = torch.matmul(torch.softmax(torch.matmul(q, k[:, :100].transpose(1, 2)), dim=-1), v[:, :100])
+        return wide + narrow
+
+
+def test_fp16_keeps_a_softmax_over_more_than_16384_keys_in_float32(tmp_path):
+    """A uniform weight over 20,000 keys (5e-5) is below float16's smallest normal number: that softmax and
+    the matmul reading it stay float32; the 100-key softmax is float16."""
+    example = (torch.randn(1, 1, 8), torch.randn(1, 20000, 8) * 0.1, torch.randn(1, 20000, 8))
+    traced = coreml_export.trace(WideAttention(), example)
+    types = [coreml_export.tensor_input(f"x{i}", tuple(e.shape)) for i, e in enumerate(example)]
+    mlmodel = coreml_export.convert(traced, types, ["y"], "fp16", "iOS16", float32_region())
+    path = tmp_path / "attention.mlpackage"
+    mlmodel.save(str(path))
+    program, kept = float32_ops(path)
+    assert sorted(op.op_type for op in kept) == ["matmul", "softmax"]
+    softmaxes = [op for op in program.operations if op.op_type == "softmax"]
+    assert sorted(dtype_name(op.outputs[0]) for op in softmaxes) == ["fp16", "fp32"]
+    result = evaluate(program, {f"x{i}": e.numpy() for i, e in enumerate(example)})
+    with torch.no_grad():
+        expected = WideAttention()(*example).numpy()
+    assert np.abs(result.outputs["y"] - expected).max() < 1e-2 * np.abs(expected).max()

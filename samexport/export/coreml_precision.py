@@ -1,9 +1,14 @@
 """Per-op compute precision for float16 ML programs: which ops must stay float32.
 
-A hard-mask pooling (RAP-SAM's dynamic-convolution stages) is a matmul of a 0/1 mask — `cast` of a
-`greater` — with features: an unnormalised sum over up to H*W pixels that reaches 1e5. It and every
-op it feeds up to and including the next `layer_norm` (which brings values back to unit scale) stay
-float32; everything else runs in float16.
+- A hard-mask pooling (RAP-SAM's dynamic-convolution stages) is a matmul of a 0/1 mask — `cast` of a
+  `greater` — with features: an unnormalised sum over up to H*W pixels that reaches 1e5. It and every op
+  it feeds up to and including the next `layer_norm` (which brings values back to unit scale) stay float32.
+- A softmax over more than 2**14 keys (RAP-SAM's prompt attention reads all 54,400 feature pixels) gives
+  weights near 1/keys, below float16's smallest normal number (6.1e-5): subnormal, or zero where a device
+  flushes subnormals (with the fixture weights 99.99% of the weights, 99.98% of the mass). It and the
+  matmul that reads its weights stay float32.
+
+Everything else runs in float16.
 """
 
 from __future__ import annotations
@@ -11,15 +16,7 @@ from __future__ import annotations
 from typing import Callable, Dict
 
 PASS_THROUGH = {"cast", "reshape", "transpose", "expand_dims", "squeeze"}
-
-
-def _is_hard_mask(var, depth: int = 0) -> bool:
-    op = var.op
-    if op is None or depth > 6:
-        return False
-    if op.op_type == "greater":
-        return True
-    return op.op_type in PASS_THROUGH and any(_is_hard_mask(v, depth + 1) for v in _input_vars(op))
+WIDE_SOFTMAX_KEYS = 2**14  # 1 / 2**14 = 6.1e-5, float16's smallest normal number
 
 
 def _input_vars(op):
@@ -29,13 +26,37 @@ def _input_vars(op):
                 yield var
 
 
+def _comes_from(var, is_source: Callable, depth: int = 0) -> bool:
+    """`var` is produced by an op `is_source` accepts, possibly through layout ops and casts."""
+    op = var.op
+    if op is None or depth > 6:
+        return False
+    if is_source(op):
+        return True
+    return op.op_type in PASS_THROUGH and any(_comes_from(v, is_source, depth + 1) for v in _input_vars(op))
+
+
 def is_hard_mask_pool(op) -> bool:
-    return op.op_type == "matmul" and any(_is_hard_mask(v) for v in _input_vars(op))
+    return op.op_type == "matmul" and any(
+        _comes_from(v, lambda source: source.op_type == "greater") for v in _input_vars(op)
+    )
+
+
+def is_wide_softmax(op) -> bool:
+    if op.op_type != "softmax":
+        return False
+    shape, axis = op.inputs["x"].shape, int(op.inputs["axis"].val)
+    keys = shape[axis]
+    return isinstance(keys, int) and keys > WIDE_SOFTMAX_KEYS
+
+
+def reads_wide_softmax(op) -> bool:
+    return op.op_type == "matmul" and any(_comes_from(v, is_wide_softmax) for v in _input_vars(op))
 
 
 def float32_region() -> Callable:
-    """An `op_selector` for coremltools' FP16ComputePrecision: False (keep float32) for hard-mask pools
-    and the ops between them and the next layer_norm, True (float16) for every other op."""
+    """An `op_selector` for coremltools' FP16ComputePrecision: False (keep float32) for the ops the module
+    docstring names, True (float16) for every other op."""
     memo: Dict[str, bool] = {}  # by op name: the pass frees and creates ops, so ids are reused
 
     def fed_by_pool(op) -> bool:
@@ -48,4 +69,4 @@ def float32_region() -> Callable:
             )
         return memo[key]
 
-    return lambda op: not fed_by_pool(op)
+    return lambda op: not (fed_by_pool(op) or is_wide_softmax(op) or reads_wide_softmax(op))

@@ -352,7 +352,7 @@ class RapSamOnnxTarget(ExportTarget):
 @register_target
 class RapSamCoreMLTarget(ExportTarget):
     """ML programs: image-input encoder (DCNv2 as `resample`), enumerated-N prompt decoder, panoptic head;
-    fp16 keeps every hard-mask pooling and what it feeds up to the next layer_norm in float32."""
+    fp16 keeps what `coreml_precision` names in float32."""
 
     name = "coreml"
     title = "Core ML"
@@ -413,7 +413,10 @@ class RapSamCoreMLTarget(ExportTarget):
         section["encoder"]["deformable_convolution"] = (
             "bilinear resample (align_corners) + 1x1 conv, per neck level"
         )
-        section["fp16_float32_ops"] = "hard-mask poolings and the ops they feed up to the next layer_norm"
+        section["fp16_float32_ops"] = (
+            "hard-mask poolings and the ops they feed up to the next layer_norm; softmax over more than "
+            "16384 keys and the matmul reading it (samexport.export.coreml_precision)"
+        )
         if not options.validate:
             return section, {"skipped": "--no-validate"}
         return section, self.check(job, packages)

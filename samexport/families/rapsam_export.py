@@ -5,8 +5,9 @@
   resized, unpadded (h, w) -> maskLogits (1, N, Hp/4, Wp/4), iouScores (1, N, 1)
 - panoptic head: maskFeatures -> classLogits (1, 100, 134), maskLogits (1, 100, Hp/4, Wp/4)
 
-Everything a stage pools under a hard mask (sums over up to Hp/4 x Wp/4 pixels, 1e5 and more) is
-marked by `FLOAT32_REGION` so that float16 exports keep exactly those ops in float32.
+Every stage pools under a hard mask (sums over up to Hp/4 x Wp/4 pixels, 1e5 and more) and the
+prompt adaptor's softmax spreads over all Hp/4 x Wp/4 pixels: float16 exports keep those ops in
+float32 (`samexport.export.coreml_precision`).
 """
 
 from __future__ import annotations
