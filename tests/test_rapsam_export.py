@@ -83,7 +83,7 @@ def test_sam_style_commands_say_what_rapsam_offers():
     from samexport.registry import get_spec
 
     family = get_spec("rapsam").family
-    with pytest.raises(UsageError, match="checked by `samexport convert` itself"):
+    with pytest.raises(UsageError, match="an encoder, a prompt decoder and a panoptic head"):
         family.decoder_signature([1])
 
 

@@ -34,8 +34,8 @@ CLASSIFIER_HELP = (
 )
 DEFAULT_INPUT_SIZE = (800, 1088)  # (h, w): a 4:3 landscape image resized the official way, padded to /32
 SAM_STYLE_ONLY = (
-    "this command reads SAM-style encoder/decoder exports; RAP-SAM (rapsam_r50) exports are checked by "
-    "`samexport convert` itself (see the manifest's validation section) and used from the Python API"
+    "this reads SAM-style encoder/decoder exports; RAP-SAM (rapsam_r50) has an encoder, a prompt decoder "
+    "and a panoptic head: use samexport convert/validate/bench/segment for it, or the Python API"
 )
 
 
