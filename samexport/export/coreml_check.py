@@ -50,16 +50,24 @@ def encoder_case(model, image: np.ndarray, image_input: bool) -> EncoderCase:
     for an image input the app's 8-bit canvas (letterbox included), else the official tensor."""
     family: Family = model.spec.family
     if image_input:
-        pixels = torch.as_tensor(family.app_canvas(image)).permute(2, 0, 1)[None].float()
-        mean = torch.tensor(family.pixel_mean_255).view(1, 3, 1, 1)
-        std = torch.tensor(family.pixel_std_255).view(1, 3, 1, 1)
-        tensor = (pixels - mean) / std
-        feed = pixels
-    else:
-        tensor = feed = model.preprocess(image)
+        feed, embeddings = canvas_features(model, family.app_canvas(image))
+        return EncoderCase(feed, image_input, embeddings)
+    tensor = model.preprocess(image)
     with torch.no_grad():
         embeddings = model.image_encoder(tensor).numpy()
-    return EncoderCase(feed.numpy().astype(np.float32), image_input, embeddings)
+    return EncoderCase(tensor.numpy().astype(np.float32), image_input, embeddings)
+
+
+def canvas_features(model, canvas: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """An app's HxWx3 uint8 canvas as a Core ML image input receives it ((1, 3, H, W) float32 0..255) and
+    the model's encoder output for exactly those pixels (normalised with the family's statistics)."""
+    family: Family = model.spec.family
+    pixels = torch.as_tensor(canvas).permute(2, 0, 1)[None].float()
+    mean = torch.tensor(family.pixel_mean_255).view(1, 3, 1, 1)
+    std = torch.tensor(family.pixel_std_255).view(1, 3, 1, 1)
+    with torch.no_grad():
+        embeddings = model.image_encoder((pixels - mean) / std)
+    return pixels.numpy().astype(np.float32), embeddings.numpy()
 
 
 @dataclass

@@ -128,9 +128,7 @@ class RapSamLayout(ExportLayout):
 
     def signature(self, spec, options) -> RapSamSignature:
         size = tuple(options.input_size or DEFAULT_INPUT_SIZE)
-        return RapSamSignature(
-            size, tuple(options.points), options.checkpoint is None or bool(options.classifier)
-        )
+        return RapSamSignature(size, tuple(options.points), writes_panoptic(options))
 
     def reference(self, model, signature: RapSamSignature) -> RapSamReference:
         image = validation_image()
@@ -179,13 +177,18 @@ class RapSamLayout(ExportLayout):
         }
 
 
+def writes_panoptic(options) -> bool:
+    """The panoptic head holds the class embeddings: written with --classifier, or with the fixture fill."""
+    return options.checkpoint is None or options.classifier is not None
+
+
 def part_names(spec, options, extension: str) -> Dict[str, str]:
     target = extension.lstrip(".").replace("mlpackage", "coreml")
     names = {
         f"{target}_encoder": f"{spec.swift_name}Encoder{extension}",
         f"{target}_decoder": f"{spec.swift_name}Decoder{extension}",
     }
-    if options.checkpoint is None or options.classifier:
+    if writes_panoptic(options):
         names[f"{target}_panoptic"] = f"{spec.swift_name}Panoptic{extension}"
     return names
 
@@ -229,16 +232,11 @@ def part_cases(
 def image_feed(
     model, reference: RapSamReference, signature: RapSamSignature
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """The app's 8-bit canvas (0..255 floats, as an image input receives it) and PyTorch's features for
-    exactly those pixels."""
-    family = model.spec.family
-    pixels = torch.as_tensor(family.app_canvas(reference.image, signature.input_size))
-    pixels = pixels.permute(2, 0, 1)[None].float()
-    mean = torch.tensor(family.pixel_mean_255).view(1, 3, 1, 1)
-    std = torch.tensor(family.pixel_std_255).view(1, 3, 1, 1)
-    with torch.no_grad():
-        features = model.image_encoder((pixels - mean) / std)
-    return pixels.numpy(), features.numpy()
+    """The app's 8-bit canvas at the export's input size, as an image input receives it, and PyTorch's
+    features for exactly those pixels."""
+    from .coreml_check import canvas_features
+
+    return canvas_features(model, model.spec.family.app_canvas(reference.image, signature.input_size))
 
 
 def check_packages(

@@ -19,6 +19,7 @@ from ..modeling.rapsam import (
     fitted_shape,
     official_input,
     resize_image,
+    resize_scale,
     resized_shape,
 )
 from ..modeling.rapsam_head import CLIP_DIM, NUM_CLASSES, PROTOTYPES
@@ -172,10 +173,7 @@ class RapSamFamily(Family):
 
     def transform_coords(self, coords, original_hw: Tuple[int, int]) -> torch.Tensor:
         """(..., 2) original pixels -> the resized frame (float32 scaling, as mmdet rescales boxes)."""
-        h, w = original_hw
-        new_h, new_w = resized_shape(h, w)
-        scale = torch.tensor([new_w / w, new_h / h], dtype=torch.float32)
-        return torch.as_tensor(np.asarray(coords), dtype=torch.float32) * scale
+        return torch.as_tensor(np.asarray(coords), dtype=torch.float32) * resize_scale(original_hw)
 
     def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
         from ..modeling.rapsam import upscale_masks
@@ -199,12 +197,10 @@ class RapSamFamily(Family):
         prompt = torch.empty(1, 1, 4)
 
         def run_prompt():
-            queries = head.prompt_queries(prompt, (h, w))
-            return head.prompt_adaptor(features, head.stages(features, queries, isolated=True)[-1])
+            return head.decode_prompts(features, prompt, (h, w))
 
         def run_panoptic():
-            last = head.stages(features, head.object_queries(1), isolated=False)[-1]
-            return head.panoptic_adaptor(features, last)
+            return head.segment_panoptic(features)
 
         masks, iou = run_prompt()
         classes, panoptic_masks = run_panoptic()

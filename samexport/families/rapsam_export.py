@@ -53,8 +53,7 @@ class PromptDecoderForExport(nn.Module):
     def forward(
         self, features: torch.Tensor, prompts: torch.Tensor, resized_size: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        queries = self.head.prompt_queries(prompts, (resized_size[0], resized_size[1]))
-        return self.head.prompt_adaptor(features, self.head.stages(features, queries, isolated=True)[-1])
+        return self.head.decode_prompts(features, prompts, (resized_size[0], resized_size[1]))
 
 
 class PanopticHeadForExport(nn.Module):
@@ -65,5 +64,4 @@ class PanopticHeadForExport(nn.Module):
         self.head = copy.deepcopy(model.panoptic_head)
 
     def forward(self, features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        last = self.head.stages(features, self.head.object_queries(features.shape[0]), isolated=False)[-1]
-        return self.head.panoptic_adaptor(features, last)
+        return self.head.segment_panoptic(features)

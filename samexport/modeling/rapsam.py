@@ -39,6 +39,13 @@ def resized_shape(h: int, w: int, fit: Tuple[int, int] = RESIZE_SCALE) -> Tuple[
     return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
+def resize_scale(original_hw: Tuple[int, int]) -> torch.Tensor:
+    """float32 (new_w / W, new_h / H): mmdet rescales boxes by multiplying with it in float32."""
+    h, w = original_hw
+    new_h, new_w = resized_shape(h, w)
+    return torch.tensor([new_w / w, new_h / h], dtype=torch.float32)
+
+
 def padded_shape(h: int, w: int, divisor: int = PAD_DIVISOR) -> Tuple[int, int]:
     return -(-h // divisor) * divisor, -(-w // divisor) * divisor
 
@@ -118,9 +125,7 @@ class RapSam(nn.Module):
     ) -> torch.Tensor:
         """Clicks (x, y) and boxes (x0, y0, x1, y1) in original pixels -> (1, N, 4) xyxy prompts in
         the resized frame, clicks first: float32 scaling by (new_w / W, new_h / H), clicks +-3."""
-        h, w = original_hw
-        new_h, new_w = resized_shape(h, w)
-        scale = torch.tensor([new_w / w, new_h / h, new_w / w, new_h / h], dtype=torch.float32)
+        scale = resize_scale(original_hw).repeat(2)
         clicks = _as_rows(points, 2, "points (x, y)")
         box_rows = _as_rows(boxes, 4, "boxes (x0, y0, x1, y1)")
         if not len(clicks) and not len(box_rows):
@@ -153,9 +158,7 @@ class RapSam(nn.Module):
         prompts = torch.as_tensor(prompts, dtype=torch.float32)
         if prompts.ndim != 3 or prompts.shape[-1] != 4:
             raise InputError(f"prompts must be (1, N, 4) xyxy boxes, got shape {tuple(prompts.shape)}")
-        head = self.panoptic_head
-        queries = head.prompt_queries(prompts, self._resized_hw(image_size))
-        return head.prompt_adaptor(features, head.stages(features, queries, isolated=True)[-1])
+        return self.panoptic_head.decode_prompts(features, prompts, self._resized_hw(image_size))
 
     @torch.no_grad()
     def panoptic(self, features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -168,9 +171,7 @@ class RapSam(nn.Module):
                 "RAP-SAM's tools/gen_cls.py writes it as ~/.cache/embd/"
                 "convnext_large_d_320_CocoPanopticOVDataset.pth)"
             )
-        head = self.panoptic_head
-        last = head.stages(features, head.object_queries(features.shape[0]), isolated=False)[-1]
-        return head.panoptic_adaptor(features, last)
+        return self.panoptic_head.segment_panoptic(features)
 
     # -- masks ---------------------------------------------------------------------------------
     def postprocess_masks(

@@ -22,7 +22,6 @@ NUM_THINGS = 80
 CLIP_DIM = 768
 PROTOTYPES = 17
 LOGIT_SCALE = 4.6052  # log(100): class logits are 100 x cosine
-TEMPERATURE = 0.1  # the stages' class logits are divided by it (the panoptic adaptor's are not)
 
 
 def hard_mask_pool(mask_logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -126,8 +125,10 @@ class StageOutput(NamedTuple):
 
 
 class CrossAttenHead(nn.Module):
-    """One stage: pool under the hard masks, kernel update, self-attention, FFN, then new masks,
-    IoU and (on request) class logits."""
+    """One stage: pool under the hard masks, kernel update, self-attention, FFN, then new masks and IoU.
+
+    `cls_fcs` and `cls_proj` (the stage's class head) are in the checkpoint, but no RAP-SAM output reads
+    them: the panoptic adaptor classifies the final queries itself."""
 
     def __init__(self, dim: int = 256) -> None:
         super().__init__()
@@ -151,10 +152,6 @@ class CrossAttenHead(nn.Module):
         mask_feat = self.mask_fcs(queries)
         masks = masks_from_kernels(self.fc_mask(mask_feat), features)
         return StageOutput(queries, masks, self.iou_embed(mask_feat))
-
-    def class_logits(self, queries: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
-        """(B, N, 134) stage class logits, divided by the temperature as the official head does."""
-        return cosine_class_logits(self.cls_proj(self.cls_fcs(queries)), classifier) / TEMPERATURE
 
 
 class PromptAttention(nn.Module):
@@ -223,6 +220,17 @@ class RapSamHead(nn.Module):
     def object_queries(self, batch: int) -> torch.Tensor:
         return self.kernels.weight[None].expand(batch, -1, -1)
 
+    def decode_prompts(self, features: torch.Tensor, boxes: torch.Tensor, image_hw):
+        """features (B, 256, h, w), (B, N, 4) xyxy prompts in the resized frame and its unpadded (h, w) ->
+        mask logits (B, N, h, w), raw IoU (B, N, 1)."""
+        queries = self.prompt_queries(boxes, image_hw)
+        return self.prompt_adaptor(features, self.stages(features, queries, isolated=True)[-1])
+
+    def segment_panoptic(self, features: torch.Tensor):
+        """features (B, 256, h, w) -> class logits (B, 100, 134), mask logits (B, 100, h, w), raw."""
+        last = self.stages(features, self.object_queries(features.shape[0]), isolated=False)[-1]
+        return self.panoptic_adaptor(features, last)
+
 
 def box_encoding(boxes: torch.Tensor, image_hw, num_feats: int = 128, temperature: float = 10000.0):
     """(B, N, 4) xyxy boxes in a (h, w) frame -> (B, N, 512): mmdet's `coordinate_to_encoding` of the
@@ -247,8 +255,3 @@ def _inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """mmdet's `inverse_sigmoid`: clamp to [0, 1], log(x / (1 - x)) with both sides clamped at eps."""
     x = x.clamp(0, 1)
     return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
-
-
-def stage_class_logits(head: RapSamHead, stages: List[StageOutput]) -> List[torch.Tensor]:
-    """Each stage's (B, N, 134) class logits (the official per-stage outputs; not on the export path)."""
-    return [h.class_logits(s.queries, head.classifier) for h, s in zip(head.mask_heads, stages)]
