@@ -6,7 +6,11 @@ BIN := $(VENV)/bin
 # Off this machine, point pip at the CPU wheels: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install test test-fast lint clean
+# ios_harness's Swift package: the platform-neutral core builds and its XCTest suite runs wherever a
+# Swift toolchain is (Swift 6; the project's machines have one at /opt/swift). Required under CI.
+SWIFT ?= $(shell command -v swift 2>/dev/null || ls /opt/swift/usr/bin/swift 2>/dev/null)
+
+.PHONY: install test test-fast swift-test lint clean
 
 install: $(VENV)/.installed
 
@@ -17,16 +21,28 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-test: install
+test: install swift-test
 	$(BIN)/python -m pytest
 
 # The fast tier: everything but the tests marked slow (full-size conversions and 1024 encoders).
-test-fast: install
+test-fast: install swift-test
 	$(BIN)/python -m pytest -m "not slow"
+
+swift-test:
+ifeq ($(SWIFT),)
+ifeq ($(CI),true)
+	@echo "swift-test: no Swift toolchain (swift on PATH or /opt/swift/usr/bin/swift); CI requires one" >&2; exit 1
+else
+	@echo "swift-test: SKIPPED, no Swift toolchain found (install Swift 6 to build and test ios_harness)"
+endif
+else
+	# warnings are errors: the core is kept warning-free in Swift 6 mode; the suite is XCTest alone
+	cd ios_harness && $(SWIFT) build -Xswiftc -warnings-as-errors && $(SWIFT) test -Xswiftc -warnings-as-errors --disable-swift-testing
+endif
 
 lint: install
 	$(BIN)/python -m ruff check samexport tests benchmarks
 	$(BIN)/python -m ruff format --check samexport tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache ios_harness/.build

@@ -198,7 +198,7 @@ def result_file() -> Dict:
         "job_id": "SAMViTBEncoder|encoder|-|all",
         "status": "oom",
         "oom_evidence": WEAKER,
-        "error": "killed during first prediction (no exit reached; jetsam)",
+        "error": "ended during first prediction (the launch stopped before the job finished)",
         "peak_rss_mb": 1350.5,
     }
     return {

@@ -13,6 +13,17 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# ios_harness's two Swift targets: the platform-neutral core and the Apple layer over it.
+SWIFT_CORE = ROOT / "ios_harness/Sources/SAMHarnessCore"
+SWIFT_APPLE = ROOT / "ios_harness/Sources/SAMHarnessKit"
+
+
+def swift_source(name: str) -> str:
+    """The text of one SAMHarness source file (e.g. "BenchResult.swift"), in whichever target holds it."""
+    (path,) = [p for p in (SWIFT_CORE / name, SWIFT_APPLE / name) if p.exists()]
+    return path.read_text()
+
+
 PARITY_DIR = Path(os.environ.get("SAMEXPORT_PARITY_DIR", ROOT.parent / "shared" / "parity"))
 
 # registry name -> parity fixture family

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, swift_source
 
 PACKAGE = ROOT / "samexport"
 
@@ -235,7 +235,7 @@ def test_swift_reads_the_families_python_writes():
 
     from samexport.families import FAMILIES
 
-    source = (ROOT / "ios_harness/Sources/SAMHarnessKit/InputContract.swift").read_text()
+    source = swift_source("InputContract.swift")
     body = source[source.index("enum Style") : source.index("}", source.index("enum Style"))]
     cases = {m.group(2) or m.group(1) for m in re.finditer(r'case (\w+)(?: = "(\w+)")?', body)}
     # RAP-SAM packages are not written yet (issue 16): the harness has no contract of theirs to read

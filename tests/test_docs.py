@@ -32,7 +32,7 @@ def test_the_swift_call_site_uses_only_public_harness_api():
     import re
 
     (snippet,) = code_blocks((ROOT / "README.md").read_text(), "swift")
-    sources = "\n".join(p.read_text() for p in (ROOT / "ios_harness/Sources/SAMHarnessKit").glob("*.swift"))
+    sources = "\n".join(p.read_text() for p in (ROOT / "ios_harness/Sources").rglob("*.swift"))
     for type_name, member in re.findall(
         r"\b(SAMInputContract|ImageCanvas|ModelInputs|MaskPostprocessing)\.(\w+)", snippet
     ):

@@ -15,17 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, invoke, one_line_error
+from helpers import ROOT, invoke, one_line_error, swift_source
 from helpers import run_bench as cli
 from samexport.bench import harness, report
 from samexport.errors import SamExportError
 
-SWIFT = ROOT / "ios_harness" / "Sources" / "SAMHarnessKit"
-
 
 def swift_keys(file: str) -> set:
     """JSON keys a Swift Codable type reads: `case name` entries and `= "json_name"` raw values."""
-    text = (SWIFT / file).read_text()
+    text = swift_source(file)
     keys = set(re.findall(r'=\s*"([a-z_0-9]+)"', text))
     for line in re.findall(r"^\s*case ([a-zA-Z0-9_, ]+)$", text, flags=re.M):
         keys.update(name.strip() for name in line.split(","))
@@ -36,7 +34,9 @@ def swift_keys(file: str) -> set:
 def harness_copy(tmp_path) -> Path:
     target = tmp_path / "ios_harness"
     shutil.copytree(
-        ROOT / "ios_harness", target, ignore=shutil.ignore_patterns("Models", "build", "*.xcodeproj")
+        ROOT / "ios_harness",
+        target,
+        ignore=shutil.ignore_patterns("Models", "build", ".build", "*.xcodeproj"),
     )
     return target
 
@@ -216,7 +216,8 @@ def measured_rows(plan):
         **{k: v for k, v in vit.items() if k != "id"},
         "job_id": vit["id"],
         "status": "oom",
-        "error": "killed during first prediction (no exit reached; jetsam), 2650 MB available before it",
+        "error": "ended during first prediction (the launch stopped before the job finished), "
+        "2650 MB available before it",
         "available_memory_mb": 2650.0,
     }
     return ok, oom
@@ -385,7 +386,7 @@ def test_project_and_sources_review_fixes():
     assert (
         tests["TEST_HOST[sdk=macosx*]"] == "$(BUILT_PRODUCTS_DIR)/SAMBench.app/Contents/MacOS/SAMBench"
     )  # item 5
-    metrickit = (ROOT / "ios_harness/Sources/SAMHarnessKit/MetricKitMonitor.swift").read_text()
+    metrickit = swift_source("MetricKitMonitor.swift")
     assert re.search(r"#if os\(iOS\)\nimport MetricKit\n#endif", metrickit)  # item 4
     assert metrickit.count("public final class MetricKitMonitor") == 2 and "#else" in metrickit
     app = (ROOT / "ios_harness/App/SAMBenchApp.swift").read_text()
@@ -394,8 +395,8 @@ def test_project_and_sources_review_fixes():
 
 def test_breadcrumbs_carry_their_plan():
     """Issue 13 item 7: a crumb names its plan; the runner reads only its own plan's and clears others."""
-    crumbs = (ROOT / "ios_harness/Sources/SAMHarnessKit/Breadcrumbs.swift").read_text()
-    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
+    crumbs = swift_source("Breadcrumbs.swift")
+    runner = swift_source("BenchmarkRunner.swift")
     assert 'case planID = "plan_id"' in crumbs and "crumb.planID == planID" in crumbs
     assert (
         "breadcrumbs.unfinished(planID: plan.planID)" in runner and "Breadcrumb(planID: plan.planID" in runner
@@ -492,14 +493,17 @@ def test_iphone_run_pulls_the_jetsam_report_of_the_kill(tmp_path):
 
 
 def test_the_crumb_follows_the_footprint():
-    """Issue 13 item 11: the live breadcrumb is rewritten from the footprint sampler (about every 250 ms)."""
-    probe = (ROOT / "ios_harness/Sources/SAMHarnessKit/MemoryProbe.swift").read_text()
-    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
-    assert "refreshInterval: DispatchTimeInterval = .milliseconds(250)" in probe and "refresh?(now)" in probe
-    assert (
-        "sampler.onRefresh = { [weak self] footprint in self?.refreshCrumb(footprintBytes: footprint) }"
-        in runner
-    )
+    """Issue 13 item 11: the live breadcrumb is rewritten from the footprint sampler (about every 250 ms).
+    The sampler is platform-neutral (SAMHarnessCore) and the XCTest
+    testTheSamplerRefreshesWithTheLatestFootprint runs it (issue 25: its first refresh was due at
+    DISPATCH_TIME_NOW + 250 ms forever, so it never fired)."""
+    sampler = swift_source("RunnerPolicy.swift")
+    runner = swift_source("BenchmarkRunner.swift")
+    assert "refreshInterval: DispatchTimeInterval = .milliseconds(250)" in sampler
+    assert "onRefresh?(now)" in sampler
+    assert "DispatchTime(uptimeNanoseconds: 0)" not in sampler
+    refresh = "MemoryProbe.sampler { [weak self] footprint in self?.refreshCrumb(footprintBytes: footprint) }"
+    assert refresh in runner
     assert "liveCrumb = nil" in runner  # a refresh after the part ended writes nothing
 
 
@@ -510,10 +514,12 @@ def test_load_times_mean_one_thing_on_both_paths():
 
     from samexport.bench import worker
 
-    swift = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchResult.swift").read_text()
+    swift = swift_source("BenchResult.swift")
     assert 'case loadWarmMs = "load_warm_ms"' in swift and 'case compileMs = "compile_ms"' in swift
-    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
+    runner = swift_source("BenchmarkRunner.swift")
     assert runner.index("row.loadMs =") < runner.index("row.loadWarmMs =")
+    # issue 25: the compute plan is loaded after both timed loads, so it cannot pre-specialize the model
+    assert runner.index("row.loadWarmMs =") < runner.index("row.placement =")
     source = inspect.getsource(worker.coreml_loads)
     assert "compile_model(path, destination_path=" in source and source.count("CompiledMLModel(compiled") == 2
     assert "benchmark_load" not in inspect.getsource(worker.measure_coreml)
@@ -530,11 +536,13 @@ def test_statistics_settle_before_they_count(tmp_path):
     assert default.row_template("tinyvit", "encoder", None, "cpu", "fp32", None)["runs"] == 5
     given = Bench(BenchOptions(encoders=("tinyvit",), runs=3), quiet=True)
     assert given.row_template("tinyvit", "decoder", 1, "cpu", "fp32", None)["runs"] == 3
-    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
+    runner = swift_source("BenchmarkRunner.swift")
+    policy = swift_source("RunnerPolicy.swift")
+    assert "minimumRunsFloor = 10" in policy and "defaultMinimumSeconds = 1.0" in policy
     for needle in (
         "waitForCoolDevice()",
-        "warmupMinimumRuns = 10",
-        "warmupMinimumSeconds = 1.0",
+        "WarmupBudget(planWarmup: plan.warmup)",
+        "sampler.pause()",
         "try autoreleasepool",
         "job.runs ?? plan.runs",
         "beginActivity(",
@@ -542,7 +550,7 @@ def test_statistics_settle_before_they_count(tmp_path):
         "row.lowPowerModeStart",
     ):
         assert needle in runner, needle
-    result = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchResult.swift").read_text()
+    result = swift_source("BenchResult.swift")
     assert 'case thermalStateStart = "thermal_state_start"' in result
 
 
@@ -553,7 +561,7 @@ def test_memory_means_one_thing(capsys):
     from samexport.bench import report
     from samexport.bench.orchestrate import BenchOptions
 
-    swift = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchResult.swift").read_text()
+    swift = swift_source("BenchResult.swift")
     for key in (
         "footprint_baseline_mb",
         "footprint_peak_compile_mb",
@@ -563,12 +571,15 @@ def test_memory_means_one_thing(capsys):
         "footprint_limit_mb",
     ):
         assert f'= "{key}"' in swift, key
-    probe = (ROOT / "ios_harness/Sources/SAMHarnessKit/MemoryProbe.swift").read_text()
-    assert "ledger_phys_footprint_peak" in probe and "func stagePeak()" in probe
-    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
-    assert (
-        "row.footprintLimitMB = footprint + available" in runner and "plan.oneJobPerLaunch == true" in runner
-    )
+    probe = swift_source("MemoryProbe.swift")
+    assert "func stagePeak()" in swift_source("RunnerPolicy.swift")
+    # issue 25: the ledger peak is an int64_t in xnu's task_info.h; returned as UInt64 it did not compile
+    assert "guard let peak = vmInfo()?.ledger_phys_footprint_peak, peak > 0 else { return nil }" in probe
+    assert "return UInt64(peak)" in probe
+    runner = swift_source("BenchmarkRunner.swift")
+    assert "row.footprintLimitMB = footprint + available" in runner
+    assert "result.endsLaunch(of: plan)" in runner
+    assert "plan.oneJobPerLaunch == true" in swift
     plan = harness.make_plan("iphone", 5, 1, [1], "none", sample_plan()["jobs"], one_job_per_launch=True)
     assert plan["one_job_per_launch"] and harness.max_launches_for(plan) == 2 * len(plan["jobs"]) + 1
     assert harness.max_launches_for({**plan, "one_job_per_launch": False}) == len(plan["jobs"]) + 1
@@ -593,10 +604,10 @@ def test_neural_engine_placement_per_row():
     assert placement["cost_share_percent"] == {"ane": 60.0, "gpu": 10.0, "cpu": 30.0, "unknown": 0.0}
     assert placement["ops"] == {"ane": 1, "gpu": 1, "cpu": 1, "unknown": 1}
     assert [o["op"] for o in placement["off_ane"]] == ["softmax", "layer_norm", "reshape"]
-    swift = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchResult.swift").read_text()
+    swift = swift_source("BenchResult.swift")
     for key in ("cost_share_percent", "off_ane"):
         assert f'= "{key}"' in swift
-    runner = (ROOT / "ios_harness/Sources/SAMHarnessKit/BenchmarkRunner.swift").read_text()
+    runner = swift_source("BenchmarkRunner.swift")
     assert "MLComputePlan.load(contentsOf:" in runner and "@available(iOS 17.4, macOS 14.4, *)" in runner
     plan = sample_plan()
     ok, oom = measured_rows(plan)
@@ -606,3 +617,98 @@ def test_neural_engine_placement_per_row():
     assert "iPhone 15 Pro: on the Neural Engine (share of Core ML's estimated cost" in report.paper_table(
         [result]
     )
+
+
+def test_multifunction_decoders_are_measured_per_function():
+    """Issue 25 (review, LOW): a job on a multifunction decoder names the function of its prompt shape, so
+    the app loads that function, not the default one with the requested token count; a shape the package
+    lacks is refused before anything is staged."""
+    rows = [
+        {
+            "model": "repvit",
+            "title": "RepViT-SAM",
+            "style": "sam",
+            "part": part,
+            "points": points,
+            "tokens": tokens,
+            "precision": "fp16",
+            "gmacs": 1.0,
+            "compute_unit": "all",
+            "runs": 20,
+        }
+        for part, points, tokens in (("encoder", None, None), ("decoder", 1, 2), ("decoder", 5, 6))
+    ]
+    files = {"repvit": {"encoder": "RepViTSAMEncoder.mlpackage", "decoder": "RepViTSAMDecoder.mlpackage"}}
+    functions = {"repvit": {"encoder": ["main"], "decoder": ["points_2", "points_6", "points_2_batch_4"]}}
+    jobs = harness.plan_jobs(rows, files, functions)
+    assert [job.get("function") for job in jobs] == [None, "points_2", "points_6"]
+    assert "function" in swift_keys("BenchPlan.swift")
+    assert [job.get("function") for job in harness.plan_jobs(rows, files)] == [None, None, None]
+    lacking = r"has no function for 5 points \(6 tokens; it has points_2, points_2_batch_4\)"
+    with pytest.raises(SamExportError, match=lacking):
+        harness.plan_jobs(rows, files, {"repvit": {"decoder": ["points_2", "points_2_batch_4"]}})
+
+
+def test_the_real_xcode_minimum_is_checked():
+    """Issue 25 (review, HIGH): MLModelConfiguration.functionName needs the iOS 18 / macOS 15 SDKs, so Xcode
+    16 is the real minimum: an older one is refused in one line before a build fails on a missing symbol."""
+    harness.check_xcode_version("Xcode 16.2\nBuild version 16C5032a\n")
+    harness.check_xcode_version("Xcode 26.0\nBuild version 17A324\n")
+    with pytest.raises(SamExportError, match="needs Xcode 16 or newer .*selects Xcode 15.4"):
+        harness.check_xcode_version("Xcode 15.4\nBuild version 15F31d\n")
+    with pytest.raises(SamExportError, match="did not name an Xcode"):
+        harness.check_xcode_version("xcode-select: error: tool 'xcodebuild' requires Xcode\n")
+    swift_kit = swift_source("SAMHarnessKit.swift")
+    assert "#if compiler(<6.0)" in swift_kit and "Xcode 16 or newer" in swift_kit
+    for doc in ("README.md", "ios_harness/README.md"):
+        text = (ROOT / doc).read_text()
+        assert "Xcode 15" not in text and "Xcode 16" in text, doc
+
+
+def test_devicectl_listing_names_devices_it_cannot_use(monkeypatch):
+    """Issue 25 (review, LOW): a device whose hardwareProperties is `{}` is named with the reason instead of
+    vanishing, and the device listing has a timeout (a stuck CoreDevice service made bench hang)."""
+    import subprocess
+
+    from samexport.bench import ios
+    from samexport.bench.backends import IPhoneHarnessBackend
+
+    listing = {
+        "result": {
+            "devices": [
+                {
+                    "identifier": "U",
+                    "deviceProperties": {"name": "New iPhone"},
+                    "hardwareProperties": {},
+                    "connectionProperties": {},
+                },
+                {
+                    "identifier": "W",
+                    "deviceProperties": {"name": "Watch"},
+                    "hardwareProperties": {"platform": "watchOS", "reality": "physical"},
+                },
+            ]
+        }
+    }
+    (unknown,) = ios.parse_devicectl(listing)
+    assert unknown["name"] == "New iPhone" and not unknown["usable"]
+    assert "connect it by cable" in unknown["why_not"]
+
+    seen = {}
+
+    def fake_run(command, timeout=None):
+        seen["timeout"] = timeout
+        Path(command[-1]).write_text(json.dumps(listing))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    assert ios.list_iphones(run=fake_run) == [unknown]
+    assert seen["timeout"] == ios.DEVICECTL_LIST_TIMEOUT_S
+
+    def stuck(command, timeout=None):
+        return subprocess.CompletedProcess(command, 124, "", "timed out after 60 s")
+
+    with pytest.raises(SamExportError, match="devicectl list devices failed \\(timed out after 60 s\\)"):
+        ios.list_iphones(run=stuck)
+    monkeypatch.setattr(ios, "list_iphones", lambda run=None: [unknown])
+    with pytest.raises(SamExportError, match="no connected iPhone.*New iPhone: devicectl knows no hardware"):
+        IPhoneHarnessBackend().build(ROOT / "ios_harness", None)

@@ -24,7 +24,7 @@ def test_the_fixture_set_is_complete_and_read_by_swift():
     on_disk = {p.name for p in harness_golden.FIXTURES.iterdir()}
     assert on_disk == set(FILES)
     swift = (
-        harness_golden.ROOT / "ios_harness/Tests/SAMHarnessKitTests/GoldenFixtureTests.swift"
+        harness_golden.ROOT / "ios_harness/Tests/SAMHarnessCoreTests/GoldenFixtureTests.swift"
     ).read_text()
     for name in (
         "contract_geometry",

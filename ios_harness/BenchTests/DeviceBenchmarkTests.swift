@@ -3,7 +3,8 @@ import XCTest
 
 /// The benchmark without UI, for `xcodebuild test` on a connected device or a device farm that runs
 /// XCTest bundles. Hosted by SAMBench, so the plan and packages are in Bundle.main. An out-of-memory
-/// kill ends the test run; running it again records that job as `oom` and continues.
+/// kill ends the test run; running it again records that job as `oom` and continues. With a plan of
+/// one job per launch each test run measures one job (BenchResult.problems knows both cases).
 final class DeviceBenchmarkTests: XCTestCase {
     func testRunsThePlanAndWritesTheResult() async throws {
         let locations = try BenchmarkRunner.Locations.app(bundle: .main)
@@ -11,12 +12,7 @@ final class DeviceBenchmarkTests: XCTestCase {
         let runner = BenchmarkRunner(locations: locations)
         let result = try await runner.run { print("samexport-bench: \($0)") }
 
-        XCTAssertTrue(result.harness.finished)
-        XCTAssertEqual(Set(result.rows.map(\.jobID)), Set(plan.jobs.map(\.id)), "every job has a row")
-        for row in result.rows where row.status == .ok {
-            XCTAssertEqual(row.samplesMs?.count, plan.runs, row.jobID)
-            XCTAssertGreaterThan(row.stats?.medianMs ?? 0, 0, row.jobID)
-        }
+        XCTAssertEqual(result.problems(against: plan), [])
         let attachment = XCTAttachment(contentsOfFile: runner.resultFile.url)
         attachment.name = BenchmarkRunner.resultFileName
         attachment.lifetime = .keepAlways

@@ -83,7 +83,7 @@ final class SegmentModel: ObservableObject {
             let masks = try await Task.detached(priority: .userInitiated) { try segmenter.everything(in: embedding) }.value
             guard request == generation else { return }
             overlay = Segmenter.Mask.overlay(of: masks)
-            status = String(format: "%d masks in %.0f ms", masks.count, Date().timeIntervalSince(start) * 1000)
+            status = "\(masks.count) masks in " + String(format: "%.0f ms", Date().timeIntervalSince(start) * 1000)
         } catch {
             status = "Failed: \(error.localizedDescription)"
         }

@@ -1,7 +1,6 @@
 import CoreGraphics
 import CoreML
 import SAMHarnessKit
-import UIKit
 
 /// What an app needs around the two generated classes: encode once per photo, decode per prompt.
 /// `RepViTSAMEncoder` and `RepViTSAMDecoder` are the classes Xcode generates from the packages
@@ -52,8 +51,8 @@ final class Segmenter {
         guard multifunction else { return decoder }
         let name = SAMInputContract.decoderFunction(tokens: tokens, batch: batch)
         if let loaded = functions[name] { return loaded }
-        guard #available(iOS 18.0, *) else {
-            throw HarnessError.unsupportedInput("RepViTSAMDecoder is a multifunction package; it needs iOS 18")
+        guard #available(iOS 18.0, macOS 15.0, *) else {
+            throw HarnessError.unsupportedInput("RepViTSAMDecoder is a multifunction package; it needs iOS 18 / macOS 15")
         }
         let configuration = MLModelConfiguration()
         configuration.computeUnits = computeUnits
@@ -130,14 +129,14 @@ extension Segmenter.Mask {
         Self.overlay(of: [self], colors: [(red, green, blue)], alpha: alpha)
     }
 
-    /// Several masks in distinct colours (golden-ratio hues), later masks drawn over earlier ones.
+    /// Several masks in distinct colours (OverlayPalette's golden-ratio hues), later masks drawn over earlier ones.
     static func overlay(of masks: [Segmenter.Mask], colors: [(UInt8, UInt8, UInt8)]? = nil,
                         alpha: UInt8 = 140) -> CGImage? {
         guard let first = masks.first else { return nil }
         let (width, height) = (first.width, first.height)
         var rgba = [UInt8](repeating: 0, count: width * height * 4)
         for (number, mask) in masks.enumerated() {
-            let (red, green, blue) = colors?[number] ?? hue(number)
+            let (red, green, blue) = colors?[number] ?? OverlayPalette.color(number)
             for (index, inside) in mask.pixels.enumerated() where inside {
                 // Premultiplied alpha.
                 rgba[4 * index] = UInt8(Int(red) * Int(alpha) / 255)
@@ -151,12 +150,5 @@ extension Segmenter.Mask {
                        space: CGColorSpaceCreateDeviceRGB(),
                        bitmapInfo: CGBitmapInfo(rawValue: CGImageAlphaInfo.premultipliedLast.rawValue),
                        provider: provider, decode: nil, shouldInterpolate: false, intent: .defaultIntent)
-    }
-
-    private static func hue(_ number: Int) -> (UInt8, UInt8, UInt8) {
-        var red: CGFloat = 0, green: CGFloat = 0, blue: CGFloat = 0
-        let hue = (Double(number) * 0.618034).truncatingRemainder(dividingBy: 1)
-        UIColor(hue: hue, saturation: 0.85, brightness: 0.95, alpha: 1).getRed(&red, green: &green, blue: &blue, alpha: nil)
-        return (UInt8(red * 255), UInt8(green * 255), UInt8(blue * 255))
     }
 }

@@ -137,13 +137,17 @@ class IPhoneHarnessBackend(HarnessBackend):
 
     def build(self, root: Path, team: Optional[str]) -> Tuple["Build", str]:
         from .harness import Build
-        from .ios import connected_iphones
+        from .ios import list_iphones
 
-        phones = connected_iphones()
+        listed = list_iphones()
+        phones = [d for d in listed if d["usable"]]
         if not phones:
+            others = "; ".join(
+                f"{d['name']}: {d.get('why_not', 'not paired, or unavailable')}" for d in listed
+            )
             raise PlatformError(
                 "no connected iPhone: connect one, unlock it, trust this Mac, and check "
-                "`xcrun devicectl list devices`"
+                "`xcrun devicectl list devices`" + (f" (listed: {others})" if others else "")
             )
         phone = phones[0]
         label = f"Core ML, {phone['model'] or 'iPhone'} ({phone['name']})"

@@ -42,12 +42,29 @@ def find_harness(harness_dir: Optional[Path]) -> Path:
     )
 
 
-def plan_jobs(rows: List[Dict], files: Dict[str, Dict[str, str]]) -> List[Dict]:
-    """Bench row templates (see Bench.row_template) -> the jobs BenchPlan.json lists."""
+def plan_jobs(
+    rows: List[Dict],
+    files: Dict[str, Dict[str, str]],
+    functions: Optional[Dict[str, Dict[str, List[str]]]] = None,
+) -> List[Dict]:
+    """Bench row templates (see Bench.row_template) -> the jobs BenchPlan.json lists. `functions` names each
+    package's functions (model -> part -> names); a job on a multifunction package names the function of
+    its prompt shape (one prompt set of its token count), which the app loads instead of the default."""
+    from ..families.base import DecoderSignature
+
     jobs = []
     for row in rows:
         file = files[row["model"]][row["part"]]
         points = row["points"] if row["points"] is not None else "-"
+        available = ((functions or {}).get(row["model"]) or {}).get(row["part"]) or []
+        function = None
+        if len(available) > 1:
+            function = DecoderSignature.function_name(1, row["tokens"])
+            if function not in available:
+                raise UsageError(
+                    f"{file} has no function for {row['points']} points ({row['tokens']} tokens; it has "
+                    f"{', '.join(available)}): convert with --points covering {row['points']}"
+                )
         jobs.append(
             {
                 "id": f"{Path(file).stem}|{row['part']}|{points}|{row['compute_unit']}",
@@ -67,6 +84,7 @@ def plan_jobs(rows: List[Dict], files: Dict[str, Dict[str, str]]) -> List[Dict]:
                     )
                 },
                 "runs": row["runs"],
+                **({"function": function} if function else {}),
             }
         )
     return jobs
@@ -324,11 +342,39 @@ def require_tools(device: str) -> None:
             "or --prepare-only to stage the packages for Xcode"
         )
     for tool, fix in (
-        ("xcodebuild", "install Xcode 15 or newer and run xcode-select -s"),
+        ("xcodebuild", f"install Xcode {MIN_XCODE} or newer and run xcode-select -s"),
         ("xcodegen", "install XcodeGen: brew install xcodegen"),
     ):
         if shutil.which(tool) is None:
             raise PlatformError(f"{tool} not found; {fix}")
+    try:
+        version = run_command(["xcodebuild", "-version"], timeout=60).stdout
+    except subprocess.TimeoutExpired:
+        raise PlatformError("xcodebuild -version did not answer within 60 s; check xcode-select -p") from None
+    check_xcode_version(version)
+
+
+# SAMHarnessKit names MLModelConfiguration.functionName, which only the iOS 18 / macOS 15 SDKs have
+MIN_XCODE = 16
+
+
+def check_xcode_version(version_output: str) -> None:
+    """`xcodebuild -version` says "Xcode 16.2" first; an older Xcode cannot build ios_harness."""
+    words = (version_output or "").split()
+    try:
+        major = int(words[1].split(".")[0]) if words[:1] == ["Xcode"] else None
+    except (IndexError, ValueError):
+        major = None
+    if major is None:
+        raise PlatformError(
+            f"xcodebuild -version did not name an Xcode ({version_output.strip()[:80]!r}); "
+            "run xcode-select -s with a full Xcode, not the command line tools alone"
+        )
+    if major < MIN_XCODE:
+        raise PlatformError(
+            f"ios_harness needs Xcode {MIN_XCODE} or newer (the iOS 18 / macOS 15 SDKs); "
+            f"this Mac selects Xcode {words[1]}: install a newer one and run xcode-select -s"
+        )
 
 
 def build(spec: Build, run: Runner = run_command) -> Path:

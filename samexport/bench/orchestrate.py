@@ -241,12 +241,15 @@ class Bench:
 
         options = self.options
         root = harness.find_harness(options.harness_dir)
-        files, packages = {}, []
+        from ..coreml_package import CoreMLPackage
+
+        files, functions, packages = {}, {}, []
         for name in options.encoders:
             paths = self.artifacts(name)
             if isinstance(paths, SamExportError):
                 raise paths
             files[name] = {part: paths[part].name for part in ("encoder", "decoder")}
+            functions[name] = {part: CoreMLPackage(paths[part]).functions for part in ("encoder", "decoder")}
             packages += [paths["encoder"], paths["decoder"]]
         rows = [
             self.row_template(name, part, points, unit, precision, None) for name, part, points, unit in jobs
@@ -257,7 +260,7 @@ class Bench:
             options.warmup,
             options.points,
             options.compress,
-            harness.plan_jobs(rows, files),
+            harness.plan_jobs(rows, files, functions),
             one_job_per_launch=options.one_job_per_launch,
         )
         models = harness.prepare(root, plan, packages)

@@ -1,7 +1,8 @@
-// Apple platforms only: `swift build` on Linux compiles the platform-neutral rest of SAMHarnessKit.
+// Apple platforms only: `swift build` on Linux compiles the platform-neutral SAMHarnessCore.
 #if canImport(CoreML)
 import CoreML
 import Foundation
+import SAMHarnessCore
 
 /// Runs a bench plan: each job's package is compiled and loaded for its compute unit, predicted once,
 /// warmed up and timed; a row is saved after every job. A breadcrumb left by a killed launch becomes
@@ -74,15 +75,14 @@ public final class BenchmarkRunner {
             options: [.userInitiated, .idleSystemSleepDisabled, .latencyCritical], reason: "samexport benchmark")
         defer { ProcessInfo.processInfo.endActivity(activity) }
         #endif
-        var result = try resultFile.load().flatMap { $0.harness.planID == plan.planID ? $0 : nil }
-            ?? BenchResult(plan: plan, machine: machine, deviceLabel: deviceLabel,
-                           appVersion: DeviceInfo.appVersion(), createdUTC: DeviceInfo.now())
-        result.harness.launches += 1
-        result.harness.metricKitMemoryExits = metricKit.memoryExits
-        if let crumb = breadcrumbs.unfinished(planID: plan.planID),
-           let job = plan.jobs.first(where: { $0.id == crumb.jobID }), !result.rows.contains(where: { $0.jobID == job.id }) {
-            result.rows.append(BreadcrumbStore.oomRow(for: crumb, job: job, metricKitMemoryExits: metricKit.memoryExits))
-            progress("\(job.summary): OOM (the previous launch was killed during \(crumb.stage))")
+        let crumb = breadcrumbs.unfinished(planID: plan.planID)
+        let resumed = BenchResult.resuming(
+            try resultFile.load(), plan: plan, crumb: crumb, memoryExits: metricKit.memoryExits(since:),
+            fresh: { BenchResult(plan: plan, machine: machine, deviceLabel: deviceLabel,
+                                 appVersion: DeviceInfo.appVersion(), createdUTC: DeviceInfo.now()) })
+        var result = resumed.result
+        if let killed = resumed.killed, let crumb {
+            progress("\(killed.summary): OOM (the previous launch ended during \(crumb.stage))")
         }
         if breadcrumbs.exists {
             try breadcrumbs.clear()  // this plan's crumb is a row now; another plan's is stale
@@ -93,32 +93,31 @@ public final class BenchmarkRunner {
             let row = await measure(job, plan: plan)
             result.rows.append(row)
             try resultFile.save(result)
-            if plan.oneJobPerLaunch == true && !result.pendingJobs(of: plan).isEmpty {
+            if result.endsLaunch(of: plan) {
                 progress("one job per launch: exiting; the driver relaunches for the next job")
                 return result
             }
             progress("\(job.summary): \(row.stats.map { String(format: "%.1f ms", $0.medianMs) } ?? row.status.rawValue.uppercased())")
         }
         result.harness.finished = true
-        result.harness.metricKitMemoryExits = metricKit.memoryExits
+        result.harness.metricKitMemoryExits = metricKit.memoryExits(since: result.startDate)
         try resultFile.save(result)
         return result
     }
 
     static func computeUnits(_ name: String) throws -> MLComputeUnits {
-        switch name {
-        case "all": return .all
-        case "cpu_and_ne": return .cpuAndNeuralEngine
-        case "cpu_and_gpu": return .cpuAndGPU
-        case "cpu_only": return .cpuOnly
-        default: throw HarnessError.unknownComputeUnit("unknown compute unit \(name); use all, cpu_and_ne, cpu_and_gpu or cpu_only")
+        switch try ComputeUnit(planName: name) {
+        case .all: return .all
+        case .cpuAndNeuralEngine: return .cpuAndNeuralEngine
+        case .cpuAndGPU: return .cpuAndGPU
+        case .cpuOnly: return .cpuOnly
         }
     }
 
     /// One job, in this process; errors become an `error` row, a kill leaves the breadcrumb.
     func measure(_ job: BenchJob, plan: BenchPlan) async -> BenchRow {
         var row = BenchRow(job: job, status: .ok)
-        let sampler = FootprintSampler()
+        let sampler = MemoryProbe.sampler { [weak self] footprint in self?.refreshCrumb(footprintBytes: footprint) }
         var compiled: URL?
         defer {
             if let compiled { try? FileManager.default.removeItem(at: compiled) }
@@ -145,16 +144,12 @@ public final class BenchmarkRunner {
             if let footprint = row.footprintBaselineMB, let available = row.availableMemoryMB {
                 row.footprintLimitMB = footprint + available
             }
-            sampler.onRefresh = { [weak self] footprint in self?.refreshCrumb(footprintBytes: footprint) }
             sampler.start()
 
             try mark(job, of: plan, stage: "compile")
             var start = DispatchTime.now()
             compiled = try await MLModel.compileModel(at: package)
-            row.compileMs = Self.milliseconds(since: start)
-            if #available(iOS 17.4, macOS 14.4, *) {
-                row.placement = try? await Self.placement(of: try unwrap(compiled), configuration: configuration)
-            }
+            row.compileMs = milliseconds(since: start)
             row.footprintPeakCompileMB = MemoryProbe.megabytes(sampler.stagePeak())
 
             try mark(job, of: plan, stage: "load")
@@ -162,24 +157,38 @@ public final class BenchmarkRunner {
             // compileModel writes a new URL per job, so this first load is uncached: it includes Core ML's
             // specialization for this device. The second load from the same URL is the warm load.
             _ = try await MLModel.load(contentsOf: try unwrap(compiled), configuration: configuration)  // released here
-            row.loadMs = Self.milliseconds(since: start)
+            row.loadMs = milliseconds(since: start)
             start = DispatchTime.now()
             let model = try await MLModel.load(contentsOf: try unwrap(compiled), configuration: configuration)
-            row.loadWarmMs = Self.milliseconds(since: start)
+            row.loadWarmMs = milliseconds(since: start)
             row.footprintPeakLoadMB = MemoryProbe.megabytes(sampler.stagePeak())
+            // After the timed loads: loading a compute plan first could specialize the model for the
+            // device and make the "uncached" first load a cached one.
+            if #available(iOS 17.4, macOS 14.4, *) {
+                row.placement = try? await Self.placement(of: try unwrap(compiled), configuration: configuration,
+                                                          function: job.function)
+            }
             let inputs = try ModelInputs.benchmark(for: model.modelDescription, tokens: job.tokens)
 
             try mark(job, of: plan, stage: "first prediction")
             start = DispatchTime.now()
             let outputs = try model.prediction(from: inputs)
-            row.firstMs = Self.milliseconds(since: start)
+            row.firstMs = milliseconds(since: start)
             let nonFinite = ModelInputs.nonFinite(in: outputs)
 
             try mark(job, of: plan, stage: "warm-up and timed predictions")
-            row.warmupMs = try warmUp(minimumRuns: Swift.max(plan.warmup, Self.warmupMinimumRuns)) {
+            row.warmupMs = try warmUp(WarmupBudget(planWarmup: plan.warmup)) {
                 _ = try model.prediction(from: inputs)
             }
-            let samples = try (0..<(job.runs ?? plan.runs)).map { _ in try timed { _ = try model.prediction(from: inputs) } }
+            // The warm-up reached the predictions' footprint with the 5 ms sampler running; during the
+            // timed runs it is paused (its timer would run inside the latency measured) and the
+            // footprint is read between two predictions instead.
+            sampler.pause()
+            let samples = try (0..<(job.runs ?? plan.runs)).map { _ in
+                let duration = try timed { _ = try model.prediction(from: inputs) }
+                sampler.sample()
+                return duration
+            }
             row.samplesMs = samples
             row.footprintPeakPredictMB = MemoryProbe.megabytes(sampler.stagePeak())
             row.stats = LatencyStats(samplesMs: samples)
@@ -232,12 +241,16 @@ public final class BenchmarkRunner {
         return url
     }
 
-    /// Where Core ML places each op of the compiled model for this configuration's compute units.
+    /// Where Core ML places each op of the compiled model for this configuration's compute units: the
+    /// job's function of a multifunction package, else `main` (or the only function).
     @available(iOS 17.4, macOS 14.4, *)
-    static func placement(of compiled: URL, configuration: MLModelConfiguration) async throws -> Placement? {
+    static func placement(of compiled: URL, configuration: MLModelConfiguration,
+                          function requested: String?) async throws -> Placement? {
         let plan = try await MLComputePlan.load(contentsOf: compiled, configuration: configuration)
-        guard case let .program(program) = plan.modelStructure, let main = program.functions["main"] else { return nil }
-        let entries: [(op: String, device: String?, cost: Double?)] = main.block.operations
+        guard case let .program(program) = plan.modelStructure,
+              let name = Placement.function(named: requested, in: Array(program.functions.keys)),
+              let function = program.functions[name] else { return nil }
+        let entries: [(op: String, device: String?, cost: Double?)] = function.block.operations
             .filter { $0.operatorName != "const" }
             .map { operation in
                 let device: String?
@@ -257,19 +270,15 @@ public final class BenchmarkRunner {
         try autoreleasepool {
             let start = DispatchTime.now()
             try body()
-            return Self.milliseconds(since: start)
+            return milliseconds(since: start)
         }
     }
 
-    /// Core ML's latency settles over its first 15-20 predictions: warm up by a budget, at least
-    /// `minimumRuns` predictions and at least `warmupMinimumSeconds`, whichever takes longer.
-    static let warmupMinimumRuns = 10
-    static let warmupMinimumSeconds = 1.0
-
-    private func warmUp(minimumRuns: Int, _ body: () throws -> Void) throws -> [Double] {
+    /// Warm-up predictions until `budget` is spent; their durations.
+    private func warmUp(_ budget: WarmupBudget, _ body: () throws -> Void) throws -> [Double] {
         var durations: [Double] = []
         let start = DispatchTime.now()
-        while durations.count < minimumRuns || Self.milliseconds(since: start) < Self.warmupMinimumSeconds * 1000 {
+        while budget.wantsMore(runs: durations.count, elapsedMs: milliseconds(since: start)) {
             durations.append(try timed(body))
         }
         return durations
@@ -283,10 +292,6 @@ public final class BenchmarkRunner {
             try? await Task.sleep(nanoseconds: 2_000_000_000)
         }
         return milliseconds(since: start)
-    }
-
-    static func milliseconds(since start: DispatchTime) -> Double {
-        Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
     }
 }
 #endif

@@ -1,6 +1,7 @@
-// Apple platforms only: `swift build` on Linux compiles the platform-neutral rest of SAMHarnessKit.
+// Apple platforms only: `swift build` on Linux compiles the platform-neutral SAMHarnessCore.
 #if canImport(Darwin)
 import Foundation
+import SAMHarnessCore
 
 /// What the result file says about the machine it was measured on.
 public enum DeviceInfo {
@@ -10,7 +11,7 @@ public enum DeviceInfo {
         var system = utsname()
         uname(&system)
         return withUnsafeBytes(of: &system.machine) { bytes in
-            String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+            decodeCString(bytes.map { CChar(bitPattern: $0) })
         }
         #else
         return sysctlString("hw.model") ?? "Mac"
@@ -65,7 +66,7 @@ public enum DeviceInfo {
         guard sysctlbyname(name, nil, &size, nil, 0) == 0, size > 0 else { return nil }
         var bytes = [CChar](repeating: 0, count: size)
         guard sysctlbyname(name, &bytes, &size, nil, 0) == 0 else { return nil }
-        return String(cString: bytes)
+        return decodeCString(bytes)
     }
 }
 #endif

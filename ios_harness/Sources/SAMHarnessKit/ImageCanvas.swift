@@ -1,8 +1,9 @@
-// Apple platforms only: `swift build` on Linux compiles the platform-neutral rest of SAMHarnessKit.
+// Apple platforms only: `swift build` on Linux compiles the platform-neutral SAMHarnessCore.
 #if canImport(CoreVideo) && canImport(CoreGraphics)
 import CoreGraphics
 import CoreVideo
 import Foundation
+import SAMHarnessCore
 
 /// The 1024x1024 BGRA pixel buffers an encoder's `image` input takes.
 public enum ImageCanvas {

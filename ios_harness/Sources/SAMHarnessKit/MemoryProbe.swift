@@ -1,7 +1,8 @@
-// Apple platforms only: `swift build` on Linux compiles the platform-neutral rest of SAMHarnessKit.
+// Apple platforms only: `swift build` on Linux compiles the platform-neutral SAMHarnessCore.
 #if canImport(Darwin)
 import Darwin
 import Foundation
+import SAMHarnessCore
 #if os(iOS)
 import os
 #endif
@@ -14,9 +15,16 @@ public enum MemoryProbe {
     }
 
     /// The exact `phys_footprint` high-water mark of this process's lifetime (the kernel's ledger, not a
-    /// sample): with one job per launch it is that job's peak.
+    /// sample): with one job per launch it is that job's peak. `ledger_phys_footprint_peak` is an
+    /// `int64_t` in xnu's task_info.h (a ledger can be negative); nil when the kernel did not fill it.
     public static func footprintPeakBytes() -> UInt64? {
-        vmInfo()?.ledger_phys_footprint_peak
+        guard let peak = vmInfo()?.ledger_phys_footprint_peak, peak > 0 else { return nil }
+        return UInt64(peak)
+    }
+
+    /// The sampler of the runner: this process's footprint.
+    public static func sampler(onRefresh: (@Sendable (UInt64) -> Void)? = nil) -> FootprintSampler {
+        FootprintSampler(read: { footprintBytes() }, onRefresh: onRefresh)
     }
 
     private static func vmInfo() -> task_vm_info_data_t? {
@@ -41,67 +49,6 @@ public enum MemoryProbe {
 
     public static func megabytes(_ bytes: UInt64?) -> Double? {
         bytes.map { Double($0) / 1_048_576 }
-    }
-}
-
-/// The highest footprint seen while a model runs, sampled every `interval` on a background queue
-/// (the footprint peak task_info keeps is for the whole process lifetime, not one model).
-public final class FootprintSampler {
-    private let queue = DispatchQueue(label: "org.samexport.footprint", qos: .userInitiated)
-    private let lock = NSLock()
-    private var timer: DispatchSourceTimer?
-    private var peak: UInt64 = 0
-    private var stagePeakBytes: UInt64 = 0
-    private var lastRefresh = DispatchTime(uptimeNanoseconds: 0)
-    /// Called on the sampling queue about every `refreshInterval` with the current footprint (bytes):
-    /// the runner rewrites its breadcrumb with it, so a killed part shows the footprint near the limit.
-    public var onRefresh: ((UInt64) -> Void)?
-    public var refreshInterval: DispatchTimeInterval = .milliseconds(250)
-
-    public init() {}
-
-    public func start(interval: DispatchTimeInterval = .milliseconds(5)) {
-        lock.lock()
-        peak = MemoryProbe.footprintBytes() ?? 0
-        stagePeakBytes = peak
-        lock.unlock()
-        let timer = DispatchSource.makeTimerSource(queue: queue)
-        timer.schedule(deadline: .now(), repeating: interval)
-        timer.setEventHandler { [weak self] in self?.sample() }
-        self.timer = timer
-        timer.resume()
-    }
-
-    /// The peak since the last call (or since start), and a new stage from now: per-stage peaks.
-    public func stagePeak() -> UInt64 {
-        sample()
-        lock.lock()
-        defer { lock.unlock() }
-        let stage = stagePeakBytes
-        stagePeakBytes = MemoryProbe.footprintBytes() ?? 0
-        return stage
-    }
-
-    /// Stops sampling; the peak in bytes.
-    public func stop() -> UInt64 {
-        timer?.cancel()
-        timer = nil
-        sample()
-        lock.lock()
-        defer { lock.unlock() }
-        return peak
-    }
-
-    private func sample() {
-        guard let now = MemoryProbe.footprintBytes() else { return }
-        lock.lock()
-        peak = Swift.max(peak, now)
-        stagePeakBytes = Swift.max(stagePeakBytes, now)
-        let due = DispatchTime.now() >= lastRefresh + refreshInterval
-        if due { lastRefresh = DispatchTime.now() }
-        let refresh = onRefresh
-        lock.unlock()
-        if due { refresh?(now) }
     }
 }
 #endif

@@ -1,17 +1,19 @@
 import Foundation
+import SAMHarnessCore
 #if os(iOS)
 import MetricKit
 #endif
 
 #if os(iOS)
 /// Foreground memory-limit exits as MetricKit reports them: the system's own count of jetsam kills
-/// of this app, which confirms the breadcrumb verdict. Payloads arrive at most once a day, so the
-/// latest count is kept in a file and attached to the result whenever one is known.
+/// of this app, which confirms the breadcrumb verdict. Payloads arrive at most once a day, so each
+/// period's count is kept in a MetricKitLedger file and attached to the result when a period that ends
+/// after the run's start is known.
 public final class MetricKitMonitor: NSObject, MXMetricManagerSubscriber {
-    private let store: URL
+    private let ledger: MetricKitLedger
 
     public init(directory: URL) {
-        store = directory.appendingPathComponent("samexport-metrickit.json")
+        ledger = MetricKitLedger(directory: directory)
         super.init()
     }
 
@@ -24,41 +26,32 @@ public final class MetricKitMonitor: NSObject, MXMetricManagerSubscriber {
         MXMetricManager.shared.remove(self)
     }
 
-    /// Foreground memory-limit exits over every payload seen so far; nil before the first one.
-    public var memoryExits: Int? {
-        let periods = storedPeriods()
-        return periods.isEmpty ? nil : periods.values.reduce(0, +)
+    /// Foreground memory-limit exits in the periods that end at or after `start`; nil before such a payload.
+    public func memoryExits(since start: Date) -> Int? {
+        ledger.memoryExits(since: start)
     }
 
     public func didReceive(_ payloads: [MXMetricPayload]) {
         record(payloads)
     }
 
-    /// Each payload covers one reporting period; keyed by period so a payload seen twice counts once.
     private func record(_ payloads: [MXMetricPayload]) {
-        var periods = storedPeriods()
-        for payload in payloads {
-            guard let exits = payload.applicationExitMetrics?.foregroundExitData else { continue }
-            let period = "\(payload.timeStampBegin.timeIntervalSince1970)-\(payload.timeStampEnd.timeIntervalSince1970)"
-            periods[period] = exits.cumulativeMemoryResourceLimitExitCount
+        let periods = payloads.compactMap { payload -> MetricKitLedger.Period? in
+            guard let exits = payload.applicationExitMetrics?.foregroundExitData else { return nil }
+            return MetricKitLedger.Period(begin: payload.timeStampBegin, end: payload.timeStampEnd,
+                                          memoryExits: exits.cumulativeMemoryResourceLimitExitCount)
         }
-        guard !periods.isEmpty else { return }
-        try? JSONEncoder().encode(periods).write(to: store, options: .atomic)
-    }
-
-    private func storedPeriods() -> [String: Int] {
-        guard let data = try? Data(contentsOf: store) else { return [:] }
-        return (try? JSONDecoder().decode([String: Int].self, from: data)) ?? [:]
+        try? ledger.record(periods)
     }
 }
 #else
 /// MXMetricPayload, pastPayloads and applicationExitMetrics are unavailable on macOS before macOS 26
-/// (Xcode 15/16 SDKs): there the monitor records nothing, and a Mac's out-of-memory verdicts rest on
+/// (Xcode 16 SDKs): there the monitor records nothing, and a Mac's out-of-memory verdicts rest on
 /// the breadcrumbs alone.
 public final class MetricKitMonitor {
     public init(directory: URL) {}
     public func start() {}
     public func stop() {}
-    public var memoryExits: Int? { nil }
+    public func memoryExits(since start: Date) -> Int? { nil }
 }
 #endif

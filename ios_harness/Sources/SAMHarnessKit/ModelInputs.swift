@@ -1,8 +1,9 @@
-// Apple platforms only: `swift build` on Linux compiles the platform-neutral rest of SAMHarnessKit.
+// Apple platforms only: `swift build` on Linux compiles the platform-neutral SAMHarnessCore.
 #if canImport(CoreML)
 import CoreML
 import CoreVideo
 import Foundation
+import SAMHarnessCore
 
 /// Model inputs built from a package's own description.
 public enum ModelInputs {

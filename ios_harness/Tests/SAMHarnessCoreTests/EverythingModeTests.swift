@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import SAMHarnessKit
+@testable import SAMHarnessCore
 
 /// EverythingMode against Tests/Fixtures/everything.json, which tests/harness_golden.py writes with
 /// samexport.amg (the official SamAutomaticMaskGenerator semantics, proven against the official outputs).

@@ -36,6 +36,9 @@ public struct BenchPlan: Codable, Equatable, Sendable {
         guard plan.runs >= 1, plan.warmup >= 0, !plan.jobs.isEmpty else {
             throw HarnessError.unsupportedPlan("\(url.lastPathComponent) needs runs >= 1, warmup >= 0 and at least one job")
         }
+        if let job = plan.jobs.first(where: { ($0.runs ?? 1) < 1 }) {
+            throw HarnessError.unsupportedPlan("\(url.lastPathComponent): job \(job.id) needs runs >= 1")
+        }
         return plan
     }
 }

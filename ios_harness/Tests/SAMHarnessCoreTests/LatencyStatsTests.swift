@@ -1,5 +1,5 @@
 import XCTest
-@testable import SAMHarnessKit
+@testable import SAMHarnessCore
 
 /// Expected values are samexport.bench.stats.summarize (NumPy) on the same samples.
 final class LatencyStatsTests: XCTestCase {

@@ -75,7 +75,9 @@ public struct BenchResult: Codable, Equatable, Sendable {
         public var planID: String
         public var finished: Bool
         public var launches: Int
-        /// Foreground memory-limit exits MetricKit reported for this app (nil until a payload arrives).
+        /// Foreground memory-limit exits MetricKit reported for this app in the reporting periods that
+        /// end after this run started (a period is about a day, so it can hold exits of earlier that
+        /// day); nil until such a payload arrives (see MetricKitLedger).
         public var metricKitMemoryExits: Int?
 
         enum CodingKeys: String, CodingKey {
@@ -263,3 +265,78 @@ public struct Placement: Codable, Equatable, Sendable {
     }
 }
 
+
+extension BenchResult {
+    /// The result a launch continues: `previous` when it belongs to `plan` (a result of another plan is
+    /// replaced by `fresh()`), with this launch counted and MetricKit's count since the run started
+    /// (`memoryExits(since:)`, given the run's start) attached. A breadcrumb `crumb` that a killed launch
+    /// left for a job without a row becomes that job's `oom` row; the job is returned so the caller can
+    /// say so.
+    public static func resuming(_ previous: BenchResult?, plan: BenchPlan, crumb: Breadcrumb?,
+                                memoryExits: (Date) -> Int?,
+                                fresh: () -> BenchResult) -> (result: BenchResult, killed: BenchJob?) {
+        var result = previous.flatMap { $0.harness.planID == plan.planID ? $0 : nil } ?? fresh()
+        result.harness.launches += 1
+        let metricKitMemoryExits = memoryExits(result.startDate)
+        result.harness.metricKitMemoryExits = metricKitMemoryExits
+        guard let crumb, crumb.planID == plan.planID,
+              let job = plan.jobs.first(where: { $0.id == crumb.jobID }),
+              !result.rows.contains(where: { $0.jobID == job.id }) else { return (result, nil) }
+        result.rows.append(BreadcrumbStore.oomRow(for: crumb, job: job, metricKitMemoryExits: metricKitMemoryExits))
+        return (result, job)
+    }
+
+    /// When the run began (`createdUTC`; the distant past if it cannot be read, so nothing is left out).
+    public var startDate: Date {
+        ISO8601DateFormatter().date(from: createdUTC) ?? .distantPast
+    }
+
+    /// Whether the launch ends after the job it just measured: with one job per launch, while jobs remain.
+    public func endsLaunch(of plan: BenchPlan) -> Bool {
+        plan.oneJobPerLaunch == true && !pendingJobs(of: plan).isEmpty
+    }
+
+    /// What is wrong with this result as the outcome of running `plan` (empty: nothing): rows of other
+    /// jobs, `ok` rows without the job's number of timed runs or a positive median, and, unless the plan
+    /// runs one job per launch, jobs without a row or a result not marked finished. With one job per
+    /// launch a run ends after each job, so an unfinished result is right while jobs remain.
+    public func problems(against plan: BenchPlan) -> [String] {
+        var problems: [String] = []
+        let jobs = Dictionary(plan.jobs.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        for row in rows {
+            guard let job = jobs[row.jobID] else {
+                problems.append("\(row.jobID): not a job of plan \(plan.planID)")
+                continue
+            }
+            guard row.status == .ok else { continue }
+            let runs = job.runs ?? plan.runs
+            if row.samplesMs?.count != runs {
+                problems.append("\(row.jobID): \(row.samplesMs?.count ?? 0) timed runs, the plan asks \(runs)")
+            }
+            if !((row.stats?.medianMs ?? 0) > 0) {
+                problems.append("\(row.jobID): no positive median")
+            }
+        }
+        let pending = pendingJobs(of: plan)
+        if plan.oneJobPerLaunch == true {
+            if rows.isEmpty { problems.append("no job was measured") }
+            if harness.finished != pending.isEmpty {
+                problems.append("finished is \(harness.finished) with \(pending.count) jobs pending")
+            }
+        } else {
+            if !pending.isEmpty { problems.append("no row for \(pending.map(\.id).joined(separator: ", "))") }
+            if !harness.finished { problems.append("the result is not marked finished") }
+        }
+        return problems
+    }
+}
+
+extension Placement {
+    /// The function of a compute plan to summarize: the job's (a multifunction package), else `main`,
+    /// else the only one there is; nil when none of these exists.
+    public static func function(named requested: String?, in available: [String]) -> String? {
+        if let requested { return available.contains(requested) ? requested : nil }
+        if available.contains("main") { return "main" }
+        return available.count == 1 ? available[0] : nil
+    }
+}

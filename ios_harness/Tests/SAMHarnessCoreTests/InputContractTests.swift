@@ -2,7 +2,7 @@
 import CoreGraphics  // elsewhere Foundation defines CGPoint, CGRect, CGFloat
 #endif
 import XCTest
-@testable import SAMHarnessKit
+@testable import SAMHarnessCore
 
 /// Expected values come from samexport.transforms (the official pipelines).
 final class InputContractTests: XCTestCase {

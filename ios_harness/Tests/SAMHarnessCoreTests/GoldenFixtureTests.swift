@@ -3,7 +3,7 @@ import CoreGraphics  // elsewhere Foundation defines CGPoint, CGRect, CGFloat
 #endif
 import Foundation
 import XCTest
-@testable import SAMHarnessKit
+@testable import SAMHarnessCore
 
 /// The golden files in Tests/Fixtures, written by Python (tests/harness_golden.py) with samexport's own
 /// code: the Swift side must compute the same values. A pytest fails when Python no longer produces

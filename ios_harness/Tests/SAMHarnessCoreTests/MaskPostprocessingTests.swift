@@ -2,7 +2,7 @@
 import CoreGraphics  // elsewhere Foundation defines CGPoint, CGRect, CGFloat
 #endif
 import XCTest
-@testable import SAMHarnessKit
+@testable import SAMHarnessCore
 
 /// Expected values are torch.nn.functional.interpolate and samexport.transforms on the same input.
 final class MaskPostprocessingTests: XCTestCase {

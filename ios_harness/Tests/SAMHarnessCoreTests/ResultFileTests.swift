@@ -1,5 +1,5 @@
 import XCTest
-@testable import SAMHarnessKit
+@testable import SAMHarnessCore
 
 final class ResultFileTests: XCTestCase {
     var directory: URL!

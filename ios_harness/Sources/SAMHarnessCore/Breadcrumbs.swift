@@ -73,13 +73,18 @@ public struct BreadcrumbStore {
     /// Whether any breadcrumb file is there (of this plan or not), so a foreign one can be cleared.
     public var exists: Bool { FileManager.default.fileExists(atPath: url.path) }
 
-    /// The row an unfinished breadcrumb stands for: the job was killed while `stage` ran.
+    /// The row an unfinished breadcrumb stands for: the launch ended while `stage` ran. It is an `oom` row,
+    /// the likeliest cause; the verdict's evidence is added by samexport (JetsamEvent report or none).
     public static func oomRow(for crumb: Breadcrumb, job: BenchJob, metricKitMemoryExits: Int?) -> BenchRow {
         var row = BenchRow(job: job, status: .oom)
         let available = crumb.availableMemoryMB.map { String(format: ", %.0f MB available before it", $0) } ?? ""
         let confirmed = metricKitMemoryExits.map { "; MetricKit counts \($0) memory-limit exits for this app" } ?? ""
         let footprint = crumb.footprintMB.map { String(format: ", footprint %.0f MB at the last sample", $0) } ?? ""
-        row.error = "killed during \(crumb.stage) (no exit reached; jetsam)\(footprint)\(available)\(confirmed)"
+        // The crumb says only that the launch ended inside this job: an out-of-memory kill is the usual
+        // cause, but a crash or a force-quit leaves the same crumb. samexport bench names the evidence
+        // (a JetsamEvent report of the kill, or "breadcrumb only").
+        row.error = "ended during \(crumb.stage) (the launch stopped before the job finished)"
+            + "\(footprint)\(available)\(confirmed)"
         row.availableMemoryMB = crumb.availableMemoryMB
         row.peakRssMB = crumb.footprintMB
         return row
