@@ -123,6 +123,12 @@ def test_convert_writes_and_checks_all_three_parts(tmp_path):
     assert onnx_worst["rel"] < 1e-4
     coreml = manifest["validation"]["coreml"]
     assert coreml["panoptic"]["worst"]["maskLogits"]["psnr_db"] >= 35
+    # issue 26 item 1: both runtimes' heads are judged under their own hard masks (3 poolings in the
+    # decoder, 4 in the panoptic head), read from onnxruntime and from the NumPy evaluator alike
+    for target in ("onnx", "coreml"):
+        for part, poolings in (("decoder", 3), ("panoptic", 4)):
+            for case in manifest["validation"][target][part]["cases"].values():
+                assert case["hard_masks"]["masks"] == poolings and case["hard_masks"]["passed"]
     assert "resample" in manifest["coreml"]["encoder"]["op_census"]
     import onnx
 

@@ -8,7 +8,7 @@ import shutil
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -94,6 +94,34 @@ def session(path: Path, threads: int | None = None):
 
 def run(path: Path, feeds: Dict[str, np.ndarray]) -> list:
     return session(path).run(None, feeds)
+
+
+def hard_mask_names(model: onnx.ModelProto) -> List[str]:
+    """The graph's hard masks in computation order: outputs of a Greater whose input is a Sigmoid's (RAP-SAM's
+    pooling masks, sigmoid(logits) > 0.5)."""
+    producer = {out: node for node in model.graph.node for out in node.output}
+    return [
+        node.output[0]
+        for node in model.graph.node
+        if node.op_type == "Greater" and getattr(producer.get(node.input[0]), "op_type", None) == "Sigmoid"
+    ]
+
+
+def session_with_hard_masks(path: Path, threads: int | None = None):
+    """(session, output names, hard-mask names): the model with its hard masks as extra outputs, so a check
+    can recompute the reference under the export's own masks (see quality.check_cases)."""
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    names = [o.name for o in model.graph.output]
+    masks = hard_mask_names(model)
+    for name in masks:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.BOOL, None))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    runtime = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return runtime, names, masks
 
 
 def quantize_int8(source: Path, target: Path) -> Dict[str, object]:

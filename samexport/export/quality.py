@@ -83,19 +83,75 @@ def floor_text(floor: Dict) -> str:
 Case = Tuple[str, Dict[str, np.ndarray], Dict[str, np.ndarray]]  # name, feeds, output -> reference
 
 
+def threshold_margin(floors: Dict[str, Dict]) -> float:
+    """How close to a hard threshold, as a fraction of the largest |logit| there, an export that meets
+    `floors` may decide a pixel the other way than PyTorch: the error its strictest relative bar allows
+    (max_rel itself, or the amplitude a PSNR bar allows)."""
+    bars = [f["max_rel"] for f in floors.values() if "max_rel" in f]
+    bars += [10 ** (-f["min_psnr_db"] / 20) for f in floors.values() if "min_psnr_db" in f]
+    return min(bars) if bars else 10 ** (-COMPRESSED_MIN_PSNR_DB / 20)
+
+
+def hard_mask_agreement(masks: List[np.ndarray], logits: List[np.ndarray], margin: float) -> Dict:
+    """The export's hard masks against PyTorch's decisions on the same logits (sigmoid(logits) > 0.5): a
+    pixel decided the other way is a rounding flip when its logit is within `margin` x max |logit| of 0;
+    a flip farther out is an export that computes something else."""
+    pixels = flipped = 0
+    farthest = 0.0
+    for mask, logit in zip(masks, logits):
+        logit = np.asarray(logit, dtype=np.float64)
+        own = 1 / (1 + np.exp(-logit.astype(np.float32))) > 0.5
+        differ = own != np.asarray(mask, dtype=bool)
+        pixels += differ.size
+        flipped += int(differ.sum())
+        scale = float(np.abs(logit).max()) or 1.0
+        if differ.any():
+            farthest = max(farthest, float(np.abs(logit[differ]).max()) / scale)
+    return {
+        "masks": len(masks),
+        "pixels": pixels,
+        "flipped": flipped,
+        "flipped_max_logit_rel": farthest,
+        "margin": margin,
+        "passed": farthest <= margin,
+    }
+
+
+# recompute(case name, the export's hard masks) -> (expected outputs under those masks, PyTorch's logits at
+# each of them)
+Recompute = Callable[[str, List[np.ndarray]], Tuple[Dict[str, np.ndarray], List[np.ndarray]]]
+
+
 def check_cases(
     cases: List[Case],
     run: Callable[[Dict[str, np.ndarray]], Tuple[Dict[str, np.ndarray], Dict]],
     floors: Dict[str, Dict],
     origin: Callable[[Dict], str] = lambda extras: "",
+    recompute: Recompute | None = None,
 ) -> Dict:
     """Any exported part against PyTorch: `run(feeds) -> (outputs, extras)` on every case, each output held
     to `floors[output]`. An evaluator's `extras` may carry its float32 outputs (`fp32_outputs`, compared
-    too) and its `evaluation` summary; `origin(extras)` says where a failure started."""
+    too) and its `evaluation` summary; `origin(extras)` says where a failure started.
+
+    A part that pools under hard masks (RAP-SAM's heads) gives `recompute`, and its runner returns the
+    export's masks (`extras["hard_masks"]`): the reference is then PyTorch under the export's own masks, so
+    a pixel within rounding of the threshold, decided one way by one CPU's kernels and the other way by
+    another's, does not decide the verdict; the masks themselves must agree with PyTorch's decisions except
+    within `threshold_margin` of the threshold (`hard_mask_agreement`)."""
     results, failures = {}, []
     for name, feeds, expected in cases:
         outputs, extras = run(feeds)
         results[name] = {}
+        if recompute is not None and extras.get("hard_masks"):
+            expected, logits = recompute(name, extras["hard_masks"])
+            agreement = hard_mask_agreement(extras["hard_masks"], logits, threshold_margin(floors))
+            results[name]["hard_masks"] = agreement
+            if not agreement["passed"]:
+                failures.append(
+                    f"hard masks for '{name}': {agreement['flipped']} of {agreement['pixels']} pixels "
+                    f"decided otherwise than PyTorch, up to {agreement['flipped_max_logit_rel']:.2e} of "
+                    f"max |logit| from the threshold (rounding reaches {agreement['margin']:.0e})"
+                )
         for output, reference in expected.items():
             result = compare(outputs[output], reference)
             if "fp32_outputs" in extras:

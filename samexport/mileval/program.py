@@ -49,6 +49,16 @@ class MilProgram:
     def unsupported_ops(self) -> List[str]:
         return [t for t in self.op_types() if t != "const" and t not in OPS]
 
+    def hard_masks(self) -> List[str]:
+        """Names of the program's hard masks in op order: `greater` ops fed by a `sigmoid` (RAP-SAM's pooling
+        masks, sigmoid(logits) > 0.5)."""
+        return [
+            op.outputs[0].name
+            for op in self.function.operations
+            if op.op_type == "greater"
+            and getattr(getattr(op.inputs.get("x"), "op", None), "op_type", None) == "sigmoid"
+        ]
+
     def is_fp16(self) -> bool:
         return any(dtype_name(v) == "fp16" for op in self.function.operations for v in op.outputs)
 

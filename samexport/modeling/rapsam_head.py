@@ -10,8 +10,10 @@ path in float32 (see `samexport.families.rapsam`).
 from __future__ import annotations
 
 import math
-from typing import List, NamedTuple
+from contextvars import ContextVar
+from typing import List, NamedTuple, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,10 +26,46 @@ PROTOTYPES = 17
 LOGIT_SCALE = 4.6052  # log(100): class logits are 100 x cosine
 
 
+class GivenHardMasks:
+    """Pooling under masks given from outside, in call order: how a check recomputes PyTorch's outputs
+    with an export's own hard masks, so that a pixel whose logit is within rounding of the threshold
+    (and so flips between kernels) is judged as a flip, not as an export error. Inside `with
+    GivenHardMasks(masks) as given:` each `hard_mask_pool` takes the next mask and records the logits
+    it was given in `given.logits`."""
+
+    _active: ContextVar[Optional["GivenHardMasks"]] = ContextVar("given_hard_masks", default=None)
+
+    def __init__(self, masks: Sequence[np.ndarray]) -> None:
+        self.masks = list(masks)
+        self.logits: List[torch.Tensor] = []
+
+    def __enter__(self) -> "GivenHardMasks":
+        self._token = self._active.set(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._active.reset(self._token)
+        if exc[0] is None and len(self.logits) != len(self.masks):
+            raise ValueError(f"{len(self.masks)} hard masks given, {len(self.logits)} poolings ran")
+
+    def next(self, mask_logits: torch.Tensor) -> torch.Tensor:
+        index = len(self.logits)
+        if index >= len(self.masks):
+            raise ValueError(f"{len(self.masks)} hard masks given, more poolings ran")
+        mask = torch.as_tensor(np.asarray(self.masks[index]))
+        if tuple(mask.shape) != tuple(mask_logits.shape):
+            raise ValueError(
+                f"hard mask {index} has shape {tuple(mask.shape)}, the logits {tuple(mask_logits.shape)}"
+            )
+        self.logits.append(mask_logits.detach())
+        return mask.to(torch.bool)
+
+
 def hard_mask_pool(mask_logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """(B, N, H, W) logits, (B, C, H, W) features -> (B, N, C): features summed where sigmoid > 0.5."""
-    hard = (mask_logits.sigmoid() > 0.5).to(features.dtype)
-    return torch.matmul(hard.flatten(2), features.flatten(2).transpose(1, 2))
+    given = GivenHardMasks._active.get()
+    hard = given.next(mask_logits) if given is not None else mask_logits.sigmoid() > 0.5
+    return torch.matmul(hard.to(features.dtype).flatten(2), features.flatten(2).transpose(1, 2))
 
 
 def masks_from_kernels(kernels: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
