@@ -1,4 +1,5 @@
-"""Loading official checkpoints safely, and the deterministic random weights used without one."""
+"""Loading official checkpoints safely, and the fixture weights (the parity fixtures' deterministic fill)
+used without one."""
 
 from __future__ import annotations
 

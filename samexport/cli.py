@@ -31,7 +31,8 @@ def _encoder_name(ctx, param, value):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="samexport")
 def cli() -> None:
-    """Export Segment Anything models (RepViT-SAM, MobileSAM, EfficientSAM, SAM) to Core ML and ONNX."""
+    """Export Segment Anything models (RepViT-SAM, MobileSAM, EfficientSAM, RAP-SAM, SAM) to Core ML and
+    ONNX, checked against the official models."""
 
 
 @cli.command("list")
@@ -77,7 +78,7 @@ def info_command(encoder: str, as_json: bool) -> None:
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
-    help="Official checkpoint, .pt/.pth or .safetensors (default: random weights).",
+    help="Official checkpoint, .pt/.pth or .safetensors (default: fixture weights).",
 )
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
 @click.option(

@@ -126,14 +126,20 @@ def make_predictor(options: SegmentOptions, progress: Progress):
         for note in notes:
             progress.say(f"warning: {note}")
         return TorchPredictor(model)
-    if options.backend == "coreml":
-        from .export.coreml_export import require_prediction
-
-        require_prediction()
     manifest = exports_for(options, progress)
     from .export.runtimes import CoreMLPredictor, OnnxPredictor
 
-    return (OnnxPredictor if options.backend == "onnx" else CoreMLPredictor)(manifest)
+    if options.backend == "onnx":
+        return OnnxPredictor(manifest)
+    from .export.coreml_check import resolve_method
+
+    method = resolve_method("auto")
+    if method == "numpy":
+        progress.say(
+            "note: Core ML prediction needs macOS on Apple silicon; running the packages' saved ML programs "
+            "in NumPy instead (samexport.mileval, as validate does: the same numbers, far slower)"
+        )
+    return CoreMLPredictor(manifest, method=method)
 
 
 def exports_for(options: SegmentOptions, progress: Progress) -> Path:
@@ -152,6 +158,7 @@ def exports_for(options: SegmentOptions, progress: Progress) -> Path:
         checkpoint=options.checkpoint,
         output_dir=options.models_dir,
         batch=batch,
+        force=options.force,
     )
     spec = get_spec(options.encoder)
     names = artifact_names(spec, convert_options)

@@ -19,7 +19,7 @@ class RandomWeightsWarning(UserWarning):
 
 
 def build_model(name: str, checkpoint: str | Path | None = None, **extras) -> nn.Module:
-    """A registry model in eval mode, with an official checkpoint or deterministic random weights;
+    """A registry model in eval mode, with an official checkpoint or the fixture weights;
     `model.spec` is its registry row. `extras` are the family's other files by name (RAP-SAM:
     `classifier`, the open-vocabulary class embeddings), filled like the weights when absent."""
     spec = get_spec(name)
@@ -33,8 +33,8 @@ def build_model(name: str, checkpoint: str | Path | None = None, **extras) -> nn
     if checkpoint is None:
         model.load_state_dict(random_state_dict(model), strict=True)
         warnings.warn(
-            f"no checkpoint for {spec.name}: using deterministic random weights; masks will be "
-            f"meaningless but latency is valid (official file: {spec.checkpoint_file})",
+            f"no checkpoint for {spec.name}: using the fixture weights (the parity fixtures' deterministic "
+            f"fill); masks will be meaningless but latency is valid (official file: {spec.checkpoint_file})",
             RandomWeightsWarning,
             stacklevel=2,
         )

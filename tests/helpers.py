@@ -70,6 +70,25 @@ def build_quiet(name: str, checkpoint=None):
         return samexport.build_model(name, checkpoint=checkpoint)
 
 
+def write_rapsam_fixture_files(folder: Path) -> tuple:
+    """RAP-SAM's fixture fill saved as the official files: mmengine's {"state_dict": ...} checkpoint and the
+    (133, 17, 768) classifier, L2-normalised. Returns (checkpoint, classifier)."""
+    import torch
+
+    require_parity_dir()
+    from fill import fill_tensor, load_manifest, make_checkpoint
+
+    z = fixture_npz("rap_sam_r50")
+    salt = str(z["salt"])
+    checkpoint = make_checkpoint(load_manifest(require_parity_dir() / "rap_sam_r50.manifest.json"), salt=salt)
+    torch.save(checkpoint, folder / "rapsam_r50_12e.pth")
+    cls = torch.as_tensor(
+        np.asarray(fill_tensor(str(z["ov_classifier_fill_key"]), [133, 17, 768], "float32", salt=salt))
+    )
+    torch.save(cls / cls.norm(p=2, dim=-1, keepdim=True), folder / "classifier.pth")
+    return folder / "rapsam_r50_12e.pth", folder / "classifier.pth"
+
+
 def rel_err(actual, expected) -> float:
     """max |actual - expected| / max |expected| (tensors or arrays)."""
     a = np.asarray(actual.detach() if hasattr(actual, "detach") else actual, dtype=np.float64)

@@ -96,13 +96,14 @@ def test_two_processes_race_one_wins_and_one_fails(tmp_path):
 
 
 def test_manifest_keeps_the_record_of_targets_it_did_not_rewrite(toy, tmp_path, capsys):
-    """Item 2: Core ML, then ONNX with --force (as bench does): both stay recorded, and validate works."""
+    """Item 2: Core ML, then ONNX beside it, without --force (issue 26 item 2: adding a target is not a
+    replacement): both stay recorded, and validate works. Replacing a target's files still needs --force."""
     from samexport.cli import run
 
     out = tmp_path / "out"
     convert(ConvertOptions(encoder="toy3", target="coreml", output_dir=out), quiet=True)
     first = json.loads((out / "ToyThree.export.json").read_text())
-    manifest = toy_onnx(out, force=True)
+    manifest = toy_onnx(out)
     assert set(manifest["files"]) == {"coreml_encoder", "coreml_decoder", "onnx_encoder", "onnx_decoder"}
     assert manifest["validation"]["coreml"] == first["validation"]["coreml"]
     assert manifest["coreml"] == first["coreml"]
@@ -111,6 +112,8 @@ def test_manifest_keeps_the_record_of_targets_it_did_not_rewrite(toy, tmp_path, 
     assert run(["validate", str(out / "ToyThree.export.json"), "--method", "numpy"]) == 0, (
         capsys.readouterr().err
     )
+    with pytest.raises(UsageError, match="ToyThreeEncoder.onnx already exists; pass --force"):
+        toy_onnx(out)
 
 
 def test_the_switch_never_shows_an_old_manifest_beside_new_files(toy, tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import samexport
-from helpers import fixture_npz, require_parity_dir
+from helpers import fixture_npz, require_parity_dir, write_rapsam_fixture_files
 from samexport.checkpoint import expected_layout, random_state_dict, read_checkpoint
 from samexport.errors import CheckpointError, InputError, UsageError
 from samexport.families.rapsam import fill_classifier
@@ -46,21 +46,9 @@ def z():
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, z):
     """The fixture fill saved as the official files: mmengine's {"state_dict": ...} and the classifier."""
-    require_parity_dir()
-    from fill import load_manifest, make_checkpoint
-
-    folder = tmp_path_factory.mktemp("rapsam")
-    salt = str(z["salt"])
-    checkpoint = make_checkpoint(load_manifest(_manifest()), salt=salt)
-    assert set(checkpoint) == {"state_dict"}
-    torch.save(checkpoint, folder / "rapsam_r50_12e.pth")
-    from fill import fill_tensor
-
-    cls = torch.as_tensor(
-        np.asarray(fill_tensor(str(z["ov_classifier_fill_key"]), [133, 17, 768], "float32", salt=salt))
-    )
-    torch.save(cls / cls.norm(p=2, dim=-1, keepdim=True), folder / "classifier.pth")
-    return folder / "rapsam_r50_12e.pth", folder / "classifier.pth"
+    checkpoint, classifier = write_rapsam_fixture_files(tmp_path_factory.mktemp("rapsam"))
+    assert set(torch.load(checkpoint, weights_only=True)) == {"state_dict"}
+    return checkpoint, classifier
 
 
 def _manifest():

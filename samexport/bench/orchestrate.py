@@ -126,17 +126,27 @@ class Bench:
         self.progress.say(text)
 
     def artifacts(self, name: str):
-        """The exports to measure, converted first when missing; the conversion error if that fails."""
+        """The exports to measure, converted first when none is there; the conversion error if that fails
+        (a row says it). A partial set is the user's to mend: that error ends the run."""
         if name not in self._artifacts:
+            paths, manifest, convert_options = self._expected(name)
             try:
-                self._artifacts[name] = self._find_or_convert(name)
+                if not all(p.exists() for p in paths.values()):
+                    self.say(
+                        f"{get_spec(name).title}: no {self.options.target} export in "
+                        f"{self.options.models_dir}, converting first"
+                    )
+                    from ..export.convert import convert
+
+                    convert(convert_options, quiet=True)
+                self._artifacts[name] = {**paths, "manifest": manifest}
             except SamExportError as e:
                 self._artifacts[name] = e
         return self._artifacts[name]
 
-    def _find_or_convert(self, name: str) -> Dict[str, Path]:
-        """Paths of the encoder, decoder and manifest in --models-dir."""
-        from ..export.convert import convert
+    def _expected(self, name: str):
+        """The parts bench measures in --models-dir, their manifest and the options that would write them; a
+        set with some parts missing is refused (bench never replaces an export)."""
         from ..export.options import ConvertOptions, artifact_names
 
         spec, target = get_spec(name), self.options.target
@@ -153,11 +163,15 @@ class Bench:
             for part in spec.family.bench_parts
             if f"{target}_{part}" in names
         }
-        if not all(p.exists() for p in paths.values()):
-            self.say(f"{spec.title}: no {target} export in {self.options.models_dir}, converting first")
-            convert_options.force = True
-            convert(convert_options, quiet=True)
-        return {**paths, "manifest": self.options.models_dir / names["manifest"]}
+        present = [p for p in paths.values() if p.exists()]
+        if present and len(present) < len(paths):
+            missing = next(p for p in paths.values() if not p.exists())
+            raise UsageError(
+                f"{missing} is missing beside {present[0].name}: bench measures a whole export and never "
+                f"replaces one; re-export it with samexport convert --encoder {name} --target {target} "
+                "--force (with the --checkpoint it was made from), or give another --models-dir"
+            )
+        return paths, self.options.models_dir / names["manifest"], convert_options
 
     def device_info(self) -> Dict:
         info = self.backend.device_info(self.progress)

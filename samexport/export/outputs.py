@@ -119,8 +119,10 @@ class OutputFolder:
         self._tempdir_redirected = False
 
     def existing_outputs(self) -> List[str]:
-        """This run's file names that are already in the folder."""
-        return [n for n in self.names.values() if (self.path / n).exists()]
+        """This run's artifacts that are already in the folder. The manifest is not one: it is shared by the
+        targets of one model and variant, and a run that adds a target beside another merges its record
+        into it (`merge_manifest`), so adding a target needs no --force; replacing a target's files does."""
+        return [n for k, n in self.names.items() if k != "manifest" and (self.path / n).exists()]
 
     # -- before any work --------------------------------------------------------------------------
     def check(self) -> None:

@@ -96,6 +96,7 @@ class CoreMLPredictor(Predictor):
             )
         else:
             self.encoder, self.decoder = NumpyRunner(encoder, False), NumpyRunner(decoder, False)
+            self.name = "coreml (NumPy evaluation)"
 
     def encode(self, image: np.ndarray) -> torch.Tensor:
         if self.image_input:  # 0..255 pixels of the app's canvas; the runner hands Core ML an image
