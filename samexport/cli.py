@@ -8,12 +8,13 @@ import signal
 import sys
 import warnings
 from pathlib import Path
+from typing import Dict, Optional
 
 import click
 
-from .errors import SamExportError, UsageError, first_line
+from .errors import SamExportError, first_line
 from .export.options import DEFAULT_POINTS
-from .fsutil import atomic_write_text
+from .fsutil import OutputFiles
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
@@ -310,7 +311,8 @@ def segment_command(
     help="RAP-SAM: the class-embedding file a panoptic package converted from a checkpoint holds.",
 )
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the full report here.")
-def validate_command(paths, checkpoint, method, classifier, json_path) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing --json file.")
+def validate_command(paths, checkpoint, method, classifier, json_path, force) -> None:
     """Numeric verdict for Core ML packages (or export manifests) against PyTorch.
 
     Exit 0 when every package meets its floor (fp16: PSNR >= 35 dB; fp32: max error <= 1e-4 of
@@ -319,13 +321,13 @@ def validate_command(paths, checkpoint, method, classifier, json_path) -> None:
     """
     from .export.validate import raise_if_any_failed, render, validate
 
-    if json_path is not None:
-        _check_writable(json_path)
+    files = OutputFiles([json_path], force)
+    files.check()
     extras = {"classifier": classifier} if classifier is not None else {}
     reports = validate(list(paths), checkpoint=checkpoint, method=method, extras=extras)
     click.echo(render(reports))
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(reports, indent=2) + "\n")
+        files.write_text(json_path, json.dumps(reports, indent=2) + "\n")
     raise_if_any_failed(reports)
 
 
@@ -398,6 +400,7 @@ def validate_command(paths, checkpoint, method, classifier, json_path) -> None:
     is_flag=True,
     help="ios_harness: a fresh app process per part (no caches or leftovers; exact per-part footprint peak).",
 )
+@click.option("--force", is_flag=True, help="Replace existing --output and --plot files.")
 def bench_command(
     device,
     encoders,
@@ -422,6 +425,7 @@ def bench_command(
     prepare_only,
     harness_timeout,
     one_job_per_launch,
+    force,
 ) -> None:
     """Encoder and decoder latency and memory on a device, with out-of-memory verdicts."""
     from .bench import device_profiles, report
@@ -432,9 +436,8 @@ def bench_command(
         raise click.BadParameter(f"{fmt!r}; choose table, json, csv or markdown", param_hint="--format")
     if table_layout not in (None, "paper"):
         raise click.BadParameter(f"{table_layout!r}; the only layout is paper", param_hint="--table")
-    for path in (output, plot):
-        if path is not None:
-            _check_writable(path)
+    files = OutputFiles([output, plot], force)
+    files.check()
     if sources:
         results = distinct_labels([load_results(p) for p in sources], list(sources))
         if table_layout == "paper":
@@ -444,11 +447,10 @@ def bench_command(
         else:
             text = "".join((report.to_csv if fmt == "csv" else report.to_markdown)(r) for r in results)
         if output is not None:
-            atomic_write_text(output, text)
+            files.write_text(output, text)
         else:
             click.echo(text, nl=False)
-        if plot is not None:
-            report.plot(results[0], plot)
+        _write_plot(files, results[0], plot)
         return
 
     options = BenchOptions(
@@ -472,7 +474,7 @@ def bench_command(
         harness_timeout_s=float(harness_timeout),
         one_job_per_launch=one_job_per_launch,
     )
-    result = Bench(options).run()
+    result = Bench(options, files=files).run()
     if result is None:  # --prepare-only
         click.echo(
             "staged; open ios_harness in Xcode (see ios_harness/README.md) or run without --prepare-only "
@@ -489,24 +491,22 @@ def bench_command(
             "table": report.to_markdown,
         }[fmt](result)
     if output is not None:
-        atomic_write_text(output, text)
+        files.write_text(output, text)
     if fmt == "table" and not table_layout:
         report.print_table(result)
     elif output is None:
         click.echo(text, nl=False)
+    if output is not None:
+        click.echo(f"report: {output}")
+    _write_plot(files, result, plot)
+
+
+def _write_plot(files: OutputFiles, result: Dict, plot: Optional[Path]) -> None:
+    from .bench import report
+
     if plot is not None:
-        report.plot(result, plot)
-
-
-def _check_writable(path: Path) -> None:
-    """Fail before measuring, not after, when a report cannot be written (creating nothing)."""
-    from .export.outputs import check_writable_folder
-
-    if path.is_dir():
-        raise UsageError(f"cannot write {path} (it is a folder); pass a file path")
-    check_writable_folder(path.parent, f"{path.name}'s folder")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"cannot write {path} (permission denied); choose a writable path")
+        files.write({plot: lambda f: report.plot(result, f)}, binary=[plot])
+        click.echo(f"plot: {plot}")
 
 
 class Terminated(BaseException):

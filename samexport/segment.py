@@ -9,6 +9,7 @@ multimask outputs is kept (the contract's rule); otherwise the single-mask outpu
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from .console import Progress
 from .errors import InputError, UsageError
-from .fsutil import atomic_write, atomic_write_text
+from .fsutil import OutputFiles
 
 BACKENDS = ("torch", "onnx", "coreml")
 
@@ -53,16 +54,19 @@ class SegmentOptions:
             )
         if self.output.suffix.lower() != ".png":
             raise UsageError(f"--output must be a .png file, got {self.output}")
-        outputs = [self.output] + ([self.json_path] if self.json_path else [])
-        for path in outputs:
-            if not path.parent.is_dir():
-                raise UsageError(f"folder {path.parent} does not exist; create it or choose another output")
-            if path.exists() and not self.force:
-                raise UsageError(f"{path} exists; pass --force to replace it or choose another name")
+        for path in self.files.paths:
             if path.resolve() == Path(self.image).resolve():
                 raise UsageError(f"{path} is the input image; choose another output name")
         if self.json_path and self.json_path.resolve() == self.output.resolve():
             raise UsageError("--json and --output name the same file")
+        self.files.check()
+
+    @property
+    def files(self) -> OutputFiles:
+        """The picture and the JSON: both checked before any work, written together at the end."""
+        if not hasattr(self, "_files"):
+            self._files = OutputFiles([self.output, self.json_path], self.force)
+        return self._files
 
     @property
     def extras(self) -> Dict[str, Path]:
@@ -76,7 +80,11 @@ def parse_point(text: str) -> Tuple[float, float, int]:
         values = [float(p) for p in parts]
     except ValueError:
         values = []
-    if len(values) not in (2, 3) or (len(values) == 3 and values[2] not in (0.0, 1.0)):
+    if (
+        len(values) not in (2, 3)
+        or not all(math.isfinite(v) for v in values)
+        or (len(values) == 3 and values[2] not in (0.0, 1.0))
+    ):
         raise UsageError(f"--point takes X,Y or X,Y,LABEL with LABEL 1 or 0, got {text!r}")
     return values[0], values[1], int(values[2]) if len(values) == 3 else 1
 
@@ -86,7 +94,12 @@ def parse_box(text: str) -> Tuple[float, float, float, float]:
         values = tuple(float(p) for p in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 4 or values[0] >= values[2] or values[1] >= values[3]:
+    if (
+        len(values) != 4
+        or not all(math.isfinite(v) for v in values)
+        or values[0] >= values[2]
+        or values[1] >= values[3]
+    ):
         raise UsageError(f"--box takes X0,Y0,X1,Y1 with X0 < X1 and Y0 < Y1, got {text!r}")
     return values
 
@@ -224,9 +237,11 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
         "masks": [{**r, "segmentation": rle} for r, rle in zip(records, rles)],
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }
-    atomic_write(options.output, lambda f: picture.save(f, format="PNG"), binary=True)
+    items = {options.output: lambda f: picture.save(f, format="PNG")}
     if options.json_path:
-        atomic_write_text(options.json_path, json.dumps(document, indent=1) + "\n")
+        text = json.dumps(document, indent=1) + "\n"
+        items[options.json_path] = lambda f: f.write(text)
+    options.files.write(items, binary=[options.output])
     return document
 
 

@@ -158,7 +158,7 @@ def test_devicectl_parsing():
     ],
 )
 def test_off_platform_devices_fail_with_one_line(capsys, tmp_path, device, message):
-    report_path = tmp_path / "reports" / "bench.json"
+    report_path = tmp_path / "bench.json"
     out = invoke(
         capsys,
         "bench",
@@ -300,10 +300,11 @@ def test_the_peak_is_measured_before_and_after_and_the_better_kept(monkeypatch):
 
 @pytest.mark.parametrize("option", ["--output", "--plot"])
 def test_unwritable_report_paths_are_exit_2_and_create_nothing(tmp_path, capsys, option):
-    """Item 10: a report path under a file, or a folder, is refused up front; missing folders are not made."""
+    """Item 10: a report path under a file, or a folder, is refused up front; missing folders are not made
+    (issue 26 item 7: a report's folder must exist, as segment's outputs' must)."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    for path, message in ((blocker / "sub" / "r.json", "is a file"), (tmp_path, "is a folder")):
+    for path, message in ((blocker / "sub" / "r.json", "does not exist"), (tmp_path, "is a folder")):
         out = invoke(
             capsys, "bench", "--encoder", "tinyvit", "--models-dir", str(tmp_path / "m"), option, str(path)
         )
@@ -317,7 +318,7 @@ def test_unwritable_validate_json_is_exit_2(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     out = invoke(capsys, "validate", str(tmp_path), "--json", str(blocker / "r.json"))
-    assert "is a file" in one_line_error(out)
+    assert "file does not exist" in one_line_error(out)
 
 
 @pytest.mark.parametrize("value", ["0", "-1G", "0.5K", "", "inf", "nan", "100M"])

@@ -21,7 +21,7 @@ from samexport.errors import UsageError
 from samexport.export import onnx_export, sam_layout
 from samexport.export.convert import convert
 from samexport.export.options import ConvertOptions
-from samexport.export.outputs import OutputFolder
+from samexport.export.outputs import LOCK_MARK, LOCK_NAME, OutputFolder
 
 NAMES = ["ToyThree.export.json", "ToyThreeDecoder.onnx", "ToyThreeEncoder.onnx"]
 
@@ -180,13 +180,20 @@ def test_a_killed_runs_work_folder_is_removed_by_the_next_run(toy, tmp_path):
     (dead,) = list(out.glob(".samexport-*"))
     live = out / ".samexport-live"
     live.mkdir()
-    held = os.open(live / ".lock", os.O_CREAT | os.O_RDWR)
+    held = os.open(live / LOCK_NAME, os.O_CREAT | os.O_RDWR)
+    os.write(held, LOCK_MARK)
     fcntl.flock(held, fcntl.LOCK_EX)
+    # issue 26 item 12: a user's own folder of that name, even with a free `.lock` in it, is not a leftover
+    mine = out / ".samexport-mine"
+    mine.mkdir()
+    (mine / ".lock").write_text("my notes")
+    (mine / LOCK_NAME).write_text("not written by samexport")
     try:
         toy_onnx(out)
     finally:
         os.close(held)
     assert not dead.exists() and live.exists()
+    assert (mine / ".lock").read_text() == "my notes"
 
 
 def test_a_failed_run_removes_the_folders_it_created(toy, tmp_path, monkeypatch):

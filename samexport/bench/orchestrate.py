@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 from ..console import Progress
 from ..errors import SamExportError, UsageError
 from ..export.options import MAX_BATCH, check_points
-from ..fsutil import atomic_write_text
+from ..fsutil import OutputFiles
 from ..provenance import machine, versions
 from ..registry import get_spec, list_models
 from . import device_profiles, harness, report
@@ -115,8 +115,12 @@ class BenchOptions:
 class Bench:
     """One `samexport bench` run: rows measured by the device's backend, written as they come."""
 
-    def __init__(self, options: BenchOptions, quiet: bool = False) -> None:
+    def __init__(
+        self, options: BenchOptions, quiet: bool = False, files: Optional[OutputFiles] = None
+    ) -> None:
+        """`files`: the command's outputs, checked already (the progress report is written through them)."""
         self.options = options
+        self.files = files or OutputFiles([options.output])
         self.backend = options.backend
         self.progress = Progress(quiet=quiet)
         self.result: Dict = {}
@@ -357,7 +361,7 @@ class Bench:
     def write_progress(self) -> None:
         """Rewrite the JSON after every part so an interrupted run keeps what it measured."""
         if self.options.output:
-            atomic_write_text(self.options.output, report.to_json(self.result))
+            self.files.write_text(self.options.output, report.to_json(self.result))
 
 
 @functools.lru_cache(maxsize=None)

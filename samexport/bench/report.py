@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 from typing import Dict, List
 
 from ..coreml_placement import ane_share
@@ -225,8 +224,9 @@ def print_table(result: Dict) -> None:
         Console(width=140).print(FLOOR_ABOVE_NOTE)
 
 
-def plot(result: Dict, path: Path) -> None:
-    """Bar chart of median latency per model and part, OOM/error marked, log scale."""
+def plot(result: Dict, path) -> None:
+    """Bar chart of median latency per model and part, OOM/error marked, log scale, as PNG to `path` (a
+    file name or a binary file)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -264,5 +264,5 @@ def plot(result: Dict, path: Path) -> None:
     ax.set_ylabel("median latency (ms, log scale)")
     ax.set_title(f"samexport bench, {result['device']['label']} ({result['options']['target']})")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)

@@ -17,7 +17,7 @@ import torch
 
 from ..console import Progress
 from ..errors import UsageError
-from ..fsutil import tree_bytes
+from ..fsutil import is_disk_full, tree_bytes
 from ..provenance import machine, sha256, versions
 from ..registry import get_spec
 from ..reparam import reparameterize_model
@@ -25,7 +25,7 @@ from ..zoo import build_model_noting
 from .compare import compare
 from .compression import compression
 from .options import ConvertOptions, artifact_names
-from .outputs import OutputFolder, is_disk_full
+from .outputs import OutputFolder
 from .reference import Reference
 from .target import ExportJob, export_layout, targets
 

@@ -15,7 +15,6 @@ inside it, and the switch to the new set of files at the end.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -33,7 +32,10 @@ except ImportError:  # Windows: no advisory locks; the re-check at the switch st
     fcntl = None
 
 WORK_PREFIX = ".samexport-"
-LOCK_NAME = ".lock"
+# A work folder is known by its lock file's name and content, written by the run that made it: a user's
+# own `.samexport-*` folder (with a `.lock` in it or not) is never taken for a leftover.
+LOCK_NAME = ".samexport-work.lock"
+LOCK_MARK = b"samexport convert work folder\n"
 
 
 def missing_folders(path: Path) -> List[Path]:
@@ -85,7 +87,12 @@ def remove_stale_work_folders(folder: Path) -> List[Path]:
         return removed
     for work in folder.glob(f"{WORK_PREFIX}*"):
         lock = work / LOCK_NAME
-        if not work.is_dir() or not lock.is_file():
+        if not work.is_dir() or lock.is_symlink() or not lock.is_file():
+            continue
+        try:
+            if lock.read_bytes()[: len(LOCK_MARK)] != LOCK_MARK:
+                continue
+        except OSError:
             continue
         fd = os.open(lock, os.O_RDONLY)
         try:
@@ -97,12 +104,6 @@ def remove_stale_work_folders(folder: Path) -> List[Path]:
         shutil.rmtree(work, ignore_errors=True)
         removed.append(work)
     return removed
-
-
-def is_disk_full(error: BaseException) -> bool:
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return True
-    return "No space left on device" in str(error) or "[Errno 28]" in str(error)
 
 
 class OutputFolder:
@@ -144,6 +145,7 @@ class OutputFolder:
             remove_stale_work_folders(self.path)
             self.work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=self.path))
             self._lock_fd = os.open(self.work / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+            os.write(self._lock_fd, LOCK_MARK)
             if fcntl is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             (self.work / "tmp").mkdir()

@@ -74,8 +74,9 @@ def package_info(path: Path, manifest: Optional[Path] = None) -> PackageInfo:
     )
 
 
-def expand(paths: List[Path]) -> List[PackageInfo]:
-    """Packages named directly or through an export manifest."""
+def expand(paths: List[Path], manifests_read: Optional[Dict[Path, bytes]] = None) -> List[PackageInfo]:
+    """Packages named directly or through an export manifest; `manifests_read` receives each manifest's
+    bytes as they were read (results are written back only into that same file)."""
     infos = []
     for path in paths:
         path = Path(path)
@@ -83,7 +84,8 @@ def expand(paths: List[Path]) -> List[PackageInfo]:
             raise UsageError(f"{path} does not exist; pass an .mlpackage or an export manifest")
         if path.is_file() and path.name.endswith(".json"):
             try:
-                data = json.loads(path.read_text())
+                raw = path.read_bytes()
+                data = json.loads(raw)
             except (OSError, ValueError) as e:
                 raise UsageError(
                     f"{path} is not an export manifest written by `samexport convert` ({e})"
@@ -100,6 +102,8 @@ def expand(paths: List[Path]) -> List[PackageInfo]:
             if not packages:
                 raise UsageError(f"{path} lists no Core ML packages (ONNX exports are validated by convert)")
             infos += [package_info(p, manifest=path) for p in packages]
+            if manifests_read is not None:
+                manifests_read[path] = raw
         else:
             infos.append(package_info(path))
     return infos
@@ -132,7 +136,8 @@ def validate(
 ) -> Dict[str, Dict]:
     """package path -> check report; manifests given are updated with the results. `extras`: the family's
     other files (RAP-SAM: `classifier`), as `build_model` takes them."""
-    infos = expand(paths)
+    manifests_read: Dict[Path, bytes] = {}
+    infos = expand(paths, manifests_read)
     method = coreml_check.resolve_method(method)
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise UsageError(f"--checkpoint {checkpoint} does not exist; pass the official checkpoint file")
@@ -147,20 +152,37 @@ def validate(
         reports.update(layout.validate(model, [i for i in infos if i.model == model_name], method))
     for manifest in dict.fromkeys(info.manifest for info in infos if info.manifest):
         update_manifest(
-            manifest, {info.part: reports[str(info.path)] for info in infos if info.manifest == manifest}
+            manifest,
+            {info.part: reports[str(info.path)] for info in infos if info.manifest == manifest},
+            manifests_read[manifest],
         )
     return reports
 
 
-def update_manifest(manifest: Path, parts: Dict[str, Dict]) -> None:
-    """Write the results into the manifest's validation.coreml, replacing the file atomically."""
-    data = json.loads(manifest.read_text())
-    coreml = {**parts, "passed": all(r["passed"] for r in parts.values())}
-    data.setdefault("validation", {})["coreml"] = coreml
-    try:
-        atomic_write_text(manifest, json.dumps(data, indent=2) + "\n")
-    except OSError as e:
-        raise UsageError(f"cannot update {manifest} ({e.strerror or e}); make its folder writable") from None
+def update_manifest(manifest: Path, parts: Dict[str, Dict], as_read: bytes) -> None:
+    """Write the results into the manifest's validation.coreml, replacing the file atomically, if it is still
+    the file validate read (`as_read`): under the folder lock `convert` switches files under, so a verdict
+    computed against one export never lands in the manifest of another that replaced it meanwhile."""
+    from .outputs import folder_lock
+
+    with folder_lock(manifest.parent):
+        try:
+            current = manifest.read_bytes()
+        except OSError:
+            current = None
+        if current != as_read:
+            raise UsageError(
+                f"{manifest} changed while validate ran (another samexport convert?); the results were "
+                "computed against the files it replaced, so they were not written: run validate again"
+            )
+        data = json.loads(current)
+        coreml = {**parts, "passed": all(r["passed"] for r in parts.values())}
+        data.setdefault("validation", {})["coreml"] = coreml
+        try:
+            atomic_write_text(manifest, json.dumps(data, indent=2) + "\n")
+        except OSError as e:
+            why = e.strerror or e
+            raise UsageError(f"cannot update {manifest} ({why}); make its folder writable") from None
 
 
 def render(reports: Dict[str, Dict]) -> str:
