@@ -21,10 +21,16 @@ StateDict = Dict[str, torch.Tensor]
 
 
 @functools.lru_cache(maxsize=None)
-def expected_layout(name: str) -> Dict[str, Tuple[int, ...]]:
-    """Key -> shape of the official state_dict of a registry model (built on the meta device)."""
+def _meta_state(name: str) -> Dict[str, Tuple[Tuple[int, ...], bool]]:
+    """Key -> (shape, floating point) of the official state_dict of a registry model (built on the meta
+    device)."""
     model = get_spec(name).build_meta()
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return {k: (tuple(v.shape), v.is_floating_point()) for k, v in model.state_dict().items()}
+
+
+def expected_layout(name: str) -> Dict[str, Tuple[int, ...]]:
+    """Key -> shape of the official state_dict of a registry model."""
+    return {k: shape for k, (shape, _) in _meta_state(name).items()}
 
 
 # Leading bytes of files people pass by mistake, and of the two formats torch.save writes.
@@ -45,18 +51,25 @@ FIX = "pass the official .pt/.pth (or a .safetensors) checkpoint"
 WRAPPERS = ("model", "state_dict")
 
 
-def read_checkpoint(path: str | Path) -> StateDict:
+def read_checkpoint(path: str | Path, spec: ModelSpec | None = None) -> StateDict:
     """Read a checkpoint without executing code: a torch file (a plain state_dict or {"model": ...}, read
-    with weights_only=True) or a .safetensors file (read with the safetensors library)."""
+    with weights_only=True, memory-mapped) or a .safetensors file (read with the safetensors library).
+    With `spec` its names, shapes and dtypes are checked against the official layout before any tensor
+    is materialised (a safetensors header is read alone first), so a small file that declares huge
+    tensors costs nothing."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist or is not a file; {FIX}")
     with open(path, "rb") as f:
         head = f.read(16)
     if path.suffix == ".safetensors" or _is_safetensors(head):
+        if spec is not None:
+            check_layout(_safetensors_header(path), spec, str(path))
         state_dict = _read_safetensors(path)
     else:
         state_dict = _read_torch(path, head)
+    if spec is not None:
+        check_layout(state_dict, spec, str(path))
     for key, value in state_dict.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise CheckpointError(
@@ -68,6 +81,29 @@ def read_checkpoint(path: str | Path) -> StateDict:
 def _is_safetensors(head: bytes) -> bool:
     """safetensors: an 8-byte little-endian header length, then a JSON header."""
     return len(head) > 8 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 100_000_000
+
+
+def _safetensors_header(path: Path) -> StateDict:
+    """The file's tensors as meta tensors (names, shapes, float or not) from its header alone."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {
+                key: torch.empty(
+                    f.get_slice(key).get_shape(),
+                    dtype=torch.float32
+                    if f.get_slice(key).get_dtype().lstrip("B").startswith("F")
+                    else torch.int64,
+                    device="meta",
+                )
+                for key in f.keys()
+            }
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable safetensors file ({first_line(e)}); "
+            "it may be truncated: download it again"
+        ) from None
 
 
 def _read_safetensors(path: Path) -> StateDict:
@@ -98,7 +134,7 @@ def _read_torch(path: Path, head: bytes) -> StateDict:
             f"its legacy format); {FIX}"
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=head.startswith(TORCH_ZIP))
     except pickle.UnpicklingError as e:
         code = re.search(r"GLOBAL ([\w.]+)", str(e))
         if code:
@@ -171,6 +207,14 @@ def check_layout(state_dict: Mapping[str, torch.Tensor], spec: ModelSpec, source
     unexpected = set(state_dict) - set(layout)
     wrong_shape = {k for k in set(layout) & set(state_dict) if tuple(state_dict[k].shape) != layout[k]}
     if not (missing or unexpected or wrong_shape):
+        floating = {k for k, (_, is_float) in _meta_state(spec.name).items() if is_float}
+        not_float = sorted(k for k in floating if not state_dict[k].is_floating_point())
+        if not_float:
+            raise CheckpointError(
+                f"{source}: {len(not_float)} weights are not floating point ({not_float[0]} is "
+                f"{str(state_dict[not_float[0]].dtype).replace('torch.', '')}); samexport loads the official "
+                f"float checkpoint ({spec.checkpoint_file}), not a quantized or converted one"
+            )
         return
     guess = guess_model(state_dict)
     if guess and guess != spec.name:
@@ -189,9 +233,7 @@ def check_layout(state_dict: Mapping[str, torch.Tensor], spec: ModelSpec, source
 
 def load_checkpoint(model: nn.Module, path: str | Path, spec: ModelSpec) -> None:
     """Strictly load an official checkpoint file into `model`."""
-    state_dict = read_checkpoint(path)
-    check_layout(state_dict, spec, str(path))
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict(read_checkpoint(path, spec), strict=True)
 
 
 def random_fill(key: str, like: torch.Tensor, salt: str = "") -> torch.Tensor:

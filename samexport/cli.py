@@ -13,6 +13,7 @@ from typing import Dict, Optional
 import click
 
 from .errors import SamExportError, first_line
+from .everything import EVERYTHING_DEFAULTS
 from .export.options import DEFAULT_POINTS
 from .fsutil import OutputFiles
 
@@ -225,13 +226,29 @@ def convert_command(
     "--json", "json_path", type=click.Path(path_type=Path), help="Masks (COCO RLE), scores and timings."
 )
 @click.option(
-    "--points-per-side", default=32, show_default=True, help="Everything mode: grid points per side."
+    "--points-per-side",
+    default=EVERYTHING_DEFAULTS["points_per_side"],
+    show_default=True,
+    help="Everything mode: grid points per side (1 to 128).",
 )
-@click.option("--pred-iou-thresh", default=0.88, show_default=True, help="Everything mode: IoU filter.")
 @click.option(
-    "--stability-score-thresh", default=0.95, show_default=True, help="Everything mode: stability filter."
+    "--pred-iou-thresh",
+    default=EVERYTHING_DEFAULTS["pred_iou_thresh"],
+    show_default=True,
+    help="Everything mode: IoU filter.",
 )
-@click.option("--crop-n-layers", default=0, show_default=True, help="Everything mode: crop layers.")
+@click.option(
+    "--stability-score-thresh",
+    default=EVERYTHING_DEFAULTS["stability_score_thresh"],
+    show_default=True,
+    help="Everything mode: stability filter.",
+)
+@click.option(
+    "--crop-n-layers",
+    default=EVERYTHING_DEFAULTS["crop_n_layers"],
+    show_default=True,
+    help="Everything mode: crop layers (0 to 3).",
+)
 @click.option(
     "--classifier",
     type=click.Path(path_type=Path),

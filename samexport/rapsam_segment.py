@@ -62,6 +62,7 @@ def _record(mask: np.ndarray, iou, name: str | None = None) -> Dict:
         "bbox": amg.xyxy_to_xywh(box),
         "predicted_iou": iou,
         "stability_score": None,
+        "mask_token": None if name is not None else 0,  # a prompt query gives one mask
     }
     if name is not None:
         record["category"] = name

@@ -19,9 +19,25 @@ import numpy as np
 
 from .console import Progress
 from .errors import InputError, UsageError
+from .everything import EVERYTHING_DEFAULTS, EVERYTHING_RANGES
 from .fsutil import OutputFiles
 
 BACKENDS = ("torch", "onnx", "coreml")
+# Every mask record of the JSON has these keys (None where the family or mode has no value): one schema.
+RECORD_KEYS = (
+    "segmentation",
+    "area",
+    "bbox",
+    "predicted_iou",
+    "stability_score",
+    "mask_token",
+    "point_coords",
+    "crop_box",
+    "category",
+)
+SEGMENT_FORMAT = "samexport.segment/2"  # /2: one record schema and timing names for every family
+# Timings of every family under one set of names.
+TIMING_NAMES = {"setup": "build", "encoder": "encode", "decoder": "decode"}
 
 
 @dataclass
@@ -59,7 +75,29 @@ class SegmentOptions:
                 raise UsageError(f"{path} is the input image; choose another output name")
         if self.json_path and self.json_path.resolve() == self.output.resolve():
             raise UsageError("--json and --output name the same file")
+        self.check_everything_options()
         self.files.check()
+
+    def check_everything_options(self) -> None:
+        """Everything-mode options are for SAM-style --everything alone, and within the ranges it runs;
+        an option that would be ignored is refused, not ignored."""
+        from .registry import get_spec
+
+        for name, value in self.generator_kwargs.items():
+            low, high = EVERYTHING_RANGES.get(name, (None, None))
+            if low is not None and not (isinstance(value, int) and low <= value <= high):
+                raise UsageError(f"--{name.replace('_', '-')} takes {low} to {high}, got {value}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"--{name.replace('_', '-')} takes a finite number, got {value}")
+        changed = [k for k, v in self.generator_kwargs.items() if v != EVERYTHING_DEFAULTS.get(k)]
+        if not changed:
+            return
+        flag = "--" + changed[0].replace("_", "-")
+        if not self.everything:
+            raise UsageError(f"{flag} is an everything-mode option; add --everything or drop {flag}")
+        refusal = get_spec(self.encoder).family.everything_refusal
+        if refusal:
+            raise UsageError(f"{flag} is an option of the click-grid everything mode; {refusal}; drop {flag}")
 
     @property
     def files(self) -> OutputFiles:
@@ -104,16 +142,46 @@ def parse_box(text: str) -> Tuple[float, float, float, float]:
     return values
 
 
-def load_image(path: Path) -> np.ndarray:
-    """An image file -> HxWx3 uint8 RGB, EXIF orientation applied."""
+# Masks come back at the photo's size (several float copies of it while upscaling): past this many pixels
+# a small compressed file would cost gigabytes. A 48 MP phone photo fits.
+MAX_IMAGE_PIXELS = 50_000_000
+# The model sees the photo with its longest side at about a thousand pixels.
+MODEL_SIDE = 1024
+
+
+def load_image(path: Path, notes: Optional[List[str]] = None) -> np.ndarray:
+    """An image file -> HxWx3 uint8 RGB, EXIF orientation applied. 16-bit images are scaled to 8 bits (not
+    saturated); an alpha channel is dropped (said in `notes`). The size is checked from the header,
+    before decoding."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InputError(
+                    f"{path} is {width}x{height} ({width * height / 1e6:.0f} MP), more than the "
+                    f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP samexport segments; downscale it first (the model sees "
+                    f"about {MODEL_SIDE} px on the longest side anyway)"
+                )
+            if min(width, height) * MODEL_SIDE < max(width, height):
+                raise InputError(
+                    f"{path} is {width}x{height}: at the model's {MODEL_SIDE} px its short side would be "
+                    "under one pixel; crop or pad it to a less extreme shape"
+                )
+            image = ImageOps.exif_transpose(image)
+            if "A" in image.getbands() and notes is not None:
+                notes.append(f"{path.name} has an alpha channel; it is dropped (the model takes RGB)")
+            if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+                wide = np.asarray(image, dtype=np.float64)
+                gray = np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)  # 16-bit -> 8-bit
+                return np.repeat(gray[..., None], 3, axis=-1)
+            return np.asarray(image.convert("RGB"))
     except FileNotFoundError:
         raise UsageError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as e:
+    except Image.DecompressionBombError:
+        raise InputError(f"{path} declares more pixels than Pillow will decode; downscale it first") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputError(
             f"{path} is not an image Pillow can read ({type(e).__name__}); give a PNG or JPEG"
         ) from None
@@ -202,7 +270,10 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
     from .registry import get_spec
 
     progress = Progress(quiet=quiet)
-    image = load_image(options.image)
+    notes: List[str] = []
+    image = load_image(options.image, notes)
+    for note in notes:
+        progress.say(f"note: {note}")
     check_prompts_inside(options, image.shape[:2])
     run = {"sam": _sam_style, "rapsam": rapsam_segment.run}[get_spec(options.encoder).family.export_layout]
     records, timings, title, backend = run(options, image, progress)
@@ -224,8 +295,10 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
     )
     rles = encode_rle(np.stack(masks)) if masks else []
     timings = {**timings, "draw": time.perf_counter() - draw_start}
+    timings = {TIMING_NAMES.get(k, k): v for k, v in timings.items()}
+    records = [{key: record.get(key) for key in RECORD_KEYS if key != "segmentation"} for record in records]
     document = {
-        "format": "samexport.segment/1",
+        "format": SEGMENT_FORMAT,
         "image": str(options.image),
         "size_hw": list(image.shape[:2]),
         "model": options.encoder,
@@ -234,7 +307,7 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
         "mode": "everything" if options.everything else "prompts",
         "prompts": {"points": [list(p) for p in options.points], "boxes": [list(b) for b in options.boxes]},
         "generator": options.generator_kwargs if options.everything and run is _sam_style else None,
-        "masks": [{**r, "segmentation": rle} for r, rle in zip(records, rles)],
+        "masks": [{"segmentation": rle, **r} for r, rle in zip(records, rles)],
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }
     items = {options.output: lambda f: picture.save(f, format="PNG")}
@@ -247,8 +320,13 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
 
 def _sam_style(options: SegmentOptions, image: np.ndarray, progress: Progress):
     """SAM-style families: (records, timings, title, backend) through the chosen backend's predictor."""
+    from .registry import get_spec
+
     if options.classifier is not None:
         raise UsageError(f"--classifier is for RAP-SAM (rapsam_r50); {options.encoder} takes none")
+    refusal = get_spec(options.encoder).family.everything_refusal
+    if options.everything and refusal:  # before a model is built or a warning printed
+        raise InputError(refusal)
     start = time.perf_counter()
     predictor = make_predictor(options, progress)
     setup = time.perf_counter() - start

@@ -31,6 +31,7 @@ LAYERS = [
         "samexport.modeling",
         "samexport.transforms",
         "samexport.amg",
+        "samexport.everything",
         "samexport.overlay",
         "samexport.panoptic",
     },

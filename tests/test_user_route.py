@@ -207,3 +207,187 @@ def test_non_finite_or_empty_boxes_are_refused(box, tmp_path, capsys, photo):
     )
     assert "--box takes X0,Y0,X1,Y1" in one_line_error(out)
     assert not (tmp_path / "o.png").exists()
+
+
+def test_checkpoints_with_non_float_weights_are_refused(tmp_path):
+    """Item 9: integer, bool or uint8 weights loaded and gave NaN or empty masks with rc 0."""
+    import torch
+
+    from samexport import build_model
+    from samexport.checkpoint import random_state_dict
+    from samexport.errors import CheckpointError
+    from samexport.registry import get_spec
+
+    state = random_state_dict(get_spec("tinyvit").build_meta().to_empty(device="cpu"))
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    for dtype in (torch.uint8, torch.int32, torch.bool):
+        bad = {**state, first: state[first].to(dtype)}
+        path = tmp_path / f"{dtype}.pt"
+        torch.save(bad, path)
+        with pytest.raises(CheckpointError, match=f"weights are not floating point .*{str(dtype)[6:]}"):
+            build_model("tinyvit", checkpoint=path)
+
+
+def test_a_safetensors_header_is_checked_before_any_tensor_is_read(tmp_path, monkeypatch):
+    """Item 10: a small sparse safetensors file declaring 4 GB was materialised (10 GB peak) before the
+    layout check refused it; the header alone now decides."""
+    import struct
+
+    from samexport import checkpoint
+    from samexport.errors import CheckpointError
+
+    header = json.dumps(
+        {"huge": {"dtype": "F32", "shape": [1024, 1024, 1024], "data_offsets": [0, 4 * 1024**3]}}
+    )
+    path = tmp_path / "huge.safetensors"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header.encode())
+        f.truncate(8 + len(header) + 4 * 1024**3)  # sparse: 4 GB declared, nothing on disk
+
+    def never(*args):
+        raise AssertionError("tensors were read before the layout check")
+
+    monkeypatch.setattr(checkpoint, "_read_safetensors", never)
+    with pytest.raises(CheckpointError, match="does not match tinyvit.*1 unexpected \\(huge\\)"):
+        checkpoint.read_checkpoint(path, checkpoint.get_spec("tinyvit"))
+
+
+@pytest.mark.parametrize(
+    "size,message",
+    [((12000, 4500), "more than the 50 MP"), ((3000, 1), "short side would be under one pixel")],
+)
+def test_images_beyond_the_pixel_budget_are_refused_from_the_header(size, message, tmp_path):
+    """Item 10/11: a 445 KB 12000x12000 PNG peaked at 8 GB, a 30000^2 one gave DecompressionBombError, a
+    1x3000 one a ValueError; refused in one line from the header."""
+    from samexport.errors import InputError
+    from samexport.segment import load_image
+
+    path = tmp_path / "big.png"
+    Image.new("L", size).save(path)
+    with pytest.raises(InputError, match=message):
+        load_image(path)
+
+
+def test_16_bit_grayscale_is_scaled_not_saturated(tmp_path):
+    """Item 11: 16-bit PNGs saturated to white; RGBA: the alpha channel is dropped and said so."""
+    import numpy as np
+
+    from samexport.segment import load_image
+
+    ramp = (np.arange(256, dtype=np.uint16) * 257)[None].repeat(4, axis=0)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    image = load_image(tmp_path / "g16.png")
+    assert image.shape == (4, 256, 3) and image[0, :, 0].tolist() == list(range(256))
+    Image.new("RGBA", (8, 8), (10, 20, 30, 0)).save(tmp_path / "a.png")
+    notes = []
+    assert load_image(tmp_path / "a.png", notes)[0, 0].tolist() == [10, 20, 30]
+    assert "alpha channel; it is dropped" in notes[0]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--everything", "--points-per-side", "0"], "--points-per-side takes 1 to 128, got 0"),
+        (["--everything", "--points-per-side", "100000"], "--points-per-side takes 1 to 128"),
+        (["--everything", "--crop-n-layers", "-1"], "--crop-n-layers takes 0 to 3"),
+        (["--everything", "--crop-n-layers", "50"], "--crop-n-layers takes 0 to 3"),
+        (["--point", "5,5", "--pred-iou-thresh", "0.5"], "--pred-iou-thresh is an everything-mode option"),
+    ],
+)
+def test_everything_options_out_of_range_or_unused_are_refused(args, message, tmp_path, capsys, photo):
+    """Item 11 and 15: ZeroDivisionError, a 74.5 GiB MemoryError, an endless run; options silently
+    ignored."""
+    out = invoke(
+        capsys, "segment", str(photo), "--encoder", "tinyvit", *args, "--output", str(tmp_path / "o.png")
+    )
+    assert message in one_line_error(out)
+
+
+def test_rapsam_refuses_the_click_grid_options_it_would_ignore(tmp_path, capsys, photo):
+    """Item 15: RAP-SAM --everything --pred-iou-thresh 0 ignored the threshold (the legend still said 0.8)."""
+    args = ["segment", str(photo), "--encoder", "rapsam_r50", "--everything", "--pred-iou-thresh", "0"]
+    error = one_line_error(invoke(capsys, *args, "--output", str(tmp_path / "o.png")))
+    assert "--pred-iou-thresh is an option of the click-grid everything mode" in error and "panoptic" in error
+
+
+def test_efficientsam_refuses_a_seventh_token(tmp_path, capsys, photo):
+    """Item 11: EfficientSAM dropped a 7th click silently."""
+    clicks = [arg for i in range(7) for arg in ("--point", f"{10 + i},10")]
+    args = [
+        "segment",
+        str(photo),
+        "--encoder",
+        "efficientsam_ti",
+        *clicks,
+        "--output",
+        str(tmp_path / "o.png"),
+    ]
+    assert "at most 6 prompt tokens" in one_line_error(invoke(capsys, *args))
+
+
+def test_bad_validate_metadata_and_manifests_are_one_line(toy, tmp_path, capsys):
+    """Item 11: validate passed a package whose contract is not JSON, whose token counts are nonsense, or
+    a manifest of format samexport.export/99; deeply nested JSON raised RecursionError."""
+    from samexport.export.validate import check_metadata
+
+    good = {"com.samexport.model": "toy3", "com.samexport.part": "decoder"}
+    check_metadata("ok.mlpackage", {**good, "com.samexport.token_counts": "[2, 3]"})
+    for key, value, message in (
+        ("com.samexport.contract", "{not json", "contract metadata is not JSON"),
+        ("com.samexport.token_counts", "[100000]", r"token_counts metadata is '\[100000\]'"),
+        ("com.samexport.batch_sizes", "[0]", "batch_sizes metadata"),
+        ("com.samexport.part", "tail", "has part 'tail'"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            check_metadata("bad.mlpackage", {**good, key: value})
+    manifest = tmp_path / "M.export.json"
+    manifest.write_text(json.dumps({"format": "samexport.export/99", "files": {}}))
+    assert "format 'samexport.export/99'" in one_line_error(invoke(capsys, "validate", str(manifest)))
+    manifest.write_text("[" * 100000 + "]" * 100000)
+    assert "is not an export manifest" in one_line_error(invoke(capsys, "validate", str(manifest)))
+
+
+def test_bench_inputs_that_are_not_numbers_are_one_line(tmp_path, capsys):
+    """Item 11: `--memory-limit 1e30G` gave rc 1; `bench --from` with a string median_ms a TypeError."""
+    assert "more memory than any machine has" in one_line_error(
+        invoke(capsys, "bench", "--memory-limit", "1e30G", "--encoder", "tinyvit")
+    )
+    result = {
+        "schema": "samexport.bench/1",
+        "device": {"label": "cpu"},
+        "options": {"target": "onnx"},
+        "rows": [{"model": "tinyvit", "part": "encoder", "status": "ok", "stats": {"median_ms": "fast"}}],
+    }
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    assert "incomplete bench result (no numbers in the row of tinyvit encoder)" in one_line_error(
+        invoke(capsys, "bench", "--from", str(path))
+    )
+    path.write_text("[" * 100000 + "]" * 100000)
+    assert "cannot read bench results" in one_line_error(invoke(capsys, "bench", "--from", str(path)))
+
+
+def test_segment_json_has_one_schema_for_every_family(tmp_path, capsys, photo):
+    """Item 16: timing keys setup/encoder/decoder vs build/encode/decode, mask_token missing for RAP-SAM."""
+    from samexport.segment import RECORD_KEYS
+
+    documents = {}
+    for encoder in ("tinyvit", "rapsam_r50"):
+        doc = tmp_path / f"{encoder}.json"
+        args = [
+            "segment",
+            str(photo),
+            "--encoder",
+            encoder,
+            "--point",
+            "320,240",
+            "--output",
+            str(tmp_path / "o.png"),
+        ]
+        assert invoke(capsys, *args, "--json", str(doc), "--force").returncode == 0
+        documents[encoder] = json.loads(doc.read_text())
+    for document in documents.values():
+        assert document["format"] == "samexport.segment/2"
+        assert {"build", "encode", "decode", "draw"} <= set(document["timings_s"])
+        assert all(tuple(m) == RECORD_KEYS for m in document["masks"])
+    assert documents["rapsam_r50"]["masks"][0]["mask_token"] == 0

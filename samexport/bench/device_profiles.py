@@ -34,6 +34,8 @@ def budget_bytes(key: str) -> int:
 # A child part needs about 90 MB before any model loads (Python, NumPy, onnxruntime); below this every
 # part would be reported out of memory, which says nothing about the model.
 MIN_MEMORY_LIMIT = 128 * 1024**2
+# resource.setrlimit takes a C long; nothing measured here needs more than a petabyte
+MAX_MEMORY_LIMIT = 1024**5
 
 
 def parse_size(text: str) -> int:
@@ -47,6 +49,11 @@ def parse_size(text: str) -> int:
     if not math.isfinite(number):
         raise UsageError(f"--memory-limit takes a finite size like 4G or 512M, got {text!r}")
     size = int(number * (units[value[-1]] if value[-1] in units else 1))
+    if size > MAX_MEMORY_LIMIT:
+        raise UsageError(
+            f"--memory-limit {text!r} is more memory than any machine has (over "
+            f"{MAX_MEMORY_LIMIT // 1024**4}T); leave it out for no limit"
+        )
     if size < MIN_MEMORY_LIMIT:
         raise UsageError(
             f"--memory-limit {text!r} is below {MIN_MEMORY_LIMIT // 1024**2}M, the least a part needs "

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..console import Progress
-from ..errors import SamExportError, UsageError
+from ..errors import SamExportError, UsageError, first_line
 from ..export.options import MAX_BATCH, check_points
 from ..fsutil import OutputFiles
 from ..provenance import machine, versions
@@ -381,9 +381,9 @@ def load_results(path: Path) -> Dict:
     """A result file written by `bench --format json` (or the harness), with the fields reports read."""
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise UsageError(
-            f"cannot read bench results {path} ({e}); pass a JSON file written by --format json"
+            f"cannot read bench results {path} ({first_line(e)}); pass a JSON file written by --format json"
         ) from None
     if not isinstance(data, dict) or data.get("schema") != report.SCHEMA:
         raise UsageError(f"{path} is not a samexport bench result ({report.SCHEMA})")
@@ -397,6 +397,17 @@ def load_results(path: Path) -> Dict:
         isinstance(r, dict) and {"model", "part", "status"} <= set(r) for r in rows
     ):
         problems.append("rows (each with model, part, status)")
+    else:
+        numbers = ("median_ms", "p90_ms", "min_ms", "max_ms", "mean_ms", "std_ms")
+        for row in rows:
+            stats = row.get("stats")
+            values = [row.get(k) for k in ("peak_rss_mb", "gmacs", "compute_floor_ms", "load_ms", "first_ms")]
+            values += [stats.get(k) for k in numbers] if isinstance(stats, dict) else []
+            if (stats is not None and not isinstance(stats, dict)) or not all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+            ):
+                problems.append(f"numbers in the row of {str(row['model'])[:40]} {str(row['part'])[:20]}")
+                break
     if problems:
         raise UsageError(
             f"{path} is an incomplete bench result (no {', '.join(problems)}); re-run samexport bench "

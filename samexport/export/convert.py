@@ -25,7 +25,7 @@ from ..zoo import build_model_noting
 from .compare import compare
 from .compression import compression
 from .options import ConvertOptions, artifact_names
-from .outputs import OutputFolder
+from .outputs import MANIFEST_FORMAT, OutputFolder
 from .reference import Reference
 from .target import ExportJob, export_layout, targets
 
@@ -136,7 +136,7 @@ class Converter:
         )
         opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
         return {
-            "format": "samexport.export/1",
+            "format": MANIFEST_FORMAT,
             "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "model": {
                 "name": spec.name,

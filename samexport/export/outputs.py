@@ -31,6 +31,8 @@ try:
 except ImportError:  # Windows: no advisory locks; the re-check at the switch still refuses a lost race
     fcntl = None
 
+# The manifest every convert writes beside its files (readers refuse other formats).
+MANIFEST_FORMAT = "samexport.export/1"
 WORK_PREFIX = ".samexport-"
 # A work folder is known by its lock file's name and content, written by the run that made it: a user's
 # own `.samexport-*` folder (with a `.lock` in it or not) is never taken for a leftover.

@@ -23,7 +23,7 @@ def read_manifest(path: Path) -> Dict:
     try:
         manifest = json.loads(Path(path).read_text())
         manifest["files"], manifest["model"]["name"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise UsageError(
             f"{path} is not a readable samexport export manifest ({e}); run samexport convert"
         ) from None

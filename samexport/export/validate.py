@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..coreml_package import CoreMLPackage
-from ..errors import SamExportError, UsageError
+from ..errors import SamExportError, UsageError, first_line
 from ..fsutil import atomic_write_text
 from ..provenance import sha256
+from ..registry import get_spec
 from ..zoo import RandomWeightsWarning, build_model
 from . import coreml_check
+from .options import MAX_BATCH, MAX_POINTS, PRECISIONS
+from .outputs import MANIFEST_FORMAT
 from .quality import floor_text
 from .target import export_layout
 
@@ -51,6 +54,49 @@ class PackageInfo:
         return (str(self.manifest or self.path.parent), self.precision, self.compress, self.checkpoint_sha256)
 
 
+def _counts(value, largest: int) -> bool:
+    return (
+        isinstance(value, list)
+        and 0 < len(value) <= largest
+        and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= largest for v in value)
+    )
+
+
+# com.samexport.* metadata that holds JSON, and what a package written by convert has there.
+METADATA_JSON = {
+    "com.samexport.contract": lambda v: isinstance(v, dict),
+    "com.samexport.token_counts": lambda v: _counts(v, MAX_POINTS + 2),
+    "com.samexport.batch_sizes": lambda v: _counts(v, MAX_BATCH),
+    "com.samexport.prompt_counts": lambda v: _counts(v, MAX_POINTS),
+    "com.samexport.input_size": lambda v: _counts(v, 8192) and len(v) == 2,
+}
+PARTS = ("encoder", "decoder", "panoptic")
+
+
+def check_metadata(name: str, meta: Dict[str, str]) -> None:
+    """A one-line UsageError unless the package's samexport metadata is what convert writes: a known model
+    and part, and JSON fields of the right shape and size (nothing to allocate from a damaged package)."""
+    if meta.get("com.samexport.part") not in PARTS:
+        raise UsageError(
+            f"{name} has part {meta.get('com.samexport.part')!r} in its metadata, not one of "
+            f"{', '.join(PARTS)}; convert it again"
+        )
+    get_spec(meta["com.samexport.model"])
+    if meta.get("com.samexport.precision", "fp16") not in PRECISIONS:
+        raise UsageError(f"{name} has precision {meta['com.samexport.precision']!r}; convert it again")
+    for key, valid in METADATA_JSON.items():
+        if key not in meta:
+            continue
+        try:
+            value = json.loads(meta[key])
+        except (ValueError, RecursionError):
+            raise UsageError(f"{name}: its {key} metadata is not JSON; convert it again") from None
+        if not valid(value):
+            raise UsageError(
+                f"{name}: its {key} metadata is {meta[key][:60]!r}, not what convert writes; convert it again"
+            )
+
+
 def package_info(path: Path, manifest: Optional[Path] = None) -> PackageInfo:
     package = CoreMLPackage(path)
     meta = package.metadata
@@ -59,6 +105,7 @@ def package_info(path: Path, manifest: Optional[Path] = None) -> PackageInfo:
             f"{package.path.name} was not written by `samexport convert` (no com.samexport metadata), "
             "so its PyTorch reference is unknown; evaluate it from Python with samexport.mileval.evaluate"
         )
+    check_metadata(package.path.name, meta)
     return PackageInfo(
         package=package,
         model=meta["com.samexport.model"],
@@ -86,10 +133,15 @@ def expand(paths: List[Path], manifests_read: Optional[Dict[Path, bytes]] = None
             try:
                 raw = path.read_bytes()
                 data = json.loads(raw)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, RecursionError) as e:
                 raise UsageError(
-                    f"{path} is not an export manifest written by `samexport convert` ({e})"
+                    f"{path} is not an export manifest written by `samexport convert` ({first_line(e)})"
                 ) from None
+            if isinstance(data, dict) and data.get("format") != MANIFEST_FORMAT:
+                raise UsageError(
+                    f"{path} has format {str(data.get('format'))[:40]!r}; this samexport reads "
+                    f"{MANIFEST_FORMAT} manifests: convert again (or use the samexport that wrote it)"
+                )
             files = data.get("files") if isinstance(data, dict) else None
             if not isinstance(files, dict) or not all(
                 isinstance(entry, dict) and isinstance(entry.get("path"), str) for entry in files.values()
