@@ -32,18 +32,59 @@ class Progress:
         self.say(f"  {name}: {seconds:.1f} s")
 
     @contextmanager
-    def bar(self, description: str) -> Iterator[Callable[[int, int], None]]:
-        """A progress bar; yields `advance(done, total)`."""
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    def bar(self, description: str, unit: str = "batches") -> Iterator[Callable[[int, int], None]]:
+        """A progress bar with rate and time left; yields `advance(done, total)`. Where stderr is not a
+        terminal (a log, CI) the bar cannot redraw, so a plain line with the same figures is printed at
+        most every LOG_EVERY_S seconds instead."""
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         from rich.progress import Progress as RichProgress
 
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+        )
         start = time.perf_counter()
+        logged = [start]
         with RichProgress(*columns, console=self.console, transient=True) as bar:
-            task = bar.add_task(description, total=None)
+            task = bar.add_task(description, total=None, rate="")
 
             def advance(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+                now = time.perf_counter()
+                line = progress_line(description, done, total, now - start, unit)
+                bar.update(task, completed=done, total=total, rate=line.rate)
+                if not self.console.is_terminal and (now - logged[0] >= LOG_EVERY_S or done == total):
+                    logged[0] = now
+                    self.say(line.text)
 
             yield advance
         self.say(f"  {description}: {time.perf_counter() - start:.1f} s")
+
+
+LOG_EVERY_S = 15.0
+
+
+class ProgressLine:
+    def __init__(self, rate: str, text: str) -> None:
+        self.rate, self.text = rate, text
+
+
+def progress_line(description: str, done: int, total: int, elapsed: float, unit: str) -> ProgressLine:
+    """'12.5 batches/s' and '  everything mode: 40/1024 batches, 12.5/s, about 79 s left'."""
+    per_second = done / elapsed if elapsed > 0 and done else 0.0
+    rate = f"{per_second:.1f} {unit}/s" if per_second else ""
+    left = f", about {(total - done) / per_second:.0f} s left" if per_second and total > done else ""
+    return ProgressLine(
+        rate,
+        f"  {description}: {done}/{total} {unit}" + (f", {per_second:.1f}/s" if per_second else "") + left,
+    )

@@ -29,9 +29,14 @@ def draw_overlay(
     point_labels: Sequence[int] = (),
     boxes: Sequence[Sequence[float]] = (),
     title: str = "",
+    point_masks: Sequence[int] = (),
+    box_masks: Sequence[int] = (),
 ) -> Image.Image:
     """HxWx3 uint8 image + boolean HxW masks (drawn largest first so small ones stay visible) ->
-    RGB picture with the legend below the image (one row per mask: colour, `labels[i]`)."""
+    RGB picture with the legend below the image (one row per mask: colour, `labels[i]`). Each prompt is
+    drawn in the colour of the mask it asked for (`point_masks[i]`, `box_masks[j]`: that mask's index),
+    numbered like the mask and its legend row; a click's fill still says positive (green) or negative
+    (red)."""
     h, w = image.shape[:2]
     colours = palette(len(masks))
     canvas = image.astype(np.float32)
@@ -48,14 +53,37 @@ def draw_overlay(
     picture = Image.fromarray(canvas.round().clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
     radius = max(4, round(min(h, w) / 120))
-    for (x, y), label in zip(points, point_labels):
-        colour = POSITIVE if label == 1 else NEGATIVE
+    font = ImageFont.load_default(size=max(10, 2 * radius))
+    for i, ((x, y), label) in enumerate(zip(points, point_labels)):
+        owner = _owner(point_masks, i, len(masks))
+        ring = colours[owner] if owner is not None else (255, 255, 255)
         draw.ellipse(
-            [x - radius, y - radius, x + radius, y + radius], fill=colour, outline=(255, 255, 255), width=2
+            [x - radius, y - radius, x + radius, y + radius],
+            fill=POSITIVE if label == 1 else NEGATIVE,
+            outline=ring,
+            width=max(2, radius // 2),
         )
-    for x0, y0, x1, y1 in boxes:
-        draw.rectangle([x0, y0, x1, y1], outline=BOX, width=max(2, radius // 2))
+        if owner is not None:
+            _number(draw, (x + radius + 2, y - radius - 2), owner, ring, font)
+    for j, (x0, y0, x1, y1) in enumerate(boxes):
+        owner = _owner(box_masks, j, len(masks))
+        colour = colours[owner] if owner is not None else BOX
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=max(2, radius // 2))
+        if owner is not None:
+            _number(draw, (x0 + 3, y0 + 2), owner, colour, font)
     return _with_legend(picture, colours, labels, title)
+
+
+def _owner(owners: Sequence[int], index: int, masks: int):
+    return owners[index] if index < len(owners) and 0 <= owners[index] < masks else None
+
+
+def _number(draw: ImageDraw.ImageDraw, at, mask_index: int, colour: tuple, font) -> None:
+    """`#n` (the mask's legend number) in the mask's colour on a dark plate, at `at` (top left)."""
+    text = f"#{mask_index + 1}"
+    left, top, right, bottom = draw.textbbox(at, text, font=font)
+    draw.rectangle([left - 2, top - 1, right + 2, bottom + 1], fill=(24, 24, 24))
+    draw.text(at, text, fill=colour, font=font)
 
 
 def _with_legend(
@@ -64,25 +92,49 @@ def _with_legend(
     font = ImageFont.load_default(size=max(12, picture.height // 40))
     line = int(font.size * 1.5)
     shown = list(labels[:LEGEND_ROWS])
-    rows = [title] if title else []
-    rows += shown + ([f"... and {len(labels) - len(shown)} more masks"] if len(labels) > len(shown) else [])
+    more = [f"... and {len(labels) - len(shown)} more masks"] if len(labels) > len(shown) else []
+    # (text, swatch colour or None), every entry wrapped to the picture's width: nothing is cut off
+    width = picture.width - line  # half a line of margin each side
+    rows = [(text, None) for text in wrap(title, font, width)] if title else []
+    for i, text in enumerate(shown):
+        for k, part in enumerate(wrap(text, font, width - line)):
+            rows.append((part, colours[i] if k == 0 else ()))
+    rows += [(text, None) for text in more]
     if not rows:
         return picture
     legend = Image.new("RGB", (picture.width, line * len(rows) + line // 2), (24, 24, 24))
     draw = ImageDraw.Draw(legend)
-    offset = 1 if title else 0
-    for r, text in enumerate(rows):
+    for r, (text, swatch) in enumerate(rows):
         y = line // 4 + r * line
         x = line // 2
-        mask_index = r - offset
-        if 0 <= mask_index < len(shown):
-            draw.rectangle([x, y + 2, x + line - 6, y + line - 6], fill=colours[mask_index])
+        if swatch is not None:  # a mask's row: its swatch, or the indent of its continuation lines
+            if swatch:
+                draw.rectangle([x, y + 2, x + line - 6, y + line - 6], fill=swatch)
             x += line
         draw.text((x, y), text, fill=(235, 235, 235), font=font)
     out = Image.new("RGB", (picture.width, picture.height + legend.height))
     out.paste(picture, (0, 0))
     out.paste(legend, (0, picture.height))
     return out
+
+
+def wrap(text: str, font, width: float) -> List[str]:
+    """`text` broken at spaces into lines no wider than `width` pixels in `font` (a word longer than the
+    width is broken inside)."""
+    lines: List[str] = []
+    current = ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if font.getlength(candidate) <= width or not current:
+            current = candidate
+        else:
+            lines.append(current)
+            current = word
+        while font.getlength(current) > width and len(current) > 1:
+            cut = next((i for i in range(len(current) - 1, 0, -1) if font.getlength(current[:i]) <= width), 1)
+            lines.append(current[:cut])
+            current = current[cut:]
+    return lines + [current] if current else lines
 
 
 def mask_label(index: int, record: Dict) -> str:

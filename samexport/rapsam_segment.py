@@ -5,7 +5,7 @@ segment named by its COCO panoptic class."""
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import numpy as np
 import torch
@@ -15,8 +15,8 @@ from .errors import InputError, UsageError
 from .panoptic import segment_name
 
 
-def run(options, image: np.ndarray, progress) -> Tuple[List[Dict], Dict[str, float], str, str]:
-    """(records, timings, title, backend) for `segment.segment`."""
+def run(options, image: np.ndarray, progress):
+    """(records, timings, title, backend, (mask of each point, mask of each box)) for `segment.segment`."""
     from .zoo import build_model_noting
 
     if options.backend != "torch":
@@ -45,13 +45,21 @@ def run(options, image: np.ndarray, progress) -> Tuple[List[Dict], Dict[str, flo
         kept = [s for s in segments if not s["void"]]
         records = [_record(seg == s["id"], None, name=segment_name(s)) for s in kept]
         title = f"{options.encoder} panoptic: {len(records)} segments (official fusion, thresholds 0.8)"
-        return records, timings, title, "torch"
+        return records, timings, title, "torch", ([], [])
     prompts = model.prompt_tokens(hw, [[x, y] for x, y, _ in options.points] or None, options.boxes or None)
     logits, iou = model.decode(features, prompts)
     masks = model.postprocess_masks(logits, hw)[0] > 0
     timings["decode"] = time.perf_counter() - start
     records = [_record(masks[i].numpy(), float(iou[0, i, 0])) for i in range(masks.shape[0])]
-    return records, timings, f"{options.encoder}: {len(records)} prompted mask(s), one per prompt", "torch"
+    title = f"{options.encoder}: {len(records)} prompted mask(s), one per prompt"
+    points = len(options.points)  # clicks are the first queries, then the boxes: one mask each
+    return (
+        records,
+        timings,
+        title,
+        "torch",
+        (list(range(points)), list(range(points, points + len(options.boxes)))),
+    )
 
 
 def _record(mask: np.ndarray, iou, name: str | None = None) -> Dict:

@@ -276,7 +276,7 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
         progress.say(f"note: {note}")
     check_prompts_inside(options, image.shape[:2])
     run = {"sam": _sam_style, "rapsam": rapsam_segment.run}[get_spec(options.encoder).family.export_layout]
-    records, timings, title, backend = run(options, image, progress)
+    records, timings, title, backend, owners = run(options, image, progress)
     from .amg import encode_rle
     from .overlay import draw_overlay, mask_label
 
@@ -292,6 +292,8 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
         point_labels=[label for _, _, label in options.points],
         boxes=options.boxes,
         title=title,
+        point_masks=owners[0],
+        box_masks=owners[1],
     )
     rles = encode_rle(np.stack(masks)) if masks else []
     timings = {**timings, "draw": time.perf_counter() - draw_start}
@@ -334,7 +336,13 @@ def _sam_style(options: SegmentOptions, image: np.ndarray, progress: Progress):
         records, timings, title = _everything(predictor, image, options, progress)
     else:
         records, timings, title = _prompted(predictor, image, options)
-    return records, {"setup": setup, **timings}, title, predictor.name
+    # which mask each prompt asked for: several boxes, one mask each; else every click and the box, mask 0
+    several = len(options.boxes) > 1
+    owners = (
+        [0] * len(options.points),
+        list(range(len(options.boxes))) if several else [0] * len(options.boxes),
+    )
+    return records, {"setup": setup, **timings}, title, predictor.name, owners
 
 
 def _prompted(predictor, image: np.ndarray, options: SegmentOptions):
@@ -398,6 +406,7 @@ def _everything(predictor, image: np.ndarray, options: SegmentOptions, progress:
     counts = generator.stage_counts
     title = (
         f"{options.encoder} on {predictor.name}, everything: {counts['candidates']} candidates -> "
-        f"{counts['after_iou']} IoU -> {counts['after_stability']} stability -> {len(records)} masks"
+        f"{counts['after_iou']} IoU -> {counts['after_stability']} stability -> {counts['after_crop_edge']} "
+        f"crop edge -> {counts['after_box_nms']} box NMS -> {len(records)} masks"
     )
     return records, timings, title

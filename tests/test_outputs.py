@@ -287,3 +287,38 @@ def test_disk_full_while_saving_a_package_is_the_same_one_line(toy, tmp_path, mo
     )
     assert message.startswith(f"error: no space left on the disk holding {out}") and len(message) < 400
     assert not out.exists()
+
+
+def test_a_full_disk_reported_as_a_runtime_error_is_the_same_one_line(toy, tmp_path, monkeypatch, capsys):
+    """Issue 26 item 12: a full disk while Core ML writes gave rc 1; any error that says the disk is full is
+    the one-line exit 2, with a space estimate that covers the temporary copies."""
+    from samexport.export import coreml_export
+
+    def full(*args, **kwargs):
+        raise RuntimeError("Unable to write weight blob: No space left on device")
+
+    monkeypatch.setattr(coreml_export, "set_metadata", full)
+    out = tmp_path / "out"
+    message = one_line_error(
+        invoke(capsys, "convert", "--encoder", "toy3", "--output-dir", str(out), "--quiet")
+    )
+    assert message.startswith(f"error: no space left on the disk holding {out}")
+    assert "free while they are written" in message
+    assert not out.exists()
+
+
+def test_a_full_disk_for_a_report_is_one_line(tmp_path):
+    """Issue 26 item 12: segment, bench and validate reports on a full disk gave rc 1."""
+    import errno as errnos
+
+    from samexport.fsutil import OutputFiles
+
+    files = OutputFiles([tmp_path / "r.json"])
+    files.check()
+
+    def full(f):
+        raise OSError(errnos.ENOSPC, "No space left on device")
+
+    with pytest.raises(UsageError, match="cannot write .*r.json \\(no space left on the disk; free space\\)"):
+        files.write({tmp_path / "r.json": full})
+    assert list(tmp_path.iterdir()) == []

@@ -391,3 +391,40 @@ def test_segment_json_has_one_schema_for_every_family(tmp_path, capsys, photo):
         assert {"build", "encode", "decode", "draw"} <= set(document["timings_s"])
         assert all(tuple(m) == RECORD_KEYS for m in document["masks"])
     assert documents["rapsam_r50"]["masks"][0]["mask_token"] == 0
+
+
+@pytest.mark.parametrize("width", [769, 1200, 2241])
+def test_the_legend_wraps_instead_of_being_cut_off(width):
+    """Item 14: on photos 769-2241 px wide the legend ran past the right edge."""
+    import numpy as np
+
+    from samexport.overlay import draw_overlay
+
+    image = np.full((int(width * 0.75), width, 3), 90, np.uint8)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[10:50, 10:50] = True
+    title = (
+        "tinyvit on onnx, everything: 1024 candidates -> 300 IoU -> 120 stability -> 118 crop edge -> " * 2
+    )
+    picture = np.asarray(
+        draw_overlay(image, [mask], ["#1  IoU 0.931  stability 0.972  area 1600 px"], title=title)
+    )
+    legend = picture[image.shape[0] :]
+    text = np.argwhere((legend > 200).all(axis=-1))  # the legend's light text on its dark ground
+    assert text[:, 1].max() < width - 4, "text reaches the right edge"
+    assert legend.shape[0] > 4 * 18, "the long title took several lines"
+
+
+def test_each_prompt_has_its_masks_colour():
+    """Item 14: several boxes were drawn in one colour and prompts were unnumbered."""
+    import numpy as np
+
+    from samexport.overlay import draw_overlay, palette
+
+    image = np.zeros((300, 400, 3), np.uint8)
+    masks = [np.zeros((300, 400), bool) for _ in range(3)]
+    boxes = [(20, 20, 120, 120), (150, 20, 250, 120), (20, 160, 120, 260)]
+    picture = np.asarray(draw_overlay(image, masks, ["a", "b", "c"], boxes=boxes, box_masks=[0, 1, 2]))
+    colours = palette(3)
+    for (_, y0, x1, y1), colour in zip(boxes, colours):
+        assert tuple(picture[(y0 + y1) // 2, x1]) == colour  # the right edge, away from the number plate

@@ -8,7 +8,6 @@ after every export of the run has been written and checked (see `outputs`). The 
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Dict
@@ -88,28 +87,30 @@ class Converter:
             for file in self.names.values():
                 progress.say(f"  wrote {options.output_dir / file}")
             succeeded = True
-        except (OSError, shutil.Error) as e:
+        except Exception as e:  # coremltools' blob writer reports a full disk as a RuntimeError, too
             if not is_disk_full(e):
                 raise
             raise UsageError(
                 f"no space left on the disk holding {options.output_dir} after writing "
-                f"{output.written_mb()} MB; these exports need about {self.size_estimate_mb()} MB "
-                "(twice that while --force replaces earlier files): free space or choose another "
-                "--output-dir; nothing was written"
+                f"{output.written_mb()} MB; these exports need about {self.size_estimate_mb()} MB free "
+                "while they are written (more while --force replaces earlier files): free space or choose "
+                "another --output-dir; nothing was written"
             ) from None
         finally:
             output.close(succeeded)
         return self.manifest
 
     def size_estimate_mb(self) -> float:
-        """Weights of every chosen target at its storage width, from the parameter counts."""
+        """Disk a run needs while it writes, an upper bound: every chosen target's weights at their storage
+        width (from the parameter counts), twice, for the temporary copies written before the final files
+        (coremltools saves each package in the work folder's tmp first)."""
         from ..info import model_params
 
         params = model_params(self.spec.name)["total"]
         mode = compression(self.options.compress)
         width = 4 if not mode.lossy and self.options.precision == "fp32" else mode.bytes_per_weight
         per_target = {"onnx": 1 if mode.weights == "int8" else 4, "coreml": width}
-        return round(sum(params * per_target.get(t, 4) for t in self.options.targets) / 1e6, 1)
+        return round(2 * sum(params * per_target.get(t, 4) for t in self.options.targets) / 1e6, 1)
 
     def fusion_error(self, fused, reference: Reference) -> Dict:
         count = getattr(fused, "num_fused_modules", 0)

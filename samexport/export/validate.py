@@ -137,7 +137,7 @@ def expand(paths: List[Path], manifests_read: Optional[Dict[Path, bytes]] = None
                 raise UsageError(
                     f"{path} is not an export manifest written by `samexport convert` ({first_line(e)})"
                 ) from None
-            if isinstance(data, dict) and data.get("format") != MANIFEST_FORMAT:
+            if isinstance(data, dict) and data.get("format", MANIFEST_FORMAT) != MANIFEST_FORMAT:
                 raise UsageError(
                     f"{path} has format {str(data.get('format'))[:40]!r}; this samexport reads "
                     f"{MANIFEST_FORMAT} manifests: convert again (or use the samexport that wrote it)"
