@@ -463,6 +463,9 @@ def bench_command(
             text = "".join(report.to_json(r) for r in results)
         else:
             text = "".join((report.to_csv if fmt == "csv" else report.to_markdown)(r) for r in results)
+        if table_layout == "paper" and fmt == "table":
+            for result in results:  # the paper's layout has no p90, memory or compute floor: both are shown
+                report.print_table(result)
         if output is not None:
             files.write_text(output, text)
         else:
@@ -509,9 +512,9 @@ def bench_command(
         }[fmt](result)
     if output is not None:
         files.write_text(output, text)
-    if fmt == "table" and not table_layout:
+    if fmt == "table":  # with --table paper too: its layout has no p90, memory or compute floor
         report.print_table(result)
-    elif output is None:
+    if (fmt != "table" or table_layout) and output is None:
         click.echo(text, nl=False)
     if output is not None:
         click.echo(f"report: {output}")

@@ -252,6 +252,13 @@ def test_paper_table_from_saved_results(tmp_path):
     bad.write_text("[1, 2]")
     out = cli("--from", str(bad))
     assert out.returncode == 2 and "not a samexport bench result" in out.stderr
+    # issue 26 item 17: as a table the paper's layout comes with the full table (p90, memory, floor)
+    both = cli(*paths, "--table", "paper")
+    assert (
+        both.returncode == 0
+        and "p90 ms" in both.stdout
+        and "| MacBook M1 Pro | 1600.0 | 50.0 | OOM |" in both.stdout
+    )
 
 
 # -- regressions from outside testing (issue 12) --------------------------------------------------------

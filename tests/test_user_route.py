@@ -428,3 +428,14 @@ def test_each_prompt_has_its_masks_colour():
     colours = palette(3)
     for (_, y0, x1, y1), colour in zip(boxes, colours):
         assert tuple(picture[(y0 + y1) // 2, x1]) == colour  # the right edge, away from the number plate
+
+
+def test_onnx_export_prints_no_raw_torch_warnings(tmp_path):
+    """Item 17: torch's "Constant folding - Only steps=1 ..." warnings reached the user during ONNX export."""
+    from helpers import run_cli
+
+    result = run_cli(
+        "convert", "--encoder", "tinyvit", "--target", "onnx", "--output-dir", str(tmp_path), "--no-validate"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Constant folding" not in result.stderr and "UserWarning" not in result.stderr

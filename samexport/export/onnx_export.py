@@ -34,6 +34,9 @@ def export(
     """TorchScript-based export (the dynamo exporter writes external data and picks its own opset)."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # see coreml_export.trace
+        # torch notes each Slice it leaves unfolded; onnxsim folds them after, and the check judges the file
+        warnings.filterwarnings("ignore", message="Constant folding - ", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*torch.jit.trace", category=DeprecationWarning)
         torch.onnx.export(
             module.eval(),
             example_inputs,
