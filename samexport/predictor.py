@@ -41,6 +41,8 @@ class Predictor(ABC):
 
     name: str
     batch_sizes: Optional[Tuple[int, ...]] = None
+    # why this predictor is far slower than another one available here (said before long runs), if it is
+    slowness: Optional[str] = None
 
     def __init__(self, family: Family) -> None:
         self.family = family

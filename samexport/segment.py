@@ -397,6 +397,8 @@ def _tokens(model, hw, clicks, box):
 def _everything(predictor, image: np.ndarray, options: SegmentOptions, progress: Progress):
     from .mask_generator import MaskGenerator
 
+    if predictor.slowness:
+        progress.say(f"note: {predictor.slowness}")
     with progress.bar("everything mode: decoding the point grid") as advance:
         generator = MaskGenerator(
             predictor, output_mode="binary_mask", progress=advance, **options.generator_kwargs

@@ -97,6 +97,11 @@ class CoreMLPredictor(Predictor):
         else:
             self.encoder, self.decoder = NumpyRunner(encoder, False), NumpyRunner(decoder, False)
             self.name = "coreml (NumPy evaluation)"
+            self.slowness = (
+                "the NumPy evaluator decodes about 7x slower than onnxruntime (18.0 s vs 2.4 s per 64 "
+                "prompts, MobileSAM on 2 cores: benchmarks/results/linux-x86_64-2core/"
+                "decode_backends_tinyvit.json); --backend onnx is the faster way to see everything mode here"
+            )
 
     def encode(self, image: np.ndarray) -> torch.Tensor:
         if self.image_input:  # 0..255 pixels of the app's canvas; the runner hands Core ML an image
