@@ -359,6 +359,13 @@ def _prompted(predictor, image: np.ndarray, options: SegmentOptions):
         if len(options.boxes) > 1
         else [(options.points, options.boxes[0] if options.boxes else None)]
     )
+    limit = family.max_prompt_tokens
+    given = max(len(clicks) + 2 * (box is not None) for clicks, box in prompt_sets)
+    if limit is not None and given > limit:
+        raise InputError(
+            f"{options.encoder} takes at most {limit} prompt tokens (a click is one, a box two); {given} "
+            "were given: drop some (the official model would ignore the rest without a word)"
+        )
     shapes_only = get_spec(options.encoder).build_meta()  # prompt_tokens needs no weights
     coords, labels = zip(*(_tokens(shapes_only, hw, clicks, box) for clicks, box in prompt_sets))
     low_res, iou = predictor.predict(torch.cat(coords), torch.cat(labels))

@@ -187,6 +187,7 @@ __all__: List[str] = [
     "assert_constexpr_ops_match_coremltools",
     "build_quiet",
     "fixture_npz",
+    "fake_result",
     "invoke",
     "one_line_error",
     "rel_err",
@@ -194,3 +195,47 @@ __all__: List[str] = [
     "run_cli",
     "write_fixture_checkpoint",
 ]
+
+
+def fake_result(device="CPU (onnxruntime), test CPU"):
+    """A bench result of three rows (two ok, one oom) as `bench --format json` writes it."""
+    from samexport.bench import report
+    from samexport.bench.stats import summarize
+
+    def row(title, style, part, points, status, median=None):
+        r = {
+            "model": title.lower(),
+            "title": title,
+            "style": style,
+            "part": part,
+            "points": points,
+            "tokens": None if points is None else points + 1,
+            "precision": "fp32",
+            "compute_unit": "cpu",
+            "status": status,
+            "gmacs": 10.0,
+            "compute_floor_ms": 100.0,
+            "peak_rss_mb": 500.0,
+        }
+        if status == "ok":
+            r.update(
+                stats=summarize([median, median * 1.1, median * 0.9]),
+                samples_ms=[median, median * 1.1, median * 0.9],
+                load_ms=50.0,
+                first_ms=median * 2,
+            )
+        else:
+            r["error"] = "Failed to allocate memory"
+        return r
+
+    return {
+        "schema": report.SCHEMA,
+        "device": {"label": device},
+        "machine": {"description": "test machine"},
+        "options": {"target": "onnx", "runs": 3},
+        "rows": [
+            row("RepViT-SAM", "sam", "encoder", None, "ok", 1600.0),
+            row("RepViT-SAM", "sam", "decoder", 1, "ok", 50.0),
+            row("SAM ViT-B", "sam", "encoder", None, "oom"),
+        ],
+    }

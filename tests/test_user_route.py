@@ -66,6 +66,15 @@ def test_segment_on_core_ml_runs_the_evaluator_off_macos(toy, tmp_path, photo, c
 
     if sys.platform == "darwin":
         pytest.skip("on a Mac Core ML itself predicts")
+    from samexport.export.convert import convert
+    from samexport.export.options import EVERYTHING_BATCH, ConvertOptions
+
+    # the export segment would convert (its checks run in the conversion tests), without them: seconds
+    models = tmp_path / "models"
+    convert(
+        ConvertOptions("toy3", target="coreml", output_dir=models, batch=EVERYTHING_BATCH, validate=False),
+        True,
+    )
     out = tmp_path / "mask.png"
     args = ["segment", str(photo), "--encoder", "toy3", "--point", "320,240", "--backend", "coreml"]
     result = invoke(
@@ -439,3 +448,35 @@ def test_onnx_export_prints_no_raw_torch_warnings(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "Constant folding" not in result.stderr and "UserWarning" not in result.stderr
+
+
+def test_long_runs_show_rate_and_time_left(capsys, monkeypatch):
+    """Item 13: everything mode on torch ran 14.6 min with one progress line and no estimate. The bar shows
+    the rate and the time left; where stderr is no terminal (a log) plain lines say the same."""
+    from samexport import console
+
+    line = console.progress_line("everything mode", 40, 1040, 20.0, "batches")
+    assert line.rate == "2.0 batches/s"
+    assert line.text == "  everything mode: 40/1040 batches, 2.0/s, about 500 s left"
+    clock = iter([0.0, 1.0, 20.0, 40.0, 41.0, 41.5])
+    monkeypatch.setattr(console.time, "perf_counter", lambda: next(clock))
+    progress = console.Progress()
+    with progress.bar("everything mode") as advance:
+        advance(1, 4)  # at 1 s: the first line waits for LOG_EVERY_S
+        advance(2, 4)  # at 20 s
+        advance(4, 4)  # at 40 s: the last one always
+    err = capsys.readouterr().err
+    assert "everything mode: 2/4 batches, 0.1/s, about 20 s left" in err
+    assert "everything mode: 4/4 batches" in err and "1/4 batches" not in err
+
+
+def test_bench_says_where_the_plot_went(tmp_path, capsys):
+    """Item 17: bench wrote --plot without saying where."""
+    from helpers import fake_result
+    from samexport.bench import report
+
+    results = tmp_path / "cpu.json"
+    results.write_text(report.to_json(fake_result()))
+    out = invoke(capsys, "bench", "--from", str(results), "--plot", str(tmp_path / "p.png"))
+    assert out.returncode == 0, out.stderr
+    assert f"plot: {tmp_path / 'p.png'}" in out.stdout and (tmp_path / "p.png").exists()

@@ -209,6 +209,9 @@ class Family(ABC):
     mask_prompt: ClassVar[bool]  # the decoder takes a low-res mask prompt
     onnx_dynamic_tokens: ClassVar[bool]
     everything_refusal: ClassVar[Optional[str]] = None  # why everything mode is refused, if it is
+    # the most tokens one prompt set may have (None: as many as the decoder's token counts); more would be
+    # cut by the official model without a word, so samexport segment refuses them
+    max_prompt_tokens: ClassVar[Optional[int]] = None
     extras: ClassVar[Tuple[str, ...]] = ()  # files besides the checkpoint `build_model` accepts by name
     export_layout: ClassVar[str] = "sam"  # what `convert` writes (samexport.export.target)
     # exported parts `bench` measures: the decoder once per prompt size, the others once

@@ -64,6 +64,7 @@ class EfficientSamFamily(Family):
     mask_prompt = False
     onnx_dynamic_tokens = False
     tokens = transforms.EFFICIENT_SAM_MAX_POINTS
+    max_prompt_tokens = transforms.EFFICIENT_SAM_MAX_POINTS
 
     def token_counts(self, points: Sequence[int]) -> List[int]:
         """Always 6: the official model pads or cuts every prompt to 6 tokens."""

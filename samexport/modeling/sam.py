@@ -178,8 +178,7 @@ class EfficientSam(_SamBase):
         labels: Optional[Tensorish] = None,
         box: Optional[Tensorish] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Clicks then box corners (labels 2, 3), padded with (-1, -1)/-1 to 6 tokens. More than 6 is refused:
-        the official model would cut them silently (and `decode` still does, as it does)."""
+        """Clicks then box corners (labels 2, 3), padded with (-1, -1)/-1 or cut to 6 tokens."""
         raw_coords, raw_labels = [], []
         if points is not None:
             raw_coords.append(np.asarray(points, dtype=np.float32).reshape(-1, 2))
@@ -191,12 +190,6 @@ class EfficientSam(_SamBase):
             raw_labels.append(np.array([2, 3]))
         if not raw_coords:
             raise InputError("EfficientSAM needs at least one point or a box")
-        given = sum(len(c) for c in raw_coords)
-        if given > transforms.EFFICIENT_SAM_MAX_POINTS:
-            raise InputError(
-                f"EfficientSAM takes at most {transforms.EFFICIENT_SAM_MAX_POINTS} prompt tokens (a click is "
-                f"one, a box two); {given} were given: drop some, the official model would ignore the rest"
-            )
         coords = self.transform_coords(np.concatenate(raw_coords), original_hw)
         return self._pad_tokens(coords[None], torch.as_tensor(np.concatenate(raw_labels))[None])
 
