@@ -28,6 +28,7 @@ test: install swift-test
 test-fast: install swift-test
 	$(BIN)/python -m pytest -m "not slow"
 
+# Warnings are errors: the core is kept warning-free in Swift 6 mode. The suite is XCTest alone.
 swift-test:
 ifeq ($(SWIFT),)
 ifeq ($(CI),true)
@@ -36,7 +37,6 @@ else
 	@echo "swift-test: SKIPPED, no Swift toolchain found (install Swift 6 to build and test ios_harness)"
 endif
 else
-	# warnings are errors: the core is kept warning-free in Swift 6 mode; the suite is XCTest alone
 	cd ios_harness && $(SWIFT) build -Xswiftc -warnings-as-errors && $(SWIFT) test -Xswiftc -warnings-as-errors --disable-swift-testing
 endif
 
