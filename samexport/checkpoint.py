@@ -63,13 +63,13 @@ def read_checkpoint(path: str | Path, spec: ModelSpec | None = None) -> StateDic
     with open(path, "rb") as f:
         head = f.read(16)
     if path.suffix == ".safetensors" or _is_safetensors(head):
-        if spec is not None:
+        if spec is not None:  # the header says what the tensors are: checked before they are read
             check_layout(_safetensors_header(path), spec, str(path))
         state_dict = _read_safetensors(path)
     else:
-        state_dict = _read_torch(path, head)
-    if spec is not None:
-        check_layout(state_dict, spec, str(path))
+        state_dict = _read_torch(path, head)  # memory-mapped: checking it reads no tensor data
+        if spec is not None:
+            check_layout(state_dict, spec, str(path))
     for key, value in state_dict.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise CheckpointError(
@@ -89,15 +89,14 @@ def _safetensors_header(path: Path) -> StateDict:
 
     try:
         with safe_open(str(path), framework="pt") as f:
+            slices = {key: f.get_slice(key) for key in f.keys()}
             return {
                 key: torch.empty(
-                    f.get_slice(key).get_shape(),
-                    dtype=torch.float32
-                    if f.get_slice(key).get_dtype().lstrip("B").startswith("F")
-                    else torch.int64,
+                    tensor.get_shape(),
+                    dtype=torch.float32 if tensor.get_dtype().lstrip("B").startswith("F") else torch.int64,
                     device="meta",
                 )
-                for key in f.keys()
+                for key, tensor in slices.items()
             }
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(

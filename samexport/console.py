@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator
+from typing import Callable, Dict, Iterator, NamedTuple
 
 
 class Progress:
@@ -74,9 +74,9 @@ class Progress:
 LOG_EVERY_S = 15.0
 
 
-class ProgressLine:
-    def __init__(self, rate: str, text: str) -> None:
-        self.rate, self.text = rate, text
+class ProgressLine(NamedTuple):
+    rate: str  # for the bar's column
+    text: str  # a whole line, where no bar can be drawn
 
 
 def progress_line(description: str, done: int, total: int, elapsed: float, unit: str) -> ProgressLine:

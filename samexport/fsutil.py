@@ -45,8 +45,8 @@ def atomic_write(path: Path, write: Callable[[IO], None], binary: bool = False, 
         raise
 
 
-def atomic_write_text(path: Path, text: str, replace: bool = True) -> None:
-    atomic_write(path, lambda f: f.write(text), replace=replace)
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text))
 
 
 def is_disk_full(error: BaseException) -> bool:

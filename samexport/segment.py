@@ -70,6 +70,8 @@ class SegmentOptions:
             )
         if self.output.suffix.lower() != ".png":
             raise UsageError(f"--output must be a .png file, got {self.output}")
+        # the picture and the JSON: both checked before any work, written together at the end
+        self.files = OutputFiles([self.output, self.json_path], self.force)
         for path in self.files.paths:
             if path.resolve() == Path(self.image).resolve():
                 raise UsageError(f"{path} is the input image; choose another output name")
@@ -98,13 +100,6 @@ class SegmentOptions:
         refusal = get_spec(self.encoder).family.everything_refusal
         if refusal:
             raise UsageError(f"{flag} is an option of the click-grid everything mode; {refusal}; drop {flag}")
-
-    @property
-    def files(self) -> OutputFiles:
-        """The picture and the JSON: both checked before any work, written together at the end."""
-        if not hasattr(self, "_files"):
-            self._files = OutputFiles([self.output, self.json_path], self.force)
-        return self._files
 
     @property
     def extras(self) -> Dict[str, Path]:

@@ -175,16 +175,14 @@ class NumpyRunner:
         if function not in self.programs:
             self.programs[function] = load_program(CoreMLPackage(self.package.path, function))
         program = self.programs[function]
-        wanted, masks = set(program.hard_masks()), {}
+        names, masks = program.hard_masks(), {}
         observe = (
-            (lambda name, value: masks.__setitem__(name, value) if name in wanted else None)
-            if wanted
-            else None
+            (lambda name, value: masks.__setitem__(name, value) if name in names else None) if names else None
         )
         evaluation = evaluate(program, feeds, "program", observe=observe)
         extras = {"evaluation": evaluation.summary()}
-        if wanted:
-            extras["hard_masks"] = [np.asarray(masks[name], dtype=bool) for name in program.hard_masks()]
+        if names:
+            extras["hard_masks"] = [np.asarray(masks[name], dtype=bool) for name in names]
         if self.fp16 and self.fp32_reference:
             extras["fp32_outputs"] = evaluate(program, feeds, "fp32").outputs
         return evaluation.outputs, extras

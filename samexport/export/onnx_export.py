@@ -86,13 +86,15 @@ def simplify(path: Path) -> Tuple[bool, str]:
     return True, f"onnxsim: {before} -> {len(simplified.graph.node)} nodes"
 
 
-def session(path: Path, threads: int | None = None):
+def session(model: Path | bytes, threads: int | None = None):
+    """An onnxruntime CPU session of a model file (or a serialized model)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or (os.cpu_count() or 1)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
 def run(path: Path, feeds: Dict[str, np.ndarray]) -> list:
@@ -113,18 +115,12 @@ def hard_mask_names(model: onnx.ModelProto) -> List[str]:
 def session_with_hard_masks(path: Path, threads: int | None = None):
     """(session, output names, hard-mask names): the model with its hard masks as extra outputs, so a check
     can recompute the reference under the export's own masks (see quality.check_cases)."""
-    import onnxruntime as ort
-
     model = onnx.load(str(path))
     names = [o.name for o in model.graph.output]
     masks = hard_mask_names(model)
     for name in masks:
         model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.BOOL, None))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    runtime = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return runtime, names, masks
+    return session(model.SerializeToString(), threads), names, masks
 
 
 def quantize_int8(source: Path, target: Path) -> Dict[str, object]:
