@@ -50,7 +50,9 @@ def measure(encoder: str, mode: str, extra: list, folder: Path) -> dict:
         return {**row, "error": last}
     manifest_path = next(folder.glob("*.export.json"))
     manifest = json.loads(manifest_path.read_text())
-    row["bytes"] = {k: f["bytes"] for k, f in manifest["files"].items()}
+    row["bytes"] = {
+        f"{t}_{p}": f["bytes"] for t, parts in manifest["files"].items() for p, f in parts.items()
+    }
     compressed = manifest.get("coreml", {}).get("compression", {})
     row["kept_layers"] = compressed.get("kept_layers")
     row["weights"] = {

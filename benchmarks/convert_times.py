@@ -73,14 +73,21 @@ def convert_once(encoder: str, target: str, extra: list, out_dir: Path) -> dict:
         "status": "ok",
         "wall_s": round(wall, 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024),
-        "files_mb": {k: round(v["bytes"] / 1e6, 1) for k, v in manifest["files"].items()},
+        "files_mb": {
+            f"{t}_{p}": round(v["bytes"] / 1e6, 1)
+            for t, parts in manifest["files"].items()
+            for p, v in parts.items()
+        },
         "steps_s": manifest["timings_s"],
-        "onnx_encoder_rel_err": onnx.get("encoder", {}).get("rel"),
-        "onnx_decoder_masks_rel_err": onnx.get("decoder", {}).get("worst_masks", {}).get("rel"),
-        "onnx_decoder_iou_rel_err": onnx.get("decoder", {}).get("worst_iou", {}).get("rel"),
-        "onnx_int8_psnr_db": {k: onnx.get(k, {}).get("psnr_db") for k in ("encoder",)}
-        if "floor" in onnx
-        else None,
+        "onnx_encoder_rel_err": onnx.get("encoder", {})
+        .get("worst", {})
+        .get("imageEmbeddings", {})
+        .get("rel"),
+        "onnx_decoder_masks_rel_err": onnx.get("decoder", {})
+        .get("worst", {})
+        .get("lowResMasks", {})
+        .get("rel"),
+        "onnx_decoder_iou_rel_err": onnx.get("decoder", {}).get("worst", {}).get("iouScores", {}).get("rel"),
         "fusion": manifest["reparameterization"],
     }
 

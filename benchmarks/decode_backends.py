@@ -22,12 +22,12 @@ import torch
 from samexport import build_model
 from samexport.export.convert import convert
 from samexport.export.options import EVERYTHING_BATCH, ConvertOptions, artifact_names
-from samexport.export.runtimes import CoreMLPredictor, OnnxPredictor
-from samexport.export.samples import validation_image
+from samexport.export.runtimes import ExportPredictor
 from samexport.fsutil import atomic_write_text
 from samexport.predictor import TorchPredictor
 from samexport.provenance import machine, versions
 from samexport.registry import get_spec
+from samexport.samples import validation_image
 
 PROMPTS = 64
 
@@ -45,11 +45,11 @@ def main(argv=None) -> int:
             encoder=spec.name, target="all", output_dir=Path(tmp), batch=EVERYTHING_BATCH, validate=False
         )
         convert(options, quiet=True)
-        manifest = Path(tmp) / artifact_names(spec, options)["manifest"]
+        manifest = Path(tmp) / artifact_names(spec, options)[("manifest", "")]
         predictors = {
             "torch": TorchPredictor(build_model(spec.name)),
-            "onnxruntime": OnnxPredictor(manifest),
-            "numpy evaluator (Core ML package)": CoreMLPredictor(manifest, method="numpy"),
+            "onnxruntime": ExportPredictor(manifest, "onnx"),
+            "numpy evaluator (Core ML package)": ExportPredictor(manifest, "coreml", method="numpy"),
         }
         image = validation_image()
         # one click per prompt set in the family's token layout, at seeded places in the model frame

@@ -27,17 +27,17 @@ import torch
 
 from samexport.export.convert import convert
 from samexport.export.options import ConvertOptions, artifact_names
-from samexport.export.runtimes import OnnxPredictor
-from samexport.export.samples import validation_image
+from samexport.export.runtimes import ExportPredictor
 from samexport.fsutil import atomic_write_text, tree_bytes
 from samexport.mask_generator import MaskGenerator
 from samexport.provenance import machine, versions
 from samexport.registry import get_spec
+from samexport.samples import validation_image
 
 BATCHES = (1, 4, 16, 64)
 
 
-def decoder_curve(predictor: OnnxPredictor, spec, runs: int) -> list:
+def decoder_curve(predictor: ExportPredictor, spec, runs: int) -> list:
     shapes_only = spec.build_meta()  # prompt_tokens needs no weights
     predictor.set_image(validation_image())
     rows = []
@@ -62,7 +62,7 @@ def decoder_curve(predictor: OnnxPredictor, spec, runs: int) -> list:
     return rows
 
 
-def everything_split(predictor: OnnxPredictor, thresholds) -> dict:
+def everything_split(predictor: ExportPredictor, thresholds) -> dict:
     generator = MaskGenerator(
         predictor, points_per_side=32, pred_iou_thresh=thresholds[0], stability_score_thresh=thresholds[1]
     )
@@ -86,7 +86,7 @@ def coreml_sizes(encoder: str, folder: Path) -> list:
         options = ConvertOptions(encoder=encoder, target="coreml", output_dir=out, batch=batch)
         start = time.perf_counter()
         manifest = convert(options, quiet=True)
-        decoder = out / manifest["files"]["coreml_decoder"]["path"]
+        decoder = out / manifest["files"]["coreml"]["decoder"]["path"]
         check = manifest["validation"]["coreml"]["decoder"]
         rows.append(
             {
@@ -94,7 +94,7 @@ def coreml_sizes(encoder: str, folder: Path) -> list:
                 "decoder_package_bytes": tree_bytes(decoder),
                 "enumerated_shapes": len(batch) * len(manifest["decoder_prompt"]["token_counts"]),
                 "validated": check["passed"],
-                "worst_masks_psnr_db": check["worst_masks"].get("psnr_db"),
+                "worst_masks_psnr_db": check["worst"]["lowResMasks"].get("psnr_db"),
                 "convert_seconds": round(time.perf_counter() - start, 1),
             }
         )
@@ -114,7 +114,7 @@ def main() -> int:
         folder = Path(tmp)
         options = ConvertOptions(encoder=spec.name, target="onnx", output_dir=folder)
         convert(options, quiet=True)
-        predictor = OnnxPredictor(folder / artifact_names(spec, options)["manifest"])
+        predictor = ExportPredictor(folder / artifact_names(spec, options)[("manifest", "")], "onnx")
         result["onnx_decoder_curve"] = decoder_curve(predictor, spec, args.runs)
         if not spec.family.everything_refusal:
             result["everything_onnx"] = [

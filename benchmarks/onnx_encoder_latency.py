@@ -29,11 +29,11 @@ from torch import nn
 
 import samexport
 from samexport.export import onnx_export
-from samexport.export.samples import validation_image
 from samexport.families import EncoderForExport
 from samexport.modeling.common import LayerNorm2d
 from samexport.modeling.repvit import SqueezeExcite
 from samexport.provenance import machine, versions
+from samexport.samples import validation_image
 
 
 class OfficialSqueezeExcite(nn.Module):

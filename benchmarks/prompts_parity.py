@@ -29,7 +29,7 @@ from test_everything import StoredEmbedding, official_run  # noqa: E402
 from helpers import PARITY_DIR, build_quiet, write_fixture_checkpoint  # noqa: E402
 from samexport.export.convert import convert  # noqa: E402
 from samexport.export.options import ConvertOptions, artifact_names  # noqa: E402
-from samexport.export.runtimes import OnnxPredictor  # noqa: E402
+from samexport.export.runtimes import ExportPredictor  # noqa: E402
 from samexport.fsutil import atomic_write_text  # noqa: E402
 from samexport.mask_generator import MaskGenerator  # noqa: E402
 from samexport.provenance import machine, versions  # noqa: E402
@@ -110,7 +110,8 @@ def main() -> int:
             if name == "tinyvit":  # the default weights of tinyvit are the fixture fill
                 options = ConvertOptions(encoder=name, target="onnx", output_dir=Path(tmp) / "onnx")
                 convert(options, quiet=True)
-                onnx = OnnxPredictor(Path(tmp) / "onnx" / artifact_names(get_spec(name), options)["manifest"])
+                manifest = Path(tmp) / "onnx" / artifact_names(get_spec(name), options)[("manifest", "")]
+                onnx = ExportPredictor(manifest, "onnx")
                 entry["batched_onnx"] = batched_errors(onnx.decode, z_batched, embedding)
                 entry["everything_onnx_end_to_end"] = {
                     run: amg_errors(onnx, z_amg, run) for run in ("nms1", "base")

@@ -286,7 +286,11 @@ def conversions(folder: Path) -> dict:
         out[label] = {
             "wall_s": round(seconds, 1),
             "timings_s": manifest["timings_s"],
-            "files_mb": {f["path"]: round(f["bytes"] / 1e6, 1) for f in manifest["files"].values()},
+            "files_mb": {
+                f["path"]: round(f["bytes"] / 1e6, 1)
+                for parts in manifest["files"].values()
+                for f in parts.values()
+            },
             "worst": worst,
         }
     return out

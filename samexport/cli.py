@@ -194,10 +194,13 @@ def convert_command(
         validate=not no_validate,
     )
     manifest = convert(options, quiet=quiet)
-    files = ", ".join(f"{f['path']} ({f['bytes'] / 1e6:.1f} MB)" for f in manifest["files"].values())
-    click.echo(
-        f"done: {files}; manifest {output_dir / artifact_names(get_spec(encoder), options)['manifest']}"
+    files = ", ".join(
+        f"{f['path']} ({f['bytes'] / 1e6:.1f} MB)"
+        for t in options.targets
+        for f in manifest["files"][t].values()
     )
+    manifest_path = output_dir / artifact_names(get_spec(encoder), options)[("manifest", "")]
+    click.echo(f"done: {files}; manifest {manifest_path}")
 
 
 @cli.command("segment")
@@ -312,7 +315,7 @@ def segment_command(
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
-    help="The checkpoint the packages were converted from (none for default weights).",
+    help="The checkpoint the files were converted from (none for default weights).",
 )
 @click.option(
     "--method",
@@ -330,13 +333,14 @@ def segment_command(
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the full report here.")
 @click.option("--force", is_flag=True, help="Replace an existing --json file.")
 def validate_command(paths, checkpoint, method, classifier, json_path, force) -> None:
-    """Numeric verdict for Core ML packages (or export manifests) against PyTorch.
+    """Numeric verdict for exported files (.mlpackage, .onnx) or export manifests against PyTorch.
 
-    Exit 0 when every package meets its floor (fp16: PSNR >= 35 dB; fp32: max error <= 1e-4 of
+    Exit 0 when every file meets its floor (fp16: PSNR >= 35 dB; fp32: max error <= 1e-4 of
     max |ref| in NumPy; compressed weights: cosine >= 0.98 and PSNR >= 20 dB; never NaN/Inf), 1 when one
     does not.
     """
-    from .export.validate import raise_if_any_failed, render, validate
+    from .export.check import render
+    from .export.validate import raise_if_any_failed, validate
 
     files = OutputFiles([json_path], force)
     files.check()
@@ -344,7 +348,8 @@ def validate_command(paths, checkpoint, method, classifier, json_path, force) ->
     reports = validate(list(paths), checkpoint=checkpoint, method=method, extras=extras)
     click.echo(render(reports))
     if json_path is not None:
-        files.write_text(json_path, json.dumps(reports, indent=2) + "\n")
+        document = {path: report.to_json() for path, report in reports.items()}
+        files.write_text(json_path, json.dumps(document, indent=2) + "\n")
     raise_if_any_failed(reports)
 
 

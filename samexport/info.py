@@ -38,7 +38,7 @@ def model_info(name: str) -> Dict:
         "title": spec.title,
         "family": family.name,
         "summary": spec.summary,
-        "swift_name": spec.swift_name,
+        "artifact_stem": spec.artifact_stem,
         "params": family.param_counts(model),
         **facts,
         "checkpoint": {"file": spec.checkpoint_file, "source": spec.checkpoint_source},

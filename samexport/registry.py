@@ -24,7 +24,9 @@ class ModelSpec:
 
     name: str
     title: str
-    swift_name: str  # base of exported file and Swift class names
+    artifact_stem: (
+        str  # the stem of every exported file name (every target) and of the Swift classes Xcode generates
+    )
     family: Family
     encoder: Callable[[], nn.Module]
     checkpoint_file: str  # official file name
@@ -109,7 +111,7 @@ register_model(
     ModelSpec(
         name="repvit",
         title="RepViT-SAM",
-        swift_name="RepViTSAM",
+        artifact_stem="RepViTSAM",
         family=SAM,
         encoder=RepViT,
         checkpoint_file="repvit_sam.pt",
@@ -121,7 +123,7 @@ register_model(
     ModelSpec(
         name="tinyvit",
         title="MobileSAM",
-        swift_name="MobileSAM",
+        artifact_stem="MobileSAM",
         family=SAM,
         encoder=TinyViT,
         checkpoint_file="mobile_sam.pt",
@@ -134,7 +136,7 @@ register_model(
     ModelSpec(
         name="efficientsam_ti",
         title="EfficientSAM-Ti",
-        swift_name="EfficientSAMTi",
+        artifact_stem="EfficientSAMTi",
         family=EFFICIENT_SAM,
         encoder=lambda: EfficientSamImageEncoder(192, 12, 3),
         checkpoint_file="efficient_sam_vitt.pt",
@@ -146,7 +148,7 @@ register_model(
     ModelSpec(
         name="efficientsam_s",
         title="EfficientSAM-S",
-        swift_name="EfficientSAMS",
+        artifact_stem="EfficientSAMS",
         family=EFFICIENT_SAM,
         encoder=lambda: EfficientSamImageEncoder(384, 12, 6),
         checkpoint_file="efficient_sam_vits.pt",
@@ -158,7 +160,7 @@ register_model(
     ModelSpec(
         name="sam_vit_b",
         title="SAM ViT-B",
-        swift_name="SAMViTB",
+        artifact_stem="SAMViTB",
         family=SAM,
         encoder=_sam_vit(768, 12, 12, (2, 5, 8, 11)),
         checkpoint_file="sam_vit_b_01ec64.pth",
@@ -170,7 +172,7 @@ register_model(
     ModelSpec(
         name="sam_vit_l",
         title="SAM ViT-L",
-        swift_name="SAMViTL",
+        artifact_stem="SAMViTL",
         family=SAM,
         encoder=_sam_vit(1024, 24, 16, (5, 11, 17, 23)),
         checkpoint_file="sam_vit_l_0b3195.pth",
@@ -182,7 +184,7 @@ register_model(
     ModelSpec(
         name="sam_vit_h",
         title="SAM ViT-H",
-        swift_name="SAMViTH",
+        artifact_stem="SAMViTH",
         family=SAM,
         encoder=_sam_vit(1280, 32, 16, (7, 15, 23, 31)),
         checkpoint_file="sam_vit_h_4b8939.pth",
@@ -194,7 +196,7 @@ register_model(
     ModelSpec(
         name="rapsam_r50",
         title="RAP-SAM R50",
-        swift_name="RAPSAMR50",
+        artifact_stem="RAPSAMR50",
         family=RAPSAM,
         encoder=ResNet50,
         checkpoint_file="rapsam_r50_12e.pth",

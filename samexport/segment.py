@@ -203,19 +203,16 @@ def make_predictor(options: SegmentOptions, progress: Progress):
             progress.say(f"warning: {note}")
         return TorchPredictor(model)
     manifest = exports_for(options, progress)
-    from .export.runtimes import CoreMLPredictor, OnnxPredictor
+    from .export.runners import NumpyRunner
+    from .export.runtimes import ExportPredictor
 
-    if options.backend == "onnx":
-        return OnnxPredictor(manifest)
-    from .export.coreml_check import resolve_method
-
-    method = resolve_method("auto")
-    if method == "numpy":
+    predictor = ExportPredictor(manifest, options.backend)
+    if isinstance(predictor.decoder, NumpyRunner):
         progress.say(
             "note: Core ML prediction needs macOS on Apple silicon; running the packages' saved ML programs "
             "in NumPy instead (samexport.mileval, as validate does: the same numbers, far slower)"
         )
-    return CoreMLPredictor(manifest, method=method)
+    return predictor
 
 
 def exports_for(options: SegmentOptions, progress: Progress) -> Path:
@@ -223,11 +220,14 @@ def exports_for(options: SegmentOptions, progress: Progress) -> Path:
     refused when it was made from other weights than the ones asked for."""
     from .export.convert import convert
     from .export.options import EVERYTHING_BATCH, ConvertOptions, artifact_names
+    from .export.outputs import manifest_files
     from .export.runtimes import read_manifest
+    from .export.target import targets
     from .provenance import sha256
     from .registry import get_spec
 
-    batch = EVERYTHING_BATCH if options.backend == "coreml" else (1,)
+    # a target taking fixed prompt-set counts gets the everything mode's (64 prompt sets a call)
+    batch = (1,) if targets()[options.backend].dynamic else EVERYTHING_BATCH
     convert_options = ConvertOptions(
         encoder=options.encoder,
         target=options.backend,
@@ -238,15 +238,16 @@ def exports_for(options: SegmentOptions, progress: Progress) -> Path:
     )
     spec = get_spec(options.encoder)
     names = artifact_names(spec, convert_options)
-    manifest_path = options.models_dir / names["manifest"]
+    manifest_path = options.models_dir / names[("manifest", "")]
     wanted = sha256(options.checkpoint) if options.checkpoint else "random-init"
     if manifest_path.exists():
         manifest = read_manifest(manifest_path)
         made_from = manifest.get("checkpoint", {}).get("sha256")
-        files = [k for k in names if k != "manifest"]
+        listed = manifest_files(manifest)
         if all(
-            k in manifest["files"] and (options.models_dir / manifest["files"][k]["path"]).exists()
-            for k in files
+            part in listed.get(target, {}) and (options.models_dir / listed[target][part]["path"]).exists()
+            for target, part in names
+            if target != "manifest"
         ):
             if made_from != wanted:
                 raise UsageError(
@@ -261,7 +262,7 @@ def exports_for(options: SegmentOptions, progress: Progress) -> Path:
 
 def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
     """Run, draw, write; returns the JSON document (also written to --json when given)."""
-    from . import rapsam_segment
+    from . import query_segment
     from .registry import get_spec
 
     progress = Progress(quiet=quiet)
@@ -270,7 +271,7 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
     for note in notes:
         progress.say(f"note: {note}")
     check_prompts_inside(options, image.shape[:2])
-    run = {"sam": _sam_style, "rapsam": rapsam_segment.run}[get_spec(options.encoder).family.export_layout]
+    run = query_segment.run if get_spec(options.encoder).family.prompts_are_queries else _sam_style
     records, timings, title, backend, owners = run(options, image, progress)
     from .amg import encode_rle
     from .overlay import draw_overlay, mask_label

@@ -158,7 +158,7 @@ def breadcrumb() -> Dict:
 
 
 def result_file() -> Dict:
-    """A result file in the app's schema (samexport.bench/1): one measured row with its compute-plan
+    """A result file in the app's schema (samexport.bench/2): one measured row with its compute-plan
     placement, one out-of-memory row with its jetsam evidence."""
     from samexport.bench.jetsam import WEAKER
     from samexport.bench.stats import summarize
@@ -167,7 +167,7 @@ def result_file() -> Dict:
     job = {
         "model": "repvit",
         "title": "RepViT-SAM",
-        "style": "sam",
+        "family": "sam",
         "precision": "fp16",
         "compute_unit": "all",
         "file": "RepViTSAMEncoder.mlpackage",
@@ -202,7 +202,7 @@ def result_file() -> Dict:
         "peak_rss_mb": 1350.5,
     }
     return {
-        "schema": "samexport.bench/1",
+        "schema": "samexport.bench/2",
         "created_utc": "2026-11-28T10:00:00Z",
         "machine": {
             "description": "iPhone13,2, 6 cores, 4 GiB RAM, iOS 18.1",

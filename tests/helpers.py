@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -202,11 +203,11 @@ def fake_result(device="CPU (onnxruntime), test CPU"):
     from samexport.bench import report
     from samexport.bench.stats import summarize
 
-    def row(title, style, part, points, status, median=None):
+    def row(title, family, part, points, status, median=None):
         r = {
             "model": title.lower(),
             "title": title,
-            "style": style,
+            "family": family,
             "part": part,
             "points": points,
             "tokens": None if points is None else points + 1,
@@ -239,3 +240,33 @@ def fake_result(device="CPU (onnxruntime), test CPU"):
             row("SAM ViT-B", "sam", "encoder", None, "oom"),
         ],
     }
+
+
+# -- everything mode against the official generator's fixture ---------------------------------------
+def official_run(z, run: str):
+    return json.loads(str(z["runs_json"]))[run]
+
+
+def assert_same_records(records, z, run: str) -> None:
+    h, w = (int(v) for v in z["original_size"])
+    ref = np.unpackbits(z[f"{run}_segmentation_packed"], axis=-1, count=h * w).reshape(-1, h, w).astype(bool)
+    assert len(records) == len(ref)
+    for i, record in enumerate(records):
+        assert record["bbox"] == z[f"{run}_bbox"][i].tolist()
+        assert record["crop_box"] == z[f"{run}_crop_box"][i].tolist()
+        # a pixel whose upscaled logit lies within ~1e-6 of 0 may flip (README: <= 0.05% of pixels)
+        assert abs(record["area"] - z[f"{run}_area"][i]) <= 5e-4 * h * w
+        np.testing.assert_allclose(record["point_coords"][0], z[f"{run}_point_coords"][i])
+        assert abs(record["predicted_iou"] - z[f"{run}_predicted_iou"][i]) < 5e-5
+        assert abs(record["stability_score"] - z[f"{run}_stability_score"][i]) < 1e-4
+        assert (record["segmentation"] != ref[i]).mean() <= 5e-4
+
+
+def assert_same_counts(generator, meta) -> None:
+    counts = generator.stage_counts
+    for stage, expected in meta["stage_counts"].items():
+        assert counts[stage] == expected, stage
+    for ours, theirs in zip(counts["per_crop"], meta["per_crop"], strict=True):
+        assert {k: ours[k] for k in theirs if k != "n_batches"} == {
+            k: v for k, v in theirs.items() if k != "n_batches"
+        }

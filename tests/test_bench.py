@@ -18,6 +18,7 @@ from samexport.bench.child import run_part
 from samexport.bench.ios import parse_devicectl
 from samexport.bench.stats import summarize
 from samexport.errors import UsageError
+from samexport.registry import get_spec
 
 
 def test_summarize():
@@ -149,10 +150,28 @@ def test_bad_bench_options_one_line(capsys, tmp_path):
         assert message in one_line_error(out), args
 
 
+def onnx_decoder_job(path):
+    """A worker job for MobileSAM's ONNX decoder: its inputs as the family describes them."""
+    from samexport.export.options import ConvertOptions
+    from samexport.export.target import targets
+
+    options = ConvertOptions(encoder="tinyvit", target="onnx")
+    family = get_spec("tinyvit").family
+    interface = family.part_interfaces(family.export_shapes(options), targets()["onnx"].form(options))[
+        "decoder"
+    ]
+    return {
+        "backend": "onnx",
+        "path": path,
+        "part": "decoder",
+        "inputs": [t.describe() for t in interface.inputs],
+    }
+
+
 def test_oom_part_is_reported_and_the_next_part_still_runs(exports):
     out, _ = exports
     decoder = str(out / "MobileSAMDecoder.onnx")
-    job = {"path": decoder, "part": "decoder", "points": 2, "runs": 2, "warmup": 0}
+    job = {**onnx_decoder_job(decoder), "points": 2, "runs": 2, "warmup": 0}
     starved = run_part(job, limit_bytes=160 * 1024**2)
     assert starved["status"] == "oom", starved
     assert starved["memory_limit_mb"] == 160 and starved["error"]
@@ -185,7 +204,7 @@ def test_bench_cpu_end_to_end(exports, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(report_path.read_text())
-    assert data["schema"] == "samexport.bench/1" and data["device"]["peak_gflops"] > 0
+    assert data["schema"] == "samexport.bench/2" and data["device"]["peak_gflops"] > 0
     parts = [(r["part"], r["points"], r["tokens"]) for r in data["rows"]]
     assert parts == [("encoder", None, None), ("decoder", 1, 2), ("decoder", 3, 4)]
     for row in data["rows"]:
@@ -367,7 +386,7 @@ def test_devicectl_ids_tunnels_and_timeouts(monkeypatch):
 def test_decoder_rows_with_several_prompt_sets_per_call(exports):
     out, _ = exports
     decoder = str(out / "MobileSAMDecoder.onnx")
-    job = {"path": decoder, "part": "decoder", "points": 2, "batch": 4, "runs": 1, "warmup": 0}
+    job = {**onnx_decoder_job(decoder), "points": 2, "batch": 4, "runs": 1, "warmup": 0}
     row = run_part(job)
     assert row["status"] == "ok" and row["stats"]["n"] == 1
 

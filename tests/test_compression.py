@@ -174,7 +174,12 @@ def test_default_decoder_shape_is_the_single_click(tmp_path):
     signature = family.decoder_signature(family.token_counts((3, 1, 2)), (1, 4))
     assert signature.default_tokens == 2  # one click + SAM's padding token, not the smallest (2 = box)
     assert signature.shapes()[0] == (1, 2)
-    assert signature.coreml_shapes()["points"][0] == (1, 2, 3)
+    from samexport.parts import ExportShapes, PartForm
+
+    interface = family.part_interfaces(
+        ExportShapes(signature.token_counts, (1, 4)), PartForm(True, True, False)
+    )
+    assert interface["decoder"].default.shapes["points"] == (1, 2, 3)
     no_single = family.decoder_signature(family.token_counts((3,)), (1,))
     assert no_single.default_tokens == no_single.token_counts[0]
 
@@ -194,7 +199,7 @@ def test_toy_w8a8_and_multifunction_convert_and_validate_on_linux(toy, tmp_path,
     section = manifest["coreml"]
     assert section["min_target"] == "iOS18" and section["decoder_shapes"] == "multifunction"
     assert section["compression"]["calibration"]["feeds"]["encoder"] == 4
-    assert manifest["validation"]["coreml"]["masks"]["worst"] >= 0.9
+    assert manifest["validation"]["coreml"]["decoder"]["end_to_end"]["worst"] >= 0.9
     from samexport.coreml_package import CoreMLPackage
 
     decoder = CoreMLPackage(out / "ToyThreeDecoderW8A8.mlpackage")
@@ -206,7 +211,7 @@ def test_toy_w8a8_and_multifunction_convert_and_validate_on_linux(toy, tmp_path,
     assert result.returncode == 0, result.stderr
     assert "mask IoU end to end" in result.stdout
     decoder_report = json.loads(report.read_text())[str(out / "ToyThreeDecoderW8A8.mlpackage")]
-    assert {c["tokens"] for c in decoder_report["cases"].values()} == {3}
+    assert {c["inputs"]["points"][1] for c in decoder_report["cases"].values()} == {3}
     assert "4 prompt sets of 3 clicks" in decoder_report["cases"]
 
 

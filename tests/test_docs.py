@@ -70,7 +70,7 @@ def readme_folder(tmp_path, monkeypatch, exports, fixture_checkpoint):
     from PIL import Image
 
     from helpers import write_rapsam_fixture_files
-    from samexport.export.samples import validation_image
+    from samexport.samples import validation_image
 
     out, _ = exports
     models = tmp_path / "models"

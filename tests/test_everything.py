@@ -8,13 +8,18 @@ small-region removal) are unit-tested against the semantics the README lists.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from helpers import build_quiet, require_parity_dir, write_fixture_checkpoint
+from helpers import (
+    assert_same_counts,
+    assert_same_records,
+    build_quiet,
+    official_run,
+    require_parity_dir,
+    write_fixture_checkpoint,
+)
 from samexport import amg
 from samexport.errors import InputError
 from samexport.mask_generator import MaskGenerator
@@ -53,35 +58,6 @@ def fixture_model(request, tmp_path_factory):
     )
     model = build_quiet(FAMILIES[family], checkpoint)
     return model, z, StoredEmbedding(model, z)
-
-
-def official_run(z, run: str):
-    return json.loads(str(z["runs_json"]))[run]
-
-
-def assert_same_records(records, z, run: str) -> None:
-    h, w = (int(v) for v in z["original_size"])
-    ref = np.unpackbits(z[f"{run}_segmentation_packed"], axis=-1, count=h * w).reshape(-1, h, w).astype(bool)
-    assert len(records) == len(ref)
-    for i, record in enumerate(records):
-        assert record["bbox"] == z[f"{run}_bbox"][i].tolist()
-        assert record["crop_box"] == z[f"{run}_crop_box"][i].tolist()
-        # a pixel whose upscaled logit lies within ~1e-6 of 0 may flip (README: <= 0.05% of pixels)
-        assert abs(record["area"] - z[f"{run}_area"][i]) <= 5e-4 * h * w
-        np.testing.assert_allclose(record["point_coords"][0], z[f"{run}_point_coords"][i])
-        assert abs(record["predicted_iou"] - z[f"{run}_predicted_iou"][i]) < 5e-5
-        assert abs(record["stability_score"] - z[f"{run}_stability_score"][i]) < 1e-4
-        assert (record["segmentation"] != ref[i]).mean() <= 5e-4
-
-
-def assert_same_counts(generator: MaskGenerator, meta) -> None:
-    counts = generator.stage_counts
-    for stage, expected in meta["stage_counts"].items():
-        assert counts[stage] == expected, stage
-    for ours, theirs in zip(counts["per_crop"], meta["per_crop"], strict=True):
-        assert {k: ours[k] for k in theirs if k != "n_batches"} == {
-            k: v for k, v in theirs.items() if k != "n_batches"
-        }
 
 
 @pytest.mark.slow

@@ -12,28 +12,31 @@ import pytest
 from onnx import numpy_helper
 
 from samexport import build_model
+from samexport.export.check import check_part
 from samexport.export.convert import convert
 from samexport.export.options import ConvertOptions
-from samexport.export.quality import hard_mask_agreement, threshold_margin
-from samexport.export.rapsam_layout import check_onnx_part, floors
-from samexport.export.target import export_layout
-from samexport.registry import get_spec
+from samexport.export.quality import hard_mask_agreement, part_floors, threshold_margin
+from samexport.export.runners import OnnxRunner
+from samexport.export.target import targets
 
 SIZE = (256, 352)
 
 
 @pytest.fixture(scope="module")
 def decoder(tmp_path_factory):
-    """A small-input RAP-SAM decoder export (fixture weights), its PyTorch reference and signature."""
+    """A small-input RAP-SAM decoder export (fixture weights), its model, reference and part."""
     out = tmp_path_factory.mktemp("rapsam")
     options = ConvertOptions(
         encoder="rapsam_r50", target="onnx", output_dir=out, input_size=SIZE, points=(16,), validate=False
     )
     convert(options, quiet=True)
     model = build_model("rapsam_r50")
-    layout = export_layout("rapsam")
-    signature = layout.signature(get_spec("rapsam_r50"), options)
-    return out / "RAPSAMR50Decoder.onnx", model, layout.reference(model, signature), signature
+    family = model.spec.family
+    shapes = family.export_shapes(options)
+    reference = family.reference(model, shapes)
+    form = targets()["onnx"].form(options)
+    part = family.export_parts(model, model, shapes, form, reference)["decoder"]
+    return out / "RAPSAMR50Decoder.onnx", model, reference, part
 
 
 def with_threshold(source, target, logit):
@@ -49,10 +52,10 @@ def with_threshold(source, target, logit):
 
 
 def check(path, decoder_fixture):
-    _, model, reference, signature = decoder_fixture
-    return check_onnx_part(
-        path, "decoder", model, reference, signature, floors("fp32", "onnxruntime")["decoder"]
-    )
+    part = decoder_fixture[3]
+    return check_part(
+        part, OnnxRunner(path), part_floors(part.interface, "fp32", "none", "onnxruntime")
+    ).to_json()
 
 
 def test_the_export_passes_under_its_own_masks(decoder):

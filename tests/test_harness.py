@@ -118,7 +118,7 @@ def test_failed_staging_leaves_models_as_they_were(tmp_path, monkeypatch):
 def app_result(plan, rows, finished=True):
     """A result file as BenchResult.swift writes it (keys checked against the Swift source below)."""
     return {
-        "schema": "samexport.bench/1",
+        "schema": "samexport.bench/2",
         "created_utc": "2026-11-22T10:00:00Z",
         "machine": {
             "description": "iPhone13,2 (iPhone13,2), 6 cores, 4 GiB RAM, iOS 17.5",
@@ -148,7 +148,7 @@ def sample_plan():
         {
             "model": "repvit",
             "title": "RepViT-SAM",
-            "style": "sam",
+            "family": "sam",
             "part": "encoder",
             "points": None,
             "tokens": None,
@@ -160,7 +160,7 @@ def sample_plan():
         {
             "model": "repvit",
             "title": "RepViT-SAM",
-            "style": "sam",
+            "family": "sam",
             "part": "decoder",
             "points": 1,
             "tokens": 2,
@@ -172,7 +172,7 @@ def sample_plan():
         {
             "model": "sam_vit_b",
             "title": "SAM ViT-B",
-            "style": "sam",
+            "family": "sam",
             "part": "encoder",
             "points": None,
             "tokens": None,
@@ -627,7 +627,7 @@ def test_multifunction_decoders_are_measured_per_function():
         {
             "model": "repvit",
             "title": "RepViT-SAM",
-            "style": "sam",
+            "family": "sam",
             "part": part,
             "points": points,
             "tokens": tokens,
@@ -640,13 +640,23 @@ def test_multifunction_decoders_are_measured_per_function():
     ]
     files = {"repvit": {"encoder": "RepViTSAMEncoder.mlpackage", "decoder": "RepViTSAMDecoder.mlpackage"}}
     functions = {"repvit": {"encoder": ["main"], "decoder": ["points_2", "points_6", "points_2_batch_4"]}}
-    jobs = harness.plan_jobs(rows, files, functions)
+    from samexport.export.options import ConvertOptions
+    from samexport.export.target import targets
+    from samexport.families import SAM
+
+    options = ConvertOptions(encoder="repvit", points=(1, 5), batch=(1, 4), decoder_shapes="multifunction")
+    interfaces = SAM.part_interfaces(SAM.export_shapes(options), targets()["coreml"].form(options))
+
+    def function_of(model, part, tokens):
+        return interfaces[part].function_at({"B": 1, "N": tokens}).name
+
+    jobs = harness.plan_jobs(rows, files, functions, function_of)
     assert [job.get("function") for job in jobs] == [None, "points_2", "points_6"]
     assert "function" in swift_keys("BenchPlan.swift")
     assert [job.get("function") for job in harness.plan_jobs(rows, files)] == [None, None, None]
     lacking = r"has no function for 5 points \(6 tokens; it has points_2, points_2_batch_4\)"
     with pytest.raises(SamExportError, match=lacking):
-        harness.plan_jobs(rows, files, {"repvit": {"decoder": ["points_2", "points_2_batch_4"]}})
+        harness.plan_jobs(rows, files, {"repvit": {"decoder": ["points_2", "points_2_batch_4"]}}, function_of)
 
 
 def test_the_real_xcode_minimum_is_checked():

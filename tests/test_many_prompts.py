@@ -8,21 +8,29 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_everything import assert_same_counts, assert_same_records, official_run
 
-from helpers import build_quiet, invoke, one_line_error, rel_err, require_parity_dir
+from helpers import (
+    assert_same_counts,
+    assert_same_records,
+    build_quiet,
+    invoke,
+    official_run,
+    one_line_error,
+    rel_err,
+    require_parity_dir,
+)
 
 
 def tinyvit_manifest(exports):
     folder, manifests = exports
-    return folder / f"{manifests['tinyvit']['model']['swift_name']}.export.json"
+    return folder / f"{manifests['tinyvit']['model']['artifact_stem']}.export.json"
 
 
 def test_onnx_decoder_reproduces_the_official_batched_predictor(exports):
     """One call with B prompt sets equals the official `predict_torch` on the batched fixture."""
-    from samexport.export.runtimes import OnnxPredictor
+    from samexport.export.runtimes import ExportPredictor
 
-    predictor = OnnxPredictor(tinyvit_manifest(exports))
+    predictor = ExportPredictor(tinyvit_manifest(exports), "onnx")
     z = np.load(require_parity_dir() / "mobile_sam.batched.npz")
     embedding = torch.from_numpy(np.load(require_parity_dir() / "mobile_sam.amg.npz")["image_embeddings"])
     for group in ("g1", "g2", "g3"):
@@ -42,10 +50,11 @@ def test_exported_batches_were_validated_and_match_each_prompt_alone(exports, na
     manifest = manifests[name]
     cases = manifest["validation"]["onnx"]["decoder"]["cases"]
     assert any(c.startswith("4 prompt sets") for c in cases)
-    assert manifest["decoder_prompt"]["batch_sizes"] == {"onnx": "any", "coreml": [1]}
+    assert manifest["decoder_prompt"]["batch_sizes"] == [1]
+    assert manifest["decoder_prompt"]["dynamic_targets"].startswith("take any prompt-set count B")
     model = build_quiet(name)
     signature = model.spec.family.decoder_signature(manifest["decoder_prompt"]["token_counts"])
-    session = onnx_export.session(folder / manifest["files"]["onnx_decoder"]["path"])
+    session = onnx_export.session(folder / manifest["files"]["onnx"]["decoder"]["path"])
     embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(3))
     n = signature.default_tokens
     coords = torch.rand(5, n, 2, generator=torch.Generator().manual_seed(4)) * 1024
@@ -75,7 +84,16 @@ def test_coreml_decoder_takes_each_enumerated_batch_exactly(tmp_path, name):
     model = build_quiet(name)
     family = model.spec.family
     signature = family.decoder_signature(family.token_counts([1]), (1, 4))
-    inputs = [coreml_export.tensor_input(n, s) for n, s in signature.coreml_shapes().items()]
+    from samexport.parts import ExportShapes, PartForm
+
+    interface = family.part_interfaces(
+        ExportShapes(signature.token_counts, (1, 4)), PartForm(True, False, False)
+    )
+    decoder = interface["decoder"]
+    shapes = {
+        t.name: list(dict.fromkeys(f.shapes[t.name] for f in decoder.functions)) for t in decoder.inputs
+    }
+    inputs = [coreml_export.tensor_input(n, s if len(s) > 1 else s[0]) for n, s in shapes.items()]
     traced = coreml_export.trace(
         family.decoder_for_export(model, packed=True), signature.example(packed=True)
     )
@@ -95,7 +113,7 @@ def test_coreml_decoder_takes_each_enumerated_batch_exactly(tmp_path, name):
     n = signature.default_tokens
     assert sorted(map(tuple, points["enumerated_shapes"])) == [(1, n, 3), (4, n, 3)]
     assert points["shape"] == [1, n, 3]
-    report = validate([tmp_path / "d.mlpackage"], method="numpy")[str(tmp_path / "d.mlpackage")]
+    report = validate([tmp_path / "d.mlpackage"], method="numpy")[str(tmp_path / "d.mlpackage")].to_json()
     assert report["passed"], report["failures"]
     batched = [c for c in report["cases"] if c.startswith("4 prompt sets")]
     assert batched and report["cases"][batched[0]]["lowResMasks"]["rel"] <= 1e-4
@@ -103,12 +121,12 @@ def test_coreml_decoder_takes_each_enumerated_batch_exactly(tmp_path, name):
 
 @pytest.mark.slow
 def test_everything_mode_on_onnxruntime_matches_the_official_generator(exports):
-    from samexport.export.runtimes import OnnxPredictor
+    from samexport.export.runtimes import ExportPredictor
     from samexport.mask_generator import MaskGenerator
 
     z = np.load(require_parity_dir() / "mobile_sam.amg.npz")
     meta = official_run(z, "nms1")
-    generator = MaskGenerator(OnnxPredictor(tinyvit_manifest(exports)), **meta["kwargs"])
+    generator = MaskGenerator(ExportPredictor(tinyvit_manifest(exports), "onnx"), **meta["kwargs"])
     records = generator.generate(z["image"])
     assert_same_records(records, z, "nms1")
     assert_same_counts(generator, meta)
@@ -223,7 +241,7 @@ def test_everything_mode_on_the_fp16_coreml_programs_stays_within_the_fp16_toler
     same records (filters off, so no threshold can flip), mask IoU >= 0.99 and scores within 0.02."""
     from PIL import Image
 
-    from samexport.export.runtimes import CoreMLPredictor
+    from samexport.export.runtimes import ExportPredictor
     from samexport.mask_generator import MaskGenerator
 
     kwargs = {
@@ -233,9 +251,9 @@ def test_everything_mode_on_the_fp16_coreml_programs_stays_within_the_fp16_toler
         "box_nms_thresh": 1.0,
     }
     image = np.asarray(Image.open(scene()).convert("RGB"))
-    coreml = MaskGenerator(CoreMLPredictor(tinyvit_manifest(exports), method="numpy"), **kwargs).generate(
-        image
-    )
+    coreml = MaskGenerator(
+        ExportPredictor(tinyvit_manifest(exports), "coreml", method="numpy"), **kwargs
+    ).generate(image)
     torch_records = MaskGenerator(build_quiet("tinyvit"), **kwargs).generate(image)
     assert len(coreml) == len(torch_records) == 48
     overlaps, iou_diffs, stability_diffs = [], [], []

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import samexport
-from helpers import build_quiet
+from helpers import FIXTURE_FAMILIES, build_quiet
 from samexport.checkpoint import expected_layout
 from samexport.errors import InputError, UsageError
 from samexport.info import model_info
@@ -53,16 +53,7 @@ def test_random_weights_are_the_parity_fill(parity_dir):
         assert torch.equal(ours[key], value), key
 
 
-@pytest.mark.parametrize(
-    "name,family",
-    [
-        ("repvit", "repvit_sam"),
-        ("tinyvit", "mobile_sam"),
-        ("efficientsam_ti", "efficient_sam_vitt"),
-        ("efficientsam_s", "efficient_sam_vits"),
-        ("sam_vit_b", "sam_vit_b"),
-    ],
-)
+@pytest.mark.parametrize("name,family", sorted(FIXTURE_FAMILIES.items()))
 def test_layout_is_the_official_layout(parity_dir, name, family):
     from fill import load_manifest
 

@@ -18,15 +18,18 @@ import pytest
 
 from helpers import invoke, one_line_error, start_convert_in_background
 from samexport.errors import UsageError
-from samexport.export import onnx_export, sam_layout
+from samexport.export import onnx_export
 from samexport.export.convert import convert
 from samexport.export.options import ConvertOptions
 from samexport.export.outputs import LOCK_MARK, LOCK_NAME, OutputFolder
+from samexport.families import sam_style
 
 NAMES = ["ToyThree.export.json", "ToyThreeDecoder.onnx", "ToyThreeEncoder.onnx"]
 
 
 def toy_onnx(out, **kwargs):
+    """The toy model's ONNX export; file handling asserts on files, not numbers: no validation by default."""
+    kwargs.setdefault("validate", False)
     return convert(ConvertOptions(encoder="toy3", target="onnx", output_dir=out, **kwargs), quiet=True)
 
 
@@ -38,14 +41,14 @@ def test_a_run_that_loses_a_race_without_force_replaces_nothing(toy, tmp_path, m
     """Item 1: the other run's files appear while this one works; the switch re-checks under the lock."""
     out = tmp_path / "out"
     out.mkdir()
-    real = sam_layout.make_reference
+    real = sam_style.make_reference
 
     def other_run_finishes_first(model):
         for name in NAMES:
             (out / name).write_text(f"the winner's {name}")
         return real(model)
 
-    monkeypatch.setattr(sam_layout, "make_reference", other_run_finishes_first)
+    monkeypatch.setattr(sam_style, "make_reference", other_run_finishes_first)
     with pytest.raises(UsageError, match="appeared while this run was working .*nothing was replaced"):
         toy_onnx(out)
     assert snapshot(out) == {name: f"the winner's {name}".encode() for name in NAMES}
@@ -104,7 +107,10 @@ def test_manifest_keeps_the_record_of_targets_it_did_not_rewrite(toy, tmp_path, 
     convert(ConvertOptions(encoder="toy3", target="coreml", output_dir=out), quiet=True)
     first = json.loads((out / "ToyThree.export.json").read_text())
     manifest = toy_onnx(out)
-    assert set(manifest["files"]) == {"coreml_encoder", "coreml_decoder", "onnx_encoder", "onnx_decoder"}
+    assert {t: set(parts) for t, parts in manifest["files"].items()} == {
+        "coreml": {"encoder", "decoder"},
+        "onnx": {"encoder", "decoder"},
+    }
     assert manifest["validation"]["coreml"] == first["validation"]["coreml"]
     assert manifest["coreml"] == first["coreml"]
     assert manifest["earlier_targets"]["coreml"]["created_utc"] == first["created_utc"]
@@ -260,9 +266,13 @@ def test_unwritable_output_dir_is_found_before_the_model_is_built(tmp_path, monk
         ("[1, 2]", "is not an export manifest"),
         ('{"files": {"coreml_encoder": "X.mlpackage"}}', "is not an export manifest"),
         ('{"files": {"coreml_encoder": {"path": "Gone.mlpackage"}}}', "Gone.mlpackage is missing"),
-        ('{"files": {"onnx_encoder": {"path": "E.onnx"}}}', "lists no Core ML packages"),
+        ('{"files": {"onnx_encoder": {"path": "E.onnx"}}}', "E.onnx is missing"),
+        (
+            '{"format": "samexport.export/2", "files": {"tflite": {"encoder": {"path": "E.tflite"}}}}',
+            "lists no files of a target this samexport knows",
+        ),
     ],
-    ids=["list", "files-not-records", "packages-deleted", "onnx-only"],
+    ids=["list", "files-not-records", "packages-deleted", "onnx-deleted", "unknown-target"],
 )
 def test_malformed_manifests_are_one_line_exit_2(tmp_path, capsys, content, message):
     """Issue 12 item 12: a manifest of the wrong shape, or whose packages are gone, is a usage error."""

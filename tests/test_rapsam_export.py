@@ -14,6 +14,7 @@ from helpers import run_cli
 from samexport.errors import UsageError
 from samexport.export import coreml_export
 from samexport.export.coreml_precision import float32_region
+from samexport.export.options import PRECISIONS
 from samexport.families.rapsam_export import PanopticHeadForExport, PromptDecoderForExport
 from samexport.mileval import evaluate, load_program
 from samexport.mileval.program import dtype_name
@@ -106,9 +107,9 @@ def test_convert_writes_and_checks_all_three_parts(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((out / "RAPSAMR50.export.json").read_text())
-    names = {k: v["path"] for k, v in manifest["files"].items()}
+    names = {(t, p): v["path"] for t, parts in manifest["files"].items() for p, v in parts.items()}
     assert names == {
-        f"{t}_{p}": f"RAPSAMR50{p.capitalize()}{ext}"
+        (t, p): f"RAPSAMR50{p.capitalize()}{ext}"
         for t, ext in (("onnx", ".onnx"), ("coreml", ".mlpackage"))
         for p in ("encoder", "decoder", "panoptic")
     }
@@ -152,7 +153,7 @@ def test_segment_gives_one_mask_per_prompt_and_panoptic_segments(tmp_path):
     from PIL import Image
 
     from samexport.errors import InputError
-    from samexport.export.samples import validation_image
+    from samexport.samples import validation_image
     from samexport.segment import SegmentOptions, segment
 
     image = tmp_path / "scene.png"
@@ -206,11 +207,11 @@ def test_the_panoptic_head_is_written_only_when_the_classes_are_known(tmp_path):
 
     def parts(**kwargs):
         names = artifact_names(spec, ConvertOptions(encoder="rapsam_r50", target="all", **kwargs))
-        return sorted(k for k in names if k.endswith("_panoptic"))
+        return sorted(target for target, part in names if part == "panoptic")
 
-    assert parts() == ["coreml_panoptic", "onnx_panoptic"]  # fixture weights: the fixture classifier
+    assert parts() == ["coreml", "onnx"]  # fixture weights: the fixture classifier
     assert parts(checkpoint=checkpoint) == []  # a checkpoint alone: prompts only
-    assert parts(checkpoint=checkpoint, classifier=tmp_path / "c.pth") == ["coreml_panoptic", "onnx_panoptic"]
+    assert parts(checkpoint=checkpoint, classifier=tmp_path / "c.pth") == ["coreml", "onnx"]
 
 
 class WideAttention(torch.nn.Module):
@@ -239,3 +240,44 @@ def test_fp16_keeps_a_softmax_over_more_than_16384_keys_in_float32(tmp_path):
     with torch.no_grad():
         expected = WideAttention()(*example).numpy()
     assert np.abs(result.outputs["y"] - expected).max() < 1e-2 * np.abs(expected).max()
+
+
+def test_every_target_names_rapsams_parts_and_fp32_apart_from_fp16():
+    """`--target all` names every part for every target (a bare KeyError once a third target existed), and
+    the variant suffix reaches every Core ML file (fp16 and fp32 packages once shared names)."""
+    from samexport.export.options import ConvertOptions, artifact_names
+    from samexport.export.target import targets
+    from samexport.registry import get_spec
+
+    spec = get_spec("rapsam_r50")
+    names = {
+        p: artifact_names(spec, ConvertOptions(encoder="rapsam_r50", target="all", precision=p))
+        for p in PRECISIONS
+    }
+    assert {t for t, _ in names["fp16"] if t != "manifest"} == set(targets())
+    coreml = {p: {n for (t, _), n in names[p].items() if t == "coreml"} for p in PRECISIONS}
+    assert coreml["fp32"] == {f"RAPSAMR50{part}FP32.mlpackage" for part in ("Encoder", "Decoder", "Panoptic")}
+    assert not coreml["fp16"] & coreml["fp32"]
+    assert names["fp32"][("manifest", "")] == "RAPSAMR50FP32.export.json"
+
+
+@pytest.mark.slow
+def test_fp16_and_fp32_coreml_exports_sit_side_by_side(tmp_path):
+    from samexport.export.convert import convert
+    from samexport.export.options import ConvertOptions
+
+    for precision in PRECISIONS:
+        options = ConvertOptions(
+            encoder="rapsam_r50",
+            target="coreml",
+            precision=precision,
+            input_size=SMALL,
+            output_dir=tmp_path,
+            validate=False,
+        )
+        convert(options, quiet=True)
+    for stem, suffix in (("RAPSAMR50", ""), ("RAPSAMR50FP32", "FP32")):
+        manifest = json.loads((tmp_path / f"{stem}.export.json").read_text())
+        listed = {entry["path"] for entry in manifest["files"]["coreml"].values()}
+        assert listed == {f"RAPSAMR50{part}{suffix}.mlpackage" for part in ("Encoder", "Decoder", "Panoptic")}
+        assert all((tmp_path / name).exists() for name in listed)

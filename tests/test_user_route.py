@@ -11,7 +11,7 @@ from PIL import Image
 from helpers import invoke, one_line_error
 from samexport.bench.orchestrate import Bench, BenchOptions
 from samexport.errors import UsageError
-from samexport.export.samples import validation_image
+from samexport.samples import validation_image
 
 
 @pytest.fixture()
@@ -31,7 +31,7 @@ def test_quick_start_then_onnx_then_segment_need_no_force(toy, tmp_path, photo, 
         )
         assert result.returncode == 0, result.stderr
     manifest = json.loads((models / "ToyThree.export.json").read_text())
-    assert {"coreml_encoder", "onnx_encoder"} <= set(manifest["files"])
+    assert {"encoder", "decoder"} <= set(manifest["files"]["coreml"]) & set(manifest["files"]["onnx"])
     out = tmp_path / "mask.png"
     args = ["segment", str(photo), "--encoder", "toy3", "--point", "320,240", "--output", str(out)]
     result = invoke(capsys, *args, "--backend", "onnx", "--models-dir", str(models))
@@ -186,14 +186,14 @@ def test_validate_writes_its_verdict_only_into_the_manifest_it_read(toy, tmp_pat
     out = tmp_path / "models"
     convert(ConvertOptions(encoder="toy3", target="coreml", output_dir=out), quiet=True)
     manifest = out / "ToyThree.export.json"
-    real = validate_module.export_layout
+    real = validate_module.check_export
 
-    def replaced_meanwhile(name):
+    def replaced_meanwhile(*args):
         text = manifest.read_text()
         manifest.write_text(text.replace('"created_utc"', '"created_utc_by_another_run"', 1))
-        return real(name)
+        return real(*args)
 
-    monkeypatch.setattr(validate_module, "export_layout", replaced_meanwhile)
+    monkeypatch.setattr(validate_module, "check_export", replaced_meanwhile)
     before = manifest.read_text()
     with pytest.raises(UsageError, match="changed while validate ran .* were not written"):
         validate_module.validate([manifest], method="numpy")

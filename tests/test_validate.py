@@ -122,14 +122,18 @@ def test_convert_records_the_numpy_check(exports):
     coreml = manifests["tinyvit"]["validation"]["coreml"]
     assert coreml["passed"] and coreml["encoder"]["passed"] and coreml["decoder"]["passed"]
     encoder = coreml["encoder"]
-    assert "NumPy evaluation" in encoder["method"] and encoder["floor"] == {"min_psnr_db": FP16_MIN_PSNR_DB}
-    assert encoder["imageEmbeddings"]["psnr_db"] >= FP16_MIN_PSNR_DB
-    assert encoder["imageEmbeddings"]["fp32_evaluation"]["psnr_db"] >= FP16_MIN_PSNR_DB
+    floors = encoder["floors"]
+    assert "NumPy evaluation" in encoder["runner"] and floors == {
+        "imageEmbeddings": {"min_psnr_db": FP16_MIN_PSNR_DB}
+    }
+    embeddings = encoder["cases"]["validation image"]["imageEmbeddings"]
+    assert embeddings["psnr_db"] >= FP16_MIN_PSNR_DB
+    assert embeddings["fp32_evaluation"]["psnr_db"] >= FP16_MIN_PSNR_DB
     assert encoder["evaluation"]["fp16_peak"]["max_abs"] < 65504
     decoder = coreml["decoder"]
     # Every enumerated point count of the decoder was evaluated, not only the validation prompts'.
     assert (
-        sorted(int(n) for n in decoder["token_counts"])
+        sorted({case["inputs"]["points"][1] for case in decoder["cases"].values()})
         == manifests["tinyvit"]["decoder_prompt"]["token_counts"]
     )
     assert all(case["lowResMasks"]["psnr_db"] >= FP16_MIN_PSNR_DB for case in decoder["cases"].values())
@@ -142,7 +146,7 @@ def test_validate_cli_passes_a_good_package(coreml_exports, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "MobileSAMDecoder.mlpackage: PASS" in result.stdout and "seeded clicks" in result.stdout
     report = json.loads((tmp_path / "report.json").read_text())[str(package)]
-    assert report["passed"] and report["floor"] == {"min_psnr_db": FP16_MIN_PSNR_DB}
+    assert report["passed"] and report["floors"]["lowResMasks"] == {"min_psnr_db": FP16_MIN_PSNR_DB}
 
 
 @pytest.mark.slow
@@ -214,11 +218,14 @@ def test_validate_bad_input_is_one_line_exit_2(coreml_exports, tmp_path, fixture
 def test_validate_refuses_what_is_not_a_package(coreml_exports, tmp_path):
     onnx_file = tmp_path / "model.onnx"
     onnx_file.write_bytes(b"not a package")
+    other = tmp_path / "model.tflite"
+    other.write_bytes(b"not ours")
     copied = tmp_path / "Copy.mlpackage"
     shutil.copytree(coreml_exports["tinyvit"] / "MobileSAMDecoder.mlpackage", copied)
     shutil.rmtree(copied / "Data" / "com.apple.CoreML" / "weights")
     for path, message in (
-        (onnx_file, "is not an .mlpackage"),
+        (onnx_file, "is not a readable ONNX file"),
+        (other, "is no export samexport writes"),
         (tmp_path / "missing.mlpackage", "does not exist"),
         (copied, "is not a readable Core ML package"),
     ):

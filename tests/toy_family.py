@@ -16,6 +16,7 @@ from samexport.errors import InputError
 from samexport.families import DecoderForExport, register_family, unregister_family
 from samexport.families.sam import SamFamily
 from samexport.modeling.sam import Sam
+from samexport.prompt_rules import FixedTokensRule, PaddingTokenRule
 from samexport.registry import ModelSpec, register_model, unregister_model
 
 TOKENS = 3
@@ -33,19 +34,32 @@ class PatchEncoder(nn.Module):
         return self.proj(x)
 
 
+class ThreeTokenRule(PaddingTokenRule):
+    """SAM's token layout, then padded with (0, 0)/-1 or cut to exactly 3 tokens."""
+
+    def __init__(self) -> None:
+        self.fixed = FixedTokensRule(TOKENS, 0.0)
+
+    def tokens(self, coords, labels, box):
+        return self.fixed.padded(*super().tokens(coords, labels, box))
+
+    def padded(self, coords, labels):
+        return self.fixed.padded(coords, labels)
+
+    def token_counts(self, points):
+        return [TOKENS]
+
+    def click_tokens(self, clicks):
+        return TOKENS
+
+    def clicks_filling(self, tokens):
+        return tokens
+
+
 class ThreeTokenSam(Sam):
     """SAM with every prompt padded or cut to exactly 3 tokens and no mask prompt."""
 
-    @staticmethod
-    def pad(coords: torch.Tensor, labels: torch.Tensor):
-        coords, labels = coords[:, :TOKENS], labels[:, :TOKENS]
-        missing = TOKENS - coords.shape[1]
-        coords = torch.cat([coords, coords.new_zeros(coords.shape[0], missing, 2)], 1)
-        labels = torch.cat([labels, labels.new_full((labels.shape[0], missing), -1)], 1)
-        return coords, labels
-
-    def prompt_tokens(self, original_hw, points=None, labels=None, box=None):
-        return self.pad(*super().prompt_tokens(original_hw, points, labels, box))
+    prompt_rule = ThreeTokenRule()
 
     @torch.no_grad()
     def decode(self, image_embeddings, coords, labels, mask_input=None):
@@ -54,7 +68,7 @@ class ThreeTokenSam(Sam):
         return self.decode_tensors(*self._prompt_inputs(image_embeddings, coords, labels))
 
     def decode_tensors(self, emb, coords, labels, mask=None):
-        return super().decode_tensors(emb, *self.pad(coords, labels))
+        return super().decode_tensors(emb, *self.prompt_rule.padded(coords, labels))
 
 
 # -- the family module ---------------------------------------------------------------------------------
@@ -73,15 +87,6 @@ class ThreeTokenFamily(SamFamily):
     mask_prompt = False
     onnx_dynamic_tokens = False
 
-    def token_counts(self, points):
-        return [TOKENS]
-
-    def click_tokens(self, clicks):
-        return TOKENS
-
-    def clicks_filling(self, tokens):
-        return tokens
-
     def input_contract(self):
         return {
             **super().input_contract(),
@@ -99,7 +104,7 @@ def toy_registered():
         ModelSpec(
             name="toy3",
             title="Toy three-token SAM",
-            swift_name="ToyThree",
+            artifact_stem="ToyThree",
             family=family,
             encoder=PatchEncoder,
             checkpoint_file="toy3.pt",

@@ -1,8 +1,11 @@
-"""Where `samexport bench` measures: one backend per --device, registered by name.
+"""Where `samexport bench` measures: one backend per --device, registered by name, of two kinds.
 
-- `cpu`, `cuda`: ONNX exports with onnxruntime, each part in a child process (see `child`).
-- `m1`: Core ML packages with coremltools on an Apple-silicon Mac, each part in a child process.
-- `iphone` (and `m1 --via-harness`): Core ML packages inside the ios_harness app (see `harness`).
+- A `HostBackend` measures on this machine: each part in a child process (see `child`) by the measure
+  function registered under its name in `worker` (inputs from the part's description). `cpu`, `cuda`:
+  ONNX exports with onnxruntime; `m1`: Core ML packages with coremltools on an Apple-silicon Mac.
+- A `DeviceAppBackend` measures inside an app on a device: stage the plan and files, build, run (install,
+  launch, pull the result). `iphone` (and `m1 --via-harness`): the ios_harness app (see `harness`); an
+  Android app would be one more implementation.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, ClassVar, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -27,7 +30,7 @@ class Backend(ABC):
 
     device: ClassVar[str]  # the --device value
     target: ClassVar[str]  # the export target it measures
-    in_harness: ClassVar[bool] = False
+    in_app: ClassVar[bool] = False  # measured inside a device app (DeviceAppBackend)
 
     @abstractmethod
     def check_platform(self) -> None:
@@ -42,15 +45,22 @@ class Backend(ABC):
     def device_info(self, progress) -> Dict:
         return {"kind": self.device, "label": self.device}
 
+
+class HostBackend(Backend):
+    """Measured on this machine, one part per child process, by `worker.MEASURES[measure]`."""
+
+    measure: ClassVar[str]
+
     def worker_job(self, unit: str) -> Dict:
-        """What the child worker needs beyond the file and the prompt size."""
-        return {}
+        """What the child worker needs beyond the file, the part's inputs and the prompt size."""
+        return {"backend": self.measure}
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(HostBackend):
     """ONNX exports run by onnxruntime with the given execution providers (cpu, cuda)."""
 
     target = "onnx"
+    measure = "onnx"
 
     def __init__(self, device: str, providers: Tuple[str, ...]) -> None:
         self.device = device
@@ -85,14 +95,15 @@ class OnnxRuntimeBackend(Backend):
         }
 
     def worker_job(self, unit: str) -> Dict:
-        return {"backend": "onnx", "providers": list(self.providers)}
+        return {**super().worker_job(unit), "providers": list(self.providers)}
 
 
-class CoreMLBackend(Backend):
+class CoreMLBackend(HostBackend):
     """Core ML packages predicted through coremltools on an Apple-silicon Mac, per compute unit."""
 
     device = "m1"
     target = "coreml"
+    measure = "coreml"
 
     def check_platform(self) -> None:
         if not is_apple_silicon():
@@ -107,27 +118,69 @@ class CoreMLBackend(Backend):
         return info
 
     def worker_job(self, unit: str) -> Dict:
-        return {"backend": "coreml", "compute_units": unit}
+        return {**super().worker_job(unit), "compute_units": unit}
 
 
-class HarnessBackend(Backend):
+class DeviceAppBackend(Backend):
+    """Measured inside an app on a device: `stage`, `build`, `run` (install, launch, pull its result)."""
+
+    in_app = True
+    app_parts: ClassVar[Tuple[str, ...]]  # the parts the app runs
+
+    @abstractmethod
+    def find_app(self, app_dir: Optional[Path]) -> Path:
+        """The app's source folder (`--harness-dir`, or where samexport keeps it)."""
+
+    @abstractmethod
+    def stage(self, root: Path, plan: Dict, files: List[Path]) -> Path:
+        """Put the plan and the files to measure where the build bundles them; returns that folder."""
+
+    @abstractmethod
+    def build(self, root: Path, team: Optional[str]) -> Tuple[object, str]:
+        """Build the app for this device; the build and the device's label in results."""
+
+    @abstractmethod
+    def run(self, build, plan: Dict, timeout_s: float, say) -> Dict:
+        """Install, launch until the plan is finished, pull: the app's result data."""
+
+    def finish(self, data: Dict, plan: Dict, label: str, peak_gflops: Optional[float]) -> Dict:
+        """The bench result from the app's result data."""
+        from .harness import finish_result
+
+        return finish_result(data, plan, label, peak_gflops)
+
+
+class HarnessBackend(DeviceAppBackend):
     """The ios_harness app (see `harness`): staged plan and packages, an xcodebuild, a run, its result."""
 
     target = "coreml"
-    in_harness = True
+    app_parts = ("encoder", "decoder")
 
     def check_platform(self) -> None:
         from .harness import require_tools
 
         require_tools(self.device)
 
-    @abstractmethod
+    def find_app(self, app_dir: Optional[Path]) -> Path:
+        from .harness import find_harness
+
+        return find_harness(app_dir)
+
+    def stage(self, root: Path, plan: Dict, files: List[Path]) -> Path:
+        from .harness import prepare
+
+        return prepare(root, plan, files)
+
     def build(self, root: Path, team: Optional[str]) -> Tuple["Build", str]:
-        """The build to make for this device and the device's label in results."""
+        build, label = self.app_build(root, team)
+        from .harness import build as xcodebuild
+
+        xcodebuild(build)
+        return build, label
 
     @abstractmethod
-    def run(self, build: "Build", plan: Dict, timeout_s: float, say) -> Dict:
-        """Run the built app until the plan is finished; its result data."""
+    def app_build(self, root: Path, team: Optional[str]) -> Tuple["Build", str]:
+        """The xcodebuild to make for this device and the device's label in results."""
 
 
 class IPhoneHarnessBackend(HarnessBackend):
@@ -135,7 +188,7 @@ class IPhoneHarnessBackend(HarnessBackend):
 
     device = "iphone"
 
-    def build(self, root: Path, team: Optional[str]) -> Tuple["Build", str]:
+    def app_build(self, root: Path, team: Optional[str]) -> Tuple["Build", str]:
         from .harness import Build
         from .ios import list_iphones
 
@@ -167,7 +220,7 @@ class MacHarnessBackend(HarnessBackend):
     def device_info(self, progress) -> Dict:
         return {"kind": self.device, "label": self.device, **neural_engine_peak(cpu_model())}
 
-    def build(self, root: Path, team: Optional[str]) -> Tuple["Build", str]:
+    def app_build(self, root: Path, team: Optional[str]) -> Tuple["Build", str]:
         from .harness import Build
 
         return Build(root, "macos", team), f"Core ML, {cpu_model()} (ios_harness app)"
@@ -211,11 +264,16 @@ _BACKENDS: Dict[Tuple[str, bool], Backend] = {}
 
 
 def register_backend(backend: Backend) -> Backend:
-    key = (backend.device, backend.in_harness)
+    key = (backend.device, backend.in_app)
     if key in _BACKENDS:
         raise ValueError(f"bench backend for --device {backend.device} is registered twice")
     _BACKENDS[key] = backend
     return backend
+
+
+def unregister_backend(device: str) -> None:
+    for key in [k for k in _BACKENDS if k[0] == device]:
+        _BACKENDS.pop(key)
 
 
 def devices() -> Tuple[str, ...]:

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional
 from ..errors import PlatformError, SamExportError, UsageError
 from ..platforms import is_macos
 
-PLAN_SCHEMA = "samexport.harness-plan/1"
+PLAN_SCHEMA = "samexport.harness-plan/2"
 BUNDLE_ID = "org.samexport.SAMBench"
 SCHEME = "SAMBench"
 RESULT_FILE = "samexport-bench.json"
@@ -46,12 +46,12 @@ def plan_jobs(
     rows: List[Dict],
     files: Dict[str, Dict[str, str]],
     functions: Optional[Dict[str, Dict[str, List[str]]]] = None,
+    function_of: Optional[Callable[[str, str, int], Optional[str]]] = None,
 ) -> List[Dict]:
     """Bench row templates (see Bench.row_template) -> the jobs BenchPlan.json lists. `functions` names each
     package's functions (model -> part -> names); a job on a multifunction package names the function of
-    its prompt shape (one prompt set of its token count), which the app loads instead of the default."""
-    from ..families.base import DecoderSignature
-
+    its prompt shape, `function_of(model, part, tokens)` (one prompt set of its token count, from the part's
+    interface), which the app loads instead of the default."""
     jobs = []
     for row in rows:
         file = files[row["model"]][row["part"]]
@@ -59,7 +59,7 @@ def plan_jobs(
         available = ((functions or {}).get(row["model"]) or {}).get(row["part"]) or []
         function = None
         if len(available) > 1:
-            function = DecoderSignature.function_name(1, row["tokens"])
+            function = function_of(row["model"], row["part"], row["tokens"]) if function_of else None
             if function not in available:
                 raise UsageError(
                     f"{file} has no function for {row['points']} points ({row['tokens']} tokens; it has "
@@ -74,7 +74,7 @@ def plan_jobs(
                     for k in (
                         "model",
                         "title",
-                        "style",
+                        "family",
                         "part",
                         "points",
                         "tokens",
@@ -268,15 +268,18 @@ def mac_app_command(app: Path, output: Path) -> List[str]:
 # -- results -----------------------------------------------------------------------------------
 def read_result(path: Path, plan: Dict) -> Optional[Dict]:
     """The app's result file when it belongs to `plan` (None before the app wrote one)."""
-    from .report import SCHEMA
+    from .report import READABLE_SCHEMAS, upgrade_result
 
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    if data.get("schema") != SCHEMA or data.get("harness", {}).get("plan_id") != plan["plan_id"]:
+    if (
+        data.get("schema") not in READABLE_SCHEMAS
+        or data.get("harness", {}).get("plan_id") != plan["plan_id"]
+    ):
         return None
-    return data
+    return upgrade_result(data)
 
 
 def finish_result(data: Dict, plan: Dict, label: Optional[str], peak_gflops: Optional[float]) -> Dict:

@@ -74,7 +74,7 @@ class BenchOptions:
         self.points = check_points(self.points)
         if not 1 <= self.batch <= MAX_BATCH:
             raise UsageError(f"--batch must be a prompt-set count from 1 to {MAX_BATCH}, got {self.batch}")
-        if self.batch > 1 and self.backend.in_harness:
+        if self.batch > 1 and self.backend.in_app:
             raise UsageError(
                 "--batch above 1 is measured by the host bench (--device cpu, cuda or m1); the ios_harness "
                 "app measures one prompt set per call"
@@ -88,24 +88,24 @@ class BenchOptions:
             raise UsageError(f"unknown --compute-units {bad[0]!r}; choose from: {', '.join(COMPUTE_UNITS)}")
         if self.compress not in ("none", "int8"):
             raise UsageError("bench measures --compress none or int8 exports")
-        if self.prepare_only and not backend.in_harness:
+        if self.prepare_only and not backend.in_app:
             raise UsageError(
                 "--prepare-only stages packages for ios_harness: use it with --device iphone or "
                 "--device m1 --via-harness"
             )
-        if self.one_job_per_launch and not backend.in_harness:
+        if self.one_job_per_launch and not backend.in_app:
             raise UsageError(
                 "--one-job-per-launch is for the ios_harness app (--device iphone, --device m1 "
                 "--via-harness); on this machine every part already runs in its own process"
             )
-        harness_parts = ("encoder", "decoder")
-        beyond = [n for n in self.encoders if set(get_spec(n).family.bench_parts) - set(harness_parts)]
-        if backend.in_harness and beyond:
+        app_parts = getattr(backend, "app_parts", ())
+        beyond = [n for n in self.encoders if set(get_spec(n).family.bench_parts) - set(app_parts)]
+        if backend.in_app and beyond:
             raise UsageError(
                 f"the ios_harness app runs encoder + decoder packages; {', '.join(beyond)} also has other "
                 "parts and is not in it yet: measure it with --device m1 (host Core ML) or --device cpu"
             )
-        if backend.in_harness and self.memory_limit is not None:
+        if backend.in_app and self.memory_limit is not None:
             raise UsageError(
                 "--memory-limit/--as-device emulate a budget on this machine; on a device through "
                 "ios_harness the device's own limit applies (out-of-memory kills become oom rows)"
@@ -163,9 +163,9 @@ class Bench:
         )
         names = artifact_names(spec, convert_options)
         paths = {
-            part: self.options.models_dir / names[f"{target}_{part}"]
+            part: self.options.models_dir / names[(target, part)]
             for part in spec.family.bench_parts
-            if f"{target}_{part}" in names
+            if (target, part) in names
         }
         present = [p for p in paths.values() if p.exists()]
         if present and len(present) < len(paths):
@@ -175,7 +175,18 @@ class Bench:
                 f"replaces one; re-export it with samexport convert --encoder {name} --target {target} "
                 "--force (with the --checkpoint it was made from), or give another --models-dir"
             )
-        return paths, self.options.models_dir / names["manifest"], convert_options
+        return paths, self.options.models_dir / names[("manifest", "")], convert_options
+
+    def inputs(self, name: str, part: str, path: Path) -> List[Dict]:
+        """The part's inputs as its family describes them, in the form its target (and file) has."""
+        from ..export.target import targets
+        from ..parts import PartForm
+
+        spec, target = get_spec(name), targets()[self.options.target]
+        convert_options = self._expected(name)[2]
+        form = PartForm(target.packed_prompts, target.image_input_of(path), target.dynamic)
+        interface = spec.family.part_interfaces(spec.family.export_shapes(convert_options), form)[part]
+        return [t.describe() for t in interface.inputs]
 
     def device_info(self) -> Dict:
         info = self.backend.device_info(self.progress)
@@ -200,7 +211,7 @@ class Bench:
             self.backend.check_platform()
         precision = self.backend.precision(options.compress)
         jobs = list(self.jobs())
-        if self.backend.in_harness:
+        if self.backend.in_app:
             return self.run_harness(jobs, precision)
         self.result = {
             "schema": report.SCHEMA,
@@ -258,7 +269,7 @@ class Bench:
         """Stage the packages and plan in ios_harness; unless --prepare-only, build, run, collect."""
 
         options = self.options
-        root = harness.find_harness(options.harness_dir)
+        root = self.backend.find_app(options.harness_dir)
         from ..coreml_package import CoreMLPackage
 
         files, functions, packages = {}, {}, []
@@ -278,23 +289,34 @@ class Bench:
             options.warmup,
             options.points,
             options.compress,
-            harness.plan_jobs(rows, files, functions),
+            harness.plan_jobs(rows, files, functions, self.function_of),
             one_job_per_launch=options.one_job_per_launch,
         )
-        models = harness.prepare(root, plan, packages)
+        models = self.backend.stage(root, plan, packages)
         self.say(
             f"staged {len(set(packages))} packages and BenchPlan.json ({len(plan['jobs'])} parts) in {models}"
         )
         if options.prepare_only:
             return None
+        self.say(f"building the {options.device} app")
         build, label = self.backend.build(root, options.team)
-        self.say(f"building SAMBench for {build.platform} with xcodebuild")
-        harness.build(build)
         data = self.backend.run(build, plan, options.harness_timeout_s, self.say)
-        self.result = harness.finish_result(data, plan, label, self.device_info().get("peak_gflops"))
+        self.result = self.backend.finish(data, plan, label, self.device_info().get("peak_gflops"))
         self.result["versions"] = {**versions(), **self.result.get("versions", {})}
         self.write_progress()
         return self.result
+
+    def function_of(self, name: str, part: str, tokens: int) -> Optional[str]:
+        """The function of a part's interface that takes one prompt set of `tokens` tokens."""
+        from ..export.target import targets
+
+        spec, target = get_spec(name), targets()[self.options.target]
+        convert_options = self._expected(name)[2]
+        interface = spec.family.part_interfaces(
+            spec.family.export_shapes(convert_options), target.form(convert_options)
+        )[part]
+        function = interface.function_at({"B": 1, "N": tokens})
+        return function.name if function else None
 
     def row_template(
         self,
@@ -312,7 +334,7 @@ class Bench:
         return {
             "model": name,
             "title": spec.title,
-            "style": spec.family.name,
+            "family": spec.family.name,
             "part": part,
             "points": points,
             "tokens": tokens,
@@ -350,6 +372,7 @@ class Bench:
         job = {
             "path": str(paths[part]),
             "part": part,
+            "inputs": self.inputs(name, part, paths[part]),
             "points": row["tokens"] or 1,
             "batch": row["batch"] or 1,
             "runs": options.runs_for(part),
@@ -385,8 +408,9 @@ def load_results(path: Path) -> Dict:
         raise UsageError(
             f"cannot read bench results {path} ({first_line(e)}); pass a JSON file written by --format json"
         ) from None
-    if not isinstance(data, dict) or data.get("schema") != report.SCHEMA:
-        raise UsageError(f"{path} is not a samexport bench result ({report.SCHEMA})")
+    if not isinstance(data, dict) or data.get("schema") not in report.READABLE_SCHEMAS:
+        raise UsageError(f"{path} is not a samexport bench result ({', '.join(report.READABLE_SCHEMAS)})")
+    data = report.upgrade_result(data)
     problems = []
     if not isinstance(data.get("device"), dict) or not isinstance(data["device"].get("label"), str):
         problems.append("device.label")

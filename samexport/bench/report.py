@@ -10,7 +10,9 @@ from typing import Dict, List
 from ..coreml_placement import ane_share
 from ..families.registry import get_family
 
-SCHEMA = "samexport.bench/1"
+SCHEMA = "samexport.bench/2"
+# Result files this samexport reads: version 1 named a row's family `style` (`upgrade_result`).
+READABLE_SCHEMAS = ("samexport.bench/1", SCHEMA)
 CSV_FIELDS = [
     "device",
     "model",
@@ -146,7 +148,7 @@ def paper_table(results: List[Dict], markdown: bool = True) -> str:
             elif row["part"] == "panoptic":
                 name = f"{row['title']} panoptic head"
             elif row["points"] == 1:
-                name = get_family(row["style"]).decoder_title
+                name = get_family(row["family"]).decoder_title
             else:
                 continue
             if row["precision"] != "fp32" and result["options"]["target"] == "onnx":
@@ -266,3 +268,14 @@ def plot(result: Dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
+
+
+def upgrade_result(data: dict) -> dict:
+    """A result file of a readable schema in this one's layout (rows' `style` is `family`)."""
+    if data.get("schema") == SCHEMA:
+        return data
+    rows = [
+        {("family" if k == "style" else k): v for k, v in row.items()} if isinstance(row, dict) else row
+        for row in data.get("rows", [])
+    ]
+    return {**data, "schema": SCHEMA, "rows": rows}

@@ -2,7 +2,10 @@
 
 Run by `run_part` in a child process, so a part that runs out of memory kills only its child.
 
-    python -m samexport.bench.worker '{"path": ..., "part": "encoder", "points": 1, "runs": 5, "warmup": 1}'
+    python -m samexport.bench.worker '{"backend": "onnx", "path": ..., "part": "encoder", "inputs": [...],
+                                       "points": 1, "runs": 5, "warmup": 1}'
+
+The inputs are the part's description (`parts.Interface`), filled by `parts.synthetic_feeds`.
 """
 
 from __future__ import annotations
@@ -11,36 +14,41 @@ import json
 import resource
 import sys
 import time
-from typing import Dict
+from typing import Callable, Dict
 
 import numpy as np
 
 from ..platforms import is_macos
 
-
-def onnx_inputs(session, points: int, batch: int = 1) -> Dict[str, np.ndarray]:
-    """Deterministic inputs of the right shapes (`batch` prompt sets of `points` tokens); latency does not
-    depend on their values."""
-    rng = np.random.default_rng(0)
-    feeds = {}
-    dynamic = {"numPromptSets": batch, "numPoints": points, "numPrompts": points}
-    for spec in session.get_inputs():
-        shape = [d if isinstance(d, int) else dynamic.get(d, points) for d in spec.shape]
-        if spec.name in ("pointCoords", "prompts"):
-            feeds[spec.name] = np.sort(rng.uniform(0, 512, shape), axis=-1).astype(np.float32)
-        elif spec.name == "resizedSize":
-            feeds[spec.name] = np.array([512.0, 512.0], np.float32)
-        elif spec.name == "pointLabels":
-            feeds[spec.name] = np.ones(shape, np.float32)
-        elif spec.name in ("maskInput", "hasMaskInput"):
-            feeds[spec.name] = np.zeros(shape, np.float32)
-        else:
-            feeds[spec.name] = rng.standard_normal(shape).astype(np.float32)
-    return feeds
+MEASURES: Dict[str, Callable[[Dict, Dict[str, np.ndarray]], Dict]] = {}
 
 
-def measure_onnx(path: str, points: int, runs: int, warmup: int, providers, batch: int = 1) -> Dict:
+def measure(backend: str):
+    """Register the measure function of a host backend (`job["backend"]`): (job, feeds) -> timings."""
+
+    def register(fn):
+        if backend in MEASURES:
+            raise ValueError(f"bench measure for backend {backend!r} is registered twice")
+        MEASURES[backend] = fn
+        return fn
+
+    return register
+
+
+def feeds_for(job: Dict) -> Dict[str, np.ndarray]:
+    """The part's inputs from its description (`job["inputs"]`, `parts.Tensor.describe()` records) at
+    `job["points"]` tokens and `job["batch"]` prompt sets."""
+    from ..parts import synthetic_feeds
+
+    return synthetic_feeds(job["inputs"], {"B": job.get("batch", 1), "N": job["points"]})
+
+
+@measure("onnx")
+def measure_onnx(job: Dict, feeds: Dict[str, np.ndarray]) -> Dict:
     import onnxruntime as ort
+
+    path, runs, warmup = job["path"], job["runs"], job["warmup"]
+    providers = job.get("providers", ["CPUExecutionProvider"])
 
     options = ort.SessionOptions()
     start = time.perf_counter()
@@ -49,7 +57,6 @@ def measure_onnx(path: str, points: int, runs: int, warmup: int, providers, batc
     start = time.perf_counter()  # warm: the file is in the page cache, the runtime initialized
     session = ort.InferenceSession(path, options, providers=providers)
     load_warm_ms = (time.perf_counter() - start) * 1e3
-    feeds = onnx_inputs(session, points, batch)
     start = time.perf_counter()
     outputs = session.run(None, feeds)
     first_ms = (time.perf_counter() - start) * 1e3
@@ -83,37 +90,6 @@ COMPUTE_UNITS = {
 }
 
 
-def coreml_inputs(spec, points: int, batch: int = 1) -> Dict:
-    """Inputs for a samexport Core ML package, from its own description (macOS only)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    feeds: Dict = {}
-    for feature in spec.description.input:
-        if feature.type.WhichOneof("Type") == "imageType":
-            pixels = rng.integers(
-                0, 256, (feature.type.imageType.height, feature.type.imageType.width, 3), dtype=np.uint8
-            )
-            feeds[feature.name] = Image.fromarray(pixels)
-            continue
-        shape = list(feature.type.multiArrayType.shape)
-        if feature.name == "points":
-            shape = [batch, points, 3]
-            value = np.concatenate(
-                [rng.uniform(0, 1024, (batch, points, 2)), np.ones((batch, points, 1))], -1
-            )
-        elif feature.name == "prompts":  # RAP-SAM: N xyxy boxes
-            value = np.sort(rng.uniform(0, 512, (1, points, 4)), axis=-1)
-        elif feature.name == "resizedSize":
-            value = np.array([512.0, 512.0])
-        elif feature.name in ("maskInput", "hasMaskInput"):
-            value = np.zeros(shape)
-        else:
-            value = rng.standard_normal(shape)
-        feeds[feature.name] = value.astype(np.float32)
-    return feeds
-
-
 def coreml_loads(path: str, compute_units: str) -> Dict:
     """Compile the package to a fresh folder, then load it twice from that compiled URL: the first load
     is uncached (Core ML specializes the model for the device), the second is warm. The harness app
@@ -145,20 +121,24 @@ def coreml_loads(path: str, compute_units: str) -> Dict:
     }
 
 
-def measure_coreml(
-    path: str, points: int, runs: int, warmup: int, compute_units: str, batch: int = 1
-) -> Dict:
+@measure("coreml")
+def measure_coreml(job: Dict, feeds: Dict[str, np.ndarray]) -> Dict:
     """Compile and load times (see coreml_loads), then the first prediction, warm-up and timed
     predictions with coremltools' MLModelBenchmarker (its durations come from Core ML itself)."""
     import asyncio
 
     import coremltools as ct
     from coremltools.models.ml_program.experimental.perf_utils import MLModelBenchmarker
+    from PIL import Image
 
+    path, runs, warmup, compute_units = job["path"], job["runs"], job["warmup"], job["compute_units"]
     loads = coreml_loads(path, compute_units)
     model = ct.models.MLModel(path, compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units]))
-    spec = model.get_spec()
-    feeds = coreml_inputs(spec, points, batch)
+    images = {t["name"] for t in job["inputs"] if t["image"]}
+    feeds = {
+        k: Image.fromarray(v[0].transpose(1, 2, 0).astype(np.uint8)) if k in images else v
+        for k, v in feeds.items()
+    }
     benchmarker = MLModelBenchmarker(model=model)
 
     async def measure():
@@ -198,19 +178,7 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     job = json.loads(sys.argv[1])
-    if job.get("backend", "onnx") == "coreml":
-        result = measure_coreml(
-            job["path"], job["points"], job["runs"], job["warmup"], job["compute_units"], job.get("batch", 1)
-        )
-    else:
-        result = measure_onnx(
-            job["path"],
-            job["points"],
-            job["runs"],
-            job["warmup"],
-            job.get("providers", ["CPUExecutionProvider"]),
-            job.get("batch", 1),
-        )
+    result = MEASURES[job["backend"]](job, feeds_for(job))
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result), flush=True)
 

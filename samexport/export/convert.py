@@ -1,8 +1,8 @@
 """`samexport convert`: build, reparameterize, export to each chosen target, check, describe — all or nothing.
 
 Every artifact is written into a work folder inside the output folder and moved into place only
-after every export of the run has been written and checked (see `outputs`). The targets live in
-`onnx_target` and `coreml_target`; this module only orchestrates.
+after every export of the run has been written and checked (see `outputs`). The family describes the
+parts (`samexport.parts`), each target lowers them (`target`); this module only orchestrates.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from .compare import compare
 from .compression import compression
 from .options import ConvertOptions, artifact_names
 from .outputs import MANIFEST_FORMAT, OutputFolder
-from .reference import Reference
-from .target import ExportJob, export_layout, targets
+from .target import ExportJob, targets
 
 
 class Converter:
@@ -37,16 +36,21 @@ class Converter:
         self.progress = progress
         self.spec = get_spec(options.encoder)
         self.names = artifact_names(self.spec, options)
-        self.layout = export_layout(self.spec.family.export_layout)
-        self.layout.check_options(self.spec, options)
-        self.signature = self.layout.signature(self.spec, options)
+        self.family = self.spec.family
+        self.family.check_convert_options(self.spec, options)
+        self.shapes = self.family.export_shapes(options)
         self.manifest: Dict = {}
 
     def run(self) -> Dict:
         spec, progress, options = self.spec, self.progress, self.options
-        output = OutputFolder(options.output_dir, self.names, options.force)
+        output = OutputFolder(
+            options.output_dir,
+            self.names[("manifest", "")],
+            [n for key, n in self.names.items() if key != ("manifest", "")],
+            options.force,
+        )
         output.check()
-        chosen = {name: targets(self.layout.name)[name] for name in options.targets}
+        chosen = {name: targets()[name] for name in options.targets}
         for target in chosen.values():
             target.check_options(spec, options)
         progress.say(f"samexport convert {spec.name} -> {', '.join(options.targets)} in {options.output_dir}")
@@ -57,33 +61,35 @@ class Converter:
             fused = reparameterize_model(model)
         for note in notes:
             progress.say(f"warning: {note}")
+        self.checkpoint = checkpoint_record(options)
         work = output.open()
         succeeded = False
         try:
             with progress.step("reference outputs (PyTorch, official model)"):
-                reference = self.layout.reference(model, self.signature)
-            self.manifest = self.base_manifest(self.fusion_error(fused, reference))
+                reference = self.family.reference(model, self.shapes)
             job = ExportJob(
                 spec=spec,
                 options=options,
                 model=model,
                 fused=fused,
+                shapes=self.shapes,
                 reference=reference,
-                signature=self.signature,
-                checkpoint_sha256=self.manifest["checkpoint"]["sha256"],
+                checkpoint_sha256=self.checkpoint["sha256"],
                 progress=progress,
             )
-            own_keys = []
+            self.manifest = self.base_manifest(self.fusion_error(job))
             for name, target in chosen.items():
-                paths = {key: work / file for key, file in target.artifact_names(spec, options).items()}
-                section, validation = target.export(job, paths)
-                for key, path in paths.items():
-                    self.manifest["files"][key] = {"path": path.name, "bytes": tree_bytes(path)}
-                    own_keys.append(key)
+                paths = {part: work / file for part, file in target.file_names(spec, options).items()}
+                section, report = target.export(job, paths)
+                self.manifest["files"][name] = {
+                    part: {"path": path.name, "bytes": tree_bytes(path)} for part, path in paths.items()
+                }
                 self.manifest[name] = section
-                self.manifest["validation"][name] = validation
+                self.manifest["validation"][name] = (
+                    report.to_json() if report else {"skipped": "--no-validate"}
+                )
             self.manifest["timings_s"] = progress.timings
-            self.manifest = output.publish(self.manifest, own_keys)
+            self.manifest = output.publish(self.manifest)
             for file in self.names.values():
                 progress.say(f"  wrote {options.output_dir / file}")
             succeeded = True
@@ -107,12 +113,17 @@ class Converter:
         from ..info import model_params
 
         params = model_params(self.spec.name)["total"]
-        mode = compression(self.options.compress)
-        width = 4 if not mode.lossy and self.options.precision == "fp32" else mode.bytes_per_weight
-        per_target = {"onnx": 1 if mode.weights == "int8" else 4, "coreml": width}
-        return round(2 * sum(params * per_target.get(t, 4) for t in self.options.targets) / 1e6, 1)
+        known = targets()
+        return round(
+            2 * sum(params * known[t].bytes_per_weight(self.options) for t in self.options.targets) / 1e6, 1
+        )
 
-    def fusion_error(self, fused, reference: Reference) -> Dict:
+    def fusion_error(self, job: ExportJob) -> Dict:
+        """The reparameterized encoder against the official one on the validation tensor (PyTorch both)."""
+        from ..parts import PartForm
+        from .runners import TorchRunner
+
+        fused = job.fused
         count = getattr(fused, "num_fused_modules", 0)
         result = {
             "fused_modules": count,
@@ -123,18 +134,20 @@ class Converter:
         if not count:
             result["encoder_error_vs_unfused"] = "not measured: no module was replaced"
             return result
-        with self.progress.step("fused encoder check"), torch.no_grad():
-            out = fused.image_encoder(reference.tensor)
-        result["encoder_error_vs_unfused"] = compare(out.numpy(), reference.embeddings.numpy())
+        encoder = job.parts(PartForm(packed_prompts=False, image_input=False, dynamic=False))["encoder"]
+        with self.progress.step("fused encoder check"):
+            name, feeds, expected = encoder.cases(None)[0]
+            interface = encoder.interface
+            outputs, _ = TorchRunner(encoder.module(), interface.output_names, interface.input_names).run(
+                feeds
+            )
+        output = encoder.interface.output_names[0]
+        result["encoder_error_vs_unfused"] = compare(outputs[output], expected[output])
         return result
 
     def base_manifest(self, fusion: Dict) -> Dict:
         spec, options = self.spec, self.options
-        checkpoint = (
-            {"path": str(options.checkpoint), "sha256": sha256(options.checkpoint)}
-            if options.checkpoint
-            else {"path": None, "sha256": "random-init"}
-        )
+        checkpoint = self.checkpoint
         opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
         return {
             "format": MANIFEST_FORMAT,
@@ -142,8 +155,8 @@ class Converter:
             "model": {
                 "name": spec.name,
                 "title": spec.title,
-                "style": spec.family.name,
-                "swift_name": spec.swift_name,
+                "family": spec.family.name,
+                "artifact_stem": spec.artifact_stem,
                 "variant": {"precision": options.precision, "compress": options.compress},
                 "compression": compression(options.compress).describe(),
             },
@@ -152,11 +165,18 @@ class Converter:
             "machine": machine(),
             "options": opts,
             "reparameterization": fusion,
-            "input_contract": self.layout.input_contract(spec, self.signature),
-            "decoder_prompt": self.layout.prompt_manifest(options, self.signature),
+            "input_contract": self.family.export_contract(self.shapes),
+            "decoder_prompt": {"points": list(options.points), **self.family.prompt_manifest(self.shapes)},
             "files": {},
             "validation": {},
         }
+
+
+def checkpoint_record(options: ConvertOptions) -> Dict:
+    """The checkpoint's path and sha256, or the fill's marker."""
+    if not options.checkpoint:
+        return {"path": None, "sha256": "random-init"}
+    return {"path": str(options.checkpoint), "sha256": sha256(options.checkpoint)}
 
 
 def convert(options: ConvertOptions, quiet: bool = False) -> Dict:

@@ -1,120 +1,135 @@
-"""Core ML target: ML-program packages (ImageType encoder, enumerated-shape decoder) with metadata,
-checked structurally and numerically (Core ML prediction on a Mac, the NumPy evaluator elsewhere)."""
+"""Core ML target: every part as an ML program (ImageType encoder input, enumerated shapes or one static
+function per shape), with metadata, compressed where asked, checked structurally and numerically (Core ML
+prediction on a Mac, the NumPy evaluator elsewhere)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, Tuple
 
-import torch
-
-from ..coreml_package import CoreMLPackage
 from ..errors import SamExportError, UsageError
-from ..families import EncoderForExport
+from ..parts import Interface, Part
 from ..platforms import is_apple_silicon
-from ..registry import ModelSpec
-from . import calibration, coreml_check, coreml_compress, coreml_export
-from .compression import COMPRESSIONS, compression, parse_keep_layers
-from .quality import floor_for
-from .target import ExportJob, ExportTarget, register_target
+from .compression import COMPRESSIONS, compression, parse_keep_layers, raised_target
+from .target import ExportJob, ExportTarget, part_metadata, register_target
 
-POINT_INPUT_NOTE = (
-    "packed: points (1, N, 3) = (x, y, label) per token, N one of the enumerated token counts "
-    "(EnumeratedShapes on one input; below iOS18 Core ML refuses them on two inputs, and RangeDim "
-    "models use the Neural Engine only at their default)"
+FLOAT32_POOLING_NOTE = (
+    "hard-mask poolings and the ops they feed up to the next layer_norm; softmax over more than "
+    "16384 keys and the matmul reading it (samexport.export.coreml_precision)"
 )
 
 
 @register_target
 class CoreMLTarget(ExportTarget):
-    """`<Swift name>Encoder.mlpackage` and `<Swift name>Decoder.mlpackage`, named for the Swift classes
-    Xcode generates."""
+    """`<stem><Part><variant>.mlpackage` per part, named for the Swift classes Xcode generates."""
 
     name = "coreml"
     title = "Core ML"
+    extension = ".mlpackage"
     compressions = tuple(COMPRESSIONS)
+    packed_prompts = True
+    dynamic = False
+    decoder_shapes = ("enumerated", "multifunction")
 
-    def artifact_names(self, spec: ModelSpec, options) -> Dict[str, str]:
-        return {
-            "coreml_encoder": f"{spec.swift_name}Encoder{options.variant_suffix}.mlpackage",
-            "coreml_decoder": f"{spec.swift_name}Decoder{options.variant_suffix}.mlpackage",
-        }
-
-    def export(self, job: ExportJob, paths: Dict[str, Path]) -> Tuple[Dict, Dict]:
-        options, progress, family, signature = job.options, job.progress, job.spec.family, job.signature
-        encoder_path, decoder_path = paths["coreml_encoder"], paths["coreml_decoder"]
+    def settle_options(self, options) -> Tuple[str, ...]:
+        """A compression mode or multifunction decoders raise the minimum deployment target they need."""
         mode = compression(options.compress)
-        if options.image_input == "image":
-            encoder_module = EncoderForExport(job.fused.image_encoder, pixel_std=family.pixel_std_255)
-            encoder_inputs = [coreml_export.image_input(family.pixel_mean_255)]
-        else:
-            encoder_module = EncoderForExport(job.fused.image_encoder)
-            encoder_inputs = [coreml_export.tensor_input("image", (1, 3, 1024, 1024))]
-        with progress.step("Core ML encoder trace"):
-            traced = coreml_export.trace(encoder_module, torch.zeros(1, 3, 1024, 1024))
-        with progress.step("Core ML encoder conversion"):
-            encoder = coreml_export.convert(
-                traced, encoder_inputs, ["imageEmbeddings"], options.precision, options.min_target
-            )
-            del traced
-        decoder_inputs = [
-            coreml_export.tensor_input(name, shape) for name, shape in signature.coreml_shapes().items()
-        ]
-        with progress.step("Core ML decoder conversion"):
-            traced = coreml_export.trace(
-                family.decoder_for_export(job.fused, packed=True), signature.example(packed=True)
-            )
-            decoder = coreml_export.convert(
-                traced, decoder_inputs, signature.outputs, options.precision, options.min_target
-            )
-        compressed = {}
-        if mode.lossy:
-            encoder, decoder, compressed = self.compress(job, mode, encoder, decoder)
-        self.describe(job, encoder, decoder)
+        needed = raised_target(
+            mode, "iOS18" if options.decoder_shapes == "multifunction" else options.min_target
+        )
+        if needed == options.min_target:
+            return ()
+        why = f"--compress {mode.name}" if needed == mode.min_target else "--decoder-shapes multifunction"
+        note = f"{why} needs {needed}: minimum deployment target raised from {options.min_target}"
+        options.min_target = needed
+        return (note,)
+
+    def image_input(self, options) -> bool:
+        return options.image_input == "image"
+
+    def export(self, job: ExportJob, paths: Dict[str, Path]) -> Tuple[Dict, object]:
+        from ..coreml_package import CoreMLPackage
+        from . import coreml_export
+
+        options, progress = job.options, job.progress
+        parts = job.parts(self.form(options))
+        models = {}
+        for name, part in parts.items():
+            with progress.step(f"Core ML {name} conversion"):
+                models[name] = self.lower(part, options)
+        section: Dict = {
+            "image_input": options.image_input,
+            "decoder_shapes": options.decoder_shapes,
+            "min_target": options.min_target,
+        }
+        if compression(options.compress).lossy:
+            models, section["compression"] = self.compress(job, parts, models)
+        for name, part in parts.items():
+            self.describe(job, part, models[name])
         with progress.step("Core ML save"):
-            encoder.save(str(encoder_path))
-            if options.decoder_shapes == "multifunction":
-                coreml_export.save_static_functions(
-                    decoder,
-                    {signature.function_name(b, n): {"points": (b, n, 3)} for b, n in signature.shapes()},
-                    decoder_path,
-                )
-            else:
-                decoder.save(str(decoder_path))
-        packages = {"encoder": CoreMLPackage(encoder_path), "decoder": CoreMLPackage(decoder_path)}
+            for name, part in parts.items():
+                varying = part.interface.varying()
+                if options.decoder_shapes == "multifunction" and varying:
+                    coreml_export.save_static_functions(
+                        models[name],
+                        {f.name: {n: f.shapes[n] for n in varying} for f in part.interface.functions},
+                        paths[name],
+                    )
+                else:
+                    models[name].save(str(paths[name]))
+        del models
+        packages = {name: CoreMLPackage(paths[name]) for name in parts}
         with progress.step("Core ML package checks"):
-            section = {part: self.structure(job, package, part) for part, package in packages.items()}
-            section.update(
-                point_input=POINT_INPUT_NOTE,
-                image_input=options.image_input,
-                decoder_shapes=options.decoder_shapes,
-                min_target=options.min_target,
-            )
-            if compressed:
-                section["compression"] = compressed
+            for name, part in parts.items():
+                section[name] = {"interface": part.interface.describe(), **part.interface.notes}
+                section[name].update(self.structure(part.interface, packages[name], options))
+        if any(p.interface.keeps_float32_pooling for p in parts.values()) and options.precision == "fp16":
+            section["fp16_float32_ops"] = FLOAT32_POOLING_NOTE
         if is_apple_silicon():
             with progress.step("Core ML compute plans (where each op runs)"):
-                for part, package in packages.items():
-                    section[part]["placement"] = placements(package.path)
-        return section, self.check(job, packages)
+                for name in parts:
+                    section[name]["placement"] = placements(paths[name])
+        if not options.validate:
+            return section, None
+        return section, self.check(job, parts, paths)
 
-    def compress(self, job: ExportJob, mode, encoder, decoder):
-        """Both models compressed by `mode`, and what was done (kept layers, clipping, calibration,
-        statistics of the weights compressed) for the manifest."""
+    def lower(self, part: Part, options):
+        """One part traced and converted to an ML program (not yet compressed, described or saved)."""
+        from . import coreml_export
+        from .coreml_precision import float32_region
+
+        interface = part.interface
+        inputs = []
+        for tensor in interface.inputs:
+            shapes = [f.shapes[tensor.name] for f in interface.functions]
+            if tensor.image:
+                inputs.append(coreml_export.image_input([-b for b in tensor.pixel_bias], shapes[0]))
+            elif tensor.name in interface.varying():  # multifunction: materialized per function when saved
+                inputs.append(coreml_export.tensor_input(tensor.name, list(dict.fromkeys(shapes))))
+            else:
+                inputs.append(coreml_export.tensor_input(tensor.name, shapes[0]))
+        traced = coreml_export.trace(part.module(), part.example())
+        selector = float32_region() if interface.keeps_float32_pooling else None
+        return coreml_export.convert(
+            traced, inputs, interface.output_names, options.precision, options.min_target, selector
+        )
+
+    def compress(self, job: ExportJob, parts: Dict[str, Part], models: Dict):
+        """Every part compressed by the --compress mode, and what was done (kept layers, clipping,
+        calibration, statistics of the weights compressed) for the manifest."""
+        from . import calibration, coreml_compress
+
         options, progress = job.options, job.progress
+        mode = compression(options.compress)
         keep = parse_keep_layers(options.keep_layers)
-        kept = {
-            "encoder": coreml_compress.kept_ops(encoder, keep),
-            "decoder": coreml_compress.kept_ops(decoder, keep),
-        }
+        kept = {name: coreml_compress.kept_ops(model, keep) for name, model in models.items()}
         missing = coreml_compress.unmatched(keep, kept.values())
         if mode.weights and options.min_target == "iOS18":
-            for part, model in (("encoder", encoder), ("decoder", decoder)):
-                kept[part] = {**coreml_compress.fusion_hazards(model), **kept[part]}
+            for name, model in models.items():
+                kept[name] = {**coreml_compress.fusion_hazards(model), **kept[name]}
         if missing:
             raise UsageError(
-                f"--keep-layers {','.join(missing)} matches no weight layer of the encoder or decoder; "
+                f"--keep-layers {','.join(missing)} matches no weight layer of the {' or '.join(parts)}; "
                 "give PyTorch module paths (e.g. image_encoder.features.0) or MIL op names; "
                 "nothing was written"
             )
@@ -123,130 +138,81 @@ class CoreMLTarget(ExportTarget):
             "kept_layers": kept,
             "weight_clip_sigmas": options.weight_clip,
             "weights": {
-                "encoder": coreml_compress.weight_statistics(encoder, set(kept["encoder"])),
-                "decoder": coreml_compress.weight_statistics(decoder, set(kept["decoder"])),
+                name: coreml_compress.weight_statistics(m, set(kept[name])) for name, m in models.items()
             },
         }
-        samples = {"encoder": [], "decoder": []}
+        samples = {name: [] for name in models}
         if mode.activations:
             with progress.step("activation calibration inputs (generated images, PyTorch)"):
-                samples["encoder"] = calibration.encoder_feeds(job.model, options.image_input == "image")
-                samples["decoder"] = calibration.decoder_feeds(job.model, job.signature)
+                samples = {name: part.calibration() for name, part in parts.items()}
             record["calibration"] = calibration.describe(samples)
-        models = {"encoder": encoder, "decoder": decoder}
-        for part in models:
-            with progress.step(f"Core ML {part} {mode.name} compression"):
-                models[part] = coreml_compress.compress(
-                    models[part], mode, kept[part], options.weight_clip, samples[part]
+        for name in models:
+            with progress.step(f"Core ML {name} {mode.name} compression"):
+                models[name] = coreml_compress.compress(
+                    models[name], mode, kept[name], options.weight_clip, samples[name]
                 )
-        return models["encoder"], models["decoder"], record
+        return models, record
 
-    def describe(self, job: ExportJob, encoder, decoder) -> None:
+    def describe(self, job: ExportJob, part: Part, mlmodel) -> None:
         from ..version import __version__
+        from . import coreml_export
 
-        spec, options, family = job.spec, job.options, job.spec.family
-        contract = family.input_contract()
-        user = {
-            "com.samexport.model": spec.name,
-            "com.samexport.title": spec.title,
-            "com.samexport.family": family.name,
-            "com.samexport.checkpoint": job.checkpoint_sha256,
-            "com.samexport.precision": options.precision,
-            "com.samexport.compression": options.compress,
-            "com.samexport.compression_config": json.dumps(
-                {
-                    **compression(options.compress).describe(),
-                    "keep_layers": options.keep_layers,
-                    "weight_clip_sigmas": options.weight_clip,
-                }
-            ),
-            "com.samexport.min_target": options.min_target,
-            "com.samexport.contract": json.dumps(contract),
-        }
-        image_text = (
-            family.image_input_text()
-            if options.image_input == "image"
-            else f"float32 (1, 3, 1024, 1024), already normalized with mean {contract['pixel_mean']} / std "
-            f"{contract['pixel_std']} ({contract['pixel_scale']} scale)"
-        )
+        interface, options = part.interface, job.options
         coreml_export.set_metadata(
-            encoder,
-            f"{spec.title} image encoder (samexport)",
+            mlmodel,
+            f"{job.spec.title} {interface.title} (samexport)",
             __version__,
-            {"image": image_text},
-            {"imageEmbeddings": "float32 (1, 256, 64, 64) image embeddings for the decoder"},
+            {t.name: t.description for t in interface.inputs},
+            {t.name: t.description for t in interface.outputs},
             {
-                **user,
-                "com.samexport.part": "encoder",
-                "com.samexport.letterbox_fill_rgb": json.dumps(contract["pad_color_rgb"]),
-            },
-        )
-        inputs, outputs = job.signature.descriptions(contract)
-        coreml_export.set_metadata(
-            decoder,
-            f"{spec.title} prompt encoder + mask decoder (samexport)",
-            __version__,
-            inputs,
-            outputs,
-            {
-                **user,
-                "com.samexport.part": "decoder",
-                "com.samexport.token_counts": json.dumps(list(job.signature.token_counts)),
-                "com.samexport.batch_sizes": json.dumps(list(job.signature.batch_sizes)),
+                **part_metadata(job, part, options.precision),
+                "com.samexport.min_target": options.min_target,
                 "com.samexport.decoder_shapes": options.decoder_shapes,
-                "com.samexport.functions": json.dumps(
-                    {job.signature.function_name(b, n): [b, n] for b, n in job.signature.shapes()}
-                    if options.decoder_shapes == "multifunction"
-                    else {"main": "enumerated"}
-                ),
             },
         )
 
-    def structure(self, job: ExportJob, package: CoreMLPackage, part: str) -> Dict:
+    def structure(self, interface: Interface, package, options) -> Dict:
         """Structural checks that need no Core ML runtime; fails the run if any does not hold."""
         io, census, spec = package.io, package.op_census(), package.spec
-        checks: Dict[str, bool] = {}
         inputs = {f["name"]: f for f in io["inputs"]}
         outputs = {f["name"]: f for f in io["outputs"]}
-        if part == "encoder":
-            image = inputs.get("image", {})
-            checks["image input"] = (
-                image.get("kind") == "image" and image.get("width") == 1024
-                if job.options.image_input == "image"
-                else image.get("shape") == [1, 3, 1024, 1024]
-            )
-            checks["embeddings output float32 (1,256,64,64)"] = (
-                outputs.get("imageEmbeddings", {}).get("dtype") == "float32"
-            )
+        checks: Dict[str, bool] = {
+            "inputs": set(inputs) == set(interface.input_names),
+            "outputs float32": all(
+                outputs.get(n, {}).get("dtype") == "float32" for n in interface.output_names
+            ),
+            "no range-flexible input": not any(f.get("range_flexible") for f in io["inputs"]),
+        }
+        if interface.reparameterized:
             checks["no batch_norm op"] = "batch_norm" not in census
-        elif job.options.decoder_shapes == "multifunction":
-            signature = job.signature
-            expected = {signature.function_name(b, n): [b, n, 3] for b, n in signature.shapes()}
+        for tensor in interface.inputs:
+            if tensor.image:
+                checks[f"{tensor.name} is an image input"] = (
+                    inputs.get(tensor.name, {}).get("kind") == "image"
+                    and inputs[tensor.name].get("width") == tensor.shape[-1]
+                )
+        varying = interface.varying()
+        if varying and options.decoder_shapes == "multifunction":
+            expected = {f.name: {n: list(f.shapes[n]) for n in varying} for f in interface.functions}
             declared = {}
             for name in package.functions:
-                points = {f["name"]: f for f in package.io_of(name)["inputs"]}.get("points", {})
-                declared[name] = points.get("shape", []) if not points.get("enumerated_shapes") else None
-            checks[f"one static function per prompt shape ({len(expected)})"] = declared == expected
-            checks["default function is one single-click prompt set"] = (
-                package.function == signature.function_name(1, signature.default_tokens)
-            )
-        else:
-            tokens, batches = list(job.signature.token_counts), list(job.signature.batch_sizes)
-            points = inputs.get("points", {})
-            shapes = {tuple(s[:2]) for s in points.get("enumerated_shapes", [])} or {
-                tuple(points.get("shape", [0, 0])[:2])
-            }
-            checks[f"points accept exactly {batches} prompt sets of {tokens} tokens"] = shapes == {
-                (b, n) for b in batches for n in tokens
-            }
-            checks["default shape is one single-click prompt set"] = points.get("shape", [])[:2] == [
-                1,
-                job.signature.default_tokens,
-            ]
-        if part == "decoder":
-            checks["no range-flexible input"] = not any(f.get("range_flexible") for f in io["inputs"])
-            checks["decoder inputs"] = set(inputs) == set(job.signature.input_names(packed=True))
-            checks["decoder outputs"] = set(outputs) == set(job.signature.outputs)
+                fields = {f["name"]: f for f in package.io_of(name)["inputs"]}
+                declared[name] = {
+                    n: fields.get(n, {}).get("shape")
+                    if not fields.get(n, {}).get("enumerated_shapes")
+                    else None
+                    for n in varying
+                }
+            checks[f"one static function per shape ({len(expected)})"] = declared == expected
+            checks["the default function is the default shape"] = package.function == interface.default.name
+        for tensor_name in varying if options.decoder_shapes != "multifunction" else ():
+            field = inputs.get(tensor_name, {})
+            wanted = {tuple(f.shapes[tensor_name]) for f in interface.functions}
+            got = {tuple(s) for s in field.get("enumerated_shapes", [])} or {tuple(field.get("shape", []))}
+            checks[f"{tensor_name} takes exactly the {len(wanted)} declared shapes"] = got == wanted
+            checks[f"{tensor_name}'s default shape is the default function's"] = tuple(
+                field.get("shape", [])
+            ) == tuple(interface.default.shapes[tensor_name])
         meta = spec.description.metadata
         checks["metadata complete"] = bool(
             meta.author
@@ -261,46 +227,25 @@ class CoreMLTarget(ExportTarget):
         failed = [name for name, ok in checks.items() if not ok]
         if failed:
             raise SamExportError(
-                f"Core ML {part} package check failed: {', '.join(failed)}; nothing was written"
+                f"Core ML {interface.part} package check failed: {', '.join(failed)}; nothing was written"
             )
         return {"io": io, "op_census": census, "ops_total": sum(census.values()), "checks": checks}
 
-    def check(self, job: ExportJob, packages: Dict[str, CoreMLPackage]) -> Dict:
-        """Both packages against the unfused PyTorch model, held to the common floor."""
-        if not job.options.validate:
-            return {"skipped": "--no-validate"}
-        method = coreml_check.resolve_method("auto")
-        how = "Core ML prediction" if method == "coreml" else "NumPy evaluation of the saved program"
-        floor = floor_for(job.options.precision, job.options.compress, method)
-        reference = job.reference
-        with job.progress.step(f"Core ML encoder check ({how} vs PyTorch)"):
-            case = coreml_check.encoder_case(job.model, reference.image, job.options.image_input == "image")
-            embeddings: Dict = {}
-            encoder = coreml_check.check_encoder(packages["encoder"], case, method, floor, keep=embeddings)
-        coreml_check.raise_if_failed("encoder", encoder, "; nothing was written")
-        tokens = list(job.signature.token_counts)
-        with job.progress.step(f"Core ML decoder check ({how} vs PyTorch, {len(tokens)} token counts)"):
-            cases = coreml_check.decoder_cases(
-                job.model, reference.embeddings, reference.prompts, tokens, job.signature.batch_sizes
-            )
-            decoder = coreml_check.check_decoder(packages["decoder"], cases, method, floor)
-        coreml_check.raise_if_failed("decoder", decoder, "; nothing was written")
-        report = {"encoder": encoder, "decoder": decoder}
-        if compression(job.options.compress).lossy:
-            with job.progress.step("Core ML mask agreement (encoder + decoder packages vs PyTorch)"):
-                masks = coreml_check.check_masks(
-                    packages["decoder"],
-                    job.model,
-                    case,
-                    embeddings["imageEmbeddings"],
-                    reference.prompts,
-                    tokens,
-                    method,
-                    floor.get("min_mask_iou"),
-                )
-            coreml_check.raise_if_failed("pair", masks, "; nothing was written")
-            report["masks"] = masks
-        return {**report, "passed": True}
+    def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
+        from ..coreml_package import CoreMLPackage
+        from .runners import coreml_runner, resolve_method
+
+        return coreml_runner(CoreMLPackage(path), resolve_method(method), fp32_reference)
+
+    def image_input_of(self, path: Path) -> bool:
+        from ..coreml_package import CoreMLPackage
+
+        return any(f["kind"] == "image" for f in CoreMLPackage(path).io["inputs"])
+
+    def read_metadata(self, path: Path) -> Dict[str, str]:
+        from ..coreml_package import CoreMLPackage
+
+        return dict(CoreMLPackage(path).metadata)
 
 
 def placements(package: Path) -> Dict:

@@ -155,3 +155,26 @@ def quantize_int8(source: Path, target: Path) -> Dict[str, object]:
 
 def copy_model(source: Path, target: Path) -> None:
     shutil.copyfile(source, target)
+
+
+def set_metadata(path: Path, props: Dict[str, str]) -> None:
+    """Write `props` into the graph's metadata_props (what `samexport validate` reads back)."""
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
+def read_metadata(path: Path) -> Dict[str, str]:
+    """The graph's metadata_props (empty for a file samexport did not write)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's decoder raises its own types for a damaged file
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"{Path(path).name} is not a readable ONNX file ({type(e).__name__}); convert it again"
+        ) from None
+    return {p.key: p.value for p in model.metadata_props}

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Tuple
 
 from ..errors import UsageError
-from .compression import MIN_TARGETS, check_clip, compression, parse_keep_layers, raised_target
-from .target import targets
+from .compression import MIN_TARGETS, check_clip, compression, parse_keep_layers
+from .target import manifest_name, targets
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
@@ -55,20 +55,24 @@ class ConvertOptions:
 
     def __post_init__(self) -> None:
         known = targets()
-        self.target = self.target.lower()
+        self.target = str(self.target).lower()
         if self.target != "all" and self.target not in known:
             raise UsageError(f"unknown --target {self.target!r}; choose one of: {', '.join([*known, 'all'])}")
         self.targets = tuple(known) if self.target == "all" else (self.target,)
         if self.precision not in PRECISIONS:
             raise UsageError(f"unknown --precision {self.precision!r}; choose fp16 or fp32")
         mode = compression(self.compress)
-        offered_by = [name for name, t in known.items() if self.compress in t.compressions]
-        missing = [name for name in self.targets if self.compress not in known[name].compressions]
-        if missing:
+        chosen = [known[name] for name in self.targets]
+        if any(self.compress not in t.compressions for t in chosen):
+            offered_by = [t for t in known.values() if self.compress in t.compressions]
             raise UsageError(
-                f"--compress {self.compress} is {' and '.join(known[n].title for n in offered_by)} "
-                f"only; use --target {' or '.join(offered_by)}"
-                + (", or --compress int8 for ONNX" if "onnx" in missing else "")
+                f"--compress {self.compress} is {' and '.join(t.title for t in offered_by)} only; use "
+                f"--target {' or '.join(t.name for t in offered_by)}"
+                + "".join(
+                    f", or --compress {' or '.join(c for c in t.compressions if c != 'none')} for {t.title}"
+                    for t in chosen
+                    if self.compress not in t.compressions and len(t.compressions) > 1
+                )
             )
         self.min_target = {t.lower(): t for t in MIN_TARGETS}.get(
             str(self.min_target).lower(), self.min_target
@@ -81,13 +85,15 @@ class ConvertOptions:
             raise UsageError(
                 f"unknown --decoder-shapes {self.decoder_shapes!r}; choose enumerated or multifunction"
             )
-        if self.decoder_shapes == "multifunction" and self.targets != ("coreml",):
-            raise UsageError("--decoder-shapes multifunction is Core ML only; use --target coreml")
-        needed = raised_target(mode, "iOS18" if self.decoder_shapes == "multifunction" else self.min_target)
-        if needed != self.min_target and "coreml" in self.targets:
-            why = f"--compress {mode.name}" if needed == mode.min_target else "--decoder-shapes multifunction"
-            self.notes += (f"{why} needs {needed}: minimum deployment target raised from {self.min_target}",)
-            self.min_target = needed
+        if any(self.decoder_shapes not in t.decoder_shapes for t in chosen):
+            offered_by = [t for t in known.values() if self.decoder_shapes in t.decoder_shapes]
+            raise UsageError(
+                f"--decoder-shapes {self.decoder_shapes} is "
+                f"{' and '.join(t.title for t in offered_by)} only; "
+                f"use --target {' or '.join(t.name for t in offered_by)}"
+            )
+        for target in chosen:
+            self.notes += target.settle_options(self)
         self.keep_layers = ",".join(parse_keep_layers(self.keep_layers)) or None
         if self.keep_layers and not mode.lossy:
             raise UsageError("--keep-layers chooses layers to leave uncompressed; it needs a --compress mode")
@@ -158,10 +164,10 @@ def parse_counts(text: str, flag: str) -> Tuple[int, ...]:
         raise UsageError(f"{flag} takes comma-separated integers like 1,2,3,5, got {text!r}") from None
 
 
-def artifact_names(spec: "ModelSpec", options: ConvertOptions) -> Dict[str, str]:
-    """The manifest's and every chosen target's file names."""
-    names = {"manifest": f"{spec.swift_name}{options.variant_suffix}.export.json"}
-    known = targets(spec.family.export_layout)
+def artifact_names(spec: "ModelSpec", options: ConvertOptions) -> Dict[Tuple[str, str], str]:
+    """(target, part) -> file name of every chosen target's parts, and ("manifest", "") -> the manifest's."""
+    known = targets()
+    names = {("manifest", ""): manifest_name(spec.artifact_stem, options)}
     for name in options.targets:
-        names.update(known[name].artifact_names(spec, options))
+        names.update({(name, part): file for part, file in known[name].file_names(spec, options).items()})
     return names

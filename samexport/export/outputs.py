@@ -31,8 +31,9 @@ try:
 except ImportError:  # Windows: no advisory locks; the re-check at the switch still refuses a lost race
     fcntl = None
 
-# The manifest every convert writes beside its files (readers refuse other formats).
-MANIFEST_FORMAT = "samexport.export/1"
+# The manifest every convert writes beside its files; readers take these formats (`upgrade_manifest`).
+MANIFEST_FORMAT = "samexport.export/2"
+READABLE_FORMATS = ("samexport.export/1", MANIFEST_FORMAT)
 WORK_PREFIX = ".samexport-"
 # A work folder is known by its lock file's name and content, written by the run that made it: a user's
 # own `.samexport-*` folder (with a `.lock` in it or not) is never taken for a leftover.
@@ -111,9 +112,10 @@ def remove_stale_work_folders(folder: Path) -> List[Path]:
 class OutputFolder:
     """One run's output folder: `open()` before exporting, `publish()` to switch, `close()` always."""
 
-    def __init__(self, path: Path, names: Dict[str, str], force: bool) -> None:
+    def __init__(self, path: Path, manifest: str, files: List[str], force: bool) -> None:
         self.path = Path(path)
-        self.names = names  # key -> file name; "manifest" is written last
+        self.manifest = manifest  # written last
+        self.files = list(files)
         self.force = force
         self.work: Optional[Path] = None
         self.created: List[Path] = []
@@ -125,7 +127,7 @@ class OutputFolder:
         """This run's artifacts that are already in the folder. The manifest is not one: it is shared by the
         targets of one model and variant, and a run that adds a target beside another merges its record
         into it (`merge_manifest`), so adding a target needs no --force; replacing a target's files does."""
-        return [n for k, n in self.names.items() if k != "manifest" and (self.path / n).exists()]
+        return [n for n in self.files if (self.path / n).exists()]
 
     # -- before any work --------------------------------------------------------------------------
     def check(self) -> None:
@@ -161,7 +163,7 @@ class OutputFolder:
         return self.work
 
     # -- the switch -------------------------------------------------------------------------------
-    def publish(self, manifest: Dict, own_keys: List[str]) -> Dict:
+    def publish(self, manifest: Dict) -> Dict:
         """Move the work folder's artifacts into place and write the manifest (merged with the earlier
         record of other targets). Returns the manifest written."""
         assert self.work is not None
@@ -172,21 +174,22 @@ class OutputFolder:
                     f"{self.path / existing[0]} appeared while this run was working (another "
                     "samexport convert?); nothing was replaced; pass --force to replace it"
                 )
-            manifest = merge_manifest(self.path / self.names["manifest"], manifest, own_keys, self.path)
-            (self.work / self.names["manifest"]).write_text(json.dumps(manifest, indent=2) + "\n")
+            manifest = merge_manifest(self.path / self.manifest, manifest, self.path)
+            (self.work / self.manifest).write_text(json.dumps(manifest, indent=2) + "\n")
             trash = self.work / "replaced"
             trash.mkdir()
             moved: List[str] = []
             try:
-                order = [self.names["manifest"]] + [n for k, n in self.names.items() if k != "manifest"]
-                for name in order:  # the old manifest goes first: it must not describe new files
+                for name in [
+                    self.manifest,
+                    *self.files,
+                ]:  # the old manifest first: it must not describe new files
                     if (self.path / name).exists() or (self.path / name).is_symlink():
                         os.replace(self.path / name, trash / name)
-                for key, name in self.names.items():
-                    if key != "manifest":
-                        self.swap_in(name)
-                        moved.append(name)
-                self.swap_in(self.names["manifest"])
+                for name in self.files:
+                    self.swap_in(name)
+                    moved.append(name)
+                self.swap_in(self.manifest)
             except BaseException:
                 self.roll_back(moved, trash)
                 raise
@@ -228,25 +231,54 @@ class OutputFolder:
         return round(tree_bytes(self.work) / 1e6, 1) if self.work and self.work.exists() else 0.0
 
 
-def merge_manifest(path: Path, manifest: Dict, own_keys: List[str], folder: Path) -> Dict:
-    """The new manifest plus the earlier manifest's record of targets this run did not export (when
+def manifest_files(manifest: Dict) -> Dict[str, Dict[str, Dict]]:
+    """target -> part -> {"path", "bytes"} of a manifest of any readable format (empty if it has none)."""
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        return {}
+    flat = all(isinstance(e, dict) and "path" in e for e in files.values())
+    if manifest.get("format") == "samexport.export/1" or (
+        "format" not in manifest and flat
+    ):  # `<target>_<part>`
+        nested: Dict[str, Dict[str, Dict]] = {}
+        for key, entry in files.items():
+            target, _, part = str(key).partition("_")
+            nested.setdefault(target, {})[part] = entry
+        return nested
+    return {target: parts for target, parts in files.items() if isinstance(parts, dict)}
+
+
+def upgrade_manifest(manifest: Dict) -> Dict:
+    """A manifest of an earlier readable format in this one's layout: nested `files`, `model.family` (was
+    `style`), `model.artifact_stem` (was `artifact_stem`)."""
+    if not isinstance(manifest, dict) or manifest.get("format", MANIFEST_FORMAT) == MANIFEST_FORMAT:
+        return manifest
+    upgraded = dict(manifest, files=manifest_files(manifest), format=MANIFEST_FORMAT)
+    model = dict(manifest.get("model") or {})
+    for old, new in (("style", "family"), ("artifact_stem", "artifact_stem")):
+        if old in model:
+            model[new] = model.pop(old)
+    upgraded["model"] = model
+    return upgraded
+
+
+def merge_manifest(path: Path, manifest: Dict, folder: Path) -> Dict:
+    """The new manifest plus the earlier manifest's record of targets this run did not export (when all
     their files are still there), each kept with its own creation time and checkpoint."""
     try:
-        earlier = json.loads(path.read_text())
-    except (OSError, ValueError):
+        earlier = upgrade_manifest(json.loads(path.read_text()))
+    except (OSError, ValueError, RecursionError):
         return manifest
-    if not isinstance(earlier, dict) or not isinstance(earlier.get("files"), dict):
+    if not isinstance(earlier, dict) or earlier.get("format") not in READABLE_FORMATS:
         return manifest
-    kept = {}
-    for key, entry in earlier["files"].items():
-        if (
-            key in own_keys
-            or not isinstance(entry, dict)
-            or not (folder / str(entry.get("path", ""))).exists()
-        ):
-            continue
-        kept[key] = entry
-    targets = sorted({key.split("_", 1)[0] for key in kept})
+    kept = {
+        target: parts
+        for target, parts in manifest_files(earlier).items()
+        if target not in manifest["files"]
+        and parts
+        and all(isinstance(e, dict) and (folder / str(e.get("path", ""))).exists() for e in parts.values())
+    }
+    targets = sorted(kept)
     if not targets:
         return manifest
     merged = dict(manifest)

@@ -7,11 +7,10 @@ NaN/Inf values always miss (comparisons count them separately; see `compare`).
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Dict, List
 
 import numpy as np
 
-from .compare import compare, worst
 from .compression import compression
 
 FP16_MIN_PSNR_DB = 35.0
@@ -28,6 +27,11 @@ COMPRESSED_MIN_MASK_IOU = 0.9
 
 # How an export is run for its check: float32 CPU arithmetic, or Core ML on a device.
 EXACT_RUNTIMES = ("onnxruntime", "numpy")
+# Raw IoU predictions are a handful of scores near 0..1, too few and too small for a PSNR to mean much
+# in float16 (one 1e-3 rounding is 35 dB when the largest score is 0.06): held to an absolute bound.
+FP16_RAW_SCORES_MAX_ABS = 0.01
+# What a part's output may declare as its floor kind (`parts.Tensor.floor`).
+FLOOR_KINDS = ("default", "raw_scores", "predicted_iou")
 
 
 def floor_for(precision: str, compress: str, runtime: str) -> Dict:
@@ -47,6 +51,23 @@ def floor_for(precision: str, compress: str, runtime: str) -> Dict:
     if runtime in EXACT_RUNTIMES:
         return {"max_rel": FP32_MAX_REL}
     return {"min_psnr_db": FP32_DEVICE_MIN_PSNR_DB}
+
+
+def output_floor(kind: str, precision: str, compress: str, runtime: str) -> Dict:
+    """The floor of one output of kind `kind` (FLOOR_KINDS): raw scores in float16 by an absolute bound;
+    predicted IoU of an int8 ONNX graph (dynamic quantization) is reported, not held."""
+    if kind not in FLOOR_KINDS:
+        raise ValueError(f"unknown floor kind {kind!r}; one of {', '.join(FLOOR_KINDS)}")
+    if kind == "raw_scores" and precision == "fp16" and not compression(compress).lossy:
+        return {"max_abs": FP16_RAW_SCORES_MAX_ABS}
+    if kind == "predicted_iou" and compression(compress).lossy and runtime == "onnxruntime":
+        return {"why": "int8 ONNX predicted IoU is reported, not held (dynamic quantization of the IoU head)"}
+    return floor_for(precision, compress, runtime)
+
+
+def part_floors(interface, precision: str, compress: str, runtime: str) -> Dict[str, Dict]:
+    """output -> floor for every output of a part (`parts.Interface`)."""
+    return {t.name: output_floor(t.floor, precision, compress, runtime) for t in interface.outputs}
 
 
 def shortfalls(result: Dict, floor: Dict) -> List[str]:
@@ -77,10 +98,9 @@ def floor_text(floor: Dict) -> str:
         parts.append(f"max error <= {floor['max_abs']:g}")
     if "min_mask_iou" in floor:
         parts.append(f"end-to-end mask IoU >= {floor['min_mask_iou']}")
+    if "why" in floor and len(parts) == 0:
+        parts.append(floor["why"])
     return ", ".join(parts + ["no NaN/Inf"])
-
-
-Case = Tuple[str, Dict[str, np.ndarray], Dict[str, np.ndarray]]  # name, feeds, output -> reference
 
 
 def threshold_margin(floors: Dict[str, Dict]) -> float:
@@ -114,59 +134,4 @@ def hard_mask_agreement(masks: List[np.ndarray], logits: List[np.ndarray], margi
         "flipped_max_logit_rel": farthest,
         "margin": margin,
         "passed": farthest <= margin,
-    }
-
-
-# recompute(case name, the export's hard masks) -> (expected outputs under those masks, PyTorch's logits at
-# each of them)
-Recompute = Callable[[str, List[np.ndarray]], Tuple[Dict[str, np.ndarray], List[np.ndarray]]]
-
-
-def check_cases(
-    cases: List[Case],
-    run: Callable[[Dict[str, np.ndarray]], Tuple[Dict[str, np.ndarray], Dict]],
-    floors: Dict[str, Dict],
-    origin: Callable[[Dict], str] = lambda extras: "",
-    recompute: Recompute | None = None,
-) -> Dict:
-    """Any exported part against PyTorch: `run(feeds) -> (outputs, extras)` on every case, each output held
-    to `floors[output]`. An evaluator's `extras` may carry its float32 outputs (`fp32_outputs`, compared
-    too) and its `evaluation` summary; `origin(extras)` says where a failure started.
-
-    A part that pools under hard masks (RAP-SAM's heads) gives `recompute`, and its runner returns the
-    export's masks (`extras["hard_masks"]`): the reference is then PyTorch under the export's own masks, so
-    a pixel within rounding of the threshold, decided one way by one CPU's kernels and the other way by
-    another's, does not decide the verdict; the masks themselves must agree with PyTorch's decisions except
-    within `threshold_margin` of the threshold (`hard_mask_agreement`)."""
-    results, failures = {}, []
-    for name, feeds, expected in cases:
-        outputs, extras = run(feeds)
-        results[name] = {}
-        if recompute is not None and extras.get("hard_masks"):
-            expected, logits = recompute(name, extras["hard_masks"])
-            agreement = hard_mask_agreement(extras["hard_masks"], logits, threshold_margin(floors))
-            results[name]["hard_masks"] = agreement
-            if not agreement["passed"]:
-                failures.append(
-                    f"hard masks for '{name}': {agreement['flipped']} of {agreement['pixels']} pixels "
-                    f"decided otherwise than PyTorch, up to {agreement['flipped_max_logit_rel']:.2e} of "
-                    f"max |logit| from the threshold (rounding reaches {agreement['margin']:.0e})"
-                )
-        for output, reference in expected.items():
-            result = compare(outputs[output], reference)
-            if "fp32_outputs" in extras:
-                result["fp32_evaluation"] = compare(extras["fp32_outputs"][output], reference)
-            results[name][output] = result
-            misses = shortfalls(result, floors[output])
-            if misses:
-                failures.append(f"{output} for '{name}': {', '.join(misses)}{origin(extras)}")
-        if "evaluation" in extras:
-            results[name]["evaluation"] = extras["evaluation"]
-    outputs = sorted({o for _, _, expected in cases for o in expected})
-    return {
-        "floors": {o: floors[o] for o in outputs},
-        "cases": results,
-        "worst": {o: worst({n: r[o] for n, r in results.items() if o in r}) for o in outputs},
-        "failures": failures,
-        "passed": not failures,
     }

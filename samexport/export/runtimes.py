@@ -1,7 +1,7 @@
-"""Predictors over exported files: onnxruntime (any platform) and Core ML (macOS on Apple silicon).
+"""A predictor over exported files: any target's encoder and decoder, run by that target's runner.
 
-Both take an export manifest written by `samexport convert`, so the family, its preprocessing and the
-decoder's batch sizes come from what was exported, not from guesses.
+It takes an export manifest written by `samexport convert`, so the family, its preprocessing, the part
+interfaces and the decoder's batch sizes come from what was exported, not from guesses.
 """
 
 from __future__ import annotations
@@ -14,12 +14,21 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..parts import ExportShapes
 from ..predictor import Predictor
 from ..registry import get_spec
-from . import coreml_export, onnx_export
+from .outputs import READABLE_FORMATS, manifest_files, upgrade_manifest
+from .target import targets
+
+NUMPY_SLOWNESS = (
+    "the NumPy evaluator decodes about 7x slower than onnxruntime (18.0 s vs 2.4 s per 64 "
+    "prompts, MobileSAM on 2 cores: benchmarks/results/linux-x86_64-2core/"
+    "decode_backends_tinyvit.json); --backend onnx is the faster way to see everything mode here"
+)
 
 
 def read_manifest(path: Path) -> Dict:
+    """An export manifest of any readable format, in this samexport's layout (`outputs.upgrade_manifest`)."""
     try:
         manifest = json.loads(Path(path).read_text())
         manifest["files"], manifest["model"]["name"]
@@ -27,96 +36,80 @@ def read_manifest(path: Path) -> Dict:
         raise UsageError(
             f"{path} is not a readable samexport export manifest ({e}); run samexport convert"
         ) from None
-    return manifest
+    if manifest.get("format", READABLE_FORMATS[0]) not in READABLE_FORMATS:
+        raise UsageError(
+            f"{path} has format {str(manifest.get('format'))[:40]!r}; this samexport reads "
+            f"{', '.join(READABLE_FORMATS)} manifests: convert again (or use the samexport that wrote it)"
+        )
+    return upgrade_manifest(manifest)
 
 
-def _file(manifest_path: Path, manifest: Dict, key: str) -> Path:
-    entry = manifest["files"].get(key)
+def manifest_file(manifest_path: Path, manifest: Dict, target: str, part: str) -> Path:
+    entry = manifest_files(manifest).get(target, {}).get(part)
     path = Path(manifest_path).parent / str((entry or {}).get("path", ""))
     if not entry or not path.exists():
-        raise UsageError(f"{manifest_path} lists no existing {key} file; run samexport convert again")
+        raise UsageError(
+            f"{manifest_path} lists no existing {target} {part} file; run samexport convert again"
+        )
     return path
 
 
-class OnnxPredictor(Predictor):
-    """The exported ONNX encoder and decoder on onnxruntime's CPU provider; any number of prompt sets."""
+class ExportPredictor(Predictor):
+    """An export's encoder and decoder; B from the prompt-set counts the decoder takes (any, for a target
+    whose runtime takes any). `method` chooses where a target runs in several ways (Core ML: prediction
+    on a Mac, or the NumPy evaluation of the saved programs on any platform)."""
 
-    name = "onnx"
+    def __init__(self, manifest_path: Path, target: str, method: str = "auto") -> None:
+        from .runners import NumpyRunner
 
-    def __init__(self, manifest_path: Path) -> None:
         manifest = read_manifest(manifest_path)
         spec = get_spec(manifest["model"]["name"])
         super().__init__(spec.family)
-        self.signature = spec.family.decoder_signature(manifest["decoder_prompt"]["token_counts"])
-        self.encoder = onnx_export.session(_file(manifest_path, manifest, "onnx_encoder"))
-        self.decoder = onnx_export.session(_file(manifest_path, manifest, "onnx_decoder"))
+        self.target = targets()[target]
+        encoder = manifest_file(manifest_path, manifest, target, "encoder")
+        decoder = manifest_file(manifest_path, manifest, target, "decoder")
+        meta = self.target.read_metadata(decoder)
+        if "com.samexport.token_counts" not in meta:  # samexport 0.x wrote no ONNX metadata
+            prompt = manifest.get("decoder_prompt", {})
+            meta = {"com.samexport.token_counts": json.dumps(prompt.get("token_counts", [1]))}
+        shapes = ExportShapes.from_metadata(meta, spec.family.default_input_size)
+        options = manifest.get("options", {})
+        form = self.target.form(_Options(options.get("image_input", "image")))
+        self.interfaces = spec.family.part_interfaces(shapes, form)
+        self.packed = form.packed_prompts
+        self.signature = spec.family.decoder_signature(shapes.token_counts, shapes.batch_sizes)
+        self.batch_sizes = None if self.target.dynamic else self.signature.batch_sizes
+        self.image_input = form.image_input
+        self.encoder = self.target.runner(encoder, method, fp32_reference=False)
+        self.decoder = self.target.runner(decoder, method, fp32_reference=False)
+        self.name = target
+        if isinstance(self.decoder, NumpyRunner):
+            self.name = f"{target} (NumPy evaluation)"
+            self.slowness = NUMPY_SLOWNESS
 
     def encode(self, image: np.ndarray) -> torch.Tensor:
-        tensor = self.family.preprocess(image).numpy()
-        return torch.from_numpy(self.encoder.run(None, {"image": tensor})[0])
-
-    def decode(
-        self, embeddings: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        feeds = self.signature.feeds(embeddings.numpy(), coords, labels, None, packed=False)
-        masks, iou = self.decoder.run(None, feeds)
-        return torch.from_numpy(masks), torch.from_numpy(iou)
-
-
-class CoreMLPredictor(Predictor):
-    """The exported Core ML packages; B from the decoder's enumerated batch sizes.
-
-    `method` "coreml" runs Core ML (macOS on Apple silicon, each package compiled once); "numpy" evaluates
-    the saved ML programs with samexport.mileval on any platform (slow, for checking what a Mac will do).
-    """
-
-    name = "coreml"
-
-    def __init__(self, manifest_path: Path, compute_units: str = "ALL", method: str = "coreml") -> None:
-        from ..coreml_package import CoreMLPackage
-        from .coreml_check import CoreMLRunner, NumpyRunner
-
-        if method == "coreml":
-            coreml_export.require_prediction()
-        manifest = read_manifest(manifest_path)
-        spec = get_spec(manifest["model"]["name"])
-        super().__init__(spec.family)
-        encoder = CoreMLPackage(_file(manifest_path, manifest, "coreml_encoder"))
-        decoder = CoreMLPackage(_file(manifest_path, manifest, "coreml_decoder"))
-        self.signature = spec.family.decoder_signature(
-            json.loads(decoder.metadata["com.samexport.token_counts"]),
-            json.loads(decoder.metadata.get("com.samexport.batch_sizes", "[1]")),
-        )
-        self.batch_sizes = self.signature.batch_sizes
-        self.image_input = any(f["kind"] == "image" for f in encoder.io["inputs"])
-        if method == "coreml":
-            self.encoder, self.decoder = (
-                CoreMLRunner(encoder, compute_units),
-                CoreMLRunner(decoder, compute_units),
-            )
-        else:
-            self.encoder, self.decoder = NumpyRunner(encoder, False), NumpyRunner(decoder, False)
-            self.name = "coreml (NumPy evaluation)"
-            self.slowness = (
-                "the NumPy evaluator decodes about 7x slower than onnxruntime (18.0 s vs 2.4 s per 64 "
-                "prompts, MobileSAM on 2 cores: benchmarks/results/linux-x86_64-2core/"
-                "decode_backends_tinyvit.json); --backend onnx is the faster way to see everything mode here"
-            )
-
-    def encode(self, image: np.ndarray) -> torch.Tensor:
-        if self.image_input:  # 0..255 pixels of the app's canvas; the runner hands Core ML an image
+        encoder = self.interfaces["encoder"]
+        if self.image_input:  # 0..255 pixels of the app's canvas; the runner hands them over as an image
             feed = self.family.app_canvas(image).transpose(2, 0, 1)[None].astype(np.float32)
         else:
             feed = self.family.preprocess(image).numpy()
-        outputs, _ = self.encoder.run({"image": feed})
-        return torch.from_numpy(np.asarray(outputs["imageEmbeddings"], dtype=np.float32))
+        outputs, _ = self.encoder.run({encoder.input_names[0]: feed})
+        return torch.from_numpy(np.asarray(outputs[encoder.output_names[0]], dtype=np.float32))
 
     def decode(
         self, embeddings: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        feeds = self.signature.feeds(embeddings.numpy(), coords, labels, None, packed=True)
+        feeds = self.signature.feeds(embeddings.numpy(), coords, labels, None, packed=self.packed)
         outputs, _ = self.decoder.run(feeds)
+        masks, iou = self.interfaces["decoder"].output_names
         return (
-            torch.from_numpy(np.asarray(outputs["lowResMasks"], dtype=np.float32)),
-            torch.from_numpy(np.asarray(outputs["iouScores"], dtype=np.float32)),
+            torch.from_numpy(np.asarray(outputs[masks], dtype=np.float32)),
+            torch.from_numpy(np.asarray(outputs[iou], dtype=np.float32)),
         )
+
+
+class _Options:
+    """The convert options a target's `form` reads, from a manifest's record."""
+
+    def __init__(self, image_input: str) -> None:
+        self.image_input = image_input

@@ -1,119 +1,222 @@
-"""The export-target interface and registry: ONNX and Core ML today; a new target (LiteRT,
-ExecuTorch, ...) is one module with an `ExportTarget` subclass plus one line in `TARGET_MODULES`.
+"""The export-target interface and registry; a target lowers any part a family describes.
 
-What a family exports is its *layout* (`Family.export_layout`): SAM-style families export an
-encoder and a prompt decoder (`sam_layout`), RAP-SAM an encoder, a prompt decoder and a panoptic
-head (`rapsam_layout`). A layout owns the decoder signature, the PyTorch reference and the
-manifest's prompt section; each target is registered for one layout under its --target name."""
+A target (`onnx`, `coreml`, ...) is one module with an `ExportTarget` subclass plus one line in
+`TARGET_MODULES`. It declares the part form it wants (`parts.PartForm` traits), the compression modes
+it implements, its file extension and variant suffix, how it lowers a part, and the runner that runs
+its files; checking is shared (`check.check_part`). File names come from `artifact_name` only.
+"""
 
 from __future__ import annotations
 
 import importlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Dict, Tuple
+from typing import TYPE_CHECKING, ClassVar, Dict, Optional, Tuple
+
+from ..errors import UsageError
+from ..parts import ExportShapes, Part, PartForm
+from .compression import compression
 
 if TYPE_CHECKING:  # kept out of the import so that option parsing does not load torch
     from torch import nn
 
     from ..console import Progress
-    from ..families import DecoderSignature
     from ..registry import ModelSpec
-    from .options import ConvertOptions
-    from .reference import Reference
+    from .check import TargetReport
+    from .runners import Runner
 
-TARGET_MODULES = (
-    "samexport.export.sam_layout",
-    "samexport.export.onnx_target",
-    "samexport.export.coreml_target",
-    "samexport.export.rapsam_layout",
-)
+TARGET_MODULES = ("samexport.export.onnx_target", "samexport.export.coreml_target")
+
+
+def artifact_name(stem: str, part: str, variant: str, extension: str) -> str:
+    """The one file-name rule: `RepViTSAM` + `Decoder` + `Int8` + `.onnx`."""
+    return f"{stem}{part[:1].upper()}{part[1:]}{variant}{extension}"
+
+
+def manifest_name(stem: str, options) -> str:
+    return f"{stem}{options.variant_suffix}.export.json"
 
 
 @dataclass
 class ExportJob:
     """Everything a target needs for one model: the official model (the reference computation), its
-    reparameterized copy (what is exported), the decoder signature and where to write."""
+    reparameterized copy (what is exported), the shapes, the shared reference and where to report."""
 
     spec: "ModelSpec"
-    options: "ConvertOptions"
+    options: object  # ConvertOptions
     model: "nn.Module"
     fused: "nn.Module"
-    reference: "Reference"
-    signature: "DecoderSignature"  # the layout's signature type
+    shapes: ExportShapes
+    reference: object  # the family's reference (`Family.reference`)
     checkpoint_sha256: str
     progress: "Progress"
 
+    def parts(self, form: PartForm) -> Dict[str, Part]:
+        """The parts this run writes, in the form a target asks for."""
+        family = self.spec.family
+        every = family.export_parts(self.model, self.fused, self.shapes, form, self.reference)
+        return {name: every[name] for name in family.exported_parts(self.options)}
+
 
 class ExportTarget(ABC):
-    """Writes a model's encoder and decoder in one format and checks them against PyTorch."""
+    """Writes any part in one format; the runner it names runs those files for every check."""
 
-    name: ClassVar[str]  # --target value and manifest section
+    name: ClassVar[str]  # --target value, manifest section
     title: ClassVar[str]
-    layout: ClassVar[str] = "sam"  # the export layout (see the module docstring) this target writes
+    extension: ClassVar[str]
     compressions: ClassVar[Tuple[str, ...]]  # --compress values this target implements
+    packed_prompts: ClassVar[bool]
+    dynamic: ClassVar[bool]  # its runtime takes any prompt-set and token count
+    decoder_shapes: ClassVar[Tuple[str, ...]] = ("enumerated",)  # --decoder-shapes values it writes
 
-    @abstractmethod
-    def artifact_names(self, spec: "ModelSpec", options: "ConvertOptions") -> Dict[str, str]:
-        """File names, keyed `<target>_encoder` and `<target>_decoder`."""
+    def settle_options(self, options) -> Tuple[str, ...]:
+        """Adjust options this target needs changed (said before any work, as notes)."""
+        return ()
 
-    def check_options(self, spec: "ModelSpec", options: "ConvertOptions") -> None:  # noqa: B027 (optional hook)
+    def form(self, options) -> PartForm:
+        return PartForm(self.packed_prompts, self.image_input(options), self.dynamic)
+
+    def image_input(self, options) -> bool:
+        return False
+
+    def precision(self, options) -> str:
+        """The arithmetic of the files written (a float32-only format ignores --precision)."""
+        return options.precision
+
+    def variant(self, options) -> str:
+        """The file-name suffix of these options (`artifact_name`)."""
+        return compression(options.compress).suffix + ("FP32" if self.precision(options) == "fp32" else "")
+
+    def bytes_per_weight(self, options) -> float:
+        """Storage width of a weight in this target's files (the disk estimate of a full disk's error)."""
+        mode = compression(options.compress)
+        return 4 if self.precision(options) == "fp32" and not mode.lossy else mode.bytes_per_weight
+
+    def file_names(self, spec: "ModelSpec", options) -> Dict[str, str]:
+        """part -> file name of what this target writes for these options."""
+        return {
+            part: artifact_name(spec.artifact_stem, part, self.variant(options), self.extension)
+            for part in spec.family.exported_parts(options)
+        }
+
+    def check_options(self, spec: "ModelSpec", options) -> None:
         """Refuse, before any work, what this target cannot write."""
+        if options.compress not in self.compressions:
+            offered = ", ".join(self.compressions)
+            raise UsageError(
+                f"--compress {options.compress} is not offered by {self.title} (it has: {offered})"
+            )
 
     @abstractmethod
-    def export(self, job: "ExportJob", paths: Dict[str, Path]) -> Tuple[Dict, Dict]:
-        """Write the files at `paths` (keys as in `artifact_names`) and check them; returns this target's
-        manifest section and its validation report. Raises SamExportError when a check fails."""
-
-
-class ExportLayout(ABC):
-    """What a family exports and how it is checked, independent of the target format."""
-
-    name: ClassVar[str]
-
-    def check_options(self, spec: "ModelSpec", options: "ConvertOptions") -> None:  # noqa: B027 (optional hook)
-        """Refuse, before any work, options this layout has no use for."""
+    def export(self, job: ExportJob, paths: Dict[str, Path]) -> Tuple[Dict, Optional["TargetReport"]]:
+        """Write every part at `paths` (part -> path) and check it; returns this target's manifest section
+        and its validation report (None with --no-validate). Raises SamExportError when a check fails."""
 
     @abstractmethod
-    def signature(self, spec: "ModelSpec", options: "ConvertOptions"):
-        """The exported decoder's inputs and shapes for these options."""
+    def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True) -> "Runner":
+        """What runs one of this target's files here (`method` chooses where a target has several)."""
 
     @abstractmethod
-    def reference(self, model: "nn.Module", signature) -> "Reference":
-        """The official model's outputs on the validation inputs (`.tensor` and `.embeddings` at least)."""
+    def read_metadata(self, path: Path) -> Dict[str, str]:
+        """The samexport metadata written into one of this target's files."""
 
-    @abstractmethod
-    def prompt_manifest(self, options: "ConvertOptions", signature) -> Dict:
-        """The manifest's `decoder_prompt` section."""
+    def image_input_of(self, path: Path) -> bool:
+        """Whether one of this target's files takes an 8-bit image input."""
+        return False
 
-    @abstractmethod
-    def validate(self, model: "nn.Module", infos: list, method: str) -> Dict[str, Dict]:
-        """`samexport validate`: package path -> report for this layout's packages (`validate.PackageInfo`)
-        of one model, checked with `method` (coreml or numpy)."""
+    def describes(self, path: Path) -> bool:
+        return Path(path).name.endswith(self.extension)
 
-    def input_contract(self, spec: "ModelSpec", signature) -> Dict:
-        """What an app must feed the exports (the manifest's `input_contract`)."""
-        return spec.family.input_contract()
+    def check(self, job: ExportJob, parts: Dict[str, Part], paths: Dict[str, Path], method: str = "auto"):
+        """Every part through this target's runner against PyTorch, held to its floors; the end-to-end
+        check where the floor asks for one. Raises on the first part that fails."""
+        from .check import TargetReport
+
+        report = TargetReport(self.name)
+        runners = {}
+        for name, part in parts.items():
+            runner = self.runner(paths[name], method)
+            runners[name] = runner
+            with job.progress.step(f"{self.title} {name} check ({runner.description} vs PyTorch)"):
+                report.parts[name] = check_with_chain(self, part, runner, parts, paths, job.options, method)
+            report.parts[name].raise_if_failed(self.title)
+        return report
 
 
-_TARGETS: Dict[Tuple[str, str], ExportTarget] = {}
-_LAYOUTS: Dict[str, ExportLayout] = {}
+def check_with_chain(target: ExportTarget, part: Part, runner, parts, paths, options, method: str):
+    """`check.check_part` with this export's floors, plus the end-to-end check when they ask for one."""
+    from .check import check_chain, check_part
+    from .quality import floor_for, part_floors
+
+    precision = target.precision(options)
+    report = check_part(
+        part, runner, part_floors(part.interface, precision, options.compress, runner.runtime)
+    )
+    min_iou = floor_for(precision, options.compress, runner.runtime).get("min_mask_iou")
+    upstream = [parts[p] for p in dict.fromkeys(part.interface.upstream.values()) if p in parts]
+    if (
+        min_iou is not None
+        and len(upstream) == 1
+        and any(t.threshold is not None for t in part.interface.outputs)
+    ):
+        (source,) = upstream
+        report.chain = check_chain(
+            source,
+            target.runner(paths[source.name], method, fp32_reference=False),
+            part,
+            target.runner(paths[part.name], method, fp32_reference=False),
+            min_iou,
+        )
+    return report
+
+
+def part_metadata(job: ExportJob, part: Part, precision: str) -> Dict[str, str]:
+    """What every exported file says about itself (`samexport validate` and apps read it back)."""
+    spec, options, family = job.spec, job.options, job.spec.family
+    contract = family.export_contract(job.shapes)
+    interface = part.interface
+    return {
+        "com.samexport.model": spec.name,
+        "com.samexport.title": spec.title,
+        "com.samexport.family": family.name,
+        "com.samexport.part": part.name,
+        "com.samexport.checkpoint": job.checkpoint_sha256,
+        "com.samexport.precision": precision,
+        "com.samexport.compression": options.compress,
+        "com.samexport.compression_config": json.dumps(
+            {
+                **compression(options.compress).describe(),
+                "keep_layers": options.keep_layers,
+                "weight_clip_sigmas": options.weight_clip,
+            }
+        ),
+        "com.samexport.contract": json.dumps(contract),
+        **job.shapes.metadata(),
+        "com.samexport.functions": json.dumps(
+            {f.name: {k: list(v) for k, v in f.shapes.items()} for f in interface.functions}
+        ),
+        **(
+            {"com.samexport.letterbox_fill_rgb": json.dumps(contract.get("pad_color_rgb"))}
+            if part.name == "encoder"
+            else {}
+        ),
+    }
+
+
+_TARGETS: Dict[str, ExportTarget] = {}
 
 
 def register_target(cls: type) -> type:
-    key = (cls.layout, cls.name)
-    if key in _TARGETS:
-        raise ValueError(f"export target {cls.name!r} is registered twice for the {cls.layout} layout")
-    _TARGETS[key] = cls()
+    if cls.name in _TARGETS:
+        raise ValueError(f"export target {cls.name!r} is registered twice")
+    _TARGETS[cls.name] = cls()
     return cls
 
 
-def register_layout(cls: type) -> type:
-    if cls.name in _LAYOUTS:
-        raise ValueError(f"export layout {cls.name!r} is registered twice")
-    _LAYOUTS[cls.name] = cls()
-    return cls
+def unregister_target(name: str) -> None:
+    _TARGETS.pop(name)
 
 
 def _load() -> None:
@@ -121,12 +224,16 @@ def _load() -> None:
         importlib.import_module(module)
 
 
-def targets(layout: str = "sam") -> Dict[str, ExportTarget]:
-    """name -> target of one layout, in registration order (importing a target module registers it)."""
+def targets() -> Dict[str, ExportTarget]:
+    """name -> target, in registration order (importing a target module registers it)."""
     _load()
-    return {name: target for (owner, name), target in _TARGETS.items() if owner == layout}
+    return dict(_TARGETS)
 
 
-def export_layout(name: str) -> ExportLayout:
-    _load()
-    return _LAYOUTS[name]
+def target_for_file(path: Path) -> ExportTarget:
+    """The target whose files end like `path`, or a one-line UsageError."""
+    for target in targets().values():
+        if target.describes(path):
+            return target
+    known = ", ".join(t.extension for t in targets().values())
+    raise UsageError(f"{Path(path).name} is no export samexport writes ({known}) nor an export manifest")

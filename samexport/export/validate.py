@@ -1,8 +1,9 @@
-"""`samexport validate`: a numeric verdict for Core ML packages written by `samexport convert`.
+"""`samexport validate`: a numeric verdict for files written by `samexport convert`, of any target.
 
-Each package names its model, part, precision, compression and checkpoint in its metadata; the
-same PyTorch model is rebuilt and both are run on the validation image and prompts. Given an
-export manifest, the results are written back into its `validation.coreml` field.
+Each file names its model, part, precision, compression, checkpoint and shapes in its metadata; the same
+PyTorch model is rebuilt, the family describes the part again (`parts`), and the file is checked by its
+target's runner on the validation cases exactly as `convert` checks it (`check.check_part`). Given an
+export manifest, the results are written back into its `validation.<target>` field.
 """
 
 from __future__ import annotations
@@ -11,47 +12,63 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from ..coreml_package import CoreMLPackage
 from ..errors import SamExportError, UsageError, first_line
 from ..fsutil import atomic_write_text
+from ..parts import ExportShapes
 from ..provenance import sha256
 from ..registry import get_spec
 from ..zoo import RandomWeightsWarning, build_model
-from . import coreml_check
+from .check import PartReport
 from .options import MAX_BATCH, MAX_POINTS, PRECISIONS
-from .outputs import MANIFEST_FORMAT
-from .quality import floor_text
-from .target import export_layout
-
-PACKAGE_KEYS = {"coreml_encoder": "encoder", "coreml_decoder": "decoder", "coreml_panoptic": "panoptic"}
+from .outputs import READABLE_FORMATS, manifest_files
+from .target import ExportTarget, target_for_file, targets
 
 
 @dataclass
-class PackageInfo:
-    """What a package's metadata says about it: model, part, variant, weights, decoder token counts."""
+class FileInfo:
+    """What an exported file's metadata says about it."""
 
-    package: CoreMLPackage
-    model: str
-    part: str
-    precision: str
-    compress: str
-    checkpoint_sha256: str
-    image_input: bool
-    token_counts: List[int]
-    batch_sizes: List[int]
+    path: Path
+    target: ExportTarget
     metadata: Dict[str, str]
     manifest: Optional[Path] = None
 
     @property
-    def path(self) -> Path:
-        return self.package.path
+    def model(self) -> str:
+        return self.metadata["com.samexport.model"]
 
     @property
-    def pair_key(self) -> tuple:
-        """Encoder and decoder of one export share this (their manifest, or folder and variant)."""
-        return (str(self.manifest or self.path.parent), self.precision, self.compress, self.checkpoint_sha256)
+    def part(self) -> str:
+        return self.metadata["com.samexport.part"]
+
+    @property
+    def precision(self) -> str:
+        return self.metadata.get("com.samexport.precision", "fp16")
+
+    @property
+    def compress(self) -> str:
+        return self.metadata.get("com.samexport.compression", "none")
+
+    @property
+    def checkpoint_sha256(self) -> str:
+        return self.metadata.get("com.samexport.checkpoint", "random-init")
+
+    def shapes(self) -> ExportShapes:
+        return ExportShapes.from_metadata(self.metadata, get_spec(self.model).family.default_input_size)
+
+    @property
+    def export_key(self) -> Tuple:
+        """The parts of one export share this (their manifest, or folder, and variant)."""
+        return (
+            str(self.manifest or self.path.parent),
+            self.target.name,
+            self.precision,
+            self.compress,
+            self.checkpoint_sha256,
+            self.shapes(),
+        )
 
 
 def _counts(value, largest: int) -> bool:
@@ -62,7 +79,7 @@ def _counts(value, largest: int) -> bool:
     )
 
 
-# com.samexport.* metadata that holds JSON, and what a package written by convert has there.
+# com.samexport.* metadata that holds JSON, and what a file written by convert has there.
 METADATA_JSON = {
     "com.samexport.contract": lambda v: isinstance(v, dict),
     "com.samexport.token_counts": lambda v: _counts(v, MAX_POINTS + 2),
@@ -70,18 +87,23 @@ METADATA_JSON = {
     "com.samexport.prompt_counts": lambda v: _counts(v, MAX_POINTS),
     "com.samexport.input_size": lambda v: _counts(v, 8192) and len(v) == 2,
 }
-PARTS = ("encoder", "decoder", "panoptic")
 
 
 def check_metadata(name: str, meta: Dict[str, str]) -> None:
-    """A one-line UsageError unless the package's samexport metadata is what convert writes: a known model
-    and part, and JSON fields of the right shape and size (nothing to allocate from a damaged package)."""
-    if meta.get("com.samexport.part") not in PARTS:
+    """A one-line UsageError unless the file's samexport metadata is what convert writes: a known model and
+    a part its family exports, and JSON fields of the right shape and size (nothing to allocate from a
+    damaged file)."""
+    spec = get_spec(meta["com.samexport.model"])
+    from ..parts import PartForm
+
+    parts = spec.family.part_interfaces(
+        ExportShapes((1,), (1,), spec.family.default_input_size), PartForm(False, False, True)
+    )
+    if meta.get("com.samexport.part") not in parts:
         raise UsageError(
             f"{name} has part {meta.get('com.samexport.part')!r} in its metadata, not one of "
-            f"{', '.join(PARTS)}; convert it again"
+            f"{', '.join(parts)}; convert it again"
         )
-    get_spec(meta["com.samexport.model"])
     if meta.get("com.samexport.precision", "fp16") not in PRECISIONS:
         raise UsageError(f"{name} has precision {meta['com.samexport.precision']!r}; convert it again")
     for key, valid in METADATA_JSON.items():
@@ -97,72 +119,78 @@ def check_metadata(name: str, meta: Dict[str, str]) -> None:
             )
 
 
-def package_info(path: Path, manifest: Optional[Path] = None) -> PackageInfo:
-    package = CoreMLPackage(path)
-    meta = package.metadata
+def file_info(path: Path, manifest: Optional[Path] = None) -> FileInfo:
+    target = target_for_file(path)
+    meta = target.read_metadata(path)
     if "com.samexport.model" not in meta or "com.samexport.part" not in meta:
         raise UsageError(
-            f"{package.path.name} was not written by `samexport convert` (no com.samexport metadata), "
-            "so its PyTorch reference is unknown; evaluate it from Python with samexport.mileval.evaluate"
+            f"{Path(path).name} was not written by `samexport convert` (no com.samexport metadata), "
+            "so its PyTorch reference is unknown; evaluate it from Python (samexport.export.runners)"
         )
-    check_metadata(package.path.name, meta)
-    return PackageInfo(
-        package=package,
-        model=meta["com.samexport.model"],
-        part=meta["com.samexport.part"],
-        precision=meta.get("com.samexport.precision", "fp16"),
-        compress=meta.get("com.samexport.compression", "none"),
-        checkpoint_sha256=meta.get("com.samexport.checkpoint", "random-init"),
-        image_input=any(f["name"] == "image" and f["kind"] == "image" for f in package.io["inputs"]),
-        token_counts=json.loads(meta.get("com.samexport.token_counts", "[]")),
-        batch_sizes=json.loads(meta.get("com.samexport.batch_sizes", "[1]")),
-        metadata=dict(meta),
-        manifest=manifest,
-    )
+    check_metadata(Path(path).name, meta)
+    return FileInfo(Path(path), target, dict(meta), manifest)
 
 
-def expand(paths: List[Path], manifests_read: Optional[Dict[Path, bytes]] = None) -> List[PackageInfo]:
-    """Packages named directly or through an export manifest; `manifests_read` receives each manifest's
-    bytes as they were read (results are written back only into that same file)."""
+def read_manifest_for_validate(path: Path) -> Tuple[Dict, bytes]:
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+    except (OSError, ValueError, RecursionError) as e:
+        raise UsageError(
+            f"{path} is not an export manifest written by `samexport convert` ({first_line(e)})"
+        ) from None
+    if isinstance(data, dict) and data.get("format", READABLE_FORMATS[0]) not in READABLE_FORMATS:
+        raise UsageError(
+            f"{path} has format {str(data.get('format'))[:40]!r}; this samexport reads "
+            f"{', '.join(READABLE_FORMATS)} manifests: convert again (or use the samexport that wrote it)"
+        )
+    files = manifest_files(data) if isinstance(data, dict) else {}
+    if not files or not all(
+        isinstance(entry, dict) and isinstance(entry.get("path"), str)
+        for parts in files.values()
+        for entry in parts.values()
+    ):
+        raise UsageError(
+            f"{path} is not an export manifest written by `samexport convert` (no files record); "
+            "convert again"
+        )
+    return data, raw
+
+
+def expand(paths: List[Path], manifests_read: Optional[Dict[Path, bytes]] = None) -> List[FileInfo]:
+    """Files named directly or through an export manifest; `manifests_read` receives each manifest's bytes
+    as they were read (results are written back only into that same file)."""
     infos = []
+    known = targets()
     for path in paths:
         path = Path(path)
         if not path.exists():
-            raise UsageError(f"{path} does not exist; pass an .mlpackage or an export manifest")
+            raise UsageError(f"{path} does not exist; pass an exported file or an export manifest")
         if path.is_file() and path.name.endswith(".json"):
-            try:
-                raw = path.read_bytes()
-                data = json.loads(raw)
-            except (OSError, ValueError, RecursionError) as e:
+            data, raw = read_manifest_for_validate(path)
+            files = [
+                path.parent / entry["path"]
+                for target, parts in manifest_files(data).items()
+                if target in known
+                for entry in parts.values()
+            ]
+            if not files:
                 raise UsageError(
-                    f"{path} is not an export manifest written by `samexport convert` ({first_line(e)})"
-                ) from None
-            if isinstance(data, dict) and data.get("format", MANIFEST_FORMAT) != MANIFEST_FORMAT:
-                raise UsageError(
-                    f"{path} has format {str(data.get('format'))[:40]!r}; this samexport reads "
-                    f"{MANIFEST_FORMAT} manifests: convert again (or use the samexport that wrote it)"
+                    f"{path} lists no files of a target this samexport knows ({', '.join(known)})"
                 )
-            files = data.get("files") if isinstance(data, dict) else None
-            if not isinstance(files, dict) or not all(
-                isinstance(entry, dict) and isinstance(entry.get("path"), str) for entry in files.values()
-            ):
-                raise UsageError(
-                    f"{path} is not an export manifest written by `samexport convert` (no files "
-                    "record); convert again"
-                )
-            packages = [path.parent / files[key]["path"] for key in PACKAGE_KEYS if key in files]
-            if not packages:
-                raise UsageError(f"{path} lists no Core ML packages (ONNX exports are validated by convert)")
-            infos += [package_info(p, manifest=path) for p in packages]
+            gone = next((p for p in files if not p.exists()), None)
+            if gone is not None:
+                raise UsageError(f"{gone.name} is missing (listed by {path.name}); convert again")
+            infos += [file_info(p, manifest=path) for p in files]
             if manifests_read is not None:
                 manifests_read[path] = raw
         else:
-            infos.append(package_info(path))
+            infos.append(file_info(path))
     return infos
 
 
-def check_checkpoint(info: PackageInfo, checkpoint: Optional[Path]) -> None:
-    """The package must be compared with the weights it was converted from."""
+def check_checkpoint(info: FileInfo, checkpoint: Optional[Path]) -> None:
+    """The file must be compared with the weights it was converted from."""
     recorded = info.checkpoint_sha256
     if checkpoint is None:
         if recorded != "random-init":
@@ -183,39 +211,77 @@ def check_checkpoint(info: PackageInfo, checkpoint: Optional[Path]) -> None:
         )
 
 
+class _Options:
+    """What the shared check step reads of convert's options, from a file's metadata."""
+
+    def __init__(self, info: FileInfo) -> None:
+        self.compress = info.compress
+        self.precision = info.precision
+        self.image_input = "image" if info.target.image_input_of(info.path) else "tensor"
+
+
+def check_export(model, group: List[FileInfo], method: str) -> Dict[str, PartReport]:
+    """path -> report of the files of one export (one target, variant and shapes), as convert checks."""
+    from .target import check_with_chain
+
+    first = group[0]
+    target, shapes, family = first.target, first.shapes(), model.spec.family
+    options = _Options(first)
+    reference = family.reference(model, shapes)
+    parts = family.export_parts(model, model, shapes, target.form(options), reference)
+    present = {info.part: info for info in group}
+    chosen = {name: parts[name] for name in present}
+    paths = {name: info.path for name, info in present.items()}
+    reports = {}
+    for name, info in present.items():
+        runner = target.runner(info.path, method)
+        reports[str(info.path)] = check_with_chain(
+            target, chosen[name], runner, chosen, paths, options, method
+        )
+    return reports
+
+
 def validate(
     paths: List[Path], checkpoint: Optional[Path] = None, method: str = "auto", extras: Optional[Dict] = None
-) -> Dict[str, Dict]:
-    """package path -> check report; manifests given are updated with the results. `extras`: the family's
-    other files (RAP-SAM: `classifier`), as `build_model` takes them."""
+) -> Dict[str, PartReport]:
+    """file path -> check report; manifests given are updated with the results. `method`: how Core ML
+    packages run (auto, coreml, numpy). `extras`: the family's other files (RAP-SAM: `classifier`), as
+    `build_model` takes them."""
+    from .runners import resolve_method
+
     manifests_read: Dict[Path, bytes] = {}
     infos = expand(paths, manifests_read)
-    method = coreml_check.resolve_method(method)
+    method = resolve_method(method)
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise UsageError(f"--checkpoint {checkpoint} does not exist; pass the official checkpoint file")
     for info in infos:
         check_checkpoint(info, checkpoint)
-    reports: Dict[str, Dict] = {}
+    reports: Dict[str, PartReport] = {}
     for model_name in dict.fromkeys(info.model for info in infos):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)
             model = build_model(model_name, checkpoint, **(extras or {}))
-        layout = export_layout(model.spec.family.export_layout)
-        reports.update(layout.validate(model, [i for i in infos if i.model == model_name], method))
+        mine = [i for i in infos if i.model == model_name]
+        for key in dict.fromkeys(i.export_key for i in mine):
+            reports.update(check_export(model, [i for i in mine if i.export_key == key], method))
     for manifest in dict.fromkeys(info.manifest for info in infos if info.manifest):
+        mine = [info for info in infos if info.manifest == manifest]
         update_manifest(
             manifest,
-            {info.part: reports[str(info.path)] for info in infos if info.manifest == manifest},
+            {
+                target: {i.part: reports[str(i.path)] for i in mine if i.target.name == target}
+                for target in dict.fromkeys(i.target.name for i in mine)
+            },
             manifests_read[manifest],
         )
     return reports
 
 
-def update_manifest(manifest: Path, parts: Dict[str, Dict], as_read: bytes) -> None:
-    """Write the results into the manifest's validation.coreml, replacing the file atomically, if it is still
-    the file validate read (`as_read`): under the folder lock `convert` switches files under, so a verdict
-    computed against one export never lands in the manifest of another that replaced it meanwhile."""
-    from .outputs import folder_lock
+def update_manifest(manifest: Path, by_target: Dict[str, Dict[str, PartReport]], as_read: bytes) -> None:
+    """Write the results into the manifest's validation.<target>, replacing the file atomically, if it is
+    still the file validate read (`as_read`): under the folder lock `convert` switches files under, so a
+    verdict computed against one export never lands in the manifest of another that replaced it meanwhile."""
+    from .outputs import folder_lock, upgrade_manifest
 
     with folder_lock(manifest.parent):
         try:
@@ -227,9 +293,13 @@ def update_manifest(manifest: Path, parts: Dict[str, Dict], as_read: bytes) -> N
                 f"{manifest} changed while validate ran (another samexport convert?); the results were "
                 "computed against the files it replaced, so they were not written: run validate again"
             )
-        data = json.loads(current)
-        coreml = {**parts, "passed": all(r["passed"] for r in parts.values())}
-        data.setdefault("validation", {})["coreml"] = coreml
+        data = upgrade_manifest(json.loads(current))
+        for target, parts in by_target.items():
+            data.setdefault("validation", {})[target] = {
+                "reference": "unfused PyTorch model (samexport validate)",
+                **{part: report.to_json() for part, report in parts.items()},
+                "passed": all(r.passed for r in parts.values()),
+            }
         try:
             atomic_write_text(manifest, json.dumps(data, indent=2) + "\n")
         except OSError as e:
@@ -237,64 +307,9 @@ def update_manifest(manifest: Path, parts: Dict[str, Dict], as_read: bytes) -> N
             raise UsageError(f"cannot update {manifest} ({why}); make its folder writable") from None
 
 
-def render(reports: Dict[str, Dict]) -> str:
-    """A text table per package: every output and prompt against PyTorch."""
-    lines = []
-    for path, report in reports.items():
-        lines.append(f"{Path(path).name}: {'PASS' if report['passed'] else 'FAIL'}  ({report['method']})")
-        if "floors" in report:  # one floor per output (check_cases reports)
-            for output, floor in report["floors"].items():
-                lines.append(f"  floor for {output}: {floor_text(floor)}")
-        else:
-            lines.append(f"  floor: {floor_text(report['floor'])}")
-        lines.append(
-            f"  {'output':<38}{'tokens':>7}{'PSNR dB':>9}{'max err/max|ref|':>18}{'cosine':>10}"
-            f"{'NaN/Inf':>9}{'fp32-eval PSNR':>16}"
-        )
-        if "imageEmbeddings" in report:
-            rows = [("imageEmbeddings", "", report["imageEmbeddings"])]
-        elif "floors" in report:
-            rows = [
-                (f"{out} '{name}'", "", result)
-                for name, outputs in report["cases"].items()
-                for out, result in outputs.items()
-                if out != "evaluation"
-            ]
-        else:
-            rows = [
-                (f"{out} '{name}'", case["tokens"], case[out])
-                for name, case in report["cases"].items()
-                for out in ("lowResMasks", "iouScores")
-            ]
-        for label, tokens, r in rows:
-            fp32 = f"{r['fp32_evaluation']['psnr_db']:.1f}" if "fp32_evaluation" in r else "-"
-            lines.append(
-                f"  {label[:38]:<38}{tokens!s:>7}{r['psnr_db']:>9.1f}{r['rel']:>18.2e}{r['cosine']:>10.6f}"
-                f"{r['non_finite']:>9}{fp32:>16}"
-            )
-        evaluation = report.get("evaluation")
-        if evaluation:
-            peak = evaluation.get("fp16_peak") or {}
-            peak_text = (
-                f"; largest fp16 value {peak['max_abs']:.4g} ({100 * peak['fraction_of_fp16_max']:.2f}% of "
-                f"65504) at {peak['type']} op '{peak['op']}'"
-                if peak
-                else ""
-            )
-            lines.append(f"  evaluated in {evaluation['seconds']:.1f} s{peak_text}")
-        masks = report.get("masks")
-        if masks:
-            ious = ", ".join(f"'{name}' {iou:.3f}" for name, iou in masks["per_prompt"].items())
-            lines.append(f"  mask IoU end to end (encoder + decoder packages vs PyTorch): {ious}")
-        for failure in report["failures"]:
-            lines.append(f"  failed: {failure}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def raise_if_any_failed(reports: Dict[str, Dict]) -> None:
-    failed = [(path, r) for path, r in reports.items() if not r["passed"]]
+def raise_if_any_failed(reports: Dict[str, PartReport]) -> None:
+    failed = [(path, r) for path, r in reports.items() if not r.passed]
     if failed:
         path, report = failed[0]
-        more = f" ({len(failed) - 1} more packages failed)" if len(failed) > 1 else ""
-        raise SamExportError(f"{Path(path).name}: {report['failures'][0]}{more}")
+        more = f" ({len(failed) - 1} more files failed)" if len(failed) > 1 else ""
+        raise SamExportError(f"{Path(path).name}: {report.all_failures[0]}{more}")

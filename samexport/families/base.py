@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..parts import ExportShapes, Interface, Part, PartForm, Tensor
+from ..prompt_rules import PromptRule
+
 EMBEDDINGS_SHAPE = (1, 256, 64, 64)
 MASK_INPUT_SHAPE = (1, 1, 256, 256)
 DECODER_OUTPUTS = ("lowResMasks", "iouScores")
@@ -62,10 +65,6 @@ class DecoderSignature:
         """A multifunction decoder's function for B prompt sets of N tokens."""
         return f"points_{tokens}" if batch == 1 else f"points_{tokens}_batch_{batch}"
 
-    def input_names(self, packed: bool) -> List[str]:
-        names = ["imageEmbeddings"] + (["points"] if packed else ["pointCoords", "pointLabels"])
-        return names + (["maskInput", "hasMaskInput"] if self.mask_prompt else [])
-
     def example(self, packed: bool, tokens: Optional[int] = None, batch: int = 1) -> Tuple[torch.Tensor, ...]:
         """Example inputs for tracing and export, in `input_names` order."""
         n = tokens or self.default_tokens
@@ -89,16 +88,6 @@ class DecoderSignature:
             "prompt_sets": "dynamic B: one call decodes B prompt sets of N tokens against one embedding",
         }
 
-    def coreml_shapes(self) -> Dict[str, object]:
-        """name -> fixed shape, or for `points` the enumerated (B, N, 3) shapes (every batch size with
-        every token count), the first of them (one single-click prompt set) the default."""
-        shapes = [(b, n, 3) for b, n in self.shapes()]
-        points: object = shapes if len(shapes) > 1 else shapes[0]
-        shapes: Dict[str, object] = {"imageEmbeddings": EMBEDDINGS_SHAPE, "points": points}
-        if self.mask_prompt:
-            shapes.update(maskInput=MASK_INPUT_SHAPE, hasMaskInput=(1,))
-        return shapes
-
     def feeds(
         self,
         embeddings: np.ndarray,
@@ -121,27 +110,6 @@ class DecoderSignature:
             )
             feeds["hasMaskInput"] = np.array([1.0 if mask is not None else 0.0], dtype=np.float32)
         return feeds
-
-    def descriptions(self, contract: Dict) -> Tuple[Dict[str, str], Dict[str, str]]:
-        """Feature descriptions (inputs, outputs) of the packed (Core ML) decoder."""
-        inputs = {
-            "imageEmbeddings": "float32 (1, 256, 64, 64) from the encoder",
-            "points": (
-                f"float32 (B, N, 3): B prompt sets of N (x, y, label) tokens in the 1024 model frame, "
-                f"B in {list(self.batch_sizes)}, N in {list(self.token_counts)}. Labels: 1 positive, "
-                f"0 negative, 2/3 box corners, "
-                f"-1 padding. Layout: {contract['prompt_layout']}"
-            ),
-        }
-        if self.mask_prompt:
-            inputs["maskInput"] = "float32 (1, 1, 256, 256) low-res logits of an earlier prediction, or zeros"
-            inputs["hasMaskInput"] = "float32 (1,): 1 when maskInput holds a mask, else 0"
-        outputs = {
-            "lowResMasks": f"float32 (B, 4, 256, 256) mask logits of all 4 mask tokens; threshold 0.0 "
-            f"after upscaling: {contract['mask_upscaling']}",
-            "iouScores": f"float32 (B, 4) predicted IoU per mask token; {contract['multimask_selection']}",
-        }
-        return inputs, outputs
 
 
 def first_rgb_conv(encoder: nn.Module) -> nn.Conv2d:
@@ -213,28 +181,88 @@ class Family(ABC):
     # cut by the official model without a word, so samexport segment refuses them
     max_prompt_tokens: ClassVar[Optional[int]] = None
     extras: ClassVar[Tuple[str, ...]] = ()  # files besides the checkpoint `build_model` accepts by name
-    export_layout: ClassVar[str] = "sam"  # what `convert` writes (samexport.export.target)
+    # each click and each box is its own query with one mask (no negative clicks); `everything` is a head
+    prompts_are_queries: ClassVar[bool] = False
     # exported parts `bench` measures: the decoder once per prompt size, the others once
     bench_parts: ClassVar[Tuple[str, ...]] = ("encoder", "decoder")
 
+    default_input_size: ClassVar[Tuple[int, int]]  # (h, w) of the exported encoder's input
+
+    def encoder_input(
+        self, input_hw: Tuple[int, int], image_input: bool, image_text: str, contract: Dict
+    ) -> Tensor:
+        """The encoder's `image` input: 8-bit RGB (the input subtracts the mean; 1/std is folded into the
+        first convolution) described by `image_text`, or the normalized float32 tensor."""
+        h, w = input_hw
+        if image_input:
+            bias = tuple(-m for m in self.pixel_mean_255)
+            return Tensor("image", (1, 3, h, w), image_text, image=True, pixel_bias=bias, fill="pixels")
+        return Tensor(
+            "image",
+            (1, 3, h, w),
+            f"float32 (1, 3, {h}, {w}), already normalized with mean {contract['pixel_mean']} / std "
+            f"{contract['pixel_std']} ({contract['pixel_scale']} scale)",
+        )
+
     def build(self, image_encoder: nn.Module) -> nn.Module:
         return self.model_class(image_encoder)
+
+    # -- what `convert` exports (samexport.parts); SAM-style families mix in `sam_style.SamStyleParts` ----
+    @abstractmethod
+    def exported_parts(self, options) -> Tuple[str, ...]:
+        """The parts `convert` writes with these options (known before the model is built)."""
+
+    @abstractmethod
+    def check_convert_options(self, spec, options) -> None:
+        """Refuse, before any work, convert options this family has no use for."""
+
+    @abstractmethod
+    def export_shapes(self, options) -> "ExportShapes":
+        """The sizes the export fixes for these options."""
+
+    @abstractmethod
+    def export_contract(self, shapes: "ExportShapes") -> Dict:
+        """What an app must feed the exports (the manifest's and every file's `input_contract`)."""
+
+    @abstractmethod
+    def prompt_manifest(self, shapes: "ExportShapes") -> Dict:
+        """The manifest's `decoder_prompt` section."""
+
+    @abstractmethod
+    def reference(self, model: nn.Module, shapes: "ExportShapes"):
+        """The official model on the validation image (`.tensor` and `.embeddings` at least), computed once
+        and shared by every target's parts."""
+
+    @abstractmethod
+    def part_interfaces(self, shapes: "ExportShapes", form: "PartForm") -> Dict[str, "Interface"]:
+        """part -> its interface in the form a target asks for (every part this family can export)."""
+
+    @abstractmethod
+    def export_parts(
+        self, model, fused, shapes: "ExportShapes", form: "PartForm", reference
+    ) -> Dict[str, "Part"]:
+        """part -> Part: `fused` is exported, `model` (the official computation) gives the references."""
 
     def load_extras(self, model: nn.Module, fill, **extras) -> None:  # noqa: B027 (optional hook)
         """Load what the checkpoint does not hold (files named in `extras`); `fill(key, like)` is the
         deterministic weight fill when the model has no checkpoint, else None."""
 
-    @abstractmethod
+    @property
+    def prompt_rule(self) -> PromptRule:
+        """The one rule the model's `prompt_tokens` and this family's token counts both follow."""
+        return self.model_class.prompt_rule
+
     def token_counts(self, points: Sequence[int]) -> List[int]:
         """Decoder token counts that make every prompt of `points` points exact (a box counts as 2)."""
+        return self.prompt_rule.token_counts(points)
 
-    @abstractmethod
     def click_tokens(self, clicks: int) -> int:
         """Tokens of a prompt made of `clicks` clicks alone."""
+        return self.prompt_rule.click_tokens(clicks)
 
-    @abstractmethod
     def clicks_filling(self, tokens: int) -> int:
         """How many clicks make a clicks-only prompt of exactly `tokens` tokens."""
+        return self.prompt_rule.clicks_filling(tokens)
 
     @abstractmethod
     def input_contract(self) -> Dict:
@@ -248,17 +276,17 @@ class Family(ABC):
     def image_input_text(self) -> str:
         """The Core ML image input's description."""
 
+    @abstractmethod
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 RGB -> the encoder's (1, 3, 1024, 1024) float32 input (the model class's pipeline)."""
-        return self.model_class.preprocess(image)
+        """HxWx3 uint8 RGB -> the encoder's float32 input (the official pipeline)."""
 
+    @abstractmethod
     def transform_coords(self, coords, original_hw: Tuple[int, int]) -> torch.Tensor:
-        """(..., 2) original-image (x, y) pixels -> the 1024 model frame."""
-        return self.model_class.transform_coords(coords, original_hw)
+        """(..., 2) original-image (x, y) pixels -> the model frame."""
 
+    @abstractmethod
     def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
-        """(B, K, 256, 256) logits -> (B, K, H, W) logits at the original size (threshold at 0)."""
-        return self.model_class.postprocess_masks(low_res, original_hw)
+        """Mask logits -> logits at the original size (threshold at 0)."""
 
     def click_prompts(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B, 2) model-frame points -> one positive click per prompt set as the everything mode feeds

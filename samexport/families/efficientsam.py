@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from .. import transforms
 from ..modeling.sam import EfficientSam
 from .base import DecoderForExport, Family, common_contract
 from .registry import register_family
+from .sam_style import SamStyleParts
 
 
 class OneGroupNorm(nn.Module):
@@ -52,7 +53,7 @@ class EfficientSamDecoderForExport(DecoderForExport):
         return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse)
 
 
-class EfficientSamFamily(Family):
+class EfficientSamFamily(SamStyleParts, Family):
     """Stretch to 1024x1024 (no letterbox), 0..1 pixel scale, exactly 6 tokens, bicubic upscaling."""
 
     name = "efficientsam"
@@ -66,15 +67,14 @@ class EfficientSamFamily(Family):
     tokens = transforms.EFFICIENT_SAM_MAX_POINTS
     max_prompt_tokens = transforms.EFFICIENT_SAM_MAX_POINTS
 
-    def token_counts(self, points: Sequence[int]) -> List[int]:
-        """Always 6: the official model pads or cuts every prompt to 6 tokens."""
-        return [self.tokens]
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        return transforms.efficient_sam_preprocess(image)
 
-    def click_tokens(self, clicks: int) -> int:
-        return self.tokens
+    def transform_coords(self, coords, original_hw: Tuple[int, int]) -> torch.Tensor:
+        return transforms.efficient_sam_transform_coords(coords, original_hw)
 
-    def clicks_filling(self, tokens: int) -> int:
-        return tokens
+    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
+        return transforms.efficient_sam_postprocess_masks(low_res, original_hw)
 
     everything_refusal = (
         "everything mode is refused for EfficientSAM: the official EfficientSAM package has no automatic "

@@ -5,7 +5,7 @@ queries classified against an open-vocabulary text classifier that is not in the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from ..modeling.rapsam import (
 )
 from ..modeling.rapsam_head import CLIP_DIM, NUM_CLASSES, PROTOTYPES
 from .base import Family, fp16_megabytes
+from .rapsam_export import RapSamParts
 from .registry import register_family
 
 CLASSIFIER_FILE = "convnext_large_d_320_CocoPanopticOVDataset.pth"
@@ -80,7 +81,7 @@ def install_classifier(model: RapSam, classes: torch.Tensor) -> None:
     model.has_classifier = True
 
 
-class RapSamFamily(Family):
+class RapSamFamily(RapSamParts, Family):
     """Official mmdet test pipeline (OpenCV resize to fit 1333x800, pad to /32), xyxy prompts in the
     resized frame, stride-4 mask logits upscaled through the padded input size."""
 
@@ -92,7 +93,8 @@ class RapSamFamily(Family):
     pixel_std_255 = transforms.SAM_PIXEL_STD
     mask_prompt = False
     onnx_dynamic_tokens = True
-    export_layout = "rapsam"
+    default_input_size = DEFAULT_INPUT_SIZE
+    prompts_are_queries = True
     bench_parts = ("encoder", "decoder", "panoptic")
     everything_refusal = (
         "RAP-SAM has no click-grid everything mode: its panoptic head segments everything "
@@ -112,16 +114,6 @@ class RapSamFamily(Family):
             install_classifier(model, fill_classifier(fill))
         else:
             model.has_classifier = False
-
-    def token_counts(self, points: Sequence[int]) -> List[int]:
-        """One query per prompt: a decoder for N prompts takes N queries."""
-        return sorted(set(points))
-
-    def click_tokens(self, clicks: int) -> int:
-        return clicks
-
-    def clicks_filling(self, tokens: int) -> int:
-        return tokens
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return official_input(image)[0]

@@ -13,18 +13,22 @@ float32 (`samexport.export.coreml_precision`).
 from __future__ import annotations
 
 import copy
-from typing import Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..errors import UsageError
+from ..modeling.rapsam import fixed_input
+from ..parts import Case, ExportShapes, Function, Interface, Part, PartForm, Tensor
+from ..samples import validation_image, validation_prompts
 from .base import EncoderForExport
 
-ENCODER_OUTPUTS = ("maskFeatures",)
-PROMPT_INPUTS = ("maskFeatures", "prompts", "resizedSize")
 PROMPT_OUTPUTS = ("maskLogits", "iouScores")
-PANOPTIC_INPUTS = ("maskFeatures",)
 PANOPTIC_OUTPUTS = ("classLogits", "maskLogits")
+PROMPT_SEED = 3
 
 
 class RapSamEncoder(nn.Module):
@@ -65,3 +69,270 @@ class PanopticHeadForExport(nn.Module):
 
     def forward(self, features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.head.segment_panoptic(features)
+
+
+@dataclass
+class RapSamReference:
+    """The official model on the validation image at the export's input size."""
+
+    image: np.ndarray
+    tensor: torch.Tensor  # (1, 3, h, w) normalised input
+    embeddings: torch.Tensor  # mask features (1, 256, h/4, w/4)
+    resized_hw: Tuple[int, int]
+    prompts: List[Tuple[str, torch.Tensor]]  # name, (1, N, 4) in the resized frame
+    outputs: Dict[str, Tuple[np.ndarray, np.ndarray]]  # name -> (mask logits, IoU)
+    panoptic: Optional[Tuple[np.ndarray, np.ndarray]]  # class logits, mask logits
+
+
+def validation_cases(model, hw, prompt_counts) -> List[Tuple[str, torch.Tensor]]:
+    """The validation prompts as RAP-SAM takes them (positive clicks and boxes, each its own query) where
+    the decoder takes their prompt count, plus seeded clicks for every count they do not cover."""
+    cases = []
+    for name, kwargs in validation_prompts(*hw):
+        labels = kwargs.get("labels", [])
+        points = [p for p, label in zip(kwargs.get("points", []), labels) if label == 1]
+        boxes = [kwargs["box"]] if "box" in kwargs else []
+        if len(points) + len(boxes) in prompt_counts:
+            name += " (positive clicks)" if 0 in labels else ""
+            cases.append((name, model.prompt_tokens(hw, points, boxes)))
+    covered = {int(p.shape[1]) for _, p in cases}
+    rng = np.random.default_rng(PROMPT_SEED)
+    for n in prompt_counts:
+        if n not in covered:
+            clicks = rng.uniform((0, 0), (hw[1], hw[0]), (n, 2)).tolist()
+            cases.append((f"{n} seeded clicks", model.prompt_tokens(hw, points=clicks)))
+    return cases
+
+
+def writes_panoptic(options) -> bool:
+    """The panoptic head holds the class embeddings: written with --classifier, or with the fixture fill."""
+    return options.checkpoint is None or options.classifier is not None
+
+
+class RapSamParts:
+    """`Family` methods for RAP-SAM's encoder, prompt decoder and panoptic head."""
+
+    def exported_parts(self, options) -> Tuple[str, ...]:
+        return ("encoder", "decoder") + (("panoptic",) if writes_panoptic(options) else ())
+
+    def check_convert_options(self, spec, options) -> None:
+        for flag, value, default in (
+            ("--compress", options.compress, "none"),
+            ("--decoder-shapes", options.decoder_shapes, "enumerated"),
+            ("--batch", options.batch, (1,)),
+        ):
+            if value != default:
+                raise UsageError(
+                    f"{flag} is not available for {spec.name} yet (its prompts are independent queries: "
+                    f"give --points for the prompt counts per call); drop {flag}"
+                )
+
+    def export_shapes(self, options) -> ExportShapes:
+        size = tuple(options.input_size or self.default_input_size)
+        return ExportShapes(tuple(sorted(set(options.points))), (1,), size)
+
+    def export_contract(self, shapes: ExportShapes) -> Dict:
+        return self.input_contract(shapes.input_size)
+
+    def prompt_manifest(self, shapes: ExportShapes) -> Dict:
+        return {
+            "prompt_counts": list(shapes.token_counts),
+            "input_size": list(shapes.input_size),
+            "prompt_layout": "(1, N, 4) xyxy boxes in the resized frame, a click as a 6x6 box; N independent "
+            "queries per call (dynamic targets: any N, others: the declared N)",
+        }
+
+    def reference(self, model, shapes: ExportShapes) -> RapSamReference:
+        image = validation_image()
+        tensor, resized_hw = fixed_input(image, shapes.input_size)
+        with torch.no_grad():
+            features = model.image_encoder(tensor)
+        prompts = validation_cases(model, image.shape[:2], shapes.token_counts)
+        outputs = {}
+        for name, prompt in prompts:
+            logits, iou = model.decode(features, prompt, resized_hw)
+            outputs[name] = (logits.numpy(), iou.numpy())
+        panoptic = tuple(t.numpy() for t in model.panoptic(features)) if model.has_classifier else None
+        return RapSamReference(image, tensor, features, resized_hw, prompts, outputs, panoptic)
+
+    def part_interfaces(self, shapes: ExportShapes, form: PartForm) -> Dict[str, Interface]:
+        contract = self.input_contract(shapes.input_size)
+        h, w = shapes.input_size
+        features_shape = (1, 256, h // 4, w // 4)
+        image_text = f"RGB {w}x{h}. {contract['letterbox']}. Normalization is inside the model."
+        image = self.encoder_input(shapes.input_size, form.image_input, image_text, contract)
+        features = Tensor(
+            "maskFeatures",
+            features_shape,
+            f"float32 {features_shape}: mask features from the encoder (stride 4)",
+        )
+        counts = list(shapes.token_counts)
+        default = 1 if 1 in counts else counts[0]
+        prompt_counts = [default] + [n for n in counts if n != default]
+        prompts = Tensor(
+            "prompts",
+            (1, "N", 4),
+            f"float32 (1, N, 4), N in {counts}: {contract['prompt_layout']}",
+            fill="boxes",
+        )
+        resized = Tensor(
+            "resizedSize",
+            (2,),
+            "float32 (2,): the resized, unpadded image (h, w) the prompts are normalised by",
+            fill="size",
+        )
+        encoder = Interface(
+            "encoder",
+            "image encoder",
+            (image,),
+            (features,),
+            (Function("main", {"image": (1, 3, h, w)}),),
+            notes={"deformable_convolution": "modulated deformable convolution, one per neck level"},
+            keeps_float32_pooling=True,
+            reparameterized=True,
+        )
+        decoder = Interface(
+            "decoder",
+            "prompt decoder",
+            (features, prompts, resized),
+            (
+                Tensor(
+                    "maskLogits",
+                    (1, "N", h // 4, w // 4),
+                    f"float32 (1, N, {h // 4}, {w // 4}) mask logits; {contract['mask_upscaling']}",
+                    threshold=0.0,
+                ),
+                Tensor(
+                    "iouScores",
+                    (1, "N", 1),
+                    "float32 (1, N, 1) raw predicted IoU per prompt",
+                    floor="raw_scores",
+                ),
+            ),
+            tuple(
+                Function(
+                    f"prompts_{n}",
+                    {"maskFeatures": features_shape, "prompts": (1, n, 4), "resizedSize": (2,)},
+                )
+                for n in prompt_counts
+            ),
+            dynamic_axes={
+                "prompts": {1: "numPrompts"},
+                "maskLogits": {1: "numPrompts"},
+                "iouScores": {1: "numPrompts"},
+            }
+            if form.dynamic
+            else {},
+            upstream={"maskFeatures": "encoder"},
+            keeps_float32_pooling=True,
+        )
+        panoptic = Interface(
+            "panoptic",
+            "panoptic head",
+            (features,),
+            (
+                Tensor(
+                    "classLogits",
+                    (1, 100, 134),
+                    "float32 (1, 100, 134) raw class logits (softmax over the last axis; 133 = no object)",
+                ),
+                Tensor(
+                    "maskLogits",
+                    (1, 100, h // 4, w // 4),
+                    f"float32 (1, 100, {h // 4}, {w // 4}) mask logits; fusion: {contract['panoptic']}",
+                ),
+            ),
+            (Function("main", {"maskFeatures": features_shape}),),
+            upstream={"maskFeatures": "encoder"},
+            keeps_float32_pooling=True,
+        )
+        return {"encoder": encoder, "decoder": decoder, "panoptic": panoptic}
+
+    def export_parts(self, model, fused, shapes: ExportShapes, form: PartForm, reference) -> Dict[str, Part]:
+        interfaces = self.part_interfaces(shapes, form)
+        h, w = shapes.input_size
+        features_shape = (1, 256, h // 4, w // 4)
+        pixel_std = self.pixel_std_255 if form.image_input else None
+
+        def encoder_cases(upstream=None) -> List[Case]:
+            if form.image_input:
+                from .sam_style import canvas_features
+
+                feed, expected = canvas_features(model, self.app_canvas(reference.image, shapes.input_size))
+            else:
+                feed, expected = reference.tensor.numpy(), reference.embeddings.numpy()
+            return [("validation image", {"image": feed}, {"maskFeatures": expected})]
+
+        def decoder_cases(upstream=None) -> List[Case]:
+            features = reference.embeddings.numpy()
+            return [
+                (
+                    name,
+                    {
+                        "maskFeatures": np.asarray(features, dtype=np.float32),
+                        "prompts": prompt.numpy().astype(np.float32),
+                        "resizedSize": np.asarray(reference.resized_hw, dtype=np.float32),
+                    },
+                    dict(zip(PROMPT_OUTPUTS, reference.outputs[name])),
+                )
+                for name, prompt in reference.prompts
+            ]
+
+        def panoptic_cases(upstream=None) -> List[Case]:
+            if reference.panoptic is None:
+                raise UsageError("the panoptic head needs the class embeddings: pass --classifier")
+            features = reference.embeddings.numpy()
+            return [
+                (
+                    "object queries",
+                    {"maskFeatures": features},
+                    dict(zip(PANOPTIC_OUTPUTS, reference.panoptic)),
+                )
+            ]
+
+        decoder_example = (
+            torch.zeros(features_shape),
+            torch.zeros(1, interfaces["decoder"].default.shapes["prompts"][1], 4),
+            torch.tensor([h, w]).float(),
+        )
+        return {
+            "encoder": Part(
+                interfaces["encoder"],
+                module=lambda: encoder_for_export(fused, pixel_std),
+                example=lambda: (torch.zeros(1, 3, h, w),),
+                cases=encoder_cases,
+            ),
+            "decoder": Part(
+                interfaces["decoder"],
+                module=lambda: PromptDecoderForExport(fused).eval(),
+                example=lambda: decoder_example,
+                cases=decoder_cases,
+                recompute=recompute_under(model, reference, "decoder"),
+            ),
+            "panoptic": Part(
+                interfaces["panoptic"],
+                module=lambda: PanopticHeadForExport(fused).eval(),
+                example=lambda: (torch.zeros(features_shape),),
+                cases=panoptic_cases,
+                recompute=recompute_under(model, reference, "panoptic"),
+            ),
+        }
+
+
+def recompute_under(model, reference: RapSamReference, part: str):
+    """parts.Recompute for a head: PyTorch's outputs of one case under the export's own hard masks, and
+    PyTorch's logits at each of them."""
+    from ..modeling.rapsam_head import GivenHardMasks
+
+    prompts = dict(reference.prompts)
+
+    def recompute(name: str, masks) -> Tuple[Dict[str, np.ndarray], List[np.ndarray]]:
+        with torch.no_grad(), GivenHardMasks(masks) as given:
+            if part == "decoder":
+                outputs = model.decode(reference.embeddings, prompts[name], reference.resized_hw)
+            else:
+                outputs = model.panoptic(reference.embeddings)
+        names = PROMPT_OUTPUTS if part == "decoder" else PANOPTIC_OUTPUTS
+        return dict(zip(names, (t.numpy() for t in outputs))), [t.numpy() for t in given.logits]
+
+    return recompute

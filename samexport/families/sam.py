@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from .. import transforms
 from ..modeling.sam import Sam
 from .base import DecoderForExport, Family, common_contract
 from .registry import register_family
+from .sam_style import SamStyleParts
 
 
 class SamDecoderForExport(DecoderForExport):
@@ -32,7 +33,7 @@ class SamDecoderForExport(DecoderForExport):
         return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
 
 
-class SamFamily(Family):
+class SamFamily(SamStyleParts, Family):
     """Longest side to 1024, letterbox bottom/right with the mean colour, clicks + one padding token
     (none with a box), optional mask prompt; bilinear mask upscaling with a crop."""
 
@@ -45,15 +46,14 @@ class SamFamily(Family):
     mask_prompt = True
     onnx_dynamic_tokens = True
 
-    def token_counts(self, points: Sequence[int]) -> List[int]:
-        """Clicks alone get one padding token (P + 1 tokens); with a box (2 of the points) none (P)."""
-        return sorted({p + 1 for p in points} | {p for p in points if p >= 2})
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        return transforms.sam_preprocess(image)
 
-    def click_tokens(self, clicks: int) -> int:
-        return clicks + 1
+    def transform_coords(self, coords, original_hw: Tuple[int, int]) -> torch.Tensor:
+        return transforms.sam_transform_coords(coords, original_hw)
 
-    def clicks_filling(self, tokens: int) -> int:
-        return tokens - 1
+    def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
+        return transforms.sam_postprocess_masks(low_res, original_hw)
 
     def click_prompts(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """The click then the (0, 0) padding token with label -1, as `SamPredictor.predict_torch` pads."""

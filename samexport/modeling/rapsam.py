@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from ..prompt_rules import QUERY_PROMPTS
 from ..transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD, check_image
 from .rapsam_head import RapSamHead
 from .rapsam_neck import YosoNeck
@@ -93,6 +94,8 @@ def official_input(image: np.ndarray) -> Tuple[torch.Tensor, Tuple[int, int]]:
 
 class RapSam(nn.Module):
     """Backbone (`backbone.*`), neck (`neck.*`) and query head (`panoptic_head.*`)."""
+
+    prompt_rule = QUERY_PROMPTS
 
     def __init__(self, backbone: Optional[nn.Module] = None) -> None:
         super().__init__()

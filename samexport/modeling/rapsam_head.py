@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..panoptic import NUM_CLASSES, NUM_THINGS  # noqa: F401 (the head's class set, used by its importers)
+
 NUM_QUERIES = 100
-NUM_CLASSES = 133  # COCO panoptic: 80 things + 53 stuff; the classifier adds a no-object row
-NUM_THINGS = 80
+
 CLIP_DIM = 768
 PROTOTYPES = 17
 LOGIT_SCALE = 4.6052  # log(100): class logits are 100 x cosine

@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import transforms
 from ..errors import InputError
+from ..prompt_rules import SAM_PROMPTS, FixedTokensRule
 from .mask_decoder import EfficientSamMaskDecoder, MaskDecoder
 from .prompt_encoder import EfficientSamPromptEncoder, PromptEncoder
 
@@ -59,6 +60,8 @@ class _SamBase(nn.Module):
 class Sam(_SamBase):
     """SAM-style model: (1, 256, 64, 64) embeddings + point tokens (+ mask) -> 4 masks and IoUs."""
 
+    prompt_rule = SAM_PROMPTS
+
     def __init__(self, image_encoder: nn.Module) -> None:
         super().__init__()
         self.image_encoder = image_encoder
@@ -92,21 +95,15 @@ class Sam(_SamBase):
         Order: clicks, then one padding token (0, 0)/-1 only when there is no box, then the
         box corners with labels 2 and 3 (the layout of the official ONNX decoder).
         """
-        coords, token_labels = [], []
+        pts = lab = corners = None
         if points is not None:
             pts = self.transform_coords(points, original_hw).reshape(-1, 2)
             lab = torch.as_tensor(np.asarray(labels), dtype=torch.int64).reshape(-1)
             if len(lab) != len(pts):
                 raise InputError(f"{len(pts)} points but {len(lab)} labels")
-            coords.append(pts)
-            token_labels.append(lab)
-        if box is None:
-            coords.append(torch.zeros(1, 2))
-            token_labels.append(torch.tensor([-1]))
-        else:
-            coords.append(self.transform_coords(np.asarray(box, dtype=np.float64).reshape(2, 2), original_hw))
-            token_labels.append(torch.tensor([2, 3]))
-        return torch.cat(coords)[None], torch.cat(token_labels)[None]
+        if box is not None:
+            corners = self.transform_coords(np.asarray(box, dtype=np.float64).reshape(2, 2), original_hw)
+        return self.prompt_rule.tokens(pts, lab, corners)
 
     @torch.no_grad()
     def decode(
@@ -150,6 +147,8 @@ class Sam(_SamBase):
 class EfficientSam(_SamBase):
     """EfficientSAM: (1, 256, 64, 64) embeddings + exactly 6 point tokens -> 4 masks and IoUs."""
 
+    prompt_rule = FixedTokensRule(transforms.EFFICIENT_SAM_MAX_POINTS, -1.0)
+
     def __init__(self, image_encoder: nn.Module) -> None:
         super().__init__()
         self.image_encoder = image_encoder
@@ -179,29 +178,18 @@ class EfficientSam(_SamBase):
         box: Optional[Tensorish] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Clicks then box corners (labels 2, 3), padded with (-1, -1)/-1 or cut to 6 tokens."""
-        raw_coords, raw_labels = [], []
+        pts = lab = corners = None
         if points is not None:
-            raw_coords.append(np.asarray(points, dtype=np.float32).reshape(-1, 2))
-            raw_labels.append(np.asarray(labels, dtype=np.int64).reshape(-1))
-            if len(raw_labels[0]) != len(raw_coords[0]):
-                raise InputError(f"{len(raw_coords[0])} points but {len(raw_labels[0])} labels")
+            raw = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+            lab = torch.as_tensor(np.asarray(labels, dtype=np.int64).reshape(-1))
+            if len(lab) != len(raw):
+                raise InputError(f"{len(raw)} points but {len(lab)} labels")
+            pts = self.transform_coords(raw, original_hw)
         if box is not None:
-            raw_coords.append(np.asarray(box, dtype=np.float32).reshape(2, 2))
-            raw_labels.append(np.array([2, 3]))
-        if not raw_coords:
+            corners = self.transform_coords(np.asarray(box, dtype=np.float32).reshape(2, 2), original_hw)
+        if pts is None and corners is None:
             raise InputError("EfficientSAM needs at least one point or a box")
-        coords = self.transform_coords(np.concatenate(raw_coords), original_hw)
-        return self._pad_tokens(coords[None], torch.as_tensor(np.concatenate(raw_labels))[None])
-
-    @staticmethod
-    def _pad_tokens(coords: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        n = transforms.EFFICIENT_SAM_MAX_POINTS
-        coords, labels = coords[:, :n], labels[:, :n]
-        missing = n - coords.shape[1]
-        if missing:
-            coords = torch.cat([coords, coords.new_full((coords.shape[0], missing, 2), -1.0)], dim=1)
-            labels = torch.cat([labels, labels.new_full((labels.shape[0], missing), -1)], dim=1)
-        return coords, labels
+        return self.prompt_rule.tokens(pts, lab, corners)
 
     @torch.no_grad()
     def decode(
@@ -228,6 +216,6 @@ class EfficientSam(_SamBase):
         mask: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """`decode` without input checks, for tensors already in shape (also on the meta device)."""
-        coords, labels = self._pad_tokens(coords, labels)
+        coords, labels = self.prompt_rule.padded(coords, labels)
         sparse = self.prompt_encoder.embed_points(coords, labels)
         return self.mask_decoder.predict_masks(emb, self.prompt_encoder.get_dense_pe(), sparse)

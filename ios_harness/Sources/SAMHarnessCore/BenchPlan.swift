@@ -4,7 +4,9 @@ import Foundation
 /// bundle (`BenchPlan.json`, next to the packages). One job is one part of one model on one
 /// compute unit; the app runs them in order and resumes after the first unfinished one.
 public struct BenchPlan: Codable, Equatable, Sendable {
-    public static let schema = "samexport.harness-plan/1"
+    public static let schema = "samexport.harness-plan/2"
+    /// Plans this app reads: version 1 named a job's family `style`.
+    public static let readableSchemas: Set<String> = ["samexport.harness-plan/1", schema]
 
     public let schema: String
     public let planID: String
@@ -30,7 +32,7 @@ public struct BenchPlan: Codable, Equatable, Sendable {
 
     public static func load(from url: URL) throws -> BenchPlan {
         let plan = try JSONDecoder().decode(BenchPlan.self, from: Data(contentsOf: url))
-        guard plan.schema == schema else {
+        guard readableSchemas.contains(plan.schema) else {
             throw HarnessError.unsupportedPlan("\(url.lastPathComponent) has schema \(plan.schema); this app reads \(schema)")
         }
         guard plan.runs >= 1, plan.warmup >= 0, !plan.jobs.isEmpty else {
@@ -49,7 +51,8 @@ public struct BenchJob: Codable, Equatable, Sendable {
     public let file: String
     public let model: String
     public let title: String
-    public let style: String
+    /// The model family (`samexport.families`), which decides the input contract.
+    public let family: String
     public let part: String
     public let points: Int?
     public let tokens: Int?
@@ -62,8 +65,43 @@ public struct BenchJob: Codable, Equatable, Sendable {
     public let function: String?
 
     enum CodingKeys: String, CodingKey {
-        case id, file, model, title, style, part, points, tokens, precision, gmacs, runs, function
+        case id, file, model, title, family, part, points, tokens, precision, gmacs, runs, function
         case computeUnit = "compute_unit"
+        case legacyFamily = "style"  // plans of schema 1
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        file = try c.decode(String.self, forKey: .file)
+        model = try c.decode(String.self, forKey: .model)
+        title = try c.decode(String.self, forKey: .title)
+        family = try c.decodeIfPresent(String.self, forKey: .family) ?? c.decode(String.self, forKey: .legacyFamily)
+        part = try c.decode(String.self, forKey: .part)
+        points = try c.decodeIfPresent(Int.self, forKey: .points)
+        tokens = try c.decodeIfPresent(Int.self, forKey: .tokens)
+        precision = try c.decode(String.self, forKey: .precision)
+        gmacs = try c.decode(Double.self, forKey: .gmacs)
+        computeUnit = try c.decode(String.self, forKey: .computeUnit)
+        runs = try c.decodeIfPresent(Int.self, forKey: .runs)
+        function = try c.decodeIfPresent(String.self, forKey: .function)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(file, forKey: .file)
+        try c.encode(model, forKey: .model)
+        try c.encode(title, forKey: .title)
+        try c.encode(family, forKey: .family)
+        try c.encode(part, forKey: .part)
+        try c.encodeIfPresent(points, forKey: .points)
+        try c.encodeIfPresent(tokens, forKey: .tokens)
+        try c.encode(precision, forKey: .precision)
+        try c.encode(gmacs, forKey: .gmacs)
+        try c.encode(computeUnit, forKey: .computeUnit)
+        try c.encodeIfPresent(runs, forKey: .runs)
+        try c.encodeIfPresent(function, forKey: .function)
     }
 
     /// What a breadcrumb says before this job runs.

@@ -1,9 +1,9 @@
 import Foundation
 
-/// The result file, in the schema of `samexport bench --format json` ("samexport.bench/1"), so
+/// The result file, in the schema of `samexport bench --format json` ("samexport.bench/2"), so
 /// `samexport bench --from RESULT.json` renders it like any other device.
 public struct BenchResult: Codable, Equatable, Sendable {
-    public static let schema = "samexport.bench/1"
+    public static let schema = "samexport.bench/2"
 
     public var schema: String = BenchResult.schema
     public var createdUTC: String
@@ -115,7 +115,7 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var jobID: String
     public var model: String
     public var title: String
-    public var style: String
+    public var family: String
     public var part: String
     public var points: Int?
     public var tokens: Int?
@@ -158,7 +158,7 @@ public struct BenchRow: Codable, Equatable, Sendable {
     public var placement: Placement?
 
     enum CodingKeys: String, CodingKey {
-        case model, title, style, part, points, tokens, precision, file, gmacs, status, stats, error
+        case model, title, family, part, points, tokens, precision, file, gmacs, status, stats, error
         case jobID = "job_id"
         case computeUnit = "compute_unit"
         case computeFloorMs = "compute_floor_ms"
@@ -190,7 +190,7 @@ public struct BenchRow: Codable, Equatable, Sendable {
         jobID = job.id
         model = job.model
         title = job.title
-        style = job.style
+        family = job.family
         part = job.part
         points = job.points
         tokens = job.tokens

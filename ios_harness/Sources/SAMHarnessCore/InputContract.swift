@@ -6,7 +6,7 @@ import Foundation
 /// The input contract a samexport package states in its metadata (`com.samexport.contract`, and
 /// `com.samexport.token_counts` on decoders): how an app turns a photo and taps into model inputs.
 public struct SAMInputContract: Equatable, Sendable {
-    public enum Style: String, Sendable {
+    public enum Family: String, Sendable {
         /// RepViT-SAM, MobileSAM, SAM: longest side to 1024, letterbox, one padding token without a box.
         case sam
         /// EfficientSAM: stretch to 1024x1024, exactly `efficientSAMTokens` tokens.
@@ -16,15 +16,15 @@ public struct SAMInputContract: Equatable, Sendable {
     public static let modelSize = 1024
     public static let efficientSAMTokens = 6
 
-    public let style: Style
+    public let family: Family
     /// Letterbox fill on the 0...255 scale (SAM-style only): the pixel mean, so padding normalizes to zero.
     public let padColor: [Double]?
     public let maskThreshold: Float
     /// Token counts the decoder accepts (its enumerated shapes), ascending.
     public let tokenCounts: [Int]
 
-    public init(style: Style, padColor: [Double]?, maskThreshold: Float = 0, tokenCounts: [Int]) {
-        self.style = style
+    public init(family: Family, padColor: [Double]?, maskThreshold: Float = 0, tokenCounts: [Int]) {
+        self.family = family
         self.padColor = padColor
         self.maskThreshold = maskThreshold
         self.tokenCounts = tokenCounts.sorted()
@@ -38,20 +38,20 @@ public struct SAMInputContract: Equatable, Sendable {
             let mask_threshold: Float
         }
         let stored = try JSONDecoder().decode(Stored.self, from: Data(contractJSON.utf8))
-        guard let family = stored.family else {
+        guard let name = stored.family else {
             throw HarnessError.unsupportedInput("the package's contract names no family; convert it again with this samexport")
         }
-        guard let style = Style(rawValue: family) else {
-            throw HarnessError.unsupportedInput("this app knows the families sam and efficientsam, not \(family); update SAMHarnessKit")
+        guard let family = Family(rawValue: name) else {
+            throw HarnessError.unsupportedInput("this app knows the families sam and efficientsam, not \(name); update SAMHarnessKit")
         }
         var counts = [Self.efficientSAMTokens]
-        if style == .sam {
+        if family == .sam {
             guard let tokenCountsJSON else {
                 throw HarnessError.unsupportedInput("a SAM-style decoder's metadata lists its token counts (com.samexport.token_counts)")
             }
             counts = try JSONDecoder().decode([Int].self, from: Data(tokenCountsJSON.utf8))
         }
-        self.init(style: style, padColor: stored.pad_color_rgb, maskThreshold: stored.mask_threshold, tokenCounts: counts)
+        self.init(family: family, padColor: stored.pad_color_rgb, maskThreshold: stored.mask_threshold, tokenCounts: counts)
     }
 
     /// Letterbox fill as 8-bit RGB: the mean rounded (124, 116, 104 for SAM), as `samexport convert` validates.
@@ -68,7 +68,7 @@ public struct SAMInputContract: Equatable, Sendable {
     }
 
     public func geometry(width: Int, height: Int) -> ImageGeometry {
-        ImageGeometry(style: style, width: width, height: height)
+        ImageGeometry(family: family, width: width, height: height)
     }
 
     /// The decoder's packed `points` rows (x, y, label) for `prompt`, padded to a supported token count.
@@ -78,7 +78,7 @@ public struct SAMInputContract: Equatable, Sendable {
             tokens.append(PromptToken(point: geometry.toModel(CGPoint(x: box.minX, y: box.minY)), label: 2))
             tokens.append(PromptToken(point: geometry.toModel(CGPoint(x: box.maxX, y: box.maxY)), label: 3))
         }
-        switch style {
+        switch family {
         case .sam:
             if prompt.box == nil {
                 // The official ONNX layout: one (0, 0) padding token when there is no box, after the clicks.
@@ -102,20 +102,20 @@ public struct SAMInputContract: Equatable, Sendable {
 
 /// Where the original image lies in the 1024x1024 model input.
 public struct ImageGeometry: Equatable, Sendable {
-    public let style: SAMInputContract.Style
+    public let family: SAMInputContract.Family
     public let width: Int
     public let height: Int
     /// Size of the image inside the model input (SAM-style: the letterboxed area, top-left).
     public let resizedWidth: Int
     public let resizedHeight: Int
 
-    public init(style: SAMInputContract.Style, width: Int, height: Int) {
+    public init(family: SAMInputContract.Family, width: Int, height: Int) {
         precondition(width > 0 && height > 0, "an image has a positive size")
-        self.style = style
+        self.family = family
         self.width = width
         self.height = height
         let size = SAMInputContract.modelSize
-        switch style {
+        switch family {
         case .sam:
             // samexport.transforms.longest_side_shape: scale the longest side to 1024, round half up.
             let scale = Double(size) / Double(Swift.max(width, height))
@@ -130,7 +130,7 @@ public struct ImageGeometry: Equatable, Sendable {
     /// A point in original pixels -> the model frame.
     public func toModel(_ point: CGPoint) -> CGPoint {
         let size = Double(SAMInputContract.modelSize)
-        switch style {
+        switch family {
         case .sam:
             return CGPoint(x: point.x * Double(resizedWidth) / Double(width),
                            y: point.y * Double(resizedHeight) / Double(height))

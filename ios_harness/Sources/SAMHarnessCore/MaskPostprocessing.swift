@@ -10,7 +10,7 @@ public enum MaskPostprocessing {
     /// EfficientSAM: one bicubic resize from 256x256 to H x W.
     public static func upscale(_ lowRes: [Float], geometry: ImageGeometry) -> [Float] {
         precondition(lowRes.count == lowResSize * lowResSize, "a low-res mask has 256x256 values")
-        switch geometry.style {
+        switch geometry.family {
         case .sam:
             let size = SAMInputContract.modelSize
             let full = resizeBilinear(lowRes, width: lowResSize, height: lowResSize, toWidth: size, toHeight: size)

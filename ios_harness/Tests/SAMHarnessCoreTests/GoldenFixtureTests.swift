@@ -20,8 +20,8 @@ final class GoldenFixtureTests: XCTestCase {
         return try XCTUnwrap(root["cases"] as? [[String: Any]])
     }
 
-    private func style(_ family: Any?) throws -> SAMInputContract.Style {
-        try XCTUnwrap(SAMInputContract.Style(rawValue: try XCTUnwrap(family as? String)))
+    private func family(_ name: Any?) throws -> SAMInputContract.Family {
+        try XCTUnwrap(SAMInputContract.Family(rawValue: try XCTUnwrap(name as? String)))
     }
 
     private func doubles(_ value: Any?) throws -> [Double] {
@@ -30,7 +30,7 @@ final class GoldenFixtureTests: XCTestCase {
 
     func testContractGeometryMatchesPython() throws {
         for entry in try cases("contract_geometry") {
-            let geometry = ImageGeometry(style: try style(entry["family"]), width: try XCTUnwrap(entry["width"] as? Int),
+            let geometry = ImageGeometry(family: try family(entry["family"]), width: try XCTUnwrap(entry["width"] as? Int),
                                          height: try XCTUnwrap(entry["height"] as? Int))
             let resized = try XCTUnwrap(entry["resized"] as? [Int])
             XCTAssertEqual([geometry.resizedWidth, geometry.resizedHeight], resized, "\(entry["width"]!)x\(entry["height"]!)")
@@ -46,8 +46,8 @@ final class GoldenFixtureTests: XCTestCase {
 
     func testPromptTokensMatchPython() throws {
         for entry in try cases("prompt_tokens") {
-            let family = try style(entry["family"])
-            let contract = SAMInputContract(style: family, padColor: family == .sam ? [123.675, 116.28, 103.53] : nil,
+            let kind = try family(entry["family"])
+            let contract = SAMInputContract(family: kind, padColor: kind == .sam ? [123.675, 116.28, 103.53] : nil,
                                             tokenCounts: try XCTUnwrap(entry["token_counts"] as? [Int]))
             let clicks = try XCTUnwrap(entry["clicks"] as? [[Any]]).map { click in
                 Click(location: CGPoint(x: (click[0] as! NSNumber).doubleValue, y: (click[1] as! NSNumber).doubleValue),
@@ -63,7 +63,7 @@ final class GoldenFixtureTests: XCTestCase {
                                              height: try XCTUnwrap(entry["height"] as? Int))
             let tokens = try contract.tokens(for: Prompt(clicks: clicks, box: box), geometry: geometry)
             let expected = try XCTUnwrap(entry["tokens"] as? [[NSNumber]])
-            XCTAssertEqual(tokens.count, expected.count, "\(family) \(clicks.count) clicks, box \(box != nil)")
+            XCTAssertEqual(tokens.count, expected.count, "\(kind) \(clicks.count) clicks, box \(box != nil)")
             XCTAssertEqual(SAMInputContract.decoderFunction(tokens: tokens.count), entry["function"] as? String)
             for (token, row) in zip(tokens, expected) {
                 XCTAssertEqual(Double(token.x), row[0].doubleValue, accuracy: 1e-3)
@@ -82,13 +82,13 @@ final class GoldenFixtureTests: XCTestCase {
             }
         }
         for entry in try cases("mask_postprocessing") {
-            let geometry = ImageGeometry(style: try style(entry["family"]), width: try XCTUnwrap(entry["width"] as? Int),
+            let geometry = ImageGeometry(family: try family(entry["family"]), width: try XCTUnwrap(entry["width"] as? Int),
                                          height: try XCTUnwrap(entry["height"] as? Int))
             let logits = MaskPostprocessing.upscale(lowRes, geometry: geometry)
             let expected = try doubles(entry["logits"])
             XCTAssertEqual(logits.count, expected.count)
             let worst = zip(logits, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
-            XCTAssertLessThan(worst, 1e-4, "\(geometry.style)")
+            XCTAssertLessThan(worst, 1e-4, "\(geometry.family)")
         }
     }
 

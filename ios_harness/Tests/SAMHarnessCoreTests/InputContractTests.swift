@@ -6,8 +6,8 @@ import XCTest
 
 /// Expected values come from samexport.transforms (the official pipelines).
 final class InputContractTests: XCTestCase {
-    let sam = SAMInputContract(style: .sam, padColor: [123.675, 116.28, 103.53], tokenCounts: [2, 3, 4, 5, 6, 8, 9, 16, 17])
-    let efficient = SAMInputContract(style: .efficientSAM, padColor: nil, tokenCounts: [6])
+    let sam = SAMInputContract(family: .sam, padColor: [123.675, 116.28, 103.53], tokenCounts: [2, 3, 4, 5, 6, 8, 9, 16, 17])
+    let efficient = SAMInputContract(family: .efficientSAM, padColor: nil, tokenCounts: [6])
 
     func testLongestSideRoundsHalfUp() {
         let cases: [((Int, Int), (Int, Int))] = [((640, 480), (1024, 768)), ((333, 1000), (341, 1024)),
@@ -75,10 +75,10 @@ final class InputContractTests: XCTestCase {
     func testContractFromPackageMetadata() throws {
         let json = #"{"family": "sam", "pad_color_rgb": [123.675, 116.28, 103.53], "mask_threshold": 0.0, "pixel_scale": "0..255"}"#
         let contract = try SAMInputContract(contractJSON: json, tokenCountsJSON: "[3, 2, 9, 8]")
-        XCTAssertEqual(contract.style, .sam)
+        XCTAssertEqual(contract.family, .sam)
         XCTAssertEqual(contract.tokenCounts, [2, 3, 8, 9])
         let efficientJSON = #"{"family": "efficientsam", "pad_color_rgb": null, "mask_threshold": 0.0}"#
-        XCTAssertEqual(try SAMInputContract(contractJSON: efficientJSON, tokenCountsJSON: nil).style, .efficientSAM)
+        XCTAssertEqual(try SAMInputContract(contractJSON: efficientJSON, tokenCountsJSON: nil).family, .efficientSAM)
         XCTAssertThrowsError(try SAMInputContract(contractJSON: json, tokenCountsJSON: nil))
         // The family is read, never inferred: no family field, or one this app does not know, is an error.
         XCTAssertThrowsError(try SAMInputContract(contractJSON: #"{"pad_color_rgb": null, "mask_threshold": 0.0}"#, tokenCountsJSON: nil))

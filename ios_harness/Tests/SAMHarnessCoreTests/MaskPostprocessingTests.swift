@@ -34,10 +34,10 @@ final class MaskPostprocessingTests: XCTestCase {
     /// low = sin(arange(256 * 256) * 0.001) * 3, post-processed for a 5x3 (W x H) image.
     func testUpscalingMatchesTheOfficialPostprocessing() {
         let low: [Float] = (0..<(256 * 256)).map { sin(Float($0) * 0.001) * 3 }
-        let sam = MaskPostprocessing.upscale(low, geometry: ImageGeometry(style: .sam, width: 5, height: 3))
+        let sam = MaskPostprocessing.upscale(low, geometry: ImageGeometry(family: .sam, width: 5, height: 3))
         assertClose(sam, [0.4853, 0.6355, 0.7841, 0.9307, 1.0748, 1.91, 2.0247, 2.1341, 2.2378, 2.3357,
                           2.8027, 2.8503, 2.8904, 2.9229, 2.9477], tolerance: 2e-3)
-        let efficient = MaskPostprocessing.upscale(low, geometry: ImageGeometry(style: .efficientSAM, width: 5, height: 3))
+        let efficient = MaskPostprocessing.upscale(low, geometry: ImageGeometry(family: .efficientSAM, width: 5, height: 3))
         assertClose(efficient, [-2.9634, -2.9847, -2.9981, -3.0037, -3.0014, 2.8574, 2.9024, 2.9397, 2.9694, 2.9913,
                                 -2.6659, -2.7333, -2.7934, -2.8462, -2.8916], tolerance: 2e-3)
     }

@@ -39,6 +39,20 @@ final class ResultFileTests: XCTestCase {
         XCTAssertThrowsError(try BenchPlan.load(from: other))
     }
 
+    func testPlansOfBothSchemasNameTheJobsFamily() throws {
+        let legacy = try plan()
+        XCTAssertEqual(legacy.jobs.map(\.family), ["sam", "sam"])
+        let current = directory.appendingPathComponent("Current.json")
+        let text = Self.planJSON.replacingOccurrences(of: "harness-plan/1", with: "harness-plan/2")
+            .replacingOccurrences(of: "\"style\": \"sam\"", with: "\"family\": \"efficientsam\"")
+        try Data(text.utf8).write(to: current)
+        let loaded = try BenchPlan.load(from: current)
+        XCTAssertEqual(loaded.jobs.map(\.family), ["efficientsam", "efficientsam"])
+        let encoded = try JSONSerialization.jsonObject(with: JSONEncoder().encode(loaded.jobs[0])) as? [String: Any]
+        XCTAssertEqual(encoded?["family"] as? String, "efficientsam")
+        XCTAssertNil(encoded?["style"])
+    }
+
     func testResultRoundTripsInTheBenchSchema() throws {
         let plan = try plan()
         let machine = BenchResult.Machine(description: "iPhone13,2", cpu: "iPhone13,2", cores: 6, ramGiB: 4,
@@ -56,7 +70,7 @@ final class ResultFileTests: XCTestCase {
         try file.save(result)
         XCTAssertEqual(try file.load(), result)
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: file.url)) as? [String: Any])
-        XCTAssertEqual(object["schema"] as? String, "samexport.bench/1")
+        XCTAssertEqual(object["schema"] as? String, "samexport.bench/2")
         let options = try XCTUnwrap(object["options"] as? [String: Any])
         XCTAssertEqual(options["target"] as? String, "coreml")
         let rows = try XCTUnwrap(object["rows"] as? [[String: Any]])

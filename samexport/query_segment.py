@@ -1,6 +1,6 @@
-"""`samexport segment` for RAP-SAM: every click and every box is its own query (one mask each; there are
-no negative clicks), and `--everything` is the panoptic head with the official fusion, one mask per
-segment named by its COCO panoptic class."""
+"""`samexport segment` for families whose prompts are queries (RAP-SAM): every click and every box is
+its own query (one mask each; there are no negative clicks), and `--everything` is the panoptic head
+with the official fusion, one mask per segment named by its COCO panoptic class."""
 
 from __future__ import annotations
 
