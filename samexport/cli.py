@@ -76,7 +76,7 @@ def info_command(encoder: str, as_json: bool) -> None:
 
 @cli.command("convert")
 @click.option("--encoder", required=True, callback=_encoder_name, help="Model name (see `samexport list`).")
-@click.option("--target", default="coreml", show_default=True, help="coreml, onnx or all.")
+@click.option("--target", default="coreml", show_default=True, help="coreml, onnx, coreai or all.")
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -216,7 +216,12 @@ def convert_command(
     "--box", "boxes", multiple=True, help="A box X0,Y0,X1,Y1 in pixels; several boxes: one mask each."
 )
 @click.option("--everything", is_flag=True, help="Automatic mask generation over a point grid.")
-@click.option("--backend", default="torch", show_default=True, help="torch, onnx or coreml (macOS).")
+@click.option(
+    "--backend",
+    default="torch",
+    show_default=True,
+    help="torch, onnx, coreml (Core ML on a Mac, else its NumPy evaluation) or coreai (Apple's runtime).",
+)
 @click.option(
     "--models-dir",
     default=Path("models"),

@@ -14,7 +14,17 @@ from typing import Dict
 
 from .platforms import cpu_model, thermal_state
 
-PACKAGES = ("samexport", "torch", "coremltools", "onnx", "onnxruntime", "onnxsim", "numpy")
+PACKAGES = (
+    "samexport",
+    "torch",
+    "coremltools",
+    "onnx",
+    "onnxruntime",
+    "onnxsim",
+    "numpy",
+    "coreai-core",
+    "coreai-torch",
+)
 
 
 def versions() -> Dict[str, str]:

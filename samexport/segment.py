@@ -22,7 +22,6 @@ from .errors import InputError, UsageError
 from .everything import EVERYTHING_DEFAULTS, EVERYTHING_RANGES
 from .fsutil import OutputFiles
 
-BACKENDS = ("torch", "onnx", "coreml")
 # Every mask record of the JSON has these keys (None where the family or mode has no value): one schema.
 RECORD_KEYS = (
     "segmentation",
@@ -38,6 +37,13 @@ RECORD_KEYS = (
 SEGMENT_FORMAT = "samexport.segment/2"  # /2: one record schema and timing names for every family
 # Timings of every family under one set of names.
 TIMING_NAMES = {"setup": "build", "encoder": "encode", "decoder": "decode"}
+
+
+def backend_names() -> Tuple[str, ...]:
+    """`torch` (the model itself) and every export target (its files run by the target's runner)."""
+    from .export.target import targets
+
+    return ("torch", *targets())
 
 
 @dataclass
@@ -59,8 +65,9 @@ class SegmentOptions:
     generator_kwargs: Dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise UsageError(f"unknown --backend {self.backend!r}; choose one of: {', '.join(BACKENDS)}")
+        backends = backend_names()
+        if self.backend not in backends:
+            raise UsageError(f"unknown --backend {self.backend!r}; choose one of: {', '.join(backends)}")
         if self.everything == bool(self.points or self.boxes):
             raise UsageError("give prompts (--point/--box) or --everything, exactly one of the two")
         if len(self.boxes) > 1 and self.points:

@@ -31,7 +31,7 @@ def test_the_swift_call_site_uses_only_public_harness_api():
     """Issue 12 item 17: each SAMHarnessKit name the README's Swift snippet calls is public in the package."""
     import re
 
-    (snippet,) = code_blocks((ROOT / "README.md").read_text(), "swift")
+    snippet, coreai = code_blocks((ROOT / "README.md").read_text(), "swift")
     sources = "\n".join(p.read_text() for p in (ROOT / "ios_harness/Sources").rglob("*.swift"))
     for type_name, member in re.findall(
         r"\b(SAMInputContract|ImageCanvas|ModelInputs|MaskPostprocessing)\.(\w+)", snippet
@@ -40,6 +40,16 @@ def test_the_swift_call_site_uses_only_public_harness_api():
     for name in ("Prompt(", "Click(", "contract.geometry(", "contract.tokens("):
         assert name in snippet
     assert "RepViTSAMEncoder(configuration:" in snippet and "RepViTSAMDecoder(configuration:" in snippet
+    # the Core AI call site names the bundle and assets `convert --target coreai` writes, and its inputs
+    for name in (
+        'RepViTSAM", withExtension: "coreai"',
+        "RepViTSAMEncoder.aimodel",
+        'loadFunction(named: "main")',
+    ):
+        assert name in coreai, name
+    assert all(
+        f'"{n}"' in coreai for n in ("image", "imageEmbeddings", "points", "maskInput", "hasMaskInput")
+    )
 
 
 def test_models_readme_lists_every_official_checkpoint():

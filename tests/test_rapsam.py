@@ -280,3 +280,19 @@ def test_deformable_convolution_is_mmcv_dcnv2():
     with torch.no_grad():
         wrong = naive_modulated_deform_conv(x, swapped, mask, conv.weight)
     assert float((wrong - reference).abs().max()) > 0.1
+
+
+def test_sampling_by_gather_equals_grid_sample():
+    """The deformable convolution Core AI exports (explicit bilinear gathers) computes what grid_sample
+    does, taps outside the image included (offsets of several pixels)."""
+    from samexport.modeling.deform_conv import modulated_deform_conv, sampling_by_gather
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 20, 28, generator=generator)
+    weight = torch.randn(4, 8, 3, 3, generator=generator)
+    offset = torch.randn(2, 18, 20, 28, generator=generator) * 3
+    mask = torch.rand(2, 9, 20, 28, generator=generator)
+    sampled = modulated_deform_conv(x, weight, offset, mask, 1)
+    with sampling_by_gather():
+        gathered = modulated_deform_conv(x, weight, offset, mask, 1)
+    assert float((sampled - gathered).abs().max()) <= 1e-6 * float(sampled.abs().max()) * 10

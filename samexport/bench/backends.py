@@ -150,6 +150,31 @@ class DeviceAppBackend(Backend):
         return finish_result(data, plan, label, peak_gflops)
 
 
+class CoreAIBackend(HostBackend):
+    """Core AI assets run by the OS runtime of macOS 27 on Apple silicon (`--device m1 --target coreai`)."""
+
+    device = "m1"
+    target = "coreai"
+    measure = "coreai"
+
+    def check_platform(self) -> None:
+        import platform
+
+        major = int((platform.mac_ver()[0] or "0").split(".")[0])
+        if not is_apple_silicon() or major < 27:
+            raise PlatformError(
+                "--device m1 --target coreai needs macOS 27 on Apple silicon (Core AI's OS runtime); here "
+                "Apple's runtime is its reference CPU path, which validates exports but measures nothing a "
+                "device does: use --device cpu (onnxruntime)"
+            )
+
+    def precision(self, compress: str) -> str:
+        return "fp32"
+
+    def device_info(self, progress) -> Dict:
+        return {"kind": "m1", "label": f"Core AI, {cpu_model()}", **neural_engine_peak(cpu_model())}
+
+
 class HarnessBackend(DeviceAppBackend):
     """The ios_harness app (see `harness`): staged plan and packages, an xcodebuild, a run, its result."""
 
@@ -260,11 +285,11 @@ def measure_cpu_peak_gflops(seconds: float = 1.0) -> float:
     return best
 
 
-_BACKENDS: Dict[Tuple[str, bool], Backend] = {}
+_BACKENDS: Dict[Tuple[str, bool, str], Backend] = {}
 
 
 def register_backend(backend: Backend) -> Backend:
-    key = (backend.device, backend.in_app)
+    key = (backend.device, backend.in_app, backend.target)
     if key in _BACKENDS:
         raise ValueError(f"bench backend for --device {backend.device} is registered twice")
     _BACKENDS[key] = backend
@@ -277,16 +302,30 @@ def unregister_backend(device: str) -> None:
 
 
 def devices() -> Tuple[str, ...]:
-    return tuple(dict.fromkeys(device for device, _ in _BACKENDS))
+    return tuple(dict.fromkeys(device for device, _, _ in _BACKENDS))
 
 
 def backend_for(device: str, via_harness: bool) -> Optional[Backend]:
     """The backend for --device (through ios_harness when asked, or when that is the only way)."""
-    return _BACKENDS.get((device, via_harness)) or _BACKENDS.get((device, True))
+    return next(iter(backends_for(device, via_harness).values()), None)
+
+
+def backends_for(device: str, via_harness: bool) -> Dict[str, Backend]:
+    """target -> backend measuring it on `device` (through ios_harness when asked, or when that is the
+    only way), the device's default (first registered) first."""
+    found: Dict[str, Backend] = {}
+    for in_app in (via_harness, True):
+        for (d, app, target), backend in _BACKENDS.items():
+            if d == device and app == in_app:
+                found.setdefault(target, backend)
+        if found:
+            return found
+    return found
 
 
 register_backend(OnnxRuntimeBackend("cpu", ("CPUExecutionProvider",)))
 register_backend(OnnxRuntimeBackend("cuda", ("CUDAExecutionProvider", "CPUExecutionProvider")))
 register_backend(CoreMLBackend())
+register_backend(CoreAIBackend())
 register_backend(MacHarnessBackend())
 register_backend(IPhoneHarnessBackend())

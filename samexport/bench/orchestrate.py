@@ -16,7 +16,7 @@ from ..fsutil import OutputFiles
 from ..provenance import machine, versions
 from ..registry import get_spec, list_models
 from . import device_profiles, harness, report
-from .backends import Backend, backend_for, devices
+from .backends import Backend, backends_for, devices
 from .child import run_part
 
 # Timed runs per part when --runs is not given: a millisecond-scale decoder needs more samples than a
@@ -54,20 +54,21 @@ class BenchOptions:
     def __post_init__(self) -> None:
         if self.device not in devices():
             raise UsageError(f"unknown --device {self.device!r}; choose one of: {', '.join(devices())}")
-        backend = backend_for(self.device, self.via_harness)
-        if backend is None:
+        offered = backends_for(self.device, self.via_harness)
+        if not offered:
             raise UsageError(
                 "--via-harness runs the ios_harness app: use it with --device m1 (--device iphone "
                 "always does)"
             )
-        self.backend: Backend = backend
         if self.target is None:
-            self.target = backend.target
-        elif self.target.lower() != backend.target:
+            self.target = next(iter(offered))
+        elif self.target.lower() not in offered:
             raise UsageError(
-                f"--device {self.device} measures {backend.target} exports, not {self.target}; "
-                f"use --target {backend.target} or leave --target out"
+                f"--device {self.device} measures {' or '.join(offered)} exports, not {self.target}; "
+                f"use --target {next(iter(offered))} or leave --target out"
             )
+        self.backend: Backend = offered[self.target.lower()]
+        backend = self.backend
         self.target = self.target.lower()
         if (self.runs is not None and self.runs < 1) or self.warmup < 0:
             raise UsageError("--runs must be at least 1 and --warmup at least 0")

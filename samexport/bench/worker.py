@@ -160,6 +160,55 @@ def measure_coreml(job: Dict, feeds: Dict[str, np.ndarray]) -> Dict:
     }
 
 
+@measure("coreai")
+def measure_coreai(job: Dict, feeds: Dict[str, np.ndarray]) -> Dict:
+    """A Core AI asset on macOS 27's OS runtime: the load (specialization for this Mac included), a second
+    load, the first call, warm-up and timed calls of the function taking these shapes."""
+    import asyncio
+
+    from coreai.authoring import AIModelAsset
+    from coreai.runtime import AIModel, NDArray
+
+    from ..export.coreai_export import read_metadata
+
+    path, runs, warmup = job["path"], job["runs"], job["warmup"]
+    functions = json.loads(read_metadata(path)["com.samexport.functions"])
+    shapes = {k: list(v.shape) for k, v in feeds.items()}
+    function = next(n for n, s in functions.items() if all(shapes[k] == list(v) for k, v in s.items()))
+    arrays = {k: NDArray(np.ascontiguousarray(v)) for k, v in feeds.items()}
+
+    async def measure() -> Dict:
+        AIModelAsset.load(path)  # checks the asset before the timed loads
+        start = time.perf_counter()
+        model = await AIModel.load(path)
+        load_ms = (time.perf_counter() - start) * 1e3
+        del model
+        start = time.perf_counter()
+        model = await AIModel.load(path)
+        load_warm_ms = (time.perf_counter() - start) * 1e3
+        run = model.load_function(function)
+        start = time.perf_counter()
+        outputs = await run(arrays)
+        first_ms = (time.perf_counter() - start) * 1e3
+        non_finite = int(sum((~np.isfinite(v.numpy())).sum() for v in outputs.values()))
+        timings = []
+        for _ in range(warmup + runs):
+            start = time.perf_counter()
+            await run(arrays)
+            timings.append((time.perf_counter() - start) * 1e3)
+        return {
+            "load_ms": load_ms,
+            "load_warm_ms": load_warm_ms,
+            "first_ms": first_ms,
+            "warmup_ms": timings[:warmup],
+            "samples_ms": timings[warmup:],
+            "non_finite": non_finite,
+            "function": function,
+        }
+
+    return {**asyncio.run(measure()), "inputs": shapes}
+
+
 def peak_rss_mb() -> float:
     """This process's own peak resident memory.
 

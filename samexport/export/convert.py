@@ -46,7 +46,8 @@ class Converter:
         output = OutputFolder(
             options.output_dir,
             self.names[("manifest", "")],
-            [n for key, n in self.names.items() if key != ("manifest", "")],
+            # a target may write its parts into one folder (Core AI's bundle): that folder is the output
+            list(dict.fromkeys(Path(n).parts[0] for key, n in self.names.items() if key != ("manifest", ""))),
             options.force,
         )
         output.check()
@@ -82,7 +83,8 @@ class Converter:
                 paths = {part: work / file for part, file in target.file_names(spec, options).items()}
                 section, report = target.export(job, paths)
                 self.manifest["files"][name] = {
-                    part: {"path": path.name, "bytes": tree_bytes(path)} for part, path in paths.items()
+                    part: {"path": path.relative_to(work).as_posix(), "bytes": tree_bytes(path)}
+                    for part, path in paths.items()
                 }
                 self.manifest[name] = section
                 self.manifest["validation"][name] = (

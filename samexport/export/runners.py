@@ -180,3 +180,92 @@ def coreml_runner(package, method: str, fp32_reference: bool = True, compute_uni
     if method == "coreml":
         return CoreMLRunner(package, compute_units)
     return NumpyRunner(package, fp32_reference)
+
+
+class CoreAIRunner(Runner):
+    """Apple's Core AI runtime (`coreai.runtime`) running one `.aimodel` in a child process that lowers it
+    once (`coreai_child`). On Linux the runtime is its reference CPU path: float32 arithmetic, held to the
+    exact floor; on macOS 27 the OS runtime decides where it runs."""
+
+    def __init__(self, path: Path, functions: Dict[str, Dict[str, list]]) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        from ..platforms import is_macos
+
+        self.path, self.functions = Path(path), functions
+        self.runtime = "coreai" if is_macos() else "coreai_reference"
+        self.description = (
+            "Core AI runtime (macOS)"
+            if is_macos()
+            else "Core AI runtime, reference CPU path (coreai-core, Linux)"
+        )
+        self.folder = tempfile.TemporaryDirectory(prefix="samexport-coreai-")
+        self.log = open(Path(self.folder.name) / "stderr.txt", "w+b")  # noqa: SIM115 (lives with the runner)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "samexport.export.coreai_child", str(self.path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        self.ready = self.answer()
+        self.count = 0
+
+    def answer(self) -> Dict:
+        import json
+
+        from .coreai_child import REPLY
+
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY) :])
+        self.log.seek(0)
+        tail = self.log.read().decode(errors="replace").strip().splitlines()[-3:]
+        from ..errors import SamExportError
+
+        raise SamExportError(
+            f"the Core AI runtime stopped while running {self.path.name} (exit {self.process.wait()}): "
+            + " | ".join(tail)
+        )
+
+    def function_for(self, feeds: Dict[str, np.ndarray]) -> str:
+        shapes = {k: list(np.shape(v)) for k, v in feeds.items()}
+        for name, wanted in self.functions.items():
+            if all(shapes.get(k) == list(v) for k, v in wanted.items()):
+                return name
+        raise UsageError(
+            f"{self.path.name} has no function taking {shapes}; it has {', '.join(self.functions)}"
+        )
+
+    def run(self, feeds):
+        import json
+
+        function = self.function_for(feeds)
+        self.count += 1
+        folder = Path(self.folder.name)
+        feeds_path, outputs_path = folder / f"in{self.count}.npz", folder / f"out{self.count}.npz"
+        np.savez(feeds_path, **{k: np.asarray(v, dtype=np.float32) for k, v in feeds.items()})
+        request = {"function": function, "feeds": str(feeds_path), "outputs": str(outputs_path)}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = self.answer()
+        with np.load(outputs_path) as stored:
+            outputs = {k: stored[k] for k in stored.files}
+        feeds_path.unlink()
+        outputs_path.unlink()
+        return outputs, {"runtime_seconds": answer["seconds"]}
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+        self.log.close()
+        self.folder.cleanup()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the child dies with its stdin
+            pass

@@ -27,7 +27,11 @@ if TYPE_CHECKING:  # kept out of the import so that option parsing does not load
     from .check import TargetReport
     from .runners import Runner
 
-TARGET_MODULES = ("samexport.export.onnx_target", "samexport.export.coreml_target")
+TARGET_MODULES = (
+    "samexport.export.onnx_target",
+    "samexport.export.coreml_target",
+    "samexport.export.coreai_target",
+)
 
 
 def artifact_name(stem: str, part: str, variant: str, extension: str) -> str:

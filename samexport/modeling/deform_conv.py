@@ -8,11 +8,18 @@ mmcv's kernel (corners outside the image contribute zero). ONNX exports get the 
 op (opset 19) instead: onnxruntime runs it correctly and faster than the same sampling as `GridSample`
 (measured in benchmarks/rapsam.py).
 
+Exporters whose converter has no grid sampling (Core AI's `coreai_torch`) trace it under
+`sampling_by_gather()`: the same bilinear taps as explicit row gathers and weights (`gather_bilinear`),
+equal to `grid_sample` to float32 rounding (tests/test_rapsam.py).
+
 Offsets use mmcv's interleaved layout: channel 2k is the row (dy) and 2k + 1 the column (dx)
 offset of kernel point k.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +47,39 @@ def sampling_grid(
     return torch.stack((grid_x, grid_y), dim=-1).reshape(b, k * k * out_h, out_w, 2)
 
 
+_BY_GATHER: ContextVar[bool] = ContextVar("sampling_by_gather", default=False)
+
+
+@contextmanager
+def sampling_by_gather():
+    """Within this block the deformable convolutions sample by `gather_bilinear`."""
+    token = _BY_GATHER.set(True)
+    try:
+        yield
+    finally:
+        _BY_GATHER.reset(token)
+
+
+def gather_bilinear(x: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) sampled bilinearly at pixel positions px, py (B, N, M), zeros outside (what
+    `grid_sample(align_corners=True, padding_mode="zeros")` computes) -> (B, C, N, M)."""
+    b, c, height, width = (int(v) for v in x.shape)
+    rows = x.permute(0, 2, 3, 1).reshape(b * height * width, c)
+    x0, y0 = torch.floor(px), torch.floor(py)
+    out = None
+    for dy in (0, 1):
+        for dx in (0, 1):
+            xi, yi = x0 + dx, y0 + dy
+            weight = (1 - (px - xi).abs()) * (1 - (py - yi).abs())
+            inside = (xi >= 0) & (xi <= width - 1) & (yi >= 0) & (yi <= height - 1)
+            index = (yi.clamp(0, height - 1) * width + xi.clamp(0, width - 1)).long()
+            index = index + (torch.arange(b).view(b, 1, 1) * (height * width))
+            tap = torch.index_select(rows, 0, index.reshape(-1)).reshape(*index.shape, c)
+            term = tap * (weight * inside.to(x.dtype)).unsqueeze(-1)
+            out = term if out is None else out + term
+    return out.permute(0, 3, 1, 2)
+
+
 def modulated_deform_conv(
     x: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, padding: int
 ) -> torch.Tensor:
@@ -50,7 +90,12 @@ def modulated_deform_conv(
     kernel_size = int(weight.shape[-1])
     taps = kernel_size**2
     grid = sampling_grid(offset, height, width, kernel_size, padding)
-    sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    if _BY_GATHER.get():
+        px = (grid[..., 0] + 1.0) * (max(width - 1, 1) / 2.0)
+        py = (grid[..., 1] + 1.0) * (max(height - 1, 1) / 2.0)
+        sampled = gather_bilinear(x, px, py)
+    else:
+        sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     sampled = sampled.view(b, c, taps, out_h, out_w) * mask.view(b, 1, taps, out_h, out_w)
     return F.conv2d(
         sampled.reshape(b, c * taps, out_h, out_w), weight.reshape(weight.shape[0], c * taps, 1, 1)

@@ -1,0 +1,98 @@
+"""Core AI export: `torch.export` per static shape, Apple's converter (`coreai_torch.TorchConverter`), one
+`.aimodel` asset per part with one function per shape, samexport's metadata in the asset's
+`creatorDefinedMetadata`; and the segmenter bundle's `metadata.json` Apple's model bundles carry.
+
+Apple's reference recipe for EfficientSAM (apple/coreai-models `models/efficient-sam/export.py`) exports
+with `torch.export.export(...).run_decompositions(get_decomp_table())` and `add_exported_program`; this
+does the same for any part.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+# coreai-torch compares torch's version with its own bound, and 2.13.0+cpu sorts above 2.13.0
+_TORCH_NOTE = "coreai-torch has only been validated with torch"
+SEGMENTER_METADATA_VERSION = "0.2"  # the version Apple's EfficientSAM bundle writes
+
+
+def converter_modules():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TORCH_NOTE)
+        import coreai_torch
+        from coreai.runtime import AIModelAssetMetadata
+    return coreai_torch, AIModelAssetMetadata
+
+
+def convert_part(
+    module: torch.nn.Module, input_names: List[str], output_names: List[str], functions
+) -> object:
+    """An AIProgram with one entry point per function ((name, input name -> shape), the default first, named
+    `main`): each traced by `torch.export` at its static shapes and decomposed as Apple's recipe does."""
+    coreai_torch, _ = converter_modules()
+    converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
+    decompositions = coreai_torch.get_decomp_table()
+    module = module.eval()
+    from ..modeling.deform_conv import sampling_by_gather
+
+    # coreai_torch lowers no aten.grid_sampler_2d: deformable convolutions sample by explicit gathers
+    with torch.no_grad(), warnings.catch_warnings(), sampling_by_gather():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.export's own pytree deprecations
+        for name, shapes in functions:
+            example = tuple(torch.zeros(shapes[n]) for n in input_names)
+            program = torch.export.export(module, example).run_decompositions(decompositions)
+            converter.add_exported_program(
+                program, input_names=input_names, output_names=output_names, entrypoint_name=name
+            )
+        return converter.to_coreai()
+
+
+def save(program, path: Path, description: str, metadata: Dict[str, str]) -> None:
+    from ..version import __version__
+
+    _, AIModelAssetMetadata = converter_modules()
+    asset_metadata = AIModelAssetMetadata()
+    asset_metadata.author = "samexport"
+    asset_metadata.license = "Weights: see the official model's license. Export code: Apache-2.0 (samexport)."
+    asset_metadata.model_description = f"{description} (samexport {__version__})"
+    for key, value in metadata.items():
+        asset_metadata.set_custom(key, value)
+    if path.exists():
+        shutil.rmtree(path)
+    program.save_asset(Path(path), asset_metadata)
+
+
+def read_metadata(path: Path) -> Dict[str, str]:
+    """The samexport metadata of a saved asset (its metadata.json; no runtime needed)."""
+    from ..errors import UsageError
+
+    try:
+        data = json.loads((Path(path) / "metadata.json").read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(
+            f"{Path(path).name} is not a readable Core AI asset ({type(e).__name__}); convert it again"
+        ) from None
+    return {k: str(v) for k, v in (data.get("creatorDefinedMetadata") or {}).items()}
+
+
+def write_segmenter_bundle(
+    folder: Path, name: str, assets: Dict[str, str], contract: Dict, extra: Dict
+) -> Path:
+    """`metadata.json` of a segmenter bundle: Apple's fields (metadata_version, kind, name, assets) and
+    samexport's contract, so that an app needs nothing else."""
+    path = Path(folder) / "metadata.json"
+    document = {
+        "metadata_version": SEGMENTER_METADATA_VERSION,
+        "kind": "segmenter",
+        "name": name,
+        "assets": assets,
+        "samexport": {"contract": contract, **extra},
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path

@@ -1,0 +1,139 @@
+"""Core AI target: `.aimodel` assets checked by Apple's own runtime (coreai-core's Linux build, its reference
+CPU path), the segmenter bundle, `validate` and `segment` through the same runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from toy_family import toy_registered
+
+from helpers import invoke, one_line_error
+from samexport.registry import get_spec
+
+
+@pytest.fixture(scope="module")
+def toy_coreai(tmp_path_factory):
+    """The toy family exported to Core AI with two token counts and two prompt-set counts."""
+    from samexport.export.convert import convert
+    from samexport.export.options import ConvertOptions
+
+    out = tmp_path_factory.mktemp("coreai")
+    with toy_registered():
+        manifest = convert(
+            ConvertOptions(encoder="toy3", target="coreai", output_dir=out, points=(1, 5), batch=(1, 4)),
+            quiet=True,
+        )
+        yield out, manifest
+
+
+def test_every_part_is_checked_by_apples_runtime_within_the_exact_floor(toy_coreai):
+    out, manifest = toy_coreai
+    report = manifest["validation"]["coreai"]
+    assert report["passed"]
+    for part, output in (("encoder", "imageEmbeddings"), ("decoder", "lowResMasks")):
+        assert "Core AI runtime" in report[part]["runner"]
+        assert report[part]["floors"][output] == {"max_rel": 1e-4}
+        assert report[part]["worst"][output]["rel"] <= 1e-5
+    # the toy's token count (3) for one and four prompt sets: one static function each, the default `main`
+    assert manifest["coreai"]["functions"]["decoder"] == ["main", "points_3_batch_4"]
+    assert {tuple(c["inputs"]["points"][:2]) for c in report["decoder"]["cases"].values()} == {(1, 3), (4, 3)}
+
+
+def test_the_segmenter_bundle_holds_the_assets_and_the_contract(toy_coreai):
+    out, manifest = toy_coreai
+    assert manifest["files"]["coreai"]["decoder"]["path"] == "ToyThree.coreai/ToyThreeDecoder.aimodel"
+    bundle = json.loads((out / "ToyThree.coreai" / "metadata.json").read_text())
+    assert bundle["kind"] == "segmenter" and bundle["metadata_version"] == "0.2"
+    assert bundle["assets"] == {"encoder": "ToyThreeEncoder.aimodel", "decoder": "ToyThreeDecoder.aimodel"}
+    assert bundle["samexport"]["contract"]["family"] == "threetoken"
+    assert bundle["samexport"]["parts"]["decoder"]["inputs"][1]["name"] == "points"
+    asset = json.loads((out / "ToyThree.coreai" / "ToyThreeDecoder.aimodel" / "metadata.json").read_text())
+    meta = asset["creatorDefinedMetadata"]
+    assert meta["com.samexport.part"] == "decoder" and json.loads(meta["com.samexport.token_counts"]) == [3]
+    assert set(json.loads(meta["com.samexport.functions"])) == {"main", "points_3_batch_4"}
+
+
+def test_validate_reruns_apples_runtime_on_the_assets(toy_coreai, capsys):
+    from samexport.export.validate import validate
+
+    out, _ = toy_coreai
+    reports = validate([out / "ToyThree.export.json"])
+    assert all(r.passed for r in reports.values()) and len(reports) == 2
+    asset = out / "ToyThree.coreai" / "ToyThreeEncoder.aimodel"
+    report = validate([asset])[str(asset)]
+    assert report.passed and report.runner.startswith("Core AI runtime")
+    assert json.loads((out / "ToyThree.export.json").read_text())["validation"]["coreai"]["passed"]
+
+
+def test_the_predictor_runs_the_assets_like_the_model(toy_coreai):
+    import torch
+
+    from samexport import build_model
+    from samexport.export.runtimes import ExportPredictor
+    from samexport.samples import validation_image
+
+    out, _ = toy_coreai
+    predictor = ExportPredictor(out / "ToyThree.export.json", "coreai")
+    model = build_model("toy3")
+    image = validation_image()
+    predictor.set_image(image)
+    coords = torch.tensor([[[300.0, 200.0], [0.0, 0.0], [0.0, 0.0]]] * 5)
+    labels = torch.tensor([[1.0, -1.0, -1.0]] * 5)
+    masks, iou = predictor.predict(coords, labels)  # 5 prompt sets: one call of 4, one of 1
+    with torch.no_grad():
+        expected, expected_iou = model.decode(model.image_encoder(model.preprocess(image)), coords, labels)
+    assert predictor.batch_sizes == (1, 4) and masks.shape == (5, 4, 256, 256)
+    assert np.abs(masks.numpy() - expected.numpy()).max() <= 1e-4 * np.abs(expected.numpy()).max()
+    assert np.abs(iou.numpy() - expected_iou.numpy()).max() <= 1e-4
+
+
+def test_what_core_ai_cannot_write_is_refused_in_one_line(capsys, tmp_path):
+    for args, message in (
+        (["--compress", "int8"], "--compress int8 is ONNX and Core ML only"),
+        (["--decoder-shapes", "multifunction"], "--decoder-shapes multifunction is Core ML only"),
+    ):
+        result = invoke(
+            capsys,
+            "convert",
+            "--encoder",
+            "tinyvit",
+            "--target",
+            "coreai",
+            "--output-dir",
+            str(tmp_path),
+            *args,
+        )
+        assert message in one_line_error(result), args
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["tinyvit", "efficientsam_ti", "rapsam_r50"])
+def test_every_family_converts_and_apples_runtime_reproduces_pytorch(tmp_path, model):
+    """SAM-style, EfficientSAM and RAP-SAM (its three parts, at a small input size): every part through
+    Apple's converter and runtime, held to the float32 floor."""
+    from samexport.export.convert import convert
+    from samexport.export.options import ConvertOptions
+
+    extra = {"input_size": (256, 352), "points": (1, 3)} if get_spec(model).family.prompts_are_queries else {}
+    manifest = convert(
+        ConvertOptions(encoder=model, target="coreai", output_dir=tmp_path, **extra), quiet=True
+    )
+    report = manifest["validation"]["coreai"]
+    assert report["passed"]
+    assert set(manifest["files"]["coreai"]) == set(get_spec(model).family.bench_parts)
+    for part in manifest["files"]["coreai"]:
+        assert all(w["rel"] <= 1e-4 for w in report[part]["worst"].values()), (part, report[part]["worst"])
+
+
+def test_bench_on_core_ai_needs_macos_27_and_says_so_in_one_line(capsys, tmp_path):
+    """`bench --device m1 --target coreai` is real code for macOS 27's runtime; elsewhere it refuses."""
+    from samexport.platforms import is_apple_silicon
+
+    if is_apple_silicon():
+        pytest.skip("on a Mac the Core AI bench runs")
+    result = invoke(capsys, "bench", "--device", "m1", "--target", "coreai", "--models-dir", str(tmp_path))
+    assert "--device m1 --target coreai needs macOS 27 on Apple silicon" in one_line_error(result)
+    assert not any(tmp_path.iterdir())
