@@ -81,15 +81,16 @@ def markdown(result: dict) -> str:
         "Latency is coreai-core's Linux runtime (its reference CPU path), median of the runs after one",
         "untimed call, on the part's first validation case: what this machine measures, not a device.",
         "",
-        "| model | part | MB | functions | cases | worst max err / max abs ref | latency s (reference CPU) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | part | MB | functions | cases | worst max err / max abs ref | latency s (reference CPU) "
+        "| runs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         for part, p in row["parts"].items():
             worst = max(w["rel"] for w in p["worst"].values())
             lines.append(
                 f"| {row['title']} | {part} | {p['mb']} | {p['functions']} | {p['cases']} | {worst:.2e} | "
-                f"{p['reference_cpu_latency_s']} |"
+                f"{p['reference_cpu_latency_s']} | {row.get('runs', '')} |"
             )
     lines += [
         "",

@@ -1,6 +1,7 @@
 """Core AI target (Apple, iOS/macOS 27): every part as an `.aimodel` asset, one static function per shape
 (the default, one single-click prompt set, is `main`), in a segmenter bundle `<stem>.coreai/` whose
-`metadata.json` carries Apple's bundle fields and samexport's contract; checked by Apple's own runtime.
+`metadata.json` carries Apple's bundle fields and samexport's contract; checked by Apple's own runtime
+(held to the floor of a float32 runtime with its own kernels, `quality.EXACT_RUNTIMES`).
 
 Assets are float32: on Linux, Apple's runtime (coreai-core) computes a float16 graph in float16 end to end
 on its reference CPU path, and the MobileSAM decoder exported that way came out at 25 dB PSNR against

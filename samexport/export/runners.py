@@ -184,8 +184,8 @@ def coreml_runner(package, method: str, fp32_reference: bool = True, compute_uni
 
 class CoreAIRunner(Runner):
     """Apple's Core AI runtime (`coreai.runtime`) running one `.aimodel` in a child process that lowers it
-    once (`coreai_child`). On Linux the runtime is its reference CPU path: float32 arithmetic, held to the
-    exact floor; on macOS 27 the OS runtime decides where it runs."""
+    once (`coreai_child`). On Linux the runtime is its reference CPU path (float32 kernels of its own); on
+    macOS 27 the OS runtime decides where it runs."""
 
     def __init__(self, path: Path, functions: Dict[str, Dict[str, list]]) -> None:
         import subprocess
