@@ -109,10 +109,15 @@ def test_convert_writes_and_checks_all_three_parts(tmp_path):
     manifest = json.loads((out / "RAPSAMR50.export.json").read_text())
     names = {(t, p): v["path"] for t, parts in manifest["files"].items() for p, v in parts.items()}
     assert names == {
-        (t, p): f"RAPSAMR50{p.capitalize()}{ext}"
-        for t, ext in (("onnx", ".onnx"), ("coreml", ".mlpackage"))
+        (t, p): f"{folder}RAPSAMR50{p.capitalize()}{ext}"
+        for t, folder, ext in (
+            ("onnx", "", ".onnx"),
+            ("coreml", "", ".mlpackage"),
+            ("coreai", "RAPSAMR50.coreai/", ".aimodel"),
+        )
         for p in ("encoder", "decoder", "panoptic")
     }
+    assert manifest["validation"]["coreai"]["passed"]
     assert manifest["input_contract"]["model_input_size"] == list(SMALL)
     assert manifest["decoder_prompt"]["prompt_counts"] == [1, 3]
     for target in ("onnx", "coreml"):
