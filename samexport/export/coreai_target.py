@@ -5,7 +5,7 @@
 
 Assets are float32: on Linux, Apple's runtime (coreai-core) computes a float16 graph in float16 end to end
 on its reference CPU path, and the MobileSAM decoder exported that way came out at 25 dB PSNR against
-PyTorch (the fp16 floor is 35 dB) at 60 s a call (benchmarks/coreai_precision.py); a float16 asset could
+PyTorch (the fp16 floor is 35 dB) at 75 s a call (benchmarks/coreai_precision.py); a float16 asset could
 not be held to the floor here. Encoders take the normalized float32 tensor: `torch.export` declares no
 image inputs and the Linux runtime cannot feed one.
 """
