@@ -36,6 +36,9 @@ class Runner(ABC):
         """Where a failure started (the evaluator knows), for the failure line."""
         return ""
 
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release what the runner holds (a child process, temporary files)."""
+
 
 class TorchRunner(Runner):
     runtime = "numpy"  # float32 CPU arithmetic: the exact floor
@@ -188,6 +191,7 @@ class CoreAIRunner(Runner):
     macOS 27 the OS runtime decides where it runs."""
 
     def __init__(self, path: Path, functions: Dict[str, Dict[str, list]]) -> None:
+        import os
         import subprocess
         import sys
         import tempfile
@@ -201,7 +205,9 @@ class CoreAIRunner(Runner):
             if is_macos()
             else "Core AI runtime, reference CPU path (coreai-core, Linux)"
         )
-        self.folder = tempfile.TemporaryDirectory(prefix="samexport-coreai-")
+        # the system's temporary folder, not convert's work folder (tempfile.tempdir points there meanwhile)
+        system_tmp = os.environ.get("TMPDIR") or "/tmp"
+        self.folder = tempfile.TemporaryDirectory(prefix="samexport-coreai-", dir=system_tmp)
         self.log = open(Path(self.folder.name) / "stderr.txt", "w+b")  # noqa: SIM115 (lives with the runner)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "samexport.export.coreai_child", str(self.path)],
@@ -258,6 +264,8 @@ class CoreAIRunner(Runner):
         return outputs, {"runtime_seconds": answer["seconds"]}
 
     def close(self) -> None:
+        if self.log.closed:
+            return
         if self.process.poll() is None:
             self.process.stdin.close()
             self.process.wait(timeout=60)

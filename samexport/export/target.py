@@ -139,12 +139,15 @@ class ExportTarget(ABC):
         from .check import TargetReport
 
         report = TargetReport(self.name)
-        runners = {}
         for name, part in parts.items():
             runner = self.runner(paths[name], method)
-            runners[name] = runner
-            with job.progress.step(f"{self.title} {name} check ({runner.description} vs PyTorch)"):
-                report.parts[name] = check_with_chain(self, part, runner, parts, paths, job.options, method)
+            try:
+                with job.progress.step(f"{self.title} {name} check ({runner.description} vs PyTorch)"):
+                    report.parts[name] = check_with_chain(
+                        self, part, runner, parts, paths, job.options, method
+                    )
+            finally:
+                runner.close()
             report.parts[name].raise_if_failed(self.title)
         return report
 
@@ -166,13 +169,15 @@ def check_with_chain(target: ExportTarget, part: Part, runner, parts, paths, opt
         and any(t.threshold is not None for t in part.interface.outputs)
     ):
         (source,) = upstream
-        report.chain = check_chain(
-            source,
+        chain_runners = [
             target.runner(paths[source.name], method, fp32_reference=False),
-            part,
             target.runner(paths[part.name], method, fp32_reference=False),
-            min_iou,
-        )
+        ]
+        try:
+            report.chain = check_chain(source, chain_runners[0], part, chain_runners[1], min_iou)
+        finally:
+            for runner in chain_runners:
+                runner.close()
     return report
 
 

@@ -235,9 +235,12 @@ def check_export(model, group: List[FileInfo], method: str) -> Dict[str, PartRep
     reports = {}
     for name, info in present.items():
         runner = target.runner(info.path, method)
-        reports[str(info.path)] = check_with_chain(
-            target, chosen[name], runner, chosen, paths, options, method
-        )
+        try:
+            reports[str(info.path)] = check_with_chain(
+                target, chosen[name], runner, chosen, paths, options, method
+            )
+        finally:
+            runner.close()
     return reports
 
 
