@@ -120,9 +120,6 @@ class Interface:
     def output_names(self) -> List[str]:
         return [t.name for t in self.outputs]
 
-    def tensor(self, name: str) -> Tensor:
-        return next(t for t in (*self.inputs, *self.outputs) if t.name == name)
-
     @property
     def default(self) -> Function:
         return self.functions[0]
@@ -130,17 +127,6 @@ class Interface:
     def varying(self) -> List[str]:
         """Inputs whose shape differs between functions (Core ML: enumerated shapes on them)."""
         return [n for n in self.input_names if len({f.shapes[n] for f in self.functions}) > 1]
-
-    def function_for(self, shapes: Mapping[str, Sequence[int]]) -> Optional[Function]:
-        """The function taking inputs of these shapes, if any."""
-        return next(
-            (
-                f
-                for f in self.functions
-                if all(tuple(shapes[n]) == f.shapes[n] for n in f.shapes if n in shapes)
-            ),
-            None,
-        )
 
     def function_at(self, sizes: Mapping[str, int]) -> Optional[Function]:
         """The function whose inputs have the symbolic dims at `sizes` ({"B": 1, "N": 2})."""

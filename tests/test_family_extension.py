@@ -76,11 +76,7 @@ class TorchScriptTarget(ExportTarget):
     packed_prompts = False
     dynamic = False
 
-    def precision(self, options):
-        return "fp32"
-
-    def variant(self, options):
-        return ""
+    precisions = ("fp32",)
 
     def export(self, job, paths):
         parts = job.parts(self.form(job.options))

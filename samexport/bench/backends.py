@@ -305,11 +305,6 @@ def devices() -> Tuple[str, ...]:
     return tuple(dict.fromkeys(device for device, _, _ in _BACKENDS))
 
 
-def backend_for(device: str, via_harness: bool) -> Optional[Backend]:
-    """The backend for --device (through ios_harness when asked, or when that is the only way)."""
-    return next(iter(backends_for(device, via_harness).values()), None)
-
-
 def backends_for(device: str, via_harness: bool) -> Dict[str, Backend]:
     """target -> backend measuring it on `device` (through ios_harness when asked, or when that is the
     only way), the device's default (first registered) first."""

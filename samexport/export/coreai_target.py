@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from ..parts import Interface
-from .compression import compression
 from .target import ExportJob, ExportTarget, artifact_name, part_metadata, register_target
 
 BUNDLE_EXTENSION = ".coreai"
@@ -39,11 +38,7 @@ class CoreAITarget(ExportTarget):
     packed_prompts = True
     dynamic = False
 
-    def precision(self, options) -> str:
-        return "fp32"  # see the module docstring
-
-    def variant(self, options) -> str:
-        return compression(options.compress).suffix
+    precisions = ("fp32",)  # see the module docstring
 
     def bundle_name(self, spec, options) -> str:
         return f"{spec.artifact_stem}{self.variant(options)}{BUNDLE_EXTENSION}"

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 from ..errors import UsageError
-from .compression import compression
 from .target import ExportJob, ExportTarget, part_metadata, register_target
 
 ONNX_SINGLE_FILE_LIMIT = 2**31 - 64 * 2**20  # protobuf's 2 GiB, less room for the graph
@@ -25,11 +24,7 @@ class OnnxTarget(ExportTarget):
     packed_prompts = False
     dynamic = True
 
-    def precision(self, options) -> str:
-        return "fp32"  # ONNX graphs are float32 whatever --precision
-
-    def variant(self, options) -> str:
-        return compression(options.compress).suffix
+    precisions = ("fp32",)  # ONNX graphs are float32 whatever --precision
 
     def bytes_per_weight(self, options) -> float:
         return 1 if options.compress == "int8" else 4

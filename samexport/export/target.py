@@ -85,13 +85,17 @@ class ExportTarget(ABC):
     def image_input(self, options) -> bool:
         return False
 
+    precisions: ClassVar[Tuple[str, ...]] = ("fp16", "fp32")  # what --precision may choose; one: fixed
+
     def precision(self, options) -> str:
-        """The arithmetic of the files written (a float32-only format ignores --precision)."""
-        return options.precision
+        """The arithmetic of the files written (a format with one precision ignores --precision)."""
+        return options.precision if len(self.precisions) > 1 else self.precisions[0]
 
     def variant(self, options) -> str:
-        """The file-name suffix of these options (`artifact_name`)."""
-        return compression(options.compress).suffix + ("FP32" if self.precision(options) == "fp32" else "")
+        """The file-name suffix of these options (`artifact_name`): compression, and FP32 where fp32 is a
+        choice."""
+        chosen = len(self.precisions) > 1 and self.precision(options) == "fp32"
+        return compression(options.compress).suffix + ("FP32" if chosen else "")
 
     def bytes_per_weight(self, options) -> float:
         """Storage width of a weight in this target's files (the disk estimate of a full disk's error)."""

@@ -23,6 +23,7 @@ from ..prompt_rules import PromptRule
 EMBEDDINGS_SHAPE = (1, 256, 64, 64)
 MASK_INPUT_SHAPE = (1, 1, 256, 256)
 DECODER_OUTPUTS = ("lowResMasks", "iouScores")
+SPLIT_POINTS_NOTE = "pointCoords (B, N, 2) and pointLabels (B, N) float32"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class DecoderSignature:
 
     def onnx_description(self) -> Dict[str, str]:
         return {
-            "point_inputs": "pointCoords (B, N, 2) and pointLabels (B, N) float32",
+            "point_inputs": SPLIT_POINTS_NOTE,
             "num_points": "dynamic" if self.onnx_dynamic_tokens else f"fixed {self.default_tokens} tokens",
             "prompt_sets": "dynamic B: one call decodes B prompt sets of N tokens against one embedding",
         }

@@ -15,7 +15,7 @@ import torch
 from ..errors import UsageError
 from ..parts import Case, ExportShapes, Function, Interface, Part, PartForm, Tensor
 from ..samples import calibration_images, validation_image, validation_prompts
-from .base import EMBEDDINGS_SHAPE, MASK_INPUT_SHAPE, DecoderSignature, EncoderForExport
+from .base import EMBEDDINGS_SHAPE, MASK_INPUT_SHAPE, SPLIT_POINTS_NOTE, DecoderSignature, EncoderForExport
 
 Prompt = Tuple[str, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]  # name, coords, labels, mask
 SYNTHETIC_SEED = 0
@@ -255,9 +255,7 @@ class SamStyleParts:
                 )
             )
         notes = (
-            {"point_inputs": POINT_INPUT_NOTE}
-            if form.packed_prompts
-            else {"point_inputs": "pointCoords (B, N, 2) and pointLabels (B, N) float32"}
+            {"point_inputs": POINT_INPUT_NOTE} if form.packed_prompts else {"point_inputs": SPLIT_POINTS_NOTE}
         )
         if form.dynamic:
             notes.update(signature.onnx_description())
