@@ -76,7 +76,12 @@ def info_command(encoder: str, as_json: bool) -> None:
 
 @cli.command("convert")
 @click.option("--encoder", required=True, callback=_encoder_name, help="Model name (see `samexport list`).")
-@click.option("--target", default="coreml", show_default=True, help="coreml, onnx, coreai or all.")
+@click.option(
+    "--target",
+    default="coreml",
+    show_default=True,
+    help="coreml, onnx, coreai, litert, several comma-separated, or all.",
+)
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -220,7 +225,8 @@ def convert_command(
     "--backend",
     default="torch",
     show_default=True,
-    help="torch, onnx, coreml (Core ML on a Mac, else its NumPy evaluation) or coreai (Apple's runtime).",
+    help="torch, onnx, coreml (Core ML on a Mac, else its NumPy evaluation), coreai (Apple's runtime) or "
+    "litert (Google's interpreter, XNNPACK).",
 )
 @click.option(
     "--models-dir",
@@ -338,7 +344,8 @@ def segment_command(
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the full report here.")
 @click.option("--force", is_flag=True, help="Replace an existing --json file.")
 def validate_command(paths, checkpoint, method, classifier, json_path, force) -> None:
-    """Numeric verdict for exported files (.mlpackage, .onnx) or export manifests against PyTorch.
+    """Numeric verdict for exported files (.mlpackage, .onnx, .aimodel, .tflite) or export manifests
+    against PyTorch.
 
     Exit 0 when every file meets its floor (fp16: PSNR >= 35 dB; fp32: max error <= 1e-4 of
     max |ref| in NumPy; compressed weights: cosine >= 0.98 and PSNR >= 20 dB; never NaN/Inf), 1 when one
@@ -363,12 +370,15 @@ def validate_command(paths, checkpoint, method, classifier, json_path, force) ->
     "--device",
     default="cpu",
     show_default=True,
-    help="cpu (onnxruntime), cuda, m1 (Core ML on a Mac), iphone.",
+    help="cpu (onnxruntime, or LiteRT's XNNPACK with --target litert), cuda, m1 (Core ML on a Mac), iphone.",
 )
 @click.option(
     "--encoder", "encoders", default="repvit", show_default=True, help="Model name, comma list, or all."
 )
-@click.option("--target", help="onnx (cpu, cuda) or coreml (m1, iphone); default: the device's.")
+@click.option(
+    "--target",
+    help="onnx or litert (cpu), onnx (cuda), coreml or coreai (m1), coreml (iphone); default: the device's.",
+)
 @click.option(
     "--compute-units",
     default="all",

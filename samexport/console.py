@@ -88,3 +88,43 @@ def progress_line(description: str, done: int, total: int, elapsed: float, unit:
         rate,
         f"  {description}: {done}/{total} {unit}" + (f", {per_second:.1f}/s" if per_second else "") + left,
     )
+
+
+@contextmanager
+def converter_output_held() -> Iterator[None]:
+    """What a converter's native code and its libraries print on stdout and stderr (log lines of Google's
+    and Apple's converters, progress lines) held back: shown only when the block fails, as its last
+    lines, so that a run's output stays samexport's own."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as held:
+        try:
+            for fd in saved:
+                os.dup2(held.fileno(), fd)
+            yield
+        except BaseException:
+            _restore(saved)
+            held.seek(0)
+            tail = held.read().decode(errors="replace").strip().splitlines()[-20:]
+            if tail:
+                sys.stderr.write("\n".join(["converter output (last lines):", *tail]) + "\n")
+            raise
+        finally:
+            _restore(saved)
+
+
+def _restore(saved: Dict[int, int]) -> None:
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd, copy in list(saved.items()):
+        os.dup2(copy, fd)
+        os.close(copy)
+        del saved[fd]

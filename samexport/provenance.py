@@ -24,6 +24,9 @@ PACKAGES = (
     "numpy",
     "coreai-core",
     "coreai-torch",
+    "litert-torch",
+    "ai-edge-litert",
+    "ai-edge-quantizer",
 )
 
 

@@ -47,15 +47,21 @@ def fixture_checkpoint(checkpoint_dir):
 
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory):
-    """One conversion per family that several test modules read: tinyvit and efficientsam_ti to both
-    targets, repvit to ONNX, all with the default (parity fill) weights and convert's own checks.
+    """One conversion per family that several test modules read: tinyvit and efficientsam_ti to ONNX, Core
+    ML and Core AI (LiteRT has its own module: tests/test_litert.py), repvit to ONNX, all with the default
+    (parity fill) weights and convert's own checks.
     Returns (folder, {name: manifest})."""
     from samexport.export.convert import convert
     from samexport.export.options import ConvertOptions
 
     out = tmp_path_factory.mktemp("exports")
     manifests = {}
-    for name, target in (("tinyvit", "all"), ("repvit", "onnx"), ("efficientsam_ti", "all")):
+    apple_and_onnx = "onnx,coreml,coreai"
+    for name, target in (
+        ("tinyvit", apple_and_onnx),
+        ("repvit", "onnx"),
+        ("efficientsam_ti", apple_and_onnx),
+    ):
         manifests[name] = convert(ConvertOptions(encoder=name, target=target, output_dir=out), quiet=True)
     return out, manifests
 

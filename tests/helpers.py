@@ -270,3 +270,24 @@ def assert_same_counts(generator, meta) -> None:
         assert {k: ours[k] for k in theirs if k != "n_batches"} == {
             k: v for k, v in theirs.items() if k != "n_batches"
         }
+
+
+def toy_predictor_against_the_model(manifest: Path, target: str):
+    """The toy export's predictor (`runtimes.ExportPredictor` on `target`) and the toy model on five prompt
+    sets of one click (one call of 4 and one of 1): (masks, iou) of each, and the predictor."""
+    import torch
+
+    from samexport import build_model
+    from samexport.export.runtimes import ExportPredictor
+    from samexport.samples import validation_image
+
+    predictor = ExportPredictor(manifest, target)
+    model = build_model("toy3")
+    image = validation_image()
+    predictor.set_image(image)
+    coords = torch.tensor([[[300.0, 200.0], [0.0, 0.0], [0.0, 0.0]]] * 5)
+    labels = torch.tensor([[1.0, -1.0, -1.0]] * 5)
+    masks, iou = predictor.predict(coords, labels)
+    with torch.no_grad():
+        expected, expected_iou = model.decode(model.image_encoder(model.preprocess(image)), coords, labels)
+    return (masks.numpy(), iou.numpy()), (expected.numpy(), expected_iou.numpy()), predictor

@@ -221,6 +221,27 @@ def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
     assert not out.exists()  # the run created the folder, and removes it
 
 
+@pytest.mark.parametrize("target", ["coreai", "litert"])
+def test_what_a_target_cannot_write_is_refused_in_one_line(capsys, tmp_path, target):
+    for args, message in (
+        (["--compress", "int8"], "--compress int8 is ONNX and Core ML only"),
+        (["--decoder-shapes", "multifunction"], "--decoder-shapes multifunction is Core ML only"),
+    ):
+        result = invoke(
+            capsys,
+            "convert",
+            "--encoder",
+            "tinyvit",
+            "--target",
+            target,
+            "--output-dir",
+            str(tmp_path),
+            *args,
+        )
+        assert message in one_line_error(result), args
+    assert not any(tmp_path.iterdir())
+
+
 def test_onnx_over_protobuf_limit_is_refused_up_front(capsys, tmp_path):
     result = invoke(
         capsys, "convert", "--encoder", "sam_vit_h", "--target", "all", "--output-dir", str(tmp_path / "out")

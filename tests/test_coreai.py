@@ -7,25 +7,17 @@ import json
 
 import numpy as np
 import pytest
-from toy_family import toy_registered
+from toy_family import toy_exported
 
-from helpers import invoke, one_line_error
+from helpers import invoke, one_line_error, toy_predictor_against_the_model
 from samexport.registry import get_spec
 
 
 @pytest.fixture(scope="module")
 def toy_coreai(tmp_path_factory):
     """The toy family exported to Core AI with two token counts and two prompt-set counts."""
-    from samexport.export.convert import convert
-    from samexport.export.options import ConvertOptions
-
-    out = tmp_path_factory.mktemp("coreai")
-    with toy_registered():
-        manifest = convert(
-            ConvertOptions(encoder="toy3", target="coreai", output_dir=out, points=(1, 5), batch=(1, 4)),
-            quiet=True,
-        )
-        yield out, manifest
+    with toy_exported(tmp_path_factory.mktemp("coreai"), "coreai") as exported:
+        yield exported
 
 
 def test_every_part_is_checked_by_apples_runtime_within_the_exact_floor(toy_coreai):
@@ -68,45 +60,13 @@ def test_validate_reruns_apples_runtime_on_the_assets(toy_coreai, capsys):
 
 
 def test_the_predictor_runs_the_assets_like_the_model(toy_coreai):
-    import torch
-
-    from samexport import build_model
-    from samexport.export.runtimes import ExportPredictor
-    from samexport.samples import validation_image
-
     out, _ = toy_coreai
-    predictor = ExportPredictor(out / "ToyThree.export.json", "coreai")
-    model = build_model("toy3")
-    image = validation_image()
-    predictor.set_image(image)
-    coords = torch.tensor([[[300.0, 200.0], [0.0, 0.0], [0.0, 0.0]]] * 5)
-    labels = torch.tensor([[1.0, -1.0, -1.0]] * 5)
-    masks, iou = predictor.predict(coords, labels)  # 5 prompt sets: one call of 4, one of 1
-    with torch.no_grad():
-        expected, expected_iou = model.decode(model.image_encoder(model.preprocess(image)), coords, labels)
+    (masks, iou), (expected, expected_iou), predictor = toy_predictor_against_the_model(
+        out / "ToyThree.export.json", "coreai"
+    )
     assert predictor.batch_sizes == (1, 4) and masks.shape == (5, 4, 256, 256)
-    assert np.abs(masks.numpy() - expected.numpy()).max() <= 1e-4 * np.abs(expected.numpy()).max()
-    assert np.abs(iou.numpy() - expected_iou.numpy()).max() <= 1e-4
-
-
-def test_what_core_ai_cannot_write_is_refused_in_one_line(capsys, tmp_path):
-    for args, message in (
-        (["--compress", "int8"], "--compress int8 is ONNX and Core ML only"),
-        (["--decoder-shapes", "multifunction"], "--decoder-shapes multifunction is Core ML only"),
-    ):
-        result = invoke(
-            capsys,
-            "convert",
-            "--encoder",
-            "tinyvit",
-            "--target",
-            "coreai",
-            "--output-dir",
-            str(tmp_path),
-            *args,
-        )
-        assert message in one_line_error(result), args
-    assert not any(tmp_path.iterdir())
+    assert np.abs(masks - expected).max() <= 1e-4 * np.abs(expected).max()
+    assert np.abs(iou - expected_iou).max() <= 1e-4
 
 
 @pytest.mark.slow

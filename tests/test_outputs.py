@@ -176,6 +176,25 @@ def test_coremltools_temporary_files_live_in_the_work_folder(toy, tmp_path, monk
     assert tempfile.gettempdir() != seen[0]  # restored
 
 
+def test_a_cache_folder_torch_latches_on_during_a_run_does_not_bring_the_work_folder_back(
+    tmp_path, monkeypatch
+):
+    """torch's inductor pins its cache folder, made under the temporary folder of its first use, in
+    TORCHINDUCTOR_CACHE_DIR; a later use in the same process must not make the removed work folder again."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system-tmp"))
+    (tmp_path / "system-tmp").mkdir()
+    out = tmp_path / "out"
+    folder = OutputFolder(out, "X.export.json", [], force=False)
+    work = folder.open()
+    assert cache_dir().startswith(str(work))  # latched onto the work folder while the run lives
+    folder.close(succeeded=True)
+    assert not cache_dir().startswith(str(work))
+    assert not list(out.glob(".samexport-*"))
+
+
 def test_a_killed_runs_work_folder_is_removed_by_the_next_run(toy, tmp_path):
     """Item 4: SIGKILL leaves the work folder; the next run removes it, but never a live run's."""
     out = tmp_path / "out"

@@ -114,10 +114,11 @@ def test_convert_writes_and_checks_all_three_parts(tmp_path):
             ("onnx", "", ".onnx"),
             ("coreml", "", ".mlpackage"),
             ("coreai", "RAPSAMR50.coreai/", ".aimodel"),
+            ("litert", "", ".tflite"),
         )
         for p in ("encoder", "decoder", "panoptic")
     }
-    assert manifest["validation"]["coreai"]["passed"]
+    assert manifest["validation"]["coreai"]["passed"] and manifest["validation"]["litert"]["passed"]
     assert manifest["input_contract"]["model_input_size"] == list(SMALL)
     assert manifest["decoder_prompt"]["prompt_counts"] == [1, 3]
     for target in ("onnx", "coreml"):

@@ -117,3 +117,17 @@ def toy_registered():
     finally:
         unregister_model("toy3")
         unregister_family("threetoken")
+
+
+@contextmanager
+def toy_exported(folder, target: str):
+    """The toy family registered and exported to `target` in `folder` with two token counts (1 and 5
+    clicks: the toy's 3 tokens both) and two prompt-set counts (1, 4): (folder, manifest)."""
+    from samexport.export.convert import convert
+    from samexport.export.options import ConvertOptions
+
+    with toy_registered():
+        options = ConvertOptions(
+            encoder="toy3", target=target, output_dir=folder, points=(1, 5), batch=(1, 4)
+        )
+        yield folder, convert(options, quiet=True)

@@ -2,7 +2,8 @@
 
 - A `HostBackend` measures on this machine: each part in a child process (see `child`) by the measure
   function registered under its name in `worker` (inputs from the part's description). `cpu`, `cuda`:
-  ONNX exports with onnxruntime; `m1`: Core ML packages with coremltools on an Apple-silicon Mac.
+  ONNX exports with onnxruntime, and on `cpu` LiteRT exports with XNNPACK; `m1`: Core ML packages with
+  coremltools on an Apple-silicon Mac, Core AI assets on macOS 27.
 - A `DeviceAppBackend` measures inside an app on a device: stage the plan and files, build, run (install,
   launch, pull the result). `iphone` (and `m1 --via-harness`): the ios_harness app (see `harness`); an
   Android app would be one more implementation.
@@ -84,18 +85,46 @@ class OnnxRuntimeBackend(HostBackend):
     def device_info(self, progress) -> Dict:
         if self.device != "cpu":
             return {"kind": self.device, "label": f"{self.device.upper()} (onnxruntime)"}
-        with progress.status("measuring this machine's float32 GEMM peak"):
-            peak = measure_cpu_peak_gflops()
-        return {
-            "kind": "cpu",
-            "label": f"CPU (onnxruntime), {cpu_model()}",
-            "peak_gflops": round(peak, 1),
-            "peak_measured_here": True,
-            "peak_source": "float32 GEMM 2048x2048 with numpy on all cores, best of ~1 s of runs",
-        }
+        return cpu_device_info(progress, "onnxruntime")
 
     def worker_job(self, unit: str) -> Dict:
         return {**super().worker_job(unit), "providers": list(self.providers)}
+
+
+class LiteRTBackend(HostBackend):
+    """`.tflite` exports run by LiteRT's interpreter with the XNNPACK CPU delegate (Android's CPU path) on
+    every core of this machine (`--device cpu --target litert`)."""
+
+    device = "cpu"
+    target = "litert"
+    measure = "litert"
+
+    def check_platform(self) -> None:
+        """ai-edge-litert is a dependency: every platform samexport installs on runs it."""
+
+    def threads(self) -> int:
+        import os
+
+        return os.cpu_count() or 1
+
+    def device_info(self, progress) -> Dict:
+        return cpu_device_info(progress, f"LiteRT XNNPACK, {self.threads()} threads")
+
+    def worker_job(self, unit: str) -> Dict:
+        return {**super().worker_job(unit), "threads": self.threads()}
+
+
+def cpu_device_info(progress, runtime: str) -> Dict:
+    """This machine's CPU as a bench device: its model and its measured float32 GEMM peak."""
+    with progress.status("measuring this machine's float32 GEMM peak"):
+        peak = measure_cpu_peak_gflops()
+    return {
+        "kind": "cpu",
+        "label": f"CPU ({runtime}), {cpu_model()}",
+        "peak_gflops": round(peak, 1),
+        "peak_measured_here": True,
+        "peak_source": "float32 GEMM 2048x2048 with numpy on all cores, best of ~1 s of runs",
+    }
 
 
 class CoreMLBackend(HostBackend):
@@ -320,6 +349,7 @@ def backends_for(device: str, via_harness: bool) -> Dict[str, Backend]:
 
 register_backend(OnnxRuntimeBackend("cpu", ("CPUExecutionProvider",)))
 register_backend(OnnxRuntimeBackend("cuda", ("CUDAExecutionProvider", "CPUExecutionProvider")))
+register_backend(LiteRTBackend())
 register_backend(CoreMLBackend())
 register_backend(CoreAIBackend())
 register_backend(MacHarnessBackend())

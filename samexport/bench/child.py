@@ -63,7 +63,8 @@ def run_part(job: Dict, limit_bytes: Optional[int] = None, timeout_s: float = 36
             "load_warm_ms": raw["load_warm_ms"],
             "inputs": raw["inputs"],
         }
-        for key in ("compile_ms", "placement"):  # Core ML: the compile, and where the ops run
+        # Core ML: the compile and where the ops run; Core AI, LiteRT: the function run; LiteRT: its threads
+        for key in ("compile_ms", "placement", "function", "threads"):
             if key in raw:
                 result[key] = raw[key]
         if raw["non_finite"]:

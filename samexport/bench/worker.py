@@ -1,4 +1,5 @@
-"""Measure one exported part (ONNX, or Core ML on macOS) in this process and print one JSON line.
+"""Measure one exported part (ONNX, LiteRT, or Core ML / Core AI on macOS) in this process and print one
+JSON line.
 
 Run by `run_part` in a child process, so a part that runs out of memory kills only its child.
 
@@ -207,6 +208,44 @@ def measure_coreai(job: Dict, feeds: Dict[str, np.ndarray]) -> Dict:
         }
 
     return {**asyncio.run(measure()), "inputs": shapes}
+
+
+@measure("litert")
+def measure_litert(job: Dict, feeds: Dict[str, np.ndarray]) -> Dict:
+    """A `.tflite` compiled by LiteRT for the CPU (XNNPACK, float32 inference: an app's default) on
+    `job["threads"]` threads: two loads (the second warm), the first call of the signature taking these
+    shapes, warm-up, timed calls."""
+    from ..export.litert_export import CompiledPart, read_metadata
+    from ..export.runners import function_for
+
+    path, runs, warmup, threads = job["path"], job["runs"], job["warmup"], job["threads"]
+    signature = function_for(path, json.loads(read_metadata(path)["com.samexport.functions"]), feeds)
+    loads = []
+    for _ in range(2):
+        start = time.perf_counter()
+        compiled = CompiledPart(path, threads)
+        compiled.prepare(signature)
+        loads.append((time.perf_counter() - start) * 1e3)
+    start = time.perf_counter()
+    outputs = compiled.run(signature, feeds)
+    first_ms = (time.perf_counter() - start) * 1e3
+    non_finite = int(sum((~np.isfinite(v)).sum() for v in outputs.values()))
+    timings = []
+    for _ in range(warmup + runs):
+        start = time.perf_counter()
+        compiled.run(signature, feeds)
+        timings.append((time.perf_counter() - start) * 1e3)
+    return {
+        "load_ms": loads[0],
+        "load_warm_ms": loads[1],
+        "first_ms": first_ms,
+        "warmup_ms": timings[:warmup],
+        "samples_ms": timings[warmup:],
+        "non_finite": non_finite,
+        "function": signature,
+        "threads": threads,
+        "inputs": {k: list(v.shape) for k, v in feeds.items()},
+    }
 
 
 def peak_rss_mb() -> float:

@@ -39,10 +39,11 @@ def convert_part(
     converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
     decompositions = coreai_torch.get_decomp_table()
     module = module.eval()
+    from ..console import converter_output_held
     from ..modeling.deform_conv import sampling_by_gather
 
     # coreai_torch lowers no aten.grid_sampler_2d: deformable convolutions sample by explicit gathers
-    with torch.no_grad(), warnings.catch_warnings(), sampling_by_gather():
+    with converter_output_held(), torch.no_grad(), warnings.catch_warnings(), sampling_by_gather():
         warnings.simplefilter("ignore", FutureWarning)  # torch.export's own pytree deprecations
         for name, shapes in functions:
             example = tuple(torch.zeros(shapes[n]) for n in input_names)

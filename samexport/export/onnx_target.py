@@ -3,12 +3,11 @@ int8-quantized, its samexport metadata in `metadata_props`, checked with onnxrun
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Dict, Tuple
 
 from ..errors import UsageError
-from .target import ExportJob, ExportTarget, part_metadata, register_target
+from .target import ExportJob, ExportTarget, part_metadata, refuse_over_single_file_limit, register_target
 
 ONNX_SINGLE_FILE_LIMIT = 2**31 - 64 * 2**20  # protobuf's 2 GiB, less room for the graph
 
@@ -31,21 +30,9 @@ class OnnxTarget(ExportTarget):
 
     def check_options(self, spec, options) -> None:
         """Refuse an encoder too large for one protobuf file (SAM ViT-H) before any work."""
-        from ..checkpoint import expected_layout
-
         if options.compress not in self.compressions:
             raise UsageError(f"--compress {options.compress} is Core ML only; use --compress int8 for ONNX")
-        weight_bytes = 4 * sum(
-            math.prod(shape)
-            for key, shape in expected_layout(spec.name).items()
-            if key.startswith("image_encoder.")
-        )
-        if weight_bytes >= ONNX_SINGLE_FILE_LIMIT:
-            raise UsageError(
-                f"the {spec.name} ONNX encoder would hold {weight_bytes / 1e9:.2f} GB of float32 "
-                f"weights, over protobuf's 2 GB single-file limit (it would need external data "
-                f"files); use --target coreml for this model"
-            )
+        refuse_over_single_file_limit(spec, ONNX_SINGLE_FILE_LIMIT, "ONNX encoder", "protobuf's")
 
     def export(self, job: ExportJob, paths: Dict[str, Path]) -> Tuple[Dict, object]:
         from . import onnx_export

@@ -30,7 +30,8 @@ DECODER_SHAPES = ("enumerated", "multifunction")
 
 @dataclass
 class ConvertOptions:
-    """What to export and how; `target` "all" means every registered target."""
+    """What to export and how; `target` is one target, several comma-separated, or "all" (every registered
+    target)."""
 
     encoder: str
     target: str = "coreml"
@@ -56,9 +57,14 @@ class ConvertOptions:
     def __post_init__(self) -> None:
         known = targets()
         self.target = str(self.target).lower()
-        if self.target != "all" and self.target not in known:
-            raise UsageError(f"unknown --target {self.target!r}; choose one of: {', '.join([*known, 'all'])}")
-        self.targets = tuple(known) if self.target == "all" else (self.target,)
+        chosen_names = [n.strip() for n in self.target.split(",")]
+        for name in chosen_names:
+            if name != "all" and name not in known:
+                raise UsageError(
+                    f"unknown --target {name!r}; choose one or more (comma-separated) of: "
+                    f"{', '.join([*known, 'all'])}"
+                )
+        self.targets = tuple(known) if "all" in chosen_names else tuple(dict.fromkeys(chosen_names))
         if self.precision not in PRECISIONS:
             raise UsageError(f"unknown --precision {self.precision!r}; choose fp16 or fp32")
         mode = compression(self.compress)

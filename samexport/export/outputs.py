@@ -122,6 +122,7 @@ class OutputFolder:
         self._lock_fd: Optional[int] = None
         self._saved_tempdir: Optional[str] = None
         self._tempdir_redirected = False
+        self._saved_environ: Dict[str, str] = {}
 
     def existing_outputs(self) -> List[str]:
         """This run's artifacts that are already in the folder. The manifest is not one: it is shared by the
@@ -159,6 +160,7 @@ class OutputFolder:
                 f"cannot write to --output-dir {self.path} ({e.strerror or e}); choose a writable folder"
             ) from None
         self._saved_tempdir, self._tempdir_redirected = tempfile.tempdir, True
+        self._saved_environ = dict(os.environ)
         tempfile.tempdir = str(self.work / "tmp")
         return self.work
 
@@ -214,6 +216,7 @@ class OutputFolder:
     def close(self, succeeded: bool = False) -> None:
         if self._tempdir_redirected:
             tempfile.tempdir, self._tempdir_redirected = self._saved_tempdir, False
+            self.restore_environment()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -226,6 +229,19 @@ class OutputFolder:
                     folder.rmdir()
                 except OSError:
                     break
+
+    def restore_environment(self) -> None:
+        """Undo what latched onto the redirected temporary folder through the environment: torch's inductor
+        writes its first cache folder (`tempfile.gettempdir()/torchinductor_<user>`) into
+        TORCHINDUCTOR_CACHE_DIR and makes it again on every later use, which would bring a removed work
+        folder back."""
+        work = str(self.work)
+        for key, value in list(os.environ.items()):
+            if value.startswith(work) and self._saved_environ.get(key) != value:
+                if key in self._saved_environ:
+                    os.environ[key] = self._saved_environ[key]
+                else:
+                    del os.environ[key]
 
     def written_mb(self) -> float:
         return round(tree_bytes(self.work) / 1e6, 1) if self.work and self.work.exists() else 0.0

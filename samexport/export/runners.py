@@ -1,10 +1,12 @@
-"""What runs an exported part for a check, a segment run or a comparison: one interface, four runners.
+"""What runs an exported part for a check, a segment run or a comparison: one interface, six runners.
 
 - `TorchRunner`: a PyTorch module (the reparameterized model against the official one).
 - `OnnxRunner`: onnxruntime's CPU provider (the heads' hard masks read back where a graph has them).
 - `CoreMLRunner`: Core ML prediction (macOS on Apple silicon), each function compiled once.
 - `NumpyRunner`: the saved ML program evaluated op by op (`samexport.mileval`, any platform); fp16
   programs also in float32, as a tolerance reference.
+- `CoreAIRunner`: Apple's Core AI runtime, in a child process per asset.
+- `LiteRTRunner`: Google's LiteRT runtime on its XNNPACK CPU path, the one Android phones use.
 
 `run(feeds) -> (outputs, extras)`: `extras` may carry `hard_masks`, the evaluator's `evaluation`
 summary and its `fp32_outputs`; `origin(extras)` says where a failure started.
@@ -72,6 +74,15 @@ class OnnxRunner(Runner):
         values = self.session.run(None, {k: v for k, v in feeds.items() if k in wanted})
         extras = {"hard_masks": values[len(self.names) :]} if self.masks else {}
         return dict(zip(self.names, values[: len(self.names)])), extras
+
+
+def function_for(path: Path, functions: Dict[str, Dict[str, list]], feeds: Dict[str, np.ndarray]) -> str:
+    """The static function (signature) of a file whose input shapes are the feeds' shapes."""
+    shapes = {k: list(np.shape(v)) for k, v in feeds.items()}
+    for name, wanted in functions.items():
+        if all(shapes.get(k) == list(v) for k, v in wanted.items()):
+            return name
+    raise UsageError(f"{Path(path).name} has no function taking {shapes}; it has {', '.join(functions)}")
 
 
 def resolve_method(method: str) -> str:
@@ -236,19 +247,10 @@ class CoreAIRunner(Runner):
             + " | ".join(tail)
         )
 
-    def function_for(self, feeds: Dict[str, np.ndarray]) -> str:
-        shapes = {k: list(np.shape(v)) for k, v in feeds.items()}
-        for name, wanted in self.functions.items():
-            if all(shapes.get(k) == list(v) for k, v in wanted.items()):
-                return name
-        raise UsageError(
-            f"{self.path.name} has no function taking {shapes}; it has {', '.join(self.functions)}"
-        )
-
     def run(self, feeds):
         import json
 
-        function = self.function_for(feeds)
+        function = function_for(self.path, self.functions, feeds)
         self.count += 1
         folder = Path(self.folder.name)
         feeds_path, outputs_path = folder / f"in{self.count}.npz", folder / f"out{self.count}.npz"
@@ -277,3 +279,37 @@ class CoreAIRunner(Runner):
             self.close()
         except Exception:  # interpreter shutdown: the child dies with its stdin
             pass
+
+
+class LiteRTRunner(Runner):
+    """Google's LiteRT runtime (`ai_edge_litert`'s CompiledModel on its XNNPACK CPU accelerator), one
+    static signature per call; float16 files in XNNPACK's float16 inference, as a phone with float16
+    arithmetic may run them."""
+
+    runtime = "litert"
+
+    def __init__(
+        self,
+        path: Path,
+        functions: Dict[str, Dict[str, list]],
+        float16_inference: bool,
+        threads: int | None = None,
+    ) -> None:
+        import os
+
+        from .litert_export import CompiledPart
+
+        self.path, self.functions = Path(path), functions
+        self.threads = threads or os.cpu_count() or 1
+        self.compiled = CompiledPart(self.path, self.threads, float16_inference)
+        arithmetic = "float16 inference (XNNPACK FORCE_FP16)" if float16_inference else "float32"
+        self.description = f"LiteRT, XNNPACK CPU, {arithmetic}, {self.threads} threads"
+
+    def run(self, feeds):
+        import time
+
+        function = function_for(self.path, self.functions, feeds)
+        self.compiled.prepare(function)
+        start = time.perf_counter()
+        outputs = self.compiled.run(function, feeds)
+        return outputs, {"runtime_seconds": time.perf_counter() - start}

@@ -31,6 +31,7 @@ TARGET_MODULES = (
     "samexport.export.onnx_target",
     "samexport.export.coreml_target",
     "samexport.export.coreai_target",
+    "samexport.export.litert_target",
 )
 
 
@@ -183,6 +184,26 @@ def check_with_chain(target: ExportTarget, part: Part, runner, parts, paths, opt
             for runner in chain_runners:
                 runner.close()
     return report
+
+
+def refuse_over_single_file_limit(spec: "ModelSpec", limit: int, what: str, whose: str) -> None:
+    """A one-line UsageError, before any work, when the float32 image encoder alone exceeds what one file of
+    a format can hold (SAM ViT-H: 2.5 GB)."""
+    import math
+
+    from ..checkpoint import expected_layout
+
+    weight_bytes = 4 * sum(
+        math.prod(shape)
+        for key, shape in expected_layout(spec.name).items()
+        if key.startswith("image_encoder.")
+    )
+    if weight_bytes >= limit:
+        raise UsageError(
+            f"the {spec.name} {what} would hold {weight_bytes / 1e9:.2f} GB of float32 weights, over "
+            f"{whose} 2 GB single-file limit (it would need external data files); use --target coreml "
+            "for this model"
+        )
 
 
 def part_metadata(job: ExportJob, part: Part, precision: str) -> Dict[str, str]:

@@ -119,6 +119,8 @@ class YosoNeck(nn.Module):
     def forward(self, features: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         x = self.deconv(features)
         b, _, h, w = x.shape
-        xs = torch.linspace(-1, 1, w, dtype=x.dtype, device=x.device).view(1, 1, 1, w).expand(b, 1, h, w)
-        ys = torch.linspace(-1, 1, h, dtype=x.dtype, device=x.device).view(1, 1, h, 1).expand(b, 1, h, w)
+        # repeat, not expand: LiteRT's converter lowers an expanded constant to a BROADCAST_TO whose shape it
+        # does not move to NHWC, which the interpreter refuses (the values are the same)
+        xs = torch.linspace(-1, 1, w, dtype=x.dtype, device=x.device).view(1, 1, 1, w).repeat(b, 1, h, 1)
+        ys = torch.linspace(-1, 1, h, dtype=x.dtype, device=x.device).view(1, 1, h, 1).repeat(b, 1, 1, w)
         return self.loc_conv(torch.cat([x, xs, ys], dim=1))

@@ -1,0 +1,266 @@
+"""LiteRT export: Google's converter from `torch.export` (`litert_torch`), one `.tflite` per part with one
+signature per static shape, named inputs and outputs as the ONNX graphs have them; float16 weights by
+Google's quantizer (`ai_edge_quantizer`'s float casting, TFLite's "float16 quantization"); samexport's
+metadata as one `samexport` entry of the flatbuffer's metadata; and the structure of a file (op census,
+largest tensor rank) read back from the flatbuffer with LiteRT's own schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import UsageError
+
+METADATA_NAME = "samexport"  # the flatbuffer metadata entry holding samexport's key/values (JSON)
+FLOAT16_MAX = 65504.0
+# TFLite's float16 quantization: the weights of these ops stored as float16, dequantized where they are used
+FLOAT16_WEIGHTS_RECIPE = [
+    {
+        "regex": ".*",
+        "operation": "*",
+        "algorithm_key": "float_casting",
+        "op_config": {
+            "weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+            "compute_precision": "FLOAT",
+            "explicit_dequantize": True,
+        },
+    }
+]
+
+
+class NamedPart(torch.nn.Module):
+    """A part's module called with its inputs by name and returning its outputs by name: the converter
+    names a signature's tensors after the keyword arguments and the returned dict's keys."""
+
+    def __init__(self, module: torch.nn.Module, input_names: List[str], output_names: List[str]) -> None:
+        super().__init__()
+        self.module, self.input_names, self.output_names = module, list(input_names), list(output_names)
+
+    def forward(self, **feeds: torch.Tensor) -> Dict[str, torch.Tensor]:
+        outputs = self.module(*[feeds[n] for n in self.input_names])
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        return dict(zip(self.output_names, outputs))
+
+
+def convert_part(
+    module: torch.nn.Module,
+    input_names: List[str],
+    output_names: List[str],
+    functions: List[Tuple[str, Dict[str, tuple]]],
+    float16_weights: bool,
+) -> bytes:
+    """The flatbuffer of a part with one signature per function ((name, input name -> shape)), each traced
+    by `torch.export` at its static shapes."""
+    from ..console import converter_output_held
+    from ..modeling.deform_conv import sampling_by_gather
+
+    # deformable convolutions sample by explicit gathers, as for Core AI (one lowering for both)
+    with converter_output_held(), torch.no_grad(), warnings.catch_warnings(), sampling_by_gather():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import litert_torch
+
+        litert_torch.config.show_progress = False
+        named = NamedPart(module.eval(), input_names, output_names).eval()
+        converter = litert_torch.Converter()
+        for name, shapes in functions:
+            converter.add_signature(
+                name, named, sample_kwargs={n: torch.zeros(shapes[n]) for n in input_names}
+            )
+        flatbuffer = converter.convert().model_content()
+        if float16_weights:
+            flatbuffer = to_float16_weights(flatbuffer)
+    return bytes(flatbuffer)
+
+
+def to_float16_weights(flatbuffer: bytes) -> bytes:
+    """Google's quantizer with TFLite's float16 recipe. Its log says so for every weight that several
+    signatures share (the same float16 data written again into the shared buffer): held back."""
+    import contextlib
+    import io
+    import logging
+
+    from ai_edge_quantizer import quantizer
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # its size summary
+            q = quantizer.Quantizer(bytearray(flatbuffer))
+            q.load_quantization_recipe(FLOAT16_WEIGHTS_RECIPE)
+            return bytes(q.quantize().quantized_model)
+    finally:
+        root.setLevel(level)
+
+
+def write(flatbuffer: bytes, path: Path, metadata: Dict[str, str]) -> None:
+    """The flatbuffer with samexport's metadata added, written to `path`."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME.encode()] + [entry]
+    Path(path).write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+
+
+# TFLITE_XNNPACK_DELEGATE_FLAG_FORCE_FP16: float16 inference for float32 operators (XNNPACK's f16 kernels; on
+# x86 they keep float16 tensors and compute each op in float32 through F16C, on ARMv8.2 in float16)
+XNNPACK_FORCE_FP16 = 0x00000004
+
+
+class CompiledPart:
+    """A `.tflite` compiled by LiteRT for this CPU (its XNNPACK accelerator, Google's `CompiledModel` API),
+    run one signature at a time; `float16_inference` asks XNNPACK to compute in float16."""
+
+    def __init__(self, path: Path, threads: int, float16_inference: bool = False) -> None:
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.options import CpuOptions, Options
+
+        from ..console import converter_output_held
+
+        options = CpuOptions(
+            num_threads=threads, xnnpack_flags=XNNPACK_FORCE_FP16 if float16_inference else None
+        )
+        with converter_output_held():  # the accelerator registry's log lines
+            self.model = CompiledModel.from_file(str(path), options=Options(cpu_options=options))
+        self.path = Path(path)
+        self.buffers: Dict[str, Tuple[int, list, list, Dict]] = {}
+
+    def prepare(self, signature: str) -> None:
+        """The signature's input and output buffers (made once per signature)."""
+        if signature not in self.buffers:
+            index = self.model.get_signature_index(signature)
+            self.buffers[signature] = (
+                index,
+                self.model.create_input_buffers(index),
+                self.model.create_output_buffers(index),
+                self.model.get_output_tensor_details(signature),
+            )
+
+    def run(self, signature: str, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        self.prepare(signature)
+        index, inputs, outputs, details = self.buffers[signature]
+        names = self.model.get_signature_list()[signature]
+        for name, buffer in zip(names["inputs"], inputs):
+            buffer.write(np.ascontiguousarray(feeds[name], dtype=np.float32))
+        self.model.run_by_index(index, inputs, outputs)
+        result = {}
+        for name, buffer in zip(names["outputs"], outputs):
+            shape = details[name]["shape"]
+            result[name] = buffer.read(int(np.prod(shape)), np.float32).reshape(shape)
+        return result
+
+
+def _model(path: Path):
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        data = Path(path).read_bytes()
+        if data[4:8] != b"TFL3":
+            raise ValueError("no TFL3 identifier")
+        return schema.Model.GetRootAs(data, 0), data
+    except (OSError, ValueError, IndexError) as e:
+        raise UsageError(
+            f"{Path(path).name} is not a readable LiteRT model ({type(e).__name__}); convert it again"
+        ) from None
+
+
+def read_metadata(path: Path) -> Dict[str, str]:
+    """samexport's metadata of a `.tflite` (no interpreter needed); empty if it has none."""
+    model, _ = _model(path)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() == METADATA_NAME.encode():
+            data = model.Buffers(entry.Buffer()).DataAsNumpy()
+            return {k: str(v) for k, v in json.loads(bytes(data).decode()).items()}
+    return {}
+
+
+def structure(path: Path) -> Dict:
+    """What the file holds, read from its flatbuffer: ops by name, the largest tensor rank (and the ops
+    producing tensors above rank 4, which LiteRT's GPU delegate does not take), float16 weights."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model, _ = _model(path)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        codes.append(names.get(builtin, f"CUSTOM:{(code.CustomCode() or b'').decode()}"))
+    census: Counter = Counter()
+    above_rank4: Counter = Counter()
+    max_rank, float16_tensors = 0, 0
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        ranks = [graph.Tensors(t).ShapeLength() for t in range(graph.TensorsLength())]
+        float16_tensors += sum(
+            graph.Tensors(t).Type() == schema.TensorType.FLOAT16 for t in range(graph.TensorsLength())
+        )
+        max_rank = max([max_rank, *ranks])
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            census[codes[op.OpcodeIndex()]] += 1
+            if any(ranks[op.Outputs(k)] > 4 for k in range(op.OutputsLength()) if op.Outputs(k) >= 0):
+                above_rank4[codes[op.OpcodeIndex()]] += 1
+    return {
+        "signatures": [
+            model.SignatureDefs(i).SignatureKey().decode() for i in range(model.SignatureDefsLength())
+        ],
+        "ops": dict(sorted(census.items())),
+        "custom_ops": sorted(n for n in census if n.startswith("CUSTOM:")),
+        "max_rank": max_rank,
+        "ops_above_rank4": dict(sorted(above_rank4.items())),
+        "float16_weights": float16_tensors,
+        "bytes": os.path.getsize(path),
+    }
+
+
+def largest_activation(path: Path, signature: str, feeds: Dict[str, np.ndarray]) -> Dict:
+    """The largest |value| of every float32 tensor one call computes (LiteRT's built-in kernels, all
+    intermediate tensors kept): how far the part is from float16's range (65504), the risk of a float16
+    GPU path, on this input."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from ..console import converter_output_held
+
+    with converter_output_held():
+        interpreter = Interpreter(
+            model_path=str(path),
+            experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        feeds = {k: np.asarray(v, np.float32) for k, v in feeds.items()}
+        interpreter.get_signature_runner(signature)(**feeds)
+    largest, where = 0.0, ""
+    for detail in interpreter.get_tensor_details():
+        if detail["dtype"] != np.float32 or not np.prod(detail["shape"]):
+            continue
+        try:
+            value = interpreter.get_tensor(detail["index"])
+        except ValueError:  # a tensor with no data (an unused or scratch tensor)
+            continue
+        peak = float(np.nanmax(np.abs(value))) if value.size else 0.0
+        if peak > largest:
+            largest, where = peak, detail["name"]
+    return {
+        "signature": signature,
+        "max_abs": largest,
+        "tensor": where,
+        "float16_headroom": FLOAT16_MAX / largest if largest else None,
+        "fits_float16": largest < FLOAT16_MAX,
+    }

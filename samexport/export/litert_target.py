@@ -1,0 +1,99 @@
+"""LiteRT target (Android): every part as a `.tflite` with one signature per static shape (the default
+first), inputs and outputs named as the ONNX graphs name them, samexport's metadata in the flatbuffer;
+checked by Google's interpreter with the XNNPACK CPU delegate Android phones use.
+
+fp16 is TFLite's float16 quantization: float16 weights, dequantized where they are used, so XNNPACK
+computes in float32 on a CPU and a GPU delegate may compute in float16; each file's structure (op census,
+largest rank, the ops above rank 4) and, when validated, the largest activation of a call (float16's
+headroom) are recorded in the manifest. Encoders take the normalized float32 tensor (NCHW, as ONNX).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Tuple
+
+from ..errors import UsageError
+from .target import ExportJob, ExportTarget, part_metadata, refuse_over_single_file_limit, register_target
+
+FLATBUFFER_LIMIT = 2**31 - 64 * 2**20  # flatbuffers' 2 GiB offsets, less room for the graph
+
+
+@register_target
+class LiteRTTarget(ExportTarget):
+    """`<stem><Part>[FP32].tflite` per part."""
+
+    name = "litert"
+    title = "LiteRT"
+    extension = ".tflite"
+    compressions = ("none",)
+    packed_prompts = False
+    dynamic = False
+
+    precisions = ("fp16", "fp32")
+
+    def check_options(self, spec, options) -> None:
+        super().check_options(spec, options)
+        refuse_over_single_file_limit(spec, FLATBUFFER_LIMIT, "LiteRT flatbuffer", "flatbuffers'")
+
+    def export(self, job: ExportJob, paths: Dict[str, Path]) -> Tuple[Dict, object]:
+        from . import litert_export
+
+        options, progress = job.options, job.progress
+        precision = self.precision(options)
+        parts = job.parts(self.form(options))
+        section: Dict = {
+            "precision": precision,
+            "weights": "float16 (dequantized where used)" if precision == "fp16" else "float32",
+            "image_input": "tensor",
+        }
+        for name, part in parts.items():
+            interface, path = part.interface, paths[name]
+            functions = [(f.name, f.shapes) for f in interface.functions]
+            with progress.step(f"LiteRT {name} conversion ({len(functions)} signatures)"):
+                flatbuffer = litert_export.convert_part(
+                    part.module(),
+                    interface.input_names,
+                    interface.output_names,
+                    functions,
+                    float16_weights=precision == "fp16",
+                )
+            litert_export.write(flatbuffer, path, part_metadata(job, part, precision))
+            section[name] = {
+                "interface": interface.describe(),
+                "signatures": [n for n, _ in functions],
+                "structure": litert_export.structure(path),
+                **interface.notes,
+            }
+        if not options.validate:
+            return section, None
+        report = self.check(job, parts, paths)
+        for name, part in parts.items():
+            _, feeds, _ = part.cases(None)[0]
+            signature = self.signature_of(paths[name], feeds)
+            with progress.step(f"LiteRT {name} float16 range (every activation of one call)"):
+                section[name]["activations"] = litert_export.largest_activation(paths[name], signature, feeds)
+        return section, report
+
+    def signature_of(self, path: Path, feeds) -> str:
+        from .runners import function_for
+
+        return function_for(path, self.functions(path), feeds)
+
+    def functions(self, path: Path) -> Dict[str, Dict[str, list]]:
+        meta = self.read_metadata(path)
+        if "com.samexport.functions" not in meta:
+            raise UsageError(f"{Path(path).name} carries no samexport metadata; convert it with samexport")
+        return json.loads(meta["com.samexport.functions"])
+
+    def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
+        from .runners import LiteRTRunner
+
+        float16 = self.read_metadata(path).get("com.samexport.precision") == "fp16"
+        return LiteRTRunner(path, self.functions(path), float16_inference=float16)
+
+    def read_metadata(self, path: Path) -> Dict[str, str]:
+        from . import litert_export
+
+        return litert_export.read_metadata(path)

@@ -1,0 +1,151 @@
+"""LiteRT target: `.tflite` files converted by Google's converter (litert-torch) and checked by Google's
+interpreter (ai-edge-litert) with its XNNPACK CPU delegate; their structure and float16 range in the
+manifest; `validate`, `segment`'s predictor and `bench` through the same interpreter."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from toy_family import toy_exported
+
+from helpers import invoke, one_line_error, toy_predictor_against_the_model
+from samexport.registry import get_spec
+
+
+@pytest.fixture(scope="module")
+def toy_litert(tmp_path_factory):
+    """The toy family exported to LiteRT (float16 weights, the default precision) with two token counts and
+    two prompt-set counts."""
+    with toy_exported(tmp_path_factory.mktemp("litert"), "litert") as exported:
+        yield exported
+
+
+def test_every_part_is_checked_by_the_interpreter(toy_litert):
+    out, manifest = toy_litert
+    report = manifest["validation"]["litert"]
+    assert report["passed"]
+    for part, output in (("encoder", "imageEmbeddings"), ("decoder", "lowResMasks")):
+        assert "LiteRT, XNNPACK CPU, float16 inference" in report[part]["runner"]
+        assert report[part]["floors"][output] == {"min_psnr_db": 35.0}  # float16 weights and inference
+        assert report[part]["worst"][output]["psnr_db"] >= 35
+    # one static signature per token count (the toy's 3) and prompt-set count, the default first
+    assert manifest["litert"]["decoder"]["signatures"] == ["points_3", "points_3_batch_4"]
+    cases = report["decoder"]["cases"].values()
+    assert {tuple(c["inputs"]["pointCoords"][:2]) for c in cases} == {(1, 3), (4, 3)}
+
+
+def test_signatures_are_named_like_the_onnx_graphs(toy_litert):
+    """What an Android app reads: the signature's input and output names are the interface's."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    out, manifest = toy_litert
+    signatures = Interpreter(model_path=str(out / "ToyThreeDecoder.tflite")).get_signature_list()
+    interface = manifest["litert"]["decoder"]["interface"]
+    assert set(signatures) == {"points_3", "points_3_batch_4"}
+    for signature in signatures.values():
+        assert sorted(signature["inputs"]) == sorted(t["name"] for t in interface["inputs"])
+        assert sorted(signature["outputs"]) == sorted(t["name"] for t in interface["outputs"])
+
+
+def test_the_manifest_records_each_files_structure_and_float16_range(toy_litert):
+    from samexport.export import litert_export
+
+    out, manifest = toy_litert
+    for part in ("encoder", "decoder"):
+        section = manifest["litert"][part]
+        structure = section["structure"]
+        assert structure == litert_export.structure(out / manifest["files"]["litert"][part]["path"])
+        assert structure["ops"] and not structure["custom_ops"] and structure["max_rank"] >= 2
+        assert structure["float16_weights"] > 0  # float16 quantization stored the weights as float16
+        activations = section["activations"]
+        assert activations["max_abs"] > 0 and activations["fits_float16"]
+        assert activations["signature"] == section["signatures"][0]
+    meta = litert_export.read_metadata(out / "ToyThreeDecoder.tflite")
+    assert meta["com.samexport.part"] == "decoder" and meta["com.samexport.precision"] == "fp16"
+    assert json.loads(meta["com.samexport.token_counts"]) == [3]
+
+
+def test_validate_reruns_the_interpreter_and_refuses_a_broken_file(toy_litert, tmp_path, capsys):
+    from samexport.export.validate import validate
+
+    out, _ = toy_litert  # the toy family stays registered while the module's export lives
+    reports = validate([out / "ToyThree.export.json"])
+    assert all(r.passed for r in reports.values()) and len(reports) == 2
+    report = validate([out / "ToyThreeEncoder.tflite"])[str(out / "ToyThreeEncoder.tflite")]
+    assert report.passed and report.runner.startswith("LiteRT, XNNPACK CPU")
+    broken = tmp_path / "ToyThreeEncoder.tflite"
+    broken.write_bytes(b"\0" * 64)
+    result = invoke(capsys, "validate", str(broken))
+    assert result.returncode == 2 and "is not a readable LiteRT model" in one_line_error(result)
+
+
+def test_the_predictor_runs_the_files_like_the_model(toy_litert):
+    out, _ = toy_litert
+    (masks, iou), (expected, expected_iou), predictor = toy_predictor_against_the_model(
+        out / "ToyThree.export.json", "litert"
+    )
+    assert predictor.batch_sizes == (1, 4) and masks.shape == (5, 4, 256, 256)
+    psnr = 10 * np.log10(np.abs(expected).max() ** 2 / np.mean((masks - expected) ** 2))
+    assert psnr >= 35  # float16 weights and inference
+    assert np.abs(iou - expected_iou).max() <= 0.01
+
+
+def test_bench_measures_the_xnnpack_path_in_a_child(toy_litert):
+    from samexport.bench.backends import backends_for
+    from samexport.bench.child import run_part
+
+    out, manifest = toy_litert
+    backend = backends_for("cpu", False)["litert"]
+    job = {
+        "path": str(out / "ToyThreeDecoder.tflite"),
+        "part": "decoder",
+        "inputs": manifest["litert"]["decoder"]["interface"]["inputs"],
+        "points": 3,
+        "batch": 4,
+        "runs": 2,
+        "warmup": 0,
+        **backend.worker_job("cpu"),
+    }
+    row = run_part(job)
+    assert row["status"] == "ok", row
+    assert row["function"] == "points_3_batch_4" and row["threads"] == backend.threads()
+    assert len(row["samples_ms"]) == 2 and row["load_ms"] > 0  # status "ok": no NaN/Inf output
+
+
+def test_sam_vit_h_over_the_flatbuffer_limit_is_refused_up_front(capsys, tmp_path):
+    result = invoke(
+        capsys, "convert", "--encoder", "sam_vit_h", "--target", "litert", "--output-dir", str(tmp_path)
+    )
+    assert "LiteRT flatbuffer would hold 2.5" in one_line_error(result)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model,precision",
+    [("tinyvit", "fp32"), ("efficientsam_ti", "fp32"), ("rapsam_r50", "fp32"), ("repvit", "fp16")],
+)
+def test_every_family_converts_and_the_interpreter_reproduces_pytorch(tmp_path, model, precision):
+    """SAM-style, EfficientSAM and RAP-SAM (its three parts, at a small input size): every part through
+    Google's converter and interpreter; float32 files within 1e-4 of max |ref| as onnxruntime is."""
+    from samexport.export.convert import convert
+    from samexport.export.options import ConvertOptions
+
+    family = get_spec(model).family
+    extra = {"input_size": (256, 352), "points": (1, 3)} if family.prompts_are_queries else {"points": (1,)}
+    manifest = convert(
+        ConvertOptions(encoder=model, target="litert", precision=precision, output_dir=tmp_path, **extra),
+        quiet=True,
+    )
+    report = manifest["validation"]["litert"]
+    assert report["passed"]
+    assert set(manifest["files"]["litert"]) == set(family.bench_parts)
+    for part in manifest["files"]["litert"]:
+        worst = report[part]["worst"]
+        if precision == "fp32":
+            assert all(w["rel"] <= 1e-4 for w in worst.values()), (part, worst)
+        else:
+            assert all(w["psnr_db"] >= 35 for w in worst.values()), (part, worst)
+        assert not manifest["litert"][part]["structure"]["custom_ops"]
