@@ -5,7 +5,8 @@ LiteRT's XNNPACK CPU delegate and on onnxruntime's CPU provider, measured altern
 
     .venv/bin/python benchmarks/litert_exports.py [--models repvit,tinyvit,...] [--rounds 3] [--add]
 
-Latency: both runtimes compute float32 (the LiteRT fp32 files). The fp16 files (float16 weights) are
+Latency: onnxruntime and XNNPACK compute float32 (the ONNX and LiteRT fp32 files), and XNNPACK the int8 files
+(dynamic-range int8, `--compress int8`) beside them. The fp16 files (float16 weights) are
 validated in XNNPACK's float16 inference; its latency on this x86 CPU (float16 emulated through F16C) says
 nothing of a phone's and is not measured. Decoders: one click (one prompt set).
 Writes litert.json and litert.md.
@@ -30,6 +31,12 @@ from samexport.provenance import machine, versions
 from samexport.registry import get_spec
 
 DEFAULT_MODELS = "repvit,tinyvit,efficientsam_ti,efficientsam_s,sam_vit_b,rapsam_r50"
+VARIANTS = (
+    ("onnx", "fp32", "none"),
+    ("litert", "fp32", "none"),
+    ("litert", "fp16", "none"),
+    ("litert", "fp32", "int8"),
+)
 RESULTS = Path(__file__).parent / "results" / "linux-x86_64-2core"
 
 
@@ -39,14 +46,20 @@ def measure(name: str, folder: Path, rounds: int) -> dict:
     points = (1, 3) if family.prompts_are_queries else (1,)
     timings = {}
     manifests = {}
-    for target, precision in (("onnx", "fp32"), ("litert", "fp32"), ("litert", "fp16")):
+    for target, precision, compress in VARIANTS:
         start = time.perf_counter()
         options = ConvertOptions(
-            encoder=name, target=target, precision=precision, points=points, output_dir=folder
+            encoder=name,
+            target=target,
+            precision=precision,
+            compress=compress,
+            points=points,
+            output_dir=folder,
         )
-        manifests[(target, precision)] = convert(options, quiet=True)
-        timings[(target, precision)] = round(time.perf_counter() - start, 1)
-    lite, lite16 = manifests[("litert", "fp32")], manifests[("litert", "fp16")]
+        key = (target, precision if compress == "none" else compress)
+        manifests[key] = convert(options, quiet=True)
+        timings[key] = round(time.perf_counter() - start, 1)
+    lite, lite16, lite8 = (manifests[("litert", v)] for v in ("fp32", "fp16", "int8"))
     onnx = manifests[("onnx", "fp32")]
     backends = backends_for("cpu", False)
     row = {
@@ -58,9 +71,13 @@ def measure(name: str, folder: Path, rounds: int) -> dict:
     tokens = family.click_tokens(1)
     for part in family.bench_parts:
         jobs = {}
-        for target, manifest in (("onnx", onnx), ("litert", lite)):
+        for runtime, target, manifest in (
+            ("onnx", "onnx", onnx),
+            ("litert", "litert", lite),
+            ("int8", "litert", lite8),
+        ):
             interface = manifest[target][part]["interface"]
-            jobs[target] = {
+            jobs[runtime] = {
                 "path": str(folder / manifest["files"][target][part]["path"]),
                 "part": part,
                 "inputs": interface["inputs"],
@@ -70,19 +87,20 @@ def measure(name: str, folder: Path, rounds: int) -> dict:
                 "warmup": 1,
                 **backends[target].worker_job("cpu"),
             }
-        medians = {"onnx": [], "litert": []}
-        for _ in range(rounds):  # alternate, so that both runtimes see the same load
-            for target, job in jobs.items():
+        medians = {runtime: [] for runtime in jobs}
+        for _ in range(rounds):  # alternate, so that every runtime sees the same load
+            for runtime, job in jobs.items():
                 result = run_part(job)
                 if result["status"] != "ok":
-                    raise SystemExit(f"{name} {part} on {target}: {result.get('error')}")
-                medians[target].append(result["stats"]["median_ms"])
+                    raise SystemExit(f"{name} {part} on {runtime}: {result.get('error')}")
+                medians[runtime].append(result["stats"]["median_ms"])
         section = lite["litert"][part]
         report = lite["validation"]["litert"][part]
         row["parts"][part] = {
             "mb": {
                 "litert fp32": round(lite["files"]["litert"][part]["bytes"] / 1e6, 1),
                 "litert fp16": round(lite16["files"]["litert"][part]["bytes"] / 1e6, 1),
+                "litert int8": round(lite8["files"]["litert"][part]["bytes"] / 1e6, 1),
                 "onnx": round(onnx["files"]["onnx"][part]["bytes"] / 1e6, 1),
             },
             "signatures": len(section["signatures"]),
@@ -91,10 +109,16 @@ def measure(name: str, folder: Path, rounds: int) -> dict:
                 o: {k: w[k] for k in ("rel", "psnr_db")}
                 for o, w in lite16["validation"]["litert"][part]["worst"].items()
             },
+            "worst_int8": {
+                o: {k: w[k] for k in ("cosine", "psnr_db")}
+                for o, w in lite8["validation"]["litert"][part]["worst"].items()
+            },
             "max_rank": section["structure"]["max_rank"],
             "ops_above_rank4": section["structure"]["ops_above_rank4"],
             "largest_activation": section["activations"]["max_abs"],
+            "largest_activation_tensor": section["activations"]["tensor"],
             "xnnpack_ms": statistics.median(medians["litert"]),
+            "xnnpack_int8_ms": statistics.median(medians["int8"]),
             "onnxruntime_ms": statistics.median(medians["onnx"]),
             "round_medians_ms": medians,
         }
@@ -110,24 +134,30 @@ def render(document: dict) -> str:
         "",
         f"{document['machine']['cpu']}, {document['machine']['cores']} cores; LiteRT on "
         f"{document['litert_threads']} threads, onnxruntime with its default (one thread per physical core). "
-        f"{document['rounds']} rounds alternating the two runtimes per part, each round the median of 5 "
+        f"{document['rounds']} rounds alternating the three runs per part, each round the median of 5 "
         "(encoders) or 20 (decoders) timed calls in a child process; the table gives the median of the "
-        "round medians. Latency in float32 (fp32 files); the fp16 files (float16 weights) validated in "
-        "XNNPACK's float16 inference (FORCE_FP16). Decoders: one click.",
+        "round medians. Latency in float32 (fp32 files) and of the int8 files (dynamic-range int8) on "
+        "XNNPACK; the fp16 files (float16 weights) validated in XNNPACK's float16 inference (FORCE_FP16); "
+        "ratio = XNNPACK fp32 / onnxruntime fp32. Decoders: one click.",
         "",
-        "| model | part | XNNPACK ms | onnxruntime ms | ratio | fp32 worst rel "
-        "| fp16 inference worst PSNR dB | MB fp32 / fp16 | max rank | largest activation |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | part | XNNPACK ms | onnxruntime ms | ratio | XNNPACK int8 ms | fp32 worst rel "
+        "| fp16 inference worst PSNR dB | int8 worst cosine / PSNR dB | MB fp32 / fp16 / int8 | max rank "
+        "| largest activation |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in document["rows"]:
         for part, p in row["parts"].items():
             rel = max(w["rel"] for w in p["worst_fp32"].values())
             psnr = min(w["psnr_db"] for w in p["worst_fp16"].values())
+            cosine8 = min(w["cosine"] for w in p["worst_int8"].values())
+            psnr8 = min(w["psnr_db"] for w in p["worst_int8"].values())
+            mb = p["mb"]
             lines.append(
                 f"| {row['model']} | {part} | {p['xnnpack_ms']:.1f} | {p['onnxruntime_ms']:.1f} | "
-                f"{p['ratio']:.2f} | {rel:.1e} | {psnr:.1f} | "
-                f"{p['mb']['litert fp32']} / {p['mb']['litert fp16']} | {p['max_rank']} | "
-                f"{p['largest_activation']:.0f} |"
+                f"{p['ratio']:.2f} | {p['xnnpack_int8_ms']:.1f} | {rel:.1e} | {psnr:.1f} | "
+                f"{cosine8:.4f} / {psnr8:.1f} | "
+                f"{mb['litert fp32']} / {mb['litert fp16']} / {mb['litert int8']} "
+                f"| {p['max_rank']} | {p['largest_activation']:.0f} |"
             )
     lines += [
         "",

@@ -14,13 +14,25 @@ from typing import Dict, List
 
 from .errors import UsageError, first_line
 
+# What importing coremltools logs that says nothing about samexport's work: torchao, which coremltools
+# imports when it is installed (litert-torch brings it), cannot load two kernels built for CUDA and Python
+# 3.10, and torch's pytree deprecates the enum torchao registers.
+IMPORT_NOISE = ("torchao", "torch.utils._pytree")
+
 
 def coremltools():
     """coremltools, imported quietly: on Linux it logs that its macOS runtime is missing and that
-    torch > 2.7 is untested (samexport's manifests record the versions instead)."""
+    torch > 2.7 is untested (samexport's manifests record the versions instead), and IMPORT_NOISE."""
     logging.getLogger("coremltools").setLevel(logging.ERROR)
-    import coremltools as ct
-
+    loggers = [logging.getLogger(name) for name in IMPORT_NOISE]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        import coremltools as ct
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
     return ct
 
 

@@ -221,24 +221,24 @@ def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
     assert not out.exists()  # the run created the folder, and removes it
 
 
-@pytest.mark.parametrize("target", ["coreai", "litert"])
-def test_what_a_target_cannot_write_is_refused_in_one_line(capsys, tmp_path, target):
-    for args, message in (
-        (["--compress", "int8"], "--compress int8 is ONNX and Core ML only"),
-        (["--decoder-shapes", "multifunction"], "--decoder-shapes multifunction is Core ML only"),
-    ):
-        result = invoke(
-            capsys,
-            "convert",
-            "--encoder",
-            "tinyvit",
-            "--target",
-            target,
-            "--output-dir",
-            str(tmp_path),
-            *args,
-        )
-        assert message in one_line_error(result), args
+@pytest.mark.parametrize(
+    "target,args,message",
+    [
+        ("coreai", ["--compress", "int8"], "--compress int8 is ONNX, Core ML and LiteRT only"),
+        ("coreai", ["--decoder-shapes", "multifunction"], "--decoder-shapes multifunction is Core ML only"),
+        (
+            "litert",
+            ["--compress", "palettize4"],
+            "is Core ML only; use --target coreml, or --compress int8 for",
+        ),
+        ("litert", ["--decoder-shapes", "multifunction"], "--decoder-shapes multifunction is Core ML only"),
+    ],
+)
+def test_what_a_target_cannot_write_is_refused_in_one_line(capsys, tmp_path, target, args, message):
+    result = invoke(
+        capsys, "convert", "--encoder", "tinyvit", "--target", target, "--output-dir", str(tmp_path), *args
+    )
+    assert message in one_line_error(result), args
     assert not any(tmp_path.iterdir())
 
 

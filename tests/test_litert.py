@@ -58,7 +58,7 @@ def test_the_manifest_records_each_files_structure_and_float16_range(toy_litert)
         structure = section["structure"]
         assert structure == litert_export.structure(out / manifest["files"]["litert"][part]["path"])
         assert structure["ops"] and not structure["custom_ops"] and structure["max_rank"] >= 2
-        assert structure["float16_weights"] > 0  # float16 quantization stored the weights as float16
+        assert structure["constants_by_type"]["FLOAT16"] > 0  # float16 quantization stored the weights so
         activations = section["activations"]
         assert activations["max_abs"] > 0 and activations["fits_float16"]
         assert activations["signature"] == section["signatures"][0]
@@ -112,6 +112,36 @@ def test_bench_measures_the_xnnpack_path_in_a_child(toy_litert):
     assert row["status"] == "ok", row
     assert row["function"] == "points_3_batch_4" and row["threads"] == backend.threads()
     assert len(row["samples_ms"]) == 2 and row["load_ms"] > 0  # status "ok": no NaN/Inf output
+
+
+def test_int8_is_dynamic_range_quantization_held_to_the_compressed_floor(toy_litert, tmp_path):
+    """--compress int8: int8 weights, float32 arithmetic whatever --precision (one file name for both)."""
+    from samexport.export import litert_export
+    from samexport.export.convert import convert
+    from samexport.export.options import ConvertOptions, artifact_names
+
+    def options(precision="fp16"):  # the toy stays registered while the module's export lives
+        return ConvertOptions(
+            encoder="toy3", target="litert", compress="int8", precision=precision, output_dir=tmp_path
+        )
+
+    names = {p: artifact_names(get_spec("toy3"), options(p)) for p in ("fp16", "fp32")}
+    files = {p: {k: v for k, v in n.items() if k[0] == "litert"} for p, n in names.items()}
+    assert (
+        files["fp16"] == files["fp32"]
+        and files["fp16"][("litert", "encoder")] == "ToyThreeEncoderInt8.tflite"
+    )
+    out, manifest = tmp_path, convert(options(), quiet=True)
+    report = manifest["validation"]["litert"]
+    assert report["passed"] and manifest["litert"]["weights"] == "int8"
+    for part in ("encoder", "decoder"):
+        floors = report[part]["floors"]
+        assert all(f["min_cosine"] == 0.98 and f["min_psnr_db"] == 20.0 for f in floors.values()), floors
+        assert "float32" in report[part]["runner"]
+        structure = manifest["litert"][part]["structure"]
+        assert structure["constants_by_type"].get("INT8", 0) > 0
+        meta = litert_export.read_metadata(out / manifest["files"]["litert"][part]["path"])
+        assert meta["com.samexport.precision"] == "fp32" and meta["com.samexport.compression"] == "int8"
 
 
 def test_sam_vit_h_over_the_flatbuffer_limit_is_refused_up_front(capsys, tmp_path):

@@ -218,14 +218,17 @@ def test_validate_bad_input_is_one_line_exit_2(coreml_exports, tmp_path, fixture
 def test_validate_refuses_what_is_not_a_package(coreml_exports, tmp_path):
     onnx_file = tmp_path / "model.onnx"
     onnx_file.write_bytes(b"not a package")
-    other = tmp_path / "model.tflite"
+    other = tmp_path / "model.pte"
     other.write_bytes(b"not ours")
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(b"not a flatbuffer")
     copied = tmp_path / "Copy.mlpackage"
     shutil.copytree(coreml_exports["tinyvit"] / "MobileSAMDecoder.mlpackage", copied)
     shutil.rmtree(copied / "Data" / "com.apple.CoreML" / "weights")
     for path, message in (
         (onnx_file, "is not a readable ONNX file"),
         (other, "is no export samexport writes"),
+        (tflite, "is not a readable LiteRT model"),
         (tmp_path / "missing.mlpackage", "does not exist"),
         (copied, "is not a readable Core ML package"),
     ):

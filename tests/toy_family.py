@@ -120,14 +120,14 @@ def toy_registered():
 
 
 @contextmanager
-def toy_exported(folder, target: str):
+def toy_exported(folder, target: str, **options):
     """The toy family registered and exported to `target` in `folder` with two token counts (1 and 5
-    clicks: the toy's 3 tokens both) and two prompt-set counts (1, 4): (folder, manifest)."""
+    clicks: the toy's 3 tokens both) and two prompt-set counts (1, 4), and `options`: (folder, manifest)."""
     from samexport.export.convert import convert
     from samexport.export.options import ConvertOptions
 
     with toy_registered():
-        options = ConvertOptions(
-            encoder="toy3", target=target, output_dir=folder, points=(1, 5), batch=(1, 4)
+        chosen = ConvertOptions(
+            encoder="toy3", target=target, output_dir=folder, points=(1, 5), batch=(1, 4), **options
         )
-        yield folder, convert(options, quiet=True)
+        yield folder, convert(chosen, quiet=True)

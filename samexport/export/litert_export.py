@@ -7,6 +7,7 @@ largest tensor rank) read back from the flatbuffer with LiteRT's own schema.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -21,6 +22,7 @@ from ..errors import UsageError
 
 METADATA_NAME = "samexport"  # the flatbuffer metadata entry holding samexport's key/values (JSON)
 FLOAT16_MAX = 65504.0
+WEIGHTS = ("float32", "float16", "int8")
 # TFLite's float16 quantization: the weights of these ops stored as float16, dequantized where they are used
 FLOAT16_WEIGHTS_RECIPE = [
     {
@@ -50,15 +52,22 @@ class NamedPart(torch.nn.Module):
         return dict(zip(self.output_names, outputs))
 
 
+def weights_for(compress: str, precision: str) -> str:
+    """How a file stores its weights (WEIGHTS): int8 for --compress int8, else by --precision."""
+    if compress == "int8":
+        return "int8"
+    return "float16" if precision == "fp16" else "float32"
+
+
 def convert_part(
     module: torch.nn.Module,
     input_names: List[str],
     output_names: List[str],
     functions: List[Tuple[str, Dict[str, tuple]]],
-    float16_weights: bool,
+    weights: str,
 ) -> bytes:
     """The flatbuffer of a part with one signature per function ((name, input name -> shape)), each traced
-    by `torch.export` at its static shapes."""
+    by `torch.export` at its static shapes, its weights stored as `weights` (WEIGHTS)."""
     from ..console import converter_output_held
     from ..modeling.deform_conv import sampling_by_gather
 
@@ -76,19 +85,21 @@ def convert_part(
                 name, named, sample_kwargs={n: torch.zeros(shapes[n]) for n in input_names}
             )
         flatbuffer = converter.convert().model_content()
-        if float16_weights:
-            flatbuffer = to_float16_weights(flatbuffer)
+        if weights != "float32":
+            flatbuffer = quantized(flatbuffer, weights)
     return bytes(flatbuffer)
 
 
-def to_float16_weights(flatbuffer: bytes) -> bytes:
-    """Google's quantizer with TFLite's float16 recipe. Its log says so for every weight that several
-    signatures share (the same float16 data written again into the shared buffer): held back."""
+def quantized(flatbuffer: bytes, weights: str) -> bytes:
+    """Google's quantizer with TFLite's recipe for `weights`: float16 quantization, or dynamic-range int8
+    (`dynamic_wi8_afp32`: int8 weights per channel, activations quantized per call). Its log says so for
+    every weight that several signatures share (the same data written again into the shared buffer):
+    held back."""
     import contextlib
     import io
     import logging
 
-    from ai_edge_quantizer import quantizer
+    from ai_edge_quantizer import quantizer, recipe
 
     root = logging.getLogger()
     level = root.level
@@ -96,7 +107,9 @@ def to_float16_weights(flatbuffer: bytes) -> bytes:
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # its size summary
             q = quantizer.Quantizer(bytearray(flatbuffer))
-            q.load_quantization_recipe(FLOAT16_WEIGHTS_RECIPE)
+            q.load_quantization_recipe(
+                FLOAT16_WEIGHTS_RECIPE if weights == "float16" else recipe.dynamic_wi8_afp32()
+            )
             return bytes(q.quantize().quantized_model)
     finally:
         root.setLevel(level)
@@ -139,6 +152,21 @@ class CompiledPart:
             self.model = CompiledModel.from_file(str(path), options=Options(cpu_options=options))
         self.path = Path(path)
         self.buffers: Dict[str, Tuple[int, list, list, Dict]] = {}
+
+    def close(self) -> None:
+        """Release the model, its buffers and its environment (whose accelerators log as they go)."""
+        import gc
+
+        from ..console import converter_output_held
+
+        with converter_output_held():
+            environment = getattr(self.model, "_environment", None)
+            self.buffers.clear()
+            self.model.close()
+            if environment is not None and hasattr(environment, "close"):
+                environment.close()
+            self.model = None
+            gc.collect()
 
     def prepare(self, signature: str) -> None:
         """The signature's input and output buffers (made once per signature)."""
@@ -190,50 +218,77 @@ def read_metadata(path: Path) -> Dict[str, str]:
     return {}
 
 
+@functools.lru_cache(maxsize=None)
+def _builtin_names() -> Dict[int, str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def op_name(model, op) -> str:
+    """The operator's name in LiteRT's schema (`CONV_2D`, ...; `CUSTOM:<code>` for a custom op)."""
+    names = _builtin_names()
+    code = model.OperatorCodes(op.OpcodeIndex())
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    return names.get(builtin, f"CUSTOM:{(code.CustomCode() or b'').decode()}")
+
+
 def structure(path: Path) -> Dict:
-    """What the file holds, read from its flatbuffer: ops by name, the largest tensor rank (and the ops
-    producing tensors above rank 4, which LiteRT's GPU delegate does not take), float16 weights."""
+    """What the file holds, read from its flatbuffer: its signatures' tensors in buffer order, ops by name,
+    the largest tensor rank (and the ops producing tensors above rank 4, which LiteRT's GPU delegate does not
+    take), the constant tensors by type (FLOAT16 or INT8 weights where quantized)."""
     from ai_edge_litert import schema_py_generated as schema
 
     model, _ = _model(path)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    codes = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        codes.append(names.get(builtin, f"CUSTOM:{(code.CustomCode() or b'').decode()}"))
     census: Counter = Counter()
     above_rank4: Counter = Counter()
-    max_rank, float16_tensors = 0, 0
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    constant_types: Dict[int, str] = {}  # buffer -> type of the constants (weights, tables) held in it
+    max_rank = 0
     for s in range(model.SubgraphsLength()):
         graph = model.Subgraphs(s)
         ranks = [graph.Tensors(t).ShapeLength() for t in range(graph.TensorsLength())]
-        float16_tensors += sum(
-            graph.Tensors(t).Type() == schema.TensorType.FLOAT16 for t in range(graph.TensorsLength())
-        )
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            buffer = model.Buffers(tensor.Buffer())
+            if tensor.Buffer() and (buffer.DataLength() or buffer.Size()):
+                constant_types[tensor.Buffer()] = types.get(tensor.Type(), str(tensor.Type()))
         max_rank = max([max_rank, *ranks])
         for o in range(graph.OperatorsLength()):
             op = graph.Operators(o)
-            census[codes[op.OpcodeIndex()]] += 1
+            name = op_name(model, op)
+            census[name] += 1
             if any(ranks[op.Outputs(k)] > 4 for k in range(op.OutputsLength()) if op.Outputs(k) >= 0):
-                above_rank4[codes[op.OpcodeIndex()]] += 1
+                above_rank4[name] += 1
+    weight_types = Counter(constant_types.values())
     return {
-        "signatures": [
-            model.SignatureDefs(i).SignatureKey().decode() for i in range(model.SignatureDefsLength())
-        ],
+        "signatures": signature_io(model),
         "ops": dict(sorted(census.items())),
         "custom_ops": sorted(n for n in census if n.startswith("CUSTOM:")),
         "max_rank": max_rank,
         "ops_above_rank4": dict(sorted(above_rank4.items())),
-        "float16_weights": float16_tensors,
+        "constants_by_type": dict(sorted(weight_types.items())),
         "bytes": os.path.getsize(path),
     }
 
 
+def signature_io(model) -> Dict[str, Dict[str, List[str]]]:
+    """Each signature's input and output names in the order of its tensors: the order of the buffers that
+    LiteRT's CompiledModel creates for it (`createInputBuffers`, `createOutputBuffers`)."""
+    found = {}
+    for i in range(model.SignatureDefsLength()):
+        definition = model.SignatureDefs(i)
+        found[definition.SignatureKey().decode()] = {
+            "inputs": [definition.Inputs(k).Name().decode() for k in range(definition.InputsLength())],
+            "outputs": [definition.Outputs(k).Name().decode() for k in range(definition.OutputsLength())],
+        }
+    return found
+
+
 def largest_activation(path: Path, signature: str, feeds: Dict[str, np.ndarray]) -> Dict:
-    """The largest |value| of every float32 tensor one call computes (LiteRT's built-in kernels, all
+    """The largest finite |value| of every float32 tensor one call computes (LiteRT's built-in kernels, all
     intermediate tensors kept): how far the part is from float16's range (65504), the risk of a float16
-    GPU path, on this input."""
+    path, on this input."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from ..console import converter_output_held
@@ -246,21 +301,47 @@ def largest_activation(path: Path, signature: str, feeds: Dict[str, np.ndarray])
         )
         feeds = {k: np.asarray(v, np.float32) for k, v in feeds.items()}
         interpreter.get_signature_runner(signature)(**feeds)
-    largest, where = 0.0, ""
-    for detail in interpreter.get_tensor_details():
+    model, _ = _model(path)
+    graph_index = next(
+        model.SignatureDefs(i).SubgraphIndex()
+        for i in range(model.SignatureDefsLength())
+        if model.SignatureDefs(i).SignatureKey().decode() == signature
+    )
+    graph = model.Subgraphs(graph_index)
+    largest, where, named, non_finite = 0.0, -1, "", 0
+    for detail in interpreter.get_tensor_details(graph_index):
+        # the file's own tensors only: the interpreter's scratch tensors after them hold no computed value
+        if detail["index"] >= graph.TensorsLength():
+            continue
         if detail["dtype"] != np.float32 or not np.prod(detail["shape"]):
             continue
         try:
-            value = interpreter.get_tensor(detail["index"])
+            value = interpreter.get_tensor(detail["index"], graph_index)
         except ValueError:  # a tensor with no data (an unused or scratch tensor)
             continue
-        peak = float(np.nanmax(np.abs(value))) if value.size else 0.0
+        finite = np.isfinite(value)
+        non_finite += int(not finite.all())
+        peak = float(np.abs(value[finite]).max()) if finite.any() else 0.0
         if peak > largest:
-            largest, where = peak, detail["name"]
+            largest, where, named = peak, detail["index"], detail["name"]
+    producer = ""
+    if where >= 0:
+        producer = next(
+            (
+                op_name(model, graph.Operators(o))
+                for o in range(graph.OperatorsLength())
+                if where in [graph.Operators(o).Outputs(k) for k in range(graph.Operators(o).OutputsLength())]
+            ),
+            "an input or a constant",
+        )
     return {
         "signature": signature,
         "max_abs": largest,
-        "tensor": where,
+        "tensor": named,
+        "made_by": producer,
+        # intermediates holding NaN/Inf (seen in RAP-SAM's files at 800x1088): counted here; the outputs are
+        # what the check holds
+        "tensors_with_non_finite_values": non_finite,
         "float16_headroom": FLOAT16_MAX / largest if largest else None,
         "fits_float16": largest < FLOAT16_MAX,
     }

@@ -1,11 +1,16 @@
 """LiteRT target (Android): every part as a `.tflite` with one signature per static shape (the default
 first), inputs and outputs named as the ONNX graphs name them, samexport's metadata in the flatbuffer;
-checked by Google's interpreter with the XNNPACK CPU delegate Android phones use.
+checked by Google's runtime on the XNNPACK CPU path Android phones use.
 
-fp16 is TFLite's float16 quantization: float16 weights, dequantized where they are used, so XNNPACK
-computes in float32 on a CPU and a GPU delegate may compute in float16; each file's structure (op census,
-largest rank, the ops above rank 4) and, when validated, the largest activation of a call (float16's
-headroom) are recorded in the manifest. Encoders take the normalized float32 tensor (NCHW, as ONNX).
+fp16 is TFLite's float16 quantization: float16 weights, dequantized where they are used. XNNPACK computes
+in float32 unless asked for float16 inference; the check asks for it (and the file says so in its
+metadata, `INFERENCE_KEY`) except for parts that pool under hard masks (`keeps_float32_pooling`: RAP-SAM's
+heads, whose 54,400-key softmax float16 cannot hold; their float16 inference measured 2.6 dB PSNR), which
+are checked, and meant to run, in float32 inference. `--compress int8` is TFLite's dynamic-range
+quantization (int8 weights, activations quantized per call, float32 elsewhere), held to the compressed
+floor as ONNX int8 is. Each file's structure (op census, largest rank, the ops above rank 4) and, when
+validated, the largest activation of a call (float16's headroom) are recorded in the manifest. Encoders
+take the normalized float32 tensor (NCHW, as ONNX).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from ..errors import UsageError
 from .target import ExportJob, ExportTarget, part_metadata, refuse_over_single_file_limit, register_target
 
 FLATBUFFER_LIMIT = 2**31 - 64 * 2**20  # flatbuffers' 2 GiB offsets, less room for the graph
+INFERENCE_KEY = "com.samexport.litert_inference"  # "float16" or "float32": the arithmetic it was checked in
 
 
 @register_target
@@ -27,11 +33,12 @@ class LiteRTTarget(ExportTarget):
     name = "litert"
     title = "LiteRT"
     extension = ".tflite"
-    compressions = ("none",)
+    compressions = ("none", "int8")
     packed_prompts = False
     dynamic = False
 
     precisions = ("fp16", "fp32")
+    compressed_precision = "fp32"  # dynamic-range int8: int8 weights, float32 activations
 
     def check_options(self, spec, options) -> None:
         super().check_options(spec, options)
@@ -43,26 +50,25 @@ class LiteRTTarget(ExportTarget):
         options, progress = job.options, job.progress
         precision = self.precision(options)
         parts = job.parts(self.form(options))
-        section: Dict = {
-            "precision": precision,
-            "weights": "float16 (dequantized where used)" if precision == "fp16" else "float32",
-            "image_input": "tensor",
-        }
+        weights = litert_export.weights_for(options.compress, precision)
+        section: Dict = {"precision": precision, "weights": weights, "image_input": "tensor"}
         for name, part in parts.items():
             interface, path = part.interface, paths[name]
             functions = [(f.name, f.shapes) for f in interface.functions]
             with progress.step(f"LiteRT {name} conversion ({len(functions)} signatures)"):
                 flatbuffer = litert_export.convert_part(
-                    part.module(),
-                    interface.input_names,
-                    interface.output_names,
-                    functions,
-                    float16_weights=precision == "fp16",
+                    part.module(), interface.input_names, interface.output_names, functions, weights
                 )
-            litert_export.write(flatbuffer, path, part_metadata(job, part, precision))
+            inference = (
+                "float16" if weights == "float16" and not interface.keeps_float32_pooling else "float32"
+            )
+            litert_export.write(
+                flatbuffer, path, {**part_metadata(job, part, precision), INFERENCE_KEY: inference}
+            )
             section[name] = {
                 "interface": interface.describe(),
                 "signatures": [n for n, _ in functions],
+                "inference": inference,
                 "structure": litert_export.structure(path),
                 **interface.notes,
             }
@@ -90,7 +96,7 @@ class LiteRTTarget(ExportTarget):
     def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
         from .runners import LiteRTRunner
 
-        float16 = self.read_metadata(path).get("com.samexport.precision") == "fp16"
+        float16 = self.read_metadata(path).get(INFERENCE_KEY) == "float16"
         return LiteRTRunner(path, self.functions(path), float16_inference=float16)
 
     def read_metadata(self, path: Path) -> Dict[str, str]:

@@ -28,6 +28,12 @@ IMAGE_INPUTS = ("image", "tensor")
 DECODER_SHAPES = ("enumerated", "multifunction")
 
 
+def spoken(items, conjunction: str) -> str:
+    """["ONNX", "Core ML", "LiteRT"] -> "ONNX, Core ML and LiteRT"."""
+    items = list(items)
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
+
+
 @dataclass
 class ConvertOptions:
     """What to export and how; `target` is one target, several comma-separated, or "all" (every registered
@@ -72,7 +78,7 @@ class ConvertOptions:
         if any(self.compress not in t.compressions for t in chosen):
             offered_by = [t for t in known.values() if self.compress in t.compressions]
             raise UsageError(
-                f"--compress {self.compress} is {' and '.join(t.title for t in offered_by)} only; use "
+                f"--compress {self.compress} is {spoken([t.title for t in offered_by], 'and')} only; use "
                 f"--target {' or '.join(t.name for t in offered_by)}"
                 + "".join(
                     f", or --compress {' or '.join(c for c in t.compressions if c != 'none')} for {t.title}"

@@ -313,3 +313,7 @@ class LiteRTRunner(Runner):
         start = time.perf_counter()
         outputs = self.compiled.run(function, feeds)
         return outputs, {"runtime_seconds": time.perf_counter() - start}
+
+    def close(self) -> None:
+        if self.compiled.model is not None:
+            self.compiled.close()
