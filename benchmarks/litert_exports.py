@@ -24,6 +24,7 @@ from pathlib import Path
 
 from samexport.bench.backends import backends_for
 from samexport.bench.child import run_part
+from samexport.errors import UsageError
 from samexport.export.convert import convert
 from samexport.export.options import ConvertOptions
 from samexport.fsutil import atomic_write_text
@@ -57,7 +58,12 @@ def measure(name: str, folder: Path, rounds: int) -> dict:
             output_dir=folder,
         )
         key = (target, precision if compress == "none" else compress)
-        manifests[key] = convert(options, quiet=True)
+        try:
+            manifests[key] = convert(options, quiet=True)
+        except UsageError as refused:  # RAP-SAM takes no --compress
+            manifests[key] = None
+            timings[key] = f"refused: {refused}"
+            continue
         timings[key] = round(time.perf_counter() - start, 1)
     lite, lite16, lite8 = (manifests[("litert", v)] for v in ("fp32", "fp16", "int8"))
     onnx = manifests[("onnx", "fp32")]
@@ -71,11 +77,8 @@ def measure(name: str, folder: Path, rounds: int) -> dict:
     tokens = family.click_tokens(1)
     for part in family.bench_parts:
         jobs = {}
-        for runtime, target, manifest in (
-            ("onnx", "onnx", onnx),
-            ("litert", "litert", lite),
-            ("int8", "litert", lite8),
-        ):
+        runs = (("onnx", "onnx", onnx), ("litert", "litert", lite), ("int8", "litert", lite8))
+        for runtime, target, manifest in (r for r in runs if r[2] is not None):
             interface = manifest[target][part]["interface"]
             jobs[runtime] = {
                 "path": str(folder / manifest["files"][target][part]["path"]),
@@ -100,7 +103,7 @@ def measure(name: str, folder: Path, rounds: int) -> dict:
             "mb": {
                 "litert fp32": round(lite["files"]["litert"][part]["bytes"] / 1e6, 1),
                 "litert fp16": round(lite16["files"]["litert"][part]["bytes"] / 1e6, 1),
-                "litert int8": round(lite8["files"]["litert"][part]["bytes"] / 1e6, 1),
+                "litert int8": round(lite8["files"]["litert"][part]["bytes"] / 1e6, 1) if lite8 else None,
                 "onnx": round(onnx["files"]["onnx"][part]["bytes"] / 1e6, 1),
             },
             "signatures": len(section["signatures"]),
@@ -111,14 +114,15 @@ def measure(name: str, folder: Path, rounds: int) -> dict:
             },
             "worst_int8": {
                 o: {k: w[k] for k in ("cosine", "psnr_db")}
-                for o, w in lite8["validation"]["litert"][part]["worst"].items()
+                for o, w in (lite8["validation"]["litert"][part]["worst"].items() if lite8 else ())
             },
             "max_rank": section["structure"]["max_rank"],
             "ops_above_rank4": section["structure"]["ops_above_rank4"],
             "largest_activation": section["activations"]["max_abs"],
             "largest_activation_tensor": section["activations"]["tensor"],
+            "largest_activation_op": section["activations"]["made_by"],
             "xnnpack_ms": statistics.median(medians["litert"]),
-            "xnnpack_int8_ms": statistics.median(medians["int8"]),
+            "xnnpack_int8_ms": statistics.median(medians["int8"]) if medians.get("int8") else None,
             "onnxruntime_ms": statistics.median(medians["onnx"]),
             "round_medians_ms": medians,
         }
@@ -126,6 +130,11 @@ def measure(name: str, folder: Path, rounds: int) -> dict:
             row["parts"][part]["xnnpack_ms"] / row["parts"][part]["onnxruntime_ms"], 3
         )
     return row
+
+
+def activation(part: dict) -> str:
+    value = part.get("largest_activation")
+    return "not recorded" if value is None else f"{value:.0f} ({part.get('largest_activation_op') or '?'})"
 
 
 def render(document: dict) -> str:
@@ -149,16 +158,23 @@ def render(document: dict) -> str:
         for part, p in row["parts"].items():
             rel = max(w["rel"] for w in p["worst_fp32"].values())
             psnr = min(w["psnr_db"] for w in p["worst_fp16"].values())
-            cosine8 = min(w["cosine"] for w in p["worst_int8"].values())
-            psnr8 = min(w["psnr_db"] for w in p["worst_int8"].values())
+            int8 = p["worst_int8"].values()
+            int8_text = (
+                f"{min(w['cosine'] for w in int8):.4f} / {min(w['psnr_db'] for w in int8):.1f}"
+                if int8
+                else "refused"
+            )
+            int8_ms = "-" if p["xnnpack_int8_ms"] is None else f"{p['xnnpack_int8_ms']:.1f}"
             mb = p["mb"]
             lines.append(
                 f"| {row['model']} | {part} | {p['xnnpack_ms']:.1f} | {p['onnxruntime_ms']:.1f} | "
-                f"{p['ratio']:.2f} | {p['xnnpack_int8_ms']:.1f} | {rel:.1e} | {psnr:.1f} | "
-                f"{cosine8:.4f} / {psnr8:.1f} | "
+                f"{p['ratio']:.2f} | {int8_ms} | {rel:.1e} | {psnr:.1f} | "
+                f"{int8_text} | "
                 f"{mb['litert fp32']} / {mb['litert fp16']} / {mb['litert int8']} "
-                f"| {p['max_rank']} | {p['largest_activation']:.0f} |"
+                f"| {p['max_rank']} | {activation(p)} |"
             )
+    if document.get("note"):
+        lines += ["", document["note"]]
     lines += [
         "",
         "Conversion and check time (s): "

@@ -4,13 +4,13 @@ checked by Google's runtime on the XNNPACK CPU path Android phones use.
 
 fp16 is TFLite's float16 quantization: float16 weights, dequantized where they are used. XNNPACK computes
 in float32 unless asked for float16 inference; the check asks for it (and the file says so in its
-metadata, `INFERENCE_KEY`) except for parts that pool under hard masks (`keeps_float32_pooling`: RAP-SAM's
-heads, whose 54,400-key softmax float16 cannot hold; their float16 inference measured 2.6 dB PSNR), which
-are checked, and meant to run, in float32 inference. `--compress int8` is TFLite's dynamic-range
-quantization (int8 weights, activations quantized per call, float32 elsewhere), held to the compressed
-floor as ONNX int8 is. Each file's structure (op census, largest rank, the ops above rank 4) and, when
-validated, the largest activation of a call (float16's headroom) are recorded in the manifest. Encoders
-take the normalized float32 tensor (NCHW, as ONNX).
+metadata, `INFERENCE_KEY`) except for parts that declare float32 regions (`keeps_float32_pooling`:
+RAP-SAM's parts, whose 54,400-key softmax and hard-mask poolings float16 cannot hold; its prompt decoder's
+float16 inference measured 2.6 dB PSNR), which are checked, and meant to run, in float32 inference.
+`--compress int8` is TFLite's dynamic-range quantization (int8 weights, activations quantized per call,
+float32 elsewhere), held to the compressed floor as ONNX int8 is. Each file's structure (op census,
+largest rank, the ops above rank 4) and, when validated, the largest activation of a call (float16's
+headroom) are recorded in the manifest. Encoders take the normalized float32 tensor (NCHW, as ONNX).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ INFERENCE_KEY = "com.samexport.litert_inference"  # "float16" or "float32": the 
 
 @register_target
 class LiteRTTarget(ExportTarget):
-    """`<stem><Part>[FP32].tflite` per part."""
+    """`<stem><Part>[FP32|Int8].tflite` per part."""
 
     name = "litert"
     title = "LiteRT"
