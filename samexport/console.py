@@ -91,6 +91,23 @@ def progress_line(description: str, done: int, total: int, elapsed: float, unit:
 
 
 @contextmanager
+def loggers_quiet(*names: str) -> Iterator[None]:
+    """The named loggers ("" is the root logger) show only errors within the block, then what they showed
+    before: third-party libraries that log advice or import trouble unrelated to samexport's work."""
+    import logging
+
+    loggers = [logging.getLogger(name or None) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+@contextmanager
 def converter_output_held() -> Iterator[None]:
     """What a converter's native code and its libraries print on stdout and stderr (log lines of Google's
     and Apple's converters, progress lines) held back: shown only when the block fails, as its last

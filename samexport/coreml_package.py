@@ -23,16 +23,11 @@ IMPORT_NOISE = ("torchao", "torch.utils._pytree")
 def coremltools():
     """coremltools, imported quietly: on Linux it logs that its macOS runtime is missing and that
     torch > 2.7 is untested (samexport's manifests record the versions instead), and IMPORT_NOISE."""
+    from .console import loggers_quiet
+
     logging.getLogger("coremltools").setLevel(logging.ERROR)
-    loggers = [logging.getLogger(name) for name in IMPORT_NOISE]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
+    with loggers_quiet(*IMPORT_NOISE):
         import coremltools as ct
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
     return ct
 
 

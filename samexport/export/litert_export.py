@@ -92,27 +92,19 @@ def convert_part(
 
 def quantized(flatbuffer: bytes, weights: str) -> bytes:
     """Google's quantizer with TFLite's recipe for `weights`: float16 quantization, or dynamic-range int8
-    (`dynamic_wi8_afp32`: int8 weights per channel, activations quantized per call). Its log says so for
-    every weight that several signatures share (the same data written again into the shared buffer):
-    held back."""
-    import contextlib
-    import io
-    import logging
-
+    (`dynamic_wi8_afp32`: int8 weights per channel, activations quantized per call). Its root-logger
+    warning for every weight that several signatures share (the same data written again into the shared
+    buffer) is kept quiet, so that a failure's held output shows what failed."""
     from ai_edge_quantizer import quantizer, recipe
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # its size summary
-            q = quantizer.Quantizer(bytearray(flatbuffer))
-            q.load_quantization_recipe(
-                FLOAT16_WEIGHTS_RECIPE if weights == "float16" else recipe.dynamic_wi8_afp32()
-            )
-            return bytes(q.quantize().quantized_model)
-    finally:
-        root.setLevel(level)
+    from ..console import loggers_quiet
+
+    with loggers_quiet(""):
+        q = quantizer.Quantizer(bytearray(flatbuffer))
+        q.load_quantization_recipe(
+            FLOAT16_WEIGHTS_RECIPE if weights == "float16" else recipe.dynamic_wi8_afp32()
+        )
+        return bytes(q.quantize().quantized_model)
 
 
 def write(flatbuffer: bytes, path: Path, metadata: Dict[str, str]) -> None:
@@ -151,7 +143,7 @@ class CompiledPart:
         with converter_output_held():  # the accelerator registry's log lines
             self.model = CompiledModel.from_file(str(path), options=Options(cpu_options=options))
         self.path = Path(path)
-        self.buffers: Dict[str, Tuple[int, list, list, Dict]] = {}
+        self.buffers: Dict[str, Tuple[int, list, list, Dict, Dict]] = {}
 
     def close(self) -> None:
         """Release the model, its buffers and its environment (whose accelerators log as they go)."""
@@ -177,12 +169,12 @@ class CompiledPart:
                 self.model.create_input_buffers(index),
                 self.model.create_output_buffers(index),
                 self.model.get_output_tensor_details(signature),
+                self.model.get_signature_list()[signature],
             )
 
     def run(self, signature: str, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         self.prepare(signature)
-        index, inputs, outputs, details = self.buffers[signature]
-        names = self.model.get_signature_list()[signature]
+        index, inputs, outputs, details, names = self.buffers[signature]
         for name, buffer in zip(names["inputs"], inputs):
             buffer.write(np.ascontiguousarray(feeds[name], dtype=np.float32))
         self.model.run_by_index(index, inputs, outputs)
@@ -200,7 +192,7 @@ def _model(path: Path):
         data = Path(path).read_bytes()
         if data[4:8] != b"TFL3":
             raise ValueError("no TFL3 identifier")
-        return schema.Model.GetRootAs(data, 0), data
+        return schema.Model.GetRootAs(data, 0)
     except (OSError, ValueError, IndexError) as e:
         raise UsageError(
             f"{Path(path).name} is not a readable LiteRT model ({type(e).__name__}); convert it again"
@@ -209,7 +201,7 @@ def _model(path: Path):
 
 def read_metadata(path: Path) -> Dict[str, str]:
     """samexport's metadata of a `.tflite` (no interpreter needed); empty if it has none."""
-    model, _ = _model(path)
+    model = _model(path)
     for i in range(model.MetadataLength()):
         entry = model.Metadata(i)
         if entry.Name() == METADATA_NAME.encode():
@@ -219,15 +211,16 @@ def read_metadata(path: Path) -> Dict[str, str]:
 
 
 @functools.lru_cache(maxsize=None)
-def _builtin_names() -> Dict[int, str]:
+def _schema_names(enum: str) -> Dict[int, str]:
+    """value -> name of one of LiteRT's schema enums (`BuiltinOperator`, `TensorType`)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    return {v: k for k, v in vars(getattr(schema, enum)).items() if not k.startswith("_")}
 
 
 def op_name(model, op) -> str:
     """The operator's name in LiteRT's schema (`CONV_2D`, ...; `CUSTOM:<code>` for a custom op)."""
-    names = _builtin_names()
+    names = _schema_names("BuiltinOperator")
     code = model.OperatorCodes(op.OpcodeIndex())
     builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
     return names.get(builtin, f"CUSTOM:{(code.CustomCode() or b'').decode()}")
@@ -237,12 +230,10 @@ def structure(path: Path) -> Dict:
     """What the file holds, read from its flatbuffer: its signatures' tensors in buffer order, ops by name,
     the largest tensor rank (and the ops producing tensors above rank 4, which LiteRT's GPU delegate does not
     take), the constant tensors by type (FLOAT16 or INT8 weights where quantized)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model, _ = _model(path)
+    model = _model(path)
     census: Counter = Counter()
     above_rank4: Counter = Counter()
-    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    types = _schema_names("TensorType")
     constant_types: Dict[int, str] = {}  # buffer -> type of the constants (weights, tables) held in it
     max_rank = 0
     for s in range(model.SubgraphsLength()):
@@ -301,7 +292,7 @@ def largest_activation(path: Path, signature: str, feeds: Dict[str, np.ndarray])
         )
         feeds = {k: np.asarray(v, np.float32) for k, v in feeds.items()}
         interpreter.get_signature_runner(signature)(**feeds)
-    model, _ = _model(path)
+    model = _model(path)
     graph_index = next(
         model.SignatureDefs(i).SubgraphIndex()
         for i in range(model.SignatureDefsLength())

@@ -46,6 +46,7 @@ class LiteRTTarget(ExportTarget):
 
     def export(self, job: ExportJob, paths: Dict[str, Path]) -> Tuple[Dict, object]:
         from . import litert_export
+        from .runners import function_for
 
         options, progress = job.options, job.progress
         precision = self.precision(options)
@@ -77,27 +78,23 @@ class LiteRTTarget(ExportTarget):
         report = self.check(job, parts, paths)
         for name, part in parts.items():
             _, feeds, _ = part.cases(None)[0]
-            signature = self.signature_of(paths[name], feeds)
+            functions = {f.name: f.shapes for f in part.interface.functions}
+            signature = function_for(paths[name], functions, feeds)
             with progress.step(f"LiteRT {name} float16 range (every activation of one call)"):
                 section[name]["activations"] = litert_export.largest_activation(paths[name], signature, feeds)
         return section, report
 
-    def signature_of(self, path: Path, feeds) -> str:
-        from .runners import function_for
-
-        return function_for(path, self.functions(path), feeds)
-
-    def functions(self, path: Path) -> Dict[str, Dict[str, list]]:
-        meta = self.read_metadata(path)
-        if "com.samexport.functions" not in meta:
-            raise UsageError(f"{Path(path).name} carries no samexport metadata; convert it with samexport")
-        return json.loads(meta["com.samexport.functions"])
-
     def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
         from .runners import LiteRTRunner
 
-        float16 = self.read_metadata(path).get(INFERENCE_KEY) == "float16"
-        return LiteRTRunner(path, self.functions(path), float16_inference=float16)
+        meta = self.read_metadata(path)
+        if "com.samexport.functions" not in meta:
+            raise UsageError(f"{Path(path).name} carries no samexport metadata; convert it with samexport")
+        return LiteRTRunner(
+            path,
+            json.loads(meta["com.samexport.functions"]),
+            float16_inference=meta.get(INFERENCE_KEY) == "float16",
+        )
 
     def read_metadata(self, path: Path) -> Dict[str, str]:
         from . import litert_export

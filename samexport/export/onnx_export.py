@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import warnings
@@ -131,10 +130,9 @@ def quantize_int8(source: Path, target: Path) -> Dict[str, object]:
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # onnxruntime logs generic pre-processing advice on the root logger
-    try:
+    from ..console import loggers_quiet
+
+    with loggers_quiet(""):  # onnxruntime logs generic pre-processing advice on the root logger
         quantize_dynamic(
             str(source),
             str(target),
@@ -142,8 +140,6 @@ def quantize_int8(source: Path, target: Path) -> Dict[str, object]:
             weight_type=QuantType.QInt8,
             per_channel=True,
         )
-    finally:
-        root.setLevel(level)
     quantized = sum(
         n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in onnx.load(str(target)).graph.node
     )

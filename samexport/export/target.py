@@ -90,23 +90,20 @@ class ExportTarget(ABC):
     # the arithmetic of compressed files where the format fixes it (LiteRT's dynamic-range int8: float32)
     compressed_precision: ClassVar[Optional[str]] = None
 
-    def precision_is_chosen(self, options) -> bool:
-        """Whether --precision decides these files' arithmetic."""
-        fixed = self.compressed_precision is not None and compression(options.compress).lossy
-        return len(self.precisions) > 1 and not fixed
-
-    def precision(self, options) -> str:
-        """The arithmetic of the files written (a format or mode with one precision ignores --precision)."""
-        if self.precision_is_chosen(options):
-            return options.precision
+    def fixed_precision(self, options) -> Optional[str]:
+        """The arithmetic the format or mode fixes whatever --precision says (None: --precision chooses)."""
         if self.compressed_precision is not None and compression(options.compress).lossy:
             return self.compressed_precision
-        return self.precisions[0]
+        return self.precisions[0] if len(self.precisions) == 1 else None
+
+    def precision(self, options) -> str:
+        """The arithmetic of the files written."""
+        return self.fixed_precision(options) or options.precision
 
     def variant(self, options) -> str:
         """The file-name suffix of these options (`artifact_name`): compression, and FP32 where fp32 is a
         choice."""
-        chosen = self.precision_is_chosen(options) and self.precision(options) == "fp32"
+        chosen = self.fixed_precision(options) is None and options.precision == "fp32"
         return compression(options.compress).suffix + ("FP32" if chosen else "")
 
     def bytes_per_weight(self, options) -> float:
