@@ -114,6 +114,33 @@ def test_bench_measures_the_xnnpack_path_in_a_child(toy_litert):
     assert len(row["samples_ms"]) == 2 and row["load_ms"] > 0  # status "ok": no NaN/Inf output
 
 
+def test_a_file_that_computes_something_else_fails_its_check_and_nothing_is_written(
+    toy_litert, tmp_path, monkeypatch
+):
+    """The check judges what the runtime computes: a decoder converted with its mask logits off by 1% of
+    their range fails in one line, and the run leaves nothing."""
+    from samexport.errors import SamExportError
+    from samexport.export import litert_export
+    from samexport.export.convert import convert
+    from samexport.export.options import ConvertOptions
+
+    real = litert_export.NamedPart.forward
+
+    def shifted(self, **feeds):
+        outputs = real(self, **feeds)
+        if "lowResMasks" in outputs:
+            masks = outputs["lowResMasks"]
+            outputs["lowResMasks"] = masks + 0.01 * (masks.max() - masks.min())
+        return outputs
+
+    monkeypatch.setattr(litert_export.NamedPart, "forward", shifted)
+    out = tmp_path / "out"
+    options = ConvertOptions(encoder="toy3", target="litert", precision="fp32", points=(1,), output_dir=out)
+    with pytest.raises(SamExportError, match="LiteRT decoder falls below the quality floor: lowResMasks"):
+        convert(options, quiet=True)
+    assert not out.exists()
+
+
 def test_int8_is_dynamic_range_quantization_held_to_the_compressed_floor(toy_litert, tmp_path):
     """--compress int8: int8 weights, float32 arithmetic whatever --precision (one file name for both)."""
     from samexport.export import litert_export
