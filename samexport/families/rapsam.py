@@ -22,7 +22,7 @@ from ..modeling.rapsam import (
     resize_scale,
     resized_shape,
 )
-from ..modeling.rapsam_head import CLIP_DIM, NUM_CLASSES, PROTOTYPES
+from ..modeling.rapsam_head import CLIP_DIM, NUM_CLASSES, PROTOTYPES, VIDEO_CLASSES
 from .base import Family, fp16_megabytes
 from .rapsam_export import RapSamParts
 from .registry import register_family
@@ -30,9 +30,13 @@ from .registry import register_family
 CLASSIFIER_FILE = "convnext_large_d_320_CocoPanopticOVDataset.pth"
 CLASSIFIER_SHAPE = (NUM_CLASSES, PROTOTYPES, CLIP_DIM)
 CLASSIFIER_FILL_KEY = "ov_classifier.convnext_large_d_320_CocoPanopticOVDataset"
+VIDEO_CLASSIFIER_FILE = "convnext_large_d_320_YouTubeVISDataset_2019.pth"
+VIDEO_CLASSIFIER_SHAPE = (VIDEO_CLASSES, PROTOTYPES, CLIP_DIM)
+VIDEO_CLASSIFIER_FILL_KEY = "ov_classifier.convnext_large_d_320_YouTubeVISDataset_2019"
 CLASSIFIER_HELP = (
-    f"a {CLASSIFIER_SHAPE} float32 tensor saved with torch.save, L2-normalised over the last dimension; "
-    f"RAP-SAM's tools/gen_cls.py writes it as ~/.cache/embd/{CLASSIFIER_FILE}"
+    f"a float32 tensor saved with torch.save, L2-normalised over the last dimension: {CLASSIFIER_SHAPE} "
+    f"for COCO panoptic (panoptic segmentation) or {VIDEO_CLASSIFIER_SHAPE} for YouTube-VIS 2019 (video); "
+    f"RAP-SAM's tools/gen_cls.py writes them as ~/.cache/embd/{CLASSIFIER_FILE} and {VIDEO_CLASSIFIER_FILE}"
 )
 DEFAULT_INPUT_SIZE = (800, 1088)  # (h, w): a 4:3 landscape image resized the official way, padded to /32
 SAM_STYLE_ONLY = (
@@ -53,7 +57,10 @@ def read_classifier(path: str | Path) -> torch.Tensor:
             f"classifier {path} is not a readable torch tensor file ({type(e).__name__}); "
             f"pass {CLASSIFIER_HELP}"
         ) from None
-    if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != CLASSIFIER_SHAPE:
+    if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) not in (
+        CLASSIFIER_SHAPE,
+        VIDEO_CLASSIFIER_SHAPE,
+    ):
         what = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
         raise CheckpointError(f"classifier {path} holds {what}; expected {CLASSIFIER_HELP}")
     tensor = tensor.float()
@@ -67,18 +74,30 @@ def read_classifier(path: str | Path) -> torch.Tensor:
     return tensor
 
 
-def fill_classifier(fill: Callable[[str, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """The fixture classifier: the weights' fill rule for its key, then L2-normalised."""
-    t = fill(CLASSIFIER_FILL_KEY, torch.empty(CLASSIFIER_SHAPE))
+def fill_classifier(fill: Callable[[str, torch.Tensor], torch.Tensor], video: bool = False) -> torch.Tensor:
+    """A fixture classifier (COCO panoptic, or YouTube-VIS with `video`): the weights' fill rule for its
+    key, then L2-normalised."""
+    key, shape = (
+        (VIDEO_CLASSIFIER_FILL_KEY, VIDEO_CLASSIFIER_SHAPE)
+        if video
+        else (CLASSIFIER_FILL_KEY, CLASSIFIER_SHAPE)
+    )
+    t = fill(key, torch.empty(shape))
     return t / t.norm(p=2, dim=-1, keepdim=True)
 
 
 def install_classifier(model: RapSam, classes: torch.Tensor) -> None:
-    """(133, 17, 768) -> the head's (768, 134, 17) buffer with the zero no-object prototype appended."""
+    """(133, 17, 768) or (40, 17, 768) -> the head's (768, classes + 1, 17) buffer for that class set
+    (`classifier` or `video_classifier`) with the zero no-object prototype appended."""
+    video = tuple(classes.shape) == VIDEO_CLASSIFIER_SHAPE
+    buffer = model.panoptic_head.video_classifier if video else model.panoptic_head.classifier
     with torch.no_grad():
         full = torch.cat([classes, torch.zeros(1, PROTOTYPES, CLIP_DIM)])
-        model.panoptic_head.classifier.copy_(full.permute(2, 0, 1))
-    model.has_classifier = True
+        buffer.copy_(full.permute(2, 0, 1))
+    if video:
+        model.has_video_classifier = True
+    else:
+        model.has_classifier = True
 
 
 class RapSamFamily(RapSamParts, Family):
@@ -106,14 +125,15 @@ class RapSamFamily(RapSamParts, Family):
         return RapSam(image_encoder)
 
     def load_extras(self, model: nn.Module, fill, classifier: Optional[str | Path] = None) -> None:
-        """The classifier file; else the fixture fill when the weights are filled (`fill` given); else
-        none, and panoptic segmentation refuses."""
+        """The classifier file (its shape says whether it is COCO panoptic's or YouTube-VIS's: the other
+        path then refuses); else both fixture fills when the weights are filled (`fill` given); else none,
+        and panoptic and video segmentation refuse."""
+        model.has_classifier = model.has_video_classifier = False
         if classifier is not None:
             install_classifier(model, read_classifier(classifier))
         elif fill is not None:
             install_classifier(model, fill_classifier(fill))
-        else:
-            model.has_classifier = False
+            install_classifier(model, fill_classifier(fill, video=True))
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return official_input(image)[0]

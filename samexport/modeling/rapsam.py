@@ -14,7 +14,7 @@ The official pipeline (mmdet test pipeline + `RapSAM.predict`), reproduced exact
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from .rapsam_neck import YosoNeck
 from .resnet import ResNet50
 
 RESIZE_SCALE = (1333, 800)  # (long edge, short edge) the test Resize fits into
+VIDEO_RESIZE_SCALE = (1280, 736)  # the YouTube-VIS test pipeline's Resize (video instance segmentation)
 PAD_DIVISOR = 32
 CLICK_HALF_SIZE = 3.0  # a click (x, y) is the box [x - 3, y - 3, x + 3, y + 3] in the resized frame
 MASK_STRIDE = 4
@@ -83,10 +84,13 @@ def fixed_input(image: np.ndarray, input_hw: Tuple[int, int]) -> Tuple[torch.Ten
     return F.pad(x, (0, input_hw[1] - new_hw[1], 0, input_hw[0] - new_hw[0])), new_hw
 
 
-def official_input(image: np.ndarray) -> Tuple[torch.Tensor, Tuple[int, int]]:
-    """HxWx3 uint8 RGB -> ((1, 3, Hp, Wp) official network input, resized (h, w) before padding)."""
+def official_input(
+    image: np.ndarray, fit: Tuple[int, int] = RESIZE_SCALE
+) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """HxWx3 uint8 RGB -> ((1, 3, Hp, Wp) official network input, resized (h, w) before padding); `fit`:
+    the Resize scale (COCO's by default, `VIDEO_RESIZE_SCALE` for video)."""
     h, w = check_image(image).shape[:2]
-    new_hw = resized_shape(h, w)
+    new_hw = resized_shape(h, w, fit)
     hp, wp = padded_shape(*new_hw)
     x = normalize(resize_image(image, new_hw))
     return F.pad(x, (0, wp - new_hw[1], 0, hp - new_hw[0])), new_hw
@@ -104,6 +108,7 @@ class RapSam(nn.Module):
         self.panoptic_head = RapSamHead()
         self.last_resized_hw: Optional[Tuple[int, int]] = None
         self.has_classifier = True
+        self.has_video_classifier = True
 
     # -- image ---------------------------------------------------------------------------------
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
@@ -175,6 +180,66 @@ class RapSam(nn.Module):
                 "convnext_large_d_320_CocoPanopticOVDataset.pth)"
             )
         return self.panoptic_head.segment_panoptic(features)
+
+    # -- video -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def tube(self, features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mask features of T frames (T, 256, h, w) -> one tube: class logits (1, 100, 41) (column 40 = no
+        object), mask logits (1, 100, T, h, w) and query embeddings (1, 100, 256), raw."""
+        if not self.has_video_classifier:
+            raise InputError(
+                "video instance segmentation needs the YouTube-VIS 2019 classifier, which is not in the "
+                "checkpoint: pass classifier=<file> (a (40, 17, 768) tensor saved with torch.save; RAP-SAM's "
+                "tools/gen_cls.py writes it as ~/.cache/embd/convnext_large_d_320_YouTubeVISDataset_2019.pth)"
+            )
+        return self.panoptic_head.segment_tube(features)
+
+    @torch.no_grad()
+    def video_instances(self, frames: Iterable[np.ndarray], count: Optional[int] = None, progress=None):
+        """Video instance segmentation of a clip (the official near-online `Mask2formerVideoMinVIS`):
+        HxWx3 uint8 RGB frames (all one size; `count` of them, `len(frames)` by default) -> a
+        `samexport.video.VideoInstances` (per-frame instances with ids, the tubes and their matching).
+
+        Frames are read as the tubes need them; only one tube's features and masks are held at a time.
+        `progress(frames_done)` is called after each tube."""
+        from .. import video
+
+        count = len(frames) if count is None else int(count)
+        ends = video.tube_ends(count)
+        linker, masks, tubes = video.TubeLinker(), [], []
+        iterator, start, size = iter(frames), 0, None
+        for end in ends:
+            batch = []
+            for _ in range(end - start):
+                frame = next(iterator, None)
+                if frame is None:
+                    raise InputError(f"the clip has fewer frames than the {count} it was said to have")
+                frame = check_image(frame)
+                if size is None:
+                    size = frame.shape[:2]
+                elif frame.shape[:2] != size:
+                    raise InputError(
+                        f"every frame must be {size[1]}x{size[0]}, one is {frame.shape[1]}x{frame.shape[0]}"
+                    )
+                x, resized_hw = official_input(frame, VIDEO_RESIZE_SCALE)
+                batch.append(x)
+            classes, logits, queries = self.tube(self.image_encoder(torch.cat(batch)))
+            order = linker.add(classes[0].numpy(), queries[0].numpy())
+            logits = logits[0, torch.as_tensor(order)]
+            for t in range(logits.shape[1]):
+                up = upscale_masks(logits[None, :, t], size, resized_hw)[0]
+                masks.append(video.QueryMasks.from_logits(up.numpy()))
+            tubes.append({"end": end, "order": order, "class_logits": classes[0].numpy()})
+            start = end
+            if progress is not None:
+                progress(end)
+        class_logits = linker.class_logits()
+        return video.VideoInstances(
+            frames=video.video_instances(masks, class_logits, num_things=class_logits.shape[1] - 1),
+            tubes=tubes,
+            class_logits=class_logits,
+            image_size=tuple(size),
+        )
 
     # -- masks ---------------------------------------------------------------------------------
     def postprocess_masks(

@@ -21,6 +21,7 @@ from torch import nn
 from ..panoptic import NUM_CLASSES, NUM_THINGS  # noqa: F401 (the head's class set, used by its importers)
 
 NUM_QUERIES = 100
+VIDEO_CLASSES = 40  # YouTube-VIS 2019: the video path's class set (all things)
 
 CLIP_DIM = 768
 PROTOTYPES = 17
@@ -207,7 +208,8 @@ class PromptAttention(nn.Module):
 class RapSamHead(nn.Module):
     """Mask features (B, 256, H, W) + queries -> mask logits at the features' resolution.
 
-    `classifier` (768, 134, 17) is the open-vocabulary class embedding (not in the checkpoint).
+    `classifier` (768, 134, 17) is the open-vocabulary class embedding of the COCO panoptic classes and
+    `video_classifier` (768, 41, 17) that of YouTube-VIS 2019 (the video path); neither is in the checkpoint.
     """
 
     def __init__(self, dim: int = 256, stages: int = 3) -> None:
@@ -224,6 +226,9 @@ class RapSamHead(nn.Module):
         self.prompt_iou = nn.Linear(dim, 1)
         self.register_buffer(
             "classifier", torch.zeros(CLIP_DIM, NUM_CLASSES + 1, PROTOTYPES), persistent=False
+        )
+        self.register_buffer(
+            "video_classifier", torch.zeros(CLIP_DIM, VIDEO_CLASSES + 1, PROTOTYPES), persistent=False
         )
 
     def prompt_queries(self, boxes: torch.Tensor, image_hw) -> torch.Tensor:
@@ -250,11 +255,12 @@ class RapSamHead(nn.Module):
         queries = self.prompt_norm(self.prompt_attn(last.queries, keys))
         return masks_from_kernels(queries, features), self.prompt_iou(queries)
 
-    def panoptic_adaptor(self, features: torch.Tensor, last: StageOutput):
-        """-> class logits (B, 100, 134) and mask logits (B, 100, H, W) of the object queries."""
+    def panoptic_adaptor(self, features: torch.Tensor, last: StageOutput, classifier: torch.Tensor):
+        """-> class logits (B, 100, classes + 1), mask logits (B, 100, H, W) and the final query embeddings
+        (B, 100, 256) of the object queries."""
         queries = self.panoptic_attn(hard_mask_pool(last.mask_logits, features), last.queries)
-        classes = cosine_class_logits(self.panoptic_cls(queries), self.classifier)
-        return classes, masks_from_kernels(queries, features)
+        classes = cosine_class_logits(self.panoptic_cls(queries), classifier)
+        return classes, masks_from_kernels(queries, features), queries
 
     def object_queries(self, batch: int) -> torch.Tensor:
         return self.kernels.weight[None].expand(batch, -1, -1)
@@ -268,7 +274,20 @@ class RapSamHead(nn.Module):
     def segment_panoptic(self, features: torch.Tensor):
         """features (B, 256, h, w) -> class logits (B, 100, 134), mask logits (B, 100, h, w), raw."""
         last = self.stages(features, self.object_queries(features.shape[0]), isolated=False)[-1]
-        return self.panoptic_adaptor(features, last)
+        return self.panoptic_adaptor(features, last, self.classifier)[:2]
+
+    def segment_tube(self, features: torch.Tensor):
+        """features of T frames (T, 256, h, w) -> one tube: class logits (1, 100, 41), mask logits
+        (1, 100, T, h, w), query embeddings (1, 100, 256), raw.
+
+        The official tube head (`RapSAMVideoHead` with T frames): the frames stacked along the height into
+        one (1, 256, T*h, w) map, so every stage pools each query over all T frames at once and each query
+        is one mask tube; classified against `video_classifier`."""
+        t, c, h, w = features.shape
+        tall = features.permute(1, 0, 2, 3).reshape(1, c, t * h, w)
+        last = self.stages(tall, self.object_queries(1), isolated=False)[-1]
+        classes, masks, queries = self.panoptic_adaptor(tall, last, self.video_classifier)
+        return classes, masks.view(1, masks.shape[1], t, h, w), queries
 
 
 def box_encoding(boxes: torch.Tensor, image_hw, num_feats: int = 128, temperature: float = 10000.0):

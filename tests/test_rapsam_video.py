@@ -1,0 +1,179 @@
+"""RAP-SAM video instance segmentation equals the official near-online inference (`Mask2formerVideoMinVIS`,
+`eval_rap_sam_yt19.py`) on the fixture clips of tests/fixtures/rapsam_video (README there).
+
+Floors: the panoptic ones (class and mask logits within 1e-3 x max |ref|; the hard-mask pooling moves
+whole feature vectors when a logit crosses 0); the same tube split and matching order; per frame the
+same (query, class) instances, scores within 5e-4, each mask within 0.05% of the pixels; ids one to one with
+the official ids and constant across frames.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import samexport
+from helpers import rel_err, require_parity_dir
+from samexport import video
+from samexport.amg import decode_rle
+from samexport.errors import InputError
+from samexport.modeling.rapsam import VIDEO_RESIZE_SCALE, official_input
+
+FIXTURE = Path(__file__).parent / "fixtures" / "rapsam_video" / "rap_sam_r50.video.npz"
+CLIPS = ("clip7", "clip3", "clip16")
+
+
+@pytest.fixture(scope="module")
+def z():
+    return np.load(FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def model():
+    require_parity_dir()
+    with pytest.warns(samexport.RandomWeightsWarning):
+        return samexport.build_model("rapsam")
+
+
+def clip_frames(z, clip: str):
+    """The fixture rule: frame t is the parity scene rolled by t x (dy, dx)."""
+    import cv2
+
+    spec = json.loads(str(z["clips_json"]))[clip]
+    scene = cv2.cvtColor(cv2.imread(str(require_parity_dir() / "scene.png")), cv2.COLOR_BGR2RGB)
+    dy, dx = spec["shift_yx"]
+    return [np.roll(scene, (dy * t, dx * t), axis=(0, 1)) for t in range(spec["frames"])]
+
+
+@pytest.fixture(scope="module")
+def results(model, z):
+    return {clip: model.video_instances(clip_frames(z, clip)) for clip in CLIPS}
+
+
+def test_the_video_classifier_is_the_fixture_fill(model, z):
+    head = model.panoptic_head.video_classifier
+    assert tuple(head.shape) == (768, 41, 17) and not head[:, 40].any()
+    np.testing.assert_array_equal(
+        head[:, :40].permute(1, 2, 0).reshape(-1)[:16].numpy(), z["ov_classifier_sample"]
+    )
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3, 5, 7, 15, 16, 17, 23, 40])
+def test_tube_split_is_the_official_rule(frames):
+    """The official `video_split` spreads the remainder over the last tubes."""
+    expected = {
+        1: [1],
+        2: [2],
+        3: [3],
+        5: [3, 5],
+        7: [3, 5, 7],
+        15: [3, 6, 9, 12, 15],
+        16: [5, 10, 15, 16],
+        17: [5, 9, 13, 17],
+        23: [5, 10, 15, 19, 23],
+        40: [5, 10, 15, 20, 25, 30, 35, 40],
+    }
+    assert video.tube_ends(frames) == expected[frames]
+
+
+def test_tube_lengths_cover_every_split():
+    assert video.tube_lengths() == (5, 4, 3, 2, 1)
+
+
+def test_frames_and_mask_features_equal_the_official_ones(model, z):
+    frames = clip_frames(z, "clip7")
+    x, resized = official_input(frames[0], VIDEO_RESIZE_SCALE)
+    assert resized == tuple(z["clip7_resized_size"]) and tuple(x.shape[-2:]) == tuple(z["clip7_input_size"])
+    np.testing.assert_array_equal(
+        x.reshape(-1).numpy()[z["clip7_input_frame0_sample_idx"]], z["clip7_input_frame0_sample"]
+    )
+    with torch.no_grad():
+        features = torch.cat([model.image_encoder(official_input(f, VIDEO_RESIZE_SCALE)[0]) for f in frames])
+    assert tuple(features.shape) == tuple(z["clip7_mask_features_shape"])
+    assert (
+        rel_err(features.reshape(-1)[z["clip7_mask_features_sample_idx"]], z["clip7_mask_features_sample"])
+        < 1e-4
+    )
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_tubes_and_matching_equal_the_official_ones(results, z, clip):
+    result = results[clip]
+    assert [t["end"] for t in result.tubes] == z[f"{clip}_tube_ends"].tolist()
+    for k, tube in enumerate(result.tubes):
+        assert rel_err(tube["class_logits"], z[f"{clip}_tube{k}_class_logits"][0]) < 1e-3, k
+        if k:
+            np.testing.assert_array_equal(tube["order"], z[f"{clip}_match{k}"])
+    assert rel_err(result.class_logits, z[f"{clip}_averaged_class_logits"]) < 1e-3
+
+
+def test_tube_mask_logits_equal_the_official_ones(model, z):
+    frames = clip_frames(z, "clip7")
+    with torch.no_grad():
+        features = model.image_encoder(torch.cat([official_input(f, VIDEO_RESIZE_SCALE)[0] for f in frames]))
+    start = 0
+    for k, end in enumerate(z["clip7_tube_ends"].tolist()):
+        classes, masks, queries = model.tube(features[start:end])
+        prefix = f"clip7_tube{k}_"
+        assert tuple(masks.shape) == tuple(z[prefix + "mask_logits_shape"])
+        assert (
+            rel_err(masks.reshape(-1)[z[prefix + "mask_logits_sample_idx"]], z[prefix + "mask_logits_sample"])
+            < 1e-3
+        )
+        assert rel_err(queries[0], z[prefix + "query_embeddings"][0]) < 1e-3
+        own = z["clip7_whole_queries"] if k == 0 else z[f"clip7_match{k}"][z["clip7_whole_queries"]]
+        assert rel_err(masks[0, own], z[prefix + "whole_mask_logits"]) < 1e-3
+        start = end
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_frame_instances_equal_the_official_ones(results, z, clip):
+    result = results[clip]
+    official_to_ours = {}
+    for t, instances in enumerate(result.frames):
+        f = f"{clip}_frame{t}_"
+        ours = {(i["query"], i["label"]): i for i in instances}
+        official = list(zip(z[f + "query"].tolist(), z[f + "labels"].tolist()))
+        assert set(ours) == set(official), t
+        matched = [ours[pair] for pair in official]
+        np.testing.assert_allclose([i["score"] for i in matched], z[f + "scores"], atol=5e-4)
+        np.testing.assert_allclose([i["box"] for i in matched], z[f + "bboxes"], atol=2.0)
+        pixels = np.prod(result.image_size)
+        assert np.abs(np.array([i["area"] for i in matched]) - z[f + "mask_areas"]).max() <= 5e-4 * pixels
+        for index, packed in zip(z[f + "masks_index"], z[f + "masks_packed"]):
+            official_mask = np.unpackbits(packed, axis=-1)[:, : result.image_size[1]].astype(bool)
+            assert (decode_rle(matched[index]["rle"]) != official_mask).mean() <= 5e-4
+        for official_id, instance in zip(z[f + "instance_ids"].tolist(), matched):
+            assert official_to_ours.setdefault(official_id, instance["id"]) == instance["id"], (
+                t,
+                official_id,
+            )
+    assert sorted(official_to_ours.values()) == list(range(1, len(official_to_ours) + 1))
+
+
+def test_ids_follow_the_class_score(results):
+    instances = results["clip7"].frames[0]
+    scores = [i["class_score"] for i in instances]
+    assert [i["id"] for i in instances] == list(range(1, 101)) and scores == sorted(scores, reverse=True)
+    tracks = results["clip7"].tracks()
+    assert len(tracks) == 100 and all(len(t["segmentations"]) == 7 for t in tracks)
+
+
+def test_a_clip_with_frames_of_two_sizes_is_refused(model, z):
+    frames = clip_frames(z, "clip3")
+    frames[2] = frames[2][:240]
+    with pytest.raises(InputError, match="every frame must be 640x480"):
+        model.video_instances(frames)
+
+
+def test_without_the_video_classifier_video_is_refused(tmp_path):
+    from helpers import write_rapsam_fixture_files
+
+    checkpoint, coco = write_rapsam_fixture_files(tmp_path)
+    model = samexport.build_model("rapsam", checkpoint=checkpoint, classifier=coco)
+    with pytest.raises(InputError, match="YouTube-VIS 2019 classifier"):
+        model.tube(torch.zeros(1, 256, 8, 8))
