@@ -222,6 +222,17 @@ def convert_command(
 )
 @click.option("--everything", is_flag=True, help="Automatic mask generation over a point grid.")
 @click.option(
+    "--video",
+    is_flag=True,
+    help="RAP-SAM: IMAGE is a video: video instance segmentation (ids kept across frames), --output an .mp4.",
+)
+@click.option(
+    "--score-threshold",
+    type=float,
+    default=None,
+    help="--video: instances drawn and written have at least this score (default 0.5; 0 keeps all 100).",
+)
+@click.option(
     "--backend",
     default="torch",
     show_default=True,
@@ -235,7 +246,12 @@ def convert_command(
     type=click.Path(path_type=Path),
     help="Where the onnx/coreml exports are (converted there when missing).",
 )
-@click.option("--output", required=True, type=click.Path(path_type=Path), help="Overlay picture (.png).")
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Overlay picture (.png); with --video the annotated video (.mp4).",
+)
 @click.option(
     "--json", "json_path", type=click.Path(path_type=Path), help="Masks (COCO RLE), scores and timings."
 )
@@ -287,13 +303,49 @@ def segment_command(
     stability_score_thresh,
     crop_n_layers,
     classifier,
+    video,
+    score_threshold,
     force,
     quiet,
 ) -> None:
     """Masks for a photo from clicks/boxes or everything mode, drawn over it (and written as JSON).
 
-    RAP-SAM: one mask per click or box, and --everything is its panoptic segmentation with class names."""
+    RAP-SAM: one mask per click or box, --everything is its panoptic segmentation with class names, and
+    --video segments a video's instances with ids kept across frames."""
+    from .errors import UsageError
     from .segment import SegmentOptions, parse_box, parse_point, segment
+
+    if video:
+        from .video_segment import DEFAULT_SCORE_THRESHOLD, VideoSegmentOptions, segment_video
+
+        if points or boxes or everything:
+            raise UsageError(
+                "--video segments every instance of the clip; drop --point, --box and --everything"
+            )
+        document = segment_video(
+            VideoSegmentOptions(
+                video=image,
+                encoder=encoder,
+                output=output,
+                json_path=json_path,
+                checkpoint=checkpoint,
+                classifier=classifier,
+                backend=backend.lower(),
+                score_threshold=DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold,
+                force=force,
+            ),
+            quiet=quiet,
+        )
+        drawn = sum(len(frame) for frame in document["instances"])
+        timings = ", ".join(f"{k} {v:.2f} s" for k, v in document["timings_s"].items())
+        click.echo(
+            f"done: {document['frames']} frames, {drawn} instances drawn -> {output}"
+            + (f", {json_path}" if json_path else "")
+        )
+        click.echo(f"  {timings}")
+        return
+    if score_threshold is not None:
+        raise UsageError("--score-threshold is a --video option; add --video or drop it")
 
     options = SegmentOptions(
         image=image,

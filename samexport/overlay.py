@@ -21,6 +21,24 @@ def palette(n: int) -> List[tuple]:
     ]
 
 
+def paint_masks(image: np.ndarray, masks: Sequence[np.ndarray], colours: Sequence[tuple]) -> np.ndarray:
+    """HxWx3 uint8 image + boolean HxW masks -> HxWx3 uint8: each mask filled in its colour (largest first,
+    so small ones stay visible) and outlined."""
+    h, w = image.shape[:2]
+    canvas = image.astype(np.float32)
+    order = sorted(range(len(masks)), key=lambda i: -int(masks[i].sum()))
+    edges = np.zeros((h, w), dtype=bool)
+    edge_colour = np.zeros((h, w, 3), dtype=np.float32)
+    for i in order:
+        mask = masks[i]
+        canvas[mask] = (1 - FILL_ALPHA) * canvas[mask] + FILL_ALPHA * np.array(colours[i], dtype=np.float32)
+        outline = mask & ~ndimage.binary_erosion(mask, iterations=2, border_value=0)
+        edges |= outline
+        edge_colour[outline] = colours[i]
+    canvas[edges] = edge_colour[edges]
+    return canvas.round().clip(0, 255).astype(np.uint8)
+
+
 def draw_overlay(
     image: np.ndarray,
     masks: Sequence[np.ndarray],
@@ -39,18 +57,8 @@ def draw_overlay(
     (red)."""
     h, w = image.shape[:2]
     colours = palette(len(masks))
-    canvas = image.astype(np.float32)
-    order = sorted(range(len(masks)), key=lambda i: -int(masks[i].sum()))
-    edges = np.zeros((h, w), dtype=bool)
-    edge_colour = np.zeros((h, w, 3), dtype=np.float32)
-    for i in order:
-        mask = masks[i]
-        canvas[mask] = (1 - FILL_ALPHA) * canvas[mask] + FILL_ALPHA * np.array(colours[i], dtype=np.float32)
-        outline = mask & ~ndimage.binary_erosion(mask, iterations=2, border_value=0)
-        edges |= outline
-        edge_colour[outline] = colours[i]
-    canvas[edges] = edge_colour[edges]
-    picture = Image.fromarray(canvas.round().clip(0, 255).astype(np.uint8))
+    canvas = paint_masks(image, masks, colours)
+    picture = Image.fromarray(canvas)
     draw = ImageDraw.Draw(picture)
     radius = max(4, round(min(h, w) / 120))
     font = ImageFont.load_default(size=max(10, 2 * radius))

@@ -177,3 +177,132 @@ def test_without_the_video_classifier_video_is_refused(tmp_path):
     model = samexport.build_model("rapsam", checkpoint=checkpoint, classifier=coco)
     with pytest.raises(InputError, match="YouTube-VIS 2019 classifier"):
         model.tube(torch.zeros(1, 256, 8, 8))
+
+
+def test_a_youtube_vis_classifier_file_enables_video_and_not_panoptic(tmp_path):
+    from helpers import write_rapsam_fixture_files
+    from samexport.checkpoint import random_fill
+    from samexport.families.rapsam import fill_classifier
+
+    checkpoint, _ = write_rapsam_fixture_files(tmp_path)
+    torch.save(fill_classifier(random_fill, video=True), tmp_path / "ytvis.pth")
+    model = samexport.build_model("rapsam", checkpoint=checkpoint, classifier=tmp_path / "ytvis.pth")
+    assert model.has_video_classifier and not model.has_classifier
+    features = torch.zeros(2, 256, 8, 8)
+    classes, masks, queries = model.tube(features)
+    assert (tuple(classes.shape), tuple(masks.shape), tuple(queries.shape)) == (
+        (1, 100, 41),
+        (1, 100, 2, 8, 8),
+        (1, 100, 256),
+    )
+    with pytest.raises(InputError, match="panoptic segmentation needs"):
+        model.panoptic(features[:1])
+
+
+def write_clip(path: Path, frames: int, size=(96, 128)) -> Path:
+    """An MPEG-4 clip of the parity scene moving, `frames` frames at (h, w) `size`."""
+    import cv2
+
+    scene = cv2.resize(cv2.imread(str(require_parity_dir() / "scene.png")), size[::-1])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size[::-1])
+    for t in range(frames):
+        writer.write(np.roll(scene, (2 * t, 3 * t), axis=(0, 1)))
+    writer.release()
+    return path
+
+
+def test_segment_video_writes_an_annotated_clip_and_per_frame_instances(tmp_path):
+    import cv2
+
+    from helpers import run_cli
+
+    clip = write_clip(tmp_path / "clip.mp4", 4)
+    out, doc = tmp_path / "annotated.mp4", tmp_path / "instances.json"
+    args = (
+        "segment",
+        str(clip),
+        "--encoder",
+        "rapsam_r50",
+        "--video",
+        "--output",
+        str(out),
+        "--json",
+        str(doc),
+    )
+    result = run_cli(*args, "--score-threshold", "0")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(doc.read_text())
+    assert document["frames"] == 4 and document["size_hw"] == [96, 128]
+    assert [(t["start"], t["end"]) for t in document["tubes"]] == [(0, 3), (3, 4)]
+    assert all(len(frame) == 100 for frame in document["instances"])
+    for frame in document["instances"]:  # an id names the same (class, track) in every frame
+        assert [i["id"] for i in frame] == list(range(1, 101))
+        assert [i["category"] for i in frame] == [i["category"] for i in document["instances"][0]]
+        for i in frame[:3]:
+            assert decode_rle(i["segmentation"]).sum() == i["area"]
+    capture = cv2.VideoCapture(str(out))
+    shown = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        shown.append(frame)
+    assert len(shown) == 4 and shown[0].shape == (96, 128, 3)
+    again = run_cli(*args)
+    assert again.returncode == 2 and "exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "make, encoder, output, flags, message",
+    [
+        (
+            lambda p: p.write_bytes(b"not a video"),
+            "rapsam_r50",
+            "out.mp4",
+            (),
+            "is not a video OpenCV can read",
+        ),
+        (
+            lambda p: write_clip(p, 0),
+            "rapsam_r50",
+            "out.mp4",
+            (),
+            "not a video OpenCV can read|has no frames",
+        ),
+        (lambda p: write_clip(p, 2), "tinyvit", "out.mp4", (), "segments images only"),
+        (lambda p: write_clip(p, 2), "rapsam_r50", "out.png", (), "must be an .mp4 file"),
+        (lambda p: write_clip(p, 2), "rapsam_r50", "out.mp4", ("--point", "3,4"), "drop --point"),
+        (lambda p: write_clip(p, 2), "rapsam_r50", "out.mp4", ("--backend", "onnx"), "--backend torch"),
+    ],
+)
+def test_segment_video_refuses_bad_input_in_one_line(tmp_path, make, encoder, output, flags, message):
+    import re
+
+    from helpers import run_cli
+
+    clip = tmp_path / "clip.mp4"
+    make(clip)
+    result = run_cli(
+        "segment", str(clip), "--encoder", encoder, "--video", "--output", str(tmp_path / output), *flags
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), lines
+    assert not (tmp_path / output).exists()
+
+
+def test_score_threshold_needs_video(tmp_path):
+    from helpers import run_cli
+
+    result = run_cli(
+        "segment",
+        "x.png",
+        "--encoder",
+        "rapsam_r50",
+        "--everything",
+        "--output",
+        str(tmp_path / "o.png"),
+        "--score-threshold",
+        "0.3",
+    )
+    assert result.returncode == 2 and "--score-threshold is a --video option" in result.stderr

@@ -184,6 +184,7 @@ class Family(ABC):
     extras: ClassVar[Tuple[str, ...]] = ()  # files besides the checkpoint `build_model` accepts by name
     # each click and each box is its own query with one mask (no negative clicks); `everything` is a head
     prompts_are_queries: ClassVar[bool] = False
+    segments_video: ClassVar[bool] = False  # video instance segmentation (`segment --video`)
     # exported parts `bench` measures: the decoder once per prompt size, the others once
     bench_parts: ClassVar[Tuple[str, ...]] = ("encoder", "decoder")
 

@@ -114,6 +114,7 @@ class RapSamFamily(RapSamParts, Family):
     onnx_dynamic_tokens = True
     default_input_size = DEFAULT_INPUT_SIZE
     prompts_are_queries = True
+    segments_video = True  # RapSam.video_instances: segment --video
     bench_parts = ("encoder", "decoder", "panoptic")
     everything_refusal = (
         "RAP-SAM has no click-grid everything mode: its panoptic head segments everything "

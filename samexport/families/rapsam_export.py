@@ -4,6 +4,9 @@
 - prompt decoder: maskFeatures, prompts (1, N, 4) xyxy in the resized frame, resizedSize (2,) = the
   resized, unpadded (h, w) -> maskLogits (1, N, Hp/4, Wp/4), iouScores (1, N, 1)
 - panoptic head: maskFeatures -> classLogits (1, 100, 134), maskLogits (1, 100, Hp/4, Wp/4)
+- tube head (video): frameFeatures (T, 256, Hp/4, Wp/4), the encoder's output of T frames -> classLogits
+  (1, 100, 41), maskLogits (1, 100, T, Hp/4, Wp/4), queryEmbeddings (1, 100, 256); one function per tube
+  length the official split gives (5, 4, 3, 2, 1 frames); matching and fusion in the app (`samexport.video`)
 
 Every stage pools under a hard mask (sums over up to Hp/4 x Wp/4 pixels, 1e5 and more) and the
 prompt adaptor's softmax spreads over all Hp/4 x Wp/4 pixels: float16 exports keep those ops in
@@ -24,11 +27,14 @@ from ..errors import UsageError
 from ..modeling.rapsam import fixed_input
 from ..parts import Case, ExportShapes, Function, Interface, Part, PartForm, Tensor
 from ..samples import validation_image, validation_prompts
+from ..video import tube_lengths as video_tube_lengths
 from .base import EncoderForExport
 
 PROMPT_OUTPUTS = ("maskLogits", "iouScores")
 PANOPTIC_OUTPUTS = ("classLogits", "maskLogits")
+TUBE_OUTPUTS = ("classLogits", "maskLogits", "queryEmbeddings")
 PROMPT_SEED = 3
+VALIDATION_SHIFT = (6, 10)  # (dy, dx) pixels per frame: the validation clip is the validation image rolled
 
 
 class RapSamEncoder(nn.Module):
@@ -60,6 +66,18 @@ class PromptDecoderForExport(nn.Module):
         return self.head.decode_prompts(features, prompts, (resized_size[0], resized_size[1]))
 
 
+class TubeHeadForExport(nn.Module):
+    """frameFeatures (T, 256, h, w) -> classLogits (1, 100, 41), maskLogits (1, 100, T, h, w),
+    queryEmbeddings (1, 100, 256)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.head = copy.deepcopy(model.panoptic_head)
+
+    def forward(self, features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.head.segment_tube(features)
+
+
 class PanopticHeadForExport(nn.Module):
     """maskFeatures (1, 256, h, w) -> classLogits (1, 100, 134), maskLogits (1, 100, h, w)."""
 
@@ -82,6 +100,24 @@ class RapSamReference:
     prompts: List[Tuple[str, torch.Tensor]]  # name, (1, N, 4) in the resized frame
     outputs: Dict[str, Tuple[np.ndarray, np.ndarray]]  # name -> (mask logits, IoU)
     panoptic: Optional[Tuple[np.ndarray, np.ndarray]]  # class logits, mask logits
+    model: Optional[nn.Module] = None  # the official model, for the tube head's clip (computed when asked)
+    _clip_features: Optional[torch.Tensor] = None
+
+    def clip_features(self, frames: int) -> torch.Tensor:
+        """(frames, 256, h/4, w/4): the mask features of the validation clip (the validation image rolled by
+        `VALIDATION_SHIFT` per frame) at the export's input size."""
+        have = 0 if self._clip_features is None else len(self._clip_features)
+        if have < frames:
+            dy, dx = VALIDATION_SHIFT
+            more = []
+            for t in range(have, frames):
+                image = np.roll(self.image, (dy * t, dx * t), axis=(0, 1))
+                with torch.no_grad():
+                    more.append(
+                        self.model.image_encoder(fixed_input(image, tuple(self.tensor.shape[-2:]))[0])
+                    )
+            self._clip_features = torch.cat(([self._clip_features] if have else []) + more)
+        return self._clip_features[:frames]
 
 
 def validation_cases(model, hw, prompt_counts) -> List[Tuple[str, torch.Tensor]]:
@@ -104,16 +140,31 @@ def validation_cases(model, hw, prompt_counts) -> List[Tuple[str, torch.Tensor]]
     return cases
 
 
-def writes_panoptic(options) -> bool:
-    """The panoptic head holds the class embeddings: written with --classifier, or with the fixture fill."""
-    return options.checkpoint is None or options.classifier is not None
+def class_sets(options) -> Tuple[str, ...]:
+    """The class sets whose heads an export writes ("coco_panoptic": the panoptic head, "youtube_vis": the
+    tube head): the heads hold the class embeddings, so the one --classifier names (its shape says which),
+    or both fixture fills for filled weights, or none."""
+    if options.classifier is not None:
+        from .rapsam import VIDEO_CLASSIFIER_SHAPE, read_classifier
+
+        return (
+            ("youtube_vis",)
+            if tuple(read_classifier(options.classifier).shape) == VIDEO_CLASSIFIER_SHAPE
+            else ("coco_panoptic",)
+        )
+    return ("coco_panoptic", "youtube_vis") if options.checkpoint is None else ()
 
 
 class RapSamParts:
     """`Family` methods for RAP-SAM's encoder, prompt decoder and panoptic head."""
 
     def exported_parts(self, options) -> Tuple[str, ...]:
-        return ("encoder", "decoder") + (("panoptic",) if writes_panoptic(options) else ())
+        sets = class_sets(options)
+        return (
+            ("encoder", "decoder")
+            + (("panoptic",) if "coco_panoptic" in sets else ())
+            + (("tube",) if "youtube_vis" in sets else ())
+        )
 
     def check_convert_options(self, spec, options) -> None:
         for flag, value, default in (
@@ -153,7 +204,7 @@ class RapSamParts:
             logits, iou = model.decode(features, prompt, resized_hw)
             outputs[name] = (logits.numpy(), iou.numpy())
         panoptic = tuple(t.numpy() for t in model.panoptic(features)) if model.has_classifier else None
-        return RapSamReference(image, tensor, features, resized_hw, prompts, outputs, panoptic)
+        return RapSamReference(image, tensor, features, resized_hw, prompts, outputs, panoptic, model)
 
     def part_interfaces(self, shapes: ExportShapes, form: PartForm) -> Dict[str, Interface]:
         contract = self.input_contract(shapes.input_size)
@@ -246,7 +297,48 @@ class RapSamParts:
             upstream={"maskFeatures": "encoder"},
             keeps_float32_pooling=True,
         )
-        return {"encoder": encoder, "decoder": decoder, "panoptic": panoptic}
+        lengths = video_tube_lengths()
+        frame_features = Tensor(
+            "frameFeatures",
+            ("T", 256, h // 4, w // 4),
+            f"float32 (T, 256, {h // 4}, {w // 4}), T in {list(lengths)}: the encoder's maskFeatures of the "
+            "tube's T frames, in frame order",
+        )
+        tube = Interface(
+            "tube",
+            "tube head (video)",
+            (frame_features,),
+            (
+                Tensor(
+                    "classLogits",
+                    (1, 100, 41),
+                    "float32 (1, 100, 41) raw class logits of the tube's queries (YouTube-VIS 2019; 40 = no "
+                    "object); averaged over the matched tubes in the app",
+                ),
+                Tensor(
+                    "maskLogits",
+                    (1, 100, "T", h // 4, w // 4),
+                    f"float32 (1, 100, T, {h // 4}, {w // 4}) mask logits of each query in each frame; "
+                    f"{contract['mask_upscaling']}",
+                ),
+                Tensor(
+                    "queryEmbeddings",
+                    (1, 100, 256),
+                    "float32 (1, 100, 256) what the app matches queries across tubes by (cosine, Hungarian)",
+                ),
+            ),
+            tuple(Function(f"frames_{n}", {"frameFeatures": (n, 256, h // 4, w // 4)}) for n in lengths),
+            dynamic_axes={"frameFeatures": {0: "frames"}, "maskLogits": {2: "frames"}}
+            if form.dynamic
+            else {},
+            upstream={"frameFeatures": "encoder"},
+            notes={
+                "video": "samexport.video / SAMHarnessKit VideoTracks: tube split (5 frames, 3 for clips of "
+                "at most 15), query matching, class averaging, per-frame instances with ids"
+            },
+            keeps_float32_pooling=True,
+        )
+        return {"encoder": encoder, "decoder": decoder, "panoptic": panoptic, "tube": tube}
 
     def export_parts(self, model, fused, shapes: ExportShapes, form: PartForm, reference) -> Dict[str, Part]:
         interfaces = self.part_interfaces(shapes, form)
@@ -290,6 +382,21 @@ class RapSamParts:
                 )
             ]
 
+        def tube_cases(upstream=None) -> List[Case]:
+            cases = []
+            for function in interfaces["tube"].functions:
+                frames = function.shapes["frameFeatures"][0]
+                features = reference.clip_features(frames)
+                expected = dict(zip(TUBE_OUTPUTS, (t.numpy() for t in model.tube(features))))
+                cases.append(
+                    (
+                        f"{frames} frame{'s' if frames > 1 else ''}",
+                        {"frameFeatures": features.numpy()},
+                        expected,
+                    )
+                )
+            return cases
+
         decoder_example = (
             torch.zeros(features_shape),
             torch.zeros(1, interfaces["decoder"].default.shapes["prompts"][1], 4),
@@ -316,6 +423,13 @@ class RapSamParts:
                 cases=panoptic_cases,
                 recompute=recompute_under(model, reference, "panoptic"),
             ),
+            "tube": Part(
+                interfaces["tube"],
+                module=lambda: TubeHeadForExport(fused).eval(),
+                example=lambda: (torch.zeros(interfaces["tube"].default.shapes["frameFeatures"]),),
+                cases=tube_cases,
+                recompute=recompute_under(model, reference, "tube"),
+            ),
         }
 
 
@@ -330,9 +444,11 @@ def recompute_under(model, reference: RapSamReference, part: str):
         with torch.no_grad(), GivenHardMasks(masks) as given:
             if part == "decoder":
                 outputs = model.decode(reference.embeddings, prompts[name], reference.resized_hw)
+            elif part == "tube":
+                outputs = model.tube(reference.clip_features(int(name.split()[0])))
             else:
                 outputs = model.panoptic(reference.embeddings)
-        names = PROMPT_OUTPUTS if part == "decoder" else PANOPTIC_OUTPUTS
+        names = {"decoder": PROMPT_OUTPUTS, "tube": TUBE_OUTPUTS}.get(part, PANOPTIC_OUTPUTS)
         return dict(zip(names, (t.numpy() for t in outputs))), [t.numpy() for t in given.logits]
 
     return recompute

@@ -186,13 +186,16 @@ class RapSam(nn.Module):
     def tube(self, features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mask features of T frames (T, 256, h, w) -> one tube: class logits (1, 100, 41) (column 40 = no
         object), mask logits (1, 100, T, h, w) and query embeddings (1, 100, 256), raw."""
+        self.require_video_classifier()
+        return self.panoptic_head.segment_tube(features)
+
+    def require_video_classifier(self) -> None:
         if not self.has_video_classifier:
             raise InputError(
                 "video instance segmentation needs the YouTube-VIS 2019 classifier, which is not in the "
                 "checkpoint: pass classifier=<file> (a (40, 17, 768) tensor saved with torch.save; RAP-SAM's "
                 "tools/gen_cls.py writes it as ~/.cache/embd/convnext_large_d_320_YouTubeVISDataset_2019.pth)"
             )
-        return self.panoptic_head.segment_tube(features)
 
     @torch.no_grad()
     def video_instances(self, frames: Iterable[np.ndarray], count: Optional[int] = None, progress=None):

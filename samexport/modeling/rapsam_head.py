@@ -287,7 +287,7 @@ class RapSamHead(nn.Module):
         tall = features.permute(1, 0, 2, 3).reshape(1, c, t * h, w)
         last = self.stages(tall, self.object_queries(1), isolated=False)[-1]
         classes, masks, queries = self.panoptic_adaptor(tall, last, self.video_classifier)
-        return classes, masks.view(1, masks.shape[1], t, h, w), queries
+        return classes, masks.view(1, NUM_QUERIES, t, h, w), queries
 
 
 def box_encoding(boxes: torch.Tensor, image_hw, num_feats: int = 128, temperature: float = 10000.0):
