@@ -394,6 +394,81 @@ def panoptic_fusion() -> Dict:
     return {"queries": PANOPTIC_QUERIES, "width": width, "height": height, "cases": cases}
 
 
+VIDEO_QUERIES, VIDEO_DIM, VIDEO_CLASSES, VIDEO_THINGS = 12, 8, 6, 5  # the no-object column is extra
+VIDEO_FRAMES, VIDEO_SIZE, VIDEO_MAX_INSTANCES = 7, (8, 6), 20  # frames; width, height; instances kept
+
+
+def video_mask_value(tube: int, frame: int, query: int, row: int, column: int) -> float:
+    """The test mask logits of a tube's own query in one of its frames, by formula (GoldenFixtureTests.swift
+    computes the same)."""
+    return (
+        3.0
+        * math.sin(0.9 * query + 0.7 * row + 0.3 * frame)
+        * math.cos(0.5 * query - 0.6 * column + 0.2 * tube)
+    )
+
+
+def video_tracks() -> Dict:
+    """samexport.video on a clip of three tubes: each tube's queries are the same objects in another order
+    (plus a little noise), so matching has to undo the shuffle; expected orders, averaged class logits and
+    every frame's instances."""
+    import numpy as np
+
+    from samexport import video
+
+    rng = np.random.default_rng(7)
+    objects = rng.standard_normal((VIDEO_QUERIES, VIDEO_DIM)).astype(np.float32)
+    classes = rng.standard_normal((VIDEO_QUERIES, VIDEO_CLASSES + 1)).astype(np.float32) * 3
+    ends = video.tube_ends(VIDEO_FRAMES)
+    width, height = VIDEO_SIZE
+    linker, summaries, tubes = video.TubeLinker(), [], []
+    for k, end in enumerate(ends):
+        shuffle = rng.permutation(VIDEO_QUERIES) if k else np.arange(VIDEO_QUERIES)
+        embeddings = objects[shuffle] + 0.05 * rng.standard_normal((VIDEO_QUERIES, VIDEO_DIM)).astype(
+            np.float32
+        )
+        logits = classes[shuffle] + 0.5 * rng.standard_normal(classes.shape).astype(np.float32)
+        order = linker.add(logits, embeddings)
+        start = ends[k - 1] if k else 0
+        for t in range(end - start):
+            own = np.array(
+                [
+                    [[video_mask_value(k, t, q, r, c) for c in range(width)] for r in range(height)]
+                    for q in range(VIDEO_QUERIES)
+                ],
+                dtype=np.float32,
+            )
+            summaries.append(video.QueryMasks.from_logits(own[order]))
+        tubes.append(
+            {
+                "end": end,
+                "class_logits": logits.reshape(-1).tolist(),
+                "query_embeddings": embeddings.reshape(-1).tolist(),
+                "order": order.tolist(),
+            }
+        )
+    averaged = linker.class_logits()
+    found = video.candidates(averaged, VIDEO_THINGS, VIDEO_MAX_INSTANCES)
+    frames = [
+        [{k: v for k, v in i.items() if k != "rle"} for i in video.frame_instances(found, masks)]
+        for masks in summaries
+    ]
+    return {
+        "queries": VIDEO_QUERIES,
+        "dim": VIDEO_DIM,
+        "classes": VIDEO_CLASSES,
+        "things": VIDEO_THINGS,
+        "max_instances": VIDEO_MAX_INSTANCES,
+        "width": width,
+        "height": height,
+        "frames": VIDEO_FRAMES,
+        "tube_ends_by_length": {str(n): video.tube_ends(n) for n in (1, 2, 3, 4, 7, 15, 16, 17, 23, 40)},
+        "tubes": tubes,
+        "averaged_class_logits": averaged.reshape(-1).tolist(),
+        "instances": frames,
+    }
+
+
 def fixtures() -> Dict[str, str]:
     """file name -> exact contents."""
     out = {
@@ -405,6 +480,7 @@ def fixtures() -> Dict[str, str]:
         "result.json": dumps(result_file()),
         "everything.json": dumps(everything()),
         "panoptic_fusion.json": dumps(panoptic_fusion()),
+        "video_tracks.json": dumps(video_tracks()),
     }
     out.update(devicectl_and_jetsam())
     return out

@@ -37,6 +37,7 @@ LAYERS = [
         "samexport.everything",
         "samexport.overlay",
         "samexport.panoptic",
+        "samexport.video",
     },
     {"samexport.families"},
     {
@@ -49,7 +50,7 @@ LAYERS = [
         "samexport.mask_generator",
     },
     {"samexport.export"},
-    {"samexport.bench", "samexport.segment", "samexport.query_segment"},
+    {"samexport.bench", "samexport.segment", "samexport.query_segment", "samexport.video_segment"},
     {"samexport.cli", "samexport"},
 ]
 

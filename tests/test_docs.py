@@ -91,6 +91,12 @@ def readme_folder(tmp_path, monkeypatch, exports, fixture_checkpoint):
     checkpoint, classifier = write_rapsam_fixture_files(tmp_path)
     (models / "rapsam_r50_12e.pth").symlink_to(checkpoint)
     (models / "cls.pth").symlink_to(classifier)
+    import torch
+
+    from samexport.checkpoint import random_fill
+    from samexport.families.rapsam import fill_classifier
+
+    torch.save(fill_classifier(random_fill, video=True), models / "ytvis.pth")
     Image.fromarray(validation_image()).save(tmp_path / "photo.jpg", quality=95)
     monkeypatch.chdir(tmp_path)
     return tmp_path

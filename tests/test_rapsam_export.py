@@ -1,6 +1,7 @@
-"""RAP-SAM exports: `samexport convert --encoder rapsam_r50` writes encoder, prompt decoder and panoptic
-head for ONNX and Core ML and checks each against PyTorch; float16 keeps the hard-mask poolings in
-float32. Small input sizes keep these quick; benchmarks/rapsam.py measures the default 800x1088."""
+"""RAP-SAM exports: `samexport convert --encoder rapsam_r50` writes encoder, prompt decoder, panoptic
+head and tube head (video) for every target and checks each against PyTorch; float16 keeps the hard-mask
+poolings in float32. Small input sizes keep these quick; benchmarks/rapsam.py measures the default
+800x1088."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def test_sam_style_commands_say_what_rapsam_offers():
 
 
 @pytest.mark.slow
-def test_convert_writes_and_checks_all_three_parts(tmp_path):
+def test_convert_writes_and_checks_every_part(tmp_path):
     out = tmp_path / "out"
     result = run_cli(
         "convert",
@@ -116,7 +117,7 @@ def test_convert_writes_and_checks_all_three_parts(tmp_path):
             ("coreai", "RAPSAMR50.coreai/", ".aimodel"),
             ("litert", "", ".tflite"),
         )
-        for p in ("encoder", "decoder", "panoptic")
+        for p in ("encoder", "decoder", "panoptic", "tube")
     }
     assert manifest["validation"]["coreai"]["passed"] and manifest["validation"]["litert"]["passed"]
     assert manifest["input_contract"]["model_input_size"] == list(SMALL)
@@ -124,7 +125,7 @@ def test_convert_writes_and_checks_all_three_parts(tmp_path):
     for target in ("onnx", "coreml"):
         report = manifest["validation"][target]
         assert report["passed"]
-        for part in ("encoder", "decoder", "panoptic"):
+        for part in ("encoder", "decoder", "panoptic", "tube"):
             assert report[part]["passed"] and not report[part]["failures"]
     onnx_worst = manifest["validation"]["onnx"]["decoder"]["worst"]["maskLogits"]
     assert onnx_worst["rel"] < 1e-4
@@ -133,7 +134,7 @@ def test_convert_writes_and_checks_all_three_parts(tmp_path):
     # issue 26 item 1: both runtimes' heads are judged under their own hard masks (3 poolings in the
     # decoder, 4 in the panoptic head), read from onnxruntime and from the NumPy evaluator alike
     for target in ("onnx", "coreml"):
-        for part, poolings in (("decoder", 3), ("panoptic", 4)):
+        for part, poolings in (("decoder", 3), ("panoptic", 4), ("tube", 4)):
             for case in manifest["validation"][target][part]["cases"].values():
                 assert case["hard_masks"]["masks"] == poolings and case["hard_masks"]["passed"]
     assert "resample" in manifest["coreml"]["encoder"]["op_census"]
@@ -149,6 +150,25 @@ def test_convert_writes_and_checks_all_three_parts(tmp_path):
         (1, 1, 4),
         (1, 3, 4),
     }
+    tube = {f["name"]: f for f in CoreMLPackage(out / "RAPSAMR50Tube.mlpackage").io["inputs"]}[
+        "frameFeatures"
+    ]
+    assert {tuple(s) for s in tube["enumerated_shapes"]} == {(t, 256, 64, 88) for t in (5, 4, 3, 2, 1)}
+    tube_onnx = onnx.load(out / "RAPSAMR50Tube.onnx").graph
+    assert [d.dim_param or d.dim_value for d in tube_onnx.input[0].type.tensor_type.shape.dim] == [
+        "frames",
+        256,
+        64,
+        88,
+    ]
+    assert manifest["litert"]["tube"]["signatures"] == [f"frames_{t}" for t in (5, 4, 3, 2, 1)]
+    assert list(manifest["validation"]["litert"]["tube"]["cases"]) == [
+        "5 frames",
+        "4 frames",
+        "3 frames",
+        "2 frames",
+        "1 frame",
+    ]
     meta = decoder.spec.description.metadata.userDefined
     assert meta["com.samexport.family"] == "rapsam" and json.loads(meta["com.samexport.input_size"]) == list(
         SMALL
@@ -185,41 +205,59 @@ def test_segment_gives_one_mask_per_prompt_and_panoptic_segments(tmp_path):
         segment(options(points=[(200.0, 190.0, 1)], backend="onnx"), True)
 
 
-def test_bench_measures_encoder_decoder_and_panoptic_head():
+def test_bench_measures_encoder_decoder_panoptic_and_tube_heads():
     from samexport.bench import report
     from samexport.bench.orchestrate import Bench, BenchOptions
 
     bench = Bench(BenchOptions(device="cpu", encoders=("rapsam_r50",), points=(1, 4)), quiet=True)
     jobs = list(bench.jobs())
-    assert [(part, points) for _, part, points, _ in jobs] == [
+    assert [(part, size) for _, part, size, _ in jobs] == [
         ("encoder", None),
         ("decoder", 1),
         ("decoder", 4),
         ("panoptic", None),
+        *(("tube", frames) for frames in (5, 4, 3, 2, 1)),
     ]
-    rows = [bench.row_template(n, part, points, unit, "fp32", None) for n, part, points, unit in jobs]
-    assert [r["gmacs"] for r in rows] == [113.74, 7.276, 7.276, 13.399]
+    rows = [bench.row_template(n, part, size, unit, "fp32", None) for n, part, size, unit in jobs]
+    assert [r["gmacs"] for r in rows] == [
+        113.74,
+        7.276,
+        7.276,
+        13.399,
+        63.413,
+        50.879,
+        38.345,
+        25.812,
+        13.278,
+    ]
     assert report._part_label(rows[3]) == "panoptic" and report._part_label(rows[2]) == "decoder, 4 pts"
+    assert [report._part_label(r) for r in rows[4:6]] == ["tube, 5 frames", "tube, 4 frames"]
+    assert rows[8]["frames"] == 1 and rows[8]["points"] is None
     with pytest.raises(UsageError, match="ios_harness app runs encoder"):
         BenchOptions(device="iphone", encoders=("rapsam_r50",), prepare_only=True)
 
 
 def test_the_panoptic_head_is_written_only_when_the_classes_are_known(tmp_path):
+    from samexport.checkpoint import random_fill
     from samexport.export.options import ConvertOptions, artifact_names
     from samexport.export.target import targets
+    from samexport.families.rapsam import fill_classifier
     from samexport.registry import get_spec
 
     spec = get_spec("rapsam_r50")
     checkpoint = tmp_path / "rapsam_r50_12e.pth"
+    torch.save(fill_classifier(random_fill), tmp_path / "coco.pth")
+    torch.save(fill_classifier(random_fill, video=True), tmp_path / "ytvis.pth")
 
     def parts(**kwargs):
         names = artifact_names(spec, ConvertOptions(encoder="rapsam_r50", target="all", **kwargs))
-        return sorted(target for target, part in names if part == "panoptic")
+        return {p: sorted(t for t, part in names if part == p) for p in ("panoptic", "tube")}
 
     every = sorted(targets())
-    assert parts() == every  # fixture weights: the fixture classifier
-    assert parts(checkpoint=checkpoint) == []  # a checkpoint alone: prompts only
-    assert parts(checkpoint=checkpoint, classifier=tmp_path / "c.pth") == every
+    assert parts() == {"panoptic": every, "tube": every}  # fixture weights: both fixture classifiers
+    assert parts(checkpoint=checkpoint) == {"panoptic": [], "tube": []}  # a checkpoint alone: prompts only
+    assert parts(checkpoint=checkpoint, classifier=tmp_path / "coco.pth") == {"panoptic": every, "tube": []}
+    assert parts(checkpoint=checkpoint, classifier=tmp_path / "ytvis.pth") == {"panoptic": [], "tube": every}
 
 
 class WideAttention(torch.nn.Module):
@@ -264,7 +302,9 @@ def test_every_target_names_rapsams_parts_and_fp32_apart_from_fp16():
     }
     assert {t for t, _ in names["fp16"] if t != "manifest"} == set(targets())
     coreml = {p: {n for (t, _), n in names[p].items() if t == "coreml"} for p in PRECISIONS}
-    assert coreml["fp32"] == {f"RAPSAMR50{part}FP32.mlpackage" for part in ("Encoder", "Decoder", "Panoptic")}
+    assert coreml["fp32"] == {
+        f"RAPSAMR50{part}FP32.mlpackage" for part in ("Encoder", "Decoder", "Panoptic", "Tube")
+    }
     assert not coreml["fp16"] & coreml["fp32"]
     assert names["fp32"][("manifest", "")] == "RAPSAMR50FP32.export.json"
 
@@ -287,5 +327,7 @@ def test_fp16_and_fp32_coreml_exports_sit_side_by_side(tmp_path):
     for stem, suffix in (("RAPSAMR50", ""), ("RAPSAMR50FP32", "FP32")):
         manifest = json.loads((tmp_path / f"{stem}.export.json").read_text())
         listed = {entry["path"] for entry in manifest["files"]["coreml"].values()}
-        assert listed == {f"RAPSAMR50{part}{suffix}.mlpackage" for part in ("Encoder", "Decoder", "Panoptic")}
+        assert listed == {
+            f"RAPSAMR50{part}{suffix}.mlpackage" for part in ("Encoder", "Decoder", "Panoptic", "Tube")
+        }
         assert all((tmp_path / name).exists() for name in listed)

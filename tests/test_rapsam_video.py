@@ -306,3 +306,16 @@ def test_score_threshold_needs_video(tmp_path):
         "0.3",
     )
     assert result.returncode == 2 and "--score-threshold is a --video option" in result.stderr
+
+
+def test_matching_undoes_a_shuffle_of_the_queries():
+    rng = np.random.default_rng(0)
+    objects = rng.standard_normal((100, 256)).astype(np.float32)
+    shuffle = rng.permutation(100)
+    current = objects[shuffle] + 0.01 * rng.standard_normal((100, 256)).astype(np.float32)
+    order = video.match_queries(objects, current)
+    np.testing.assert_array_equal(shuffle[order], np.arange(100))
+    linker = video.TubeLinker()
+    linker.add(np.zeros((100, 41), np.float32), objects)
+    np.testing.assert_array_equal(linker.add(np.ones((100, 41), np.float32), current), order)
+    np.testing.assert_array_equal(linker.class_logits(), np.full((100, 41), 0.5, np.float32))

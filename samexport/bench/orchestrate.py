@@ -21,7 +21,7 @@ from .child import run_part
 
 # Timed runs per part when --runs is not given: a millisecond-scale decoder needs more samples than a
 # second-scale encoder for a stable median and p90.
-DEFAULT_RUNS = {"encoder": 5, "decoder": 20, "panoptic": 10}
+DEFAULT_RUNS = {"encoder": 5, "decoder": 20, "panoptic": 10, "tube": 5}
 
 
 @dataclass
@@ -201,9 +201,10 @@ class Bench:
         units = self.backend.compute_units(self.options.compute_units)
         for name in self.options.encoders:
             for unit in units:
-                for part in get_spec(name).family.bench_parts:
-                    for points in self.options.points if part == "decoder" else (None,):
-                        yield name, part, points, unit
+                family = get_spec(name).family
+                for part in family.bench_parts:
+                    for size in family.bench_sizes(part, self.options.points):
+                        yield name, part, size, unit
 
     def run(self) -> Optional[Dict]:
         """The bench result (None with --prepare-only, which only stages the harness)."""
@@ -237,15 +238,16 @@ class Bench:
 
         with Bar(console=self.progress.console, transient=True) as bar:
             task = bar.add_task("benchmark", total=len(jobs))
-            for name, part, points, unit in jobs:
+            for name, part, size, unit in jobs:
                 spec = get_spec(name)
-                bar.update(task, description=f"{spec.title} {part}" + (f" {points} pt" if points else ""))
-                row = self.measure(name, part, points, unit, precision, peak)
+                label = f"{spec.title} {report.part_label(part, size)}"
+                bar.update(task, description=label)
+                row = self.measure(name, part, size, unit, precision, peak)
                 self.result["rows"].append(row)
                 self.write_progress()
                 bar.advance(task)
                 self.say(
-                    f"  {spec.title} {part}{f' ({points} pt)' if points else ''}: {report.cell(row)}"
+                    f"  {label}: {report.cell(row)}"
                     + (" ms" if row["status"] == "ok" else f" ({row.get('error', '')[:160]})")
                 )
         self.remeasure_peak()
@@ -281,9 +283,7 @@ class Bench:
             files[name] = {part: paths[part].name for part in ("encoder", "decoder")}
             functions[name] = {part: CoreMLPackage(paths[part]).functions for part in ("encoder", "decoder")}
             packages += [paths["encoder"], paths["decoder"]]
-        rows = [
-            self.row_template(name, part, points, unit, precision, None) for name, part, points, unit in jobs
-        ]
+        rows = [self.row_template(name, part, size, unit, precision, None) for name, part, size, unit in jobs]
         plan = harness.make_plan(
             options.device,
             options.runs_for("encoder"),
@@ -323,21 +323,26 @@ class Bench:
         self,
         name: str,
         part: str,
-        points: Optional[int],
+        size: Optional[int],
         unit: str,
         precision: str,
         peak_gflops: Optional[float],
     ) -> Dict:
-        """What a row says before anything is measured: model, part, prompt, compute unit, cost."""
+        """What a row says before anything is measured: model, part, its size (a decoder's clicks, a tube
+        head's frames), compute unit, cost."""
         spec, info = get_spec(name), _model_info(name)
+        points = size if part == "decoder" else None
+        frames = size if part == "tube" else None
         tokens = spec.family.click_tokens(points) if part == "decoder" else None
-        gmacs = next(v for k, v in info["gmacs"].items() if k.startswith(part))
+        key = f"tube_{frames}_frames" if part == "tube" else part
+        gmacs = next(v for k, v in info["gmacs"].items() if k.startswith(key))
         return {
             "model": name,
             "title": spec.title,
             "family": spec.family.name,
             "part": part,
             "points": points,
+            "frames": frames,
             "tokens": tokens,
             "batch": self.options.batch if part == "decoder" else None,
             "precision": precision,
@@ -355,14 +360,14 @@ class Bench:
         self,
         name: str,
         part: str,
-        points: Optional[int],
+        size: Optional[int],
         unit: str,
         precision: str,
         peak_gflops: Optional[float],
     ) -> Dict:
         """One row: a part of one model on one compute unit, measured in a child process."""
         options = self.options
-        row = self.row_template(name, part, points, unit, precision, peak_gflops)
+        row = self.row_template(name, part, size, unit, precision, peak_gflops)
         paths = self.artifacts(name)
         if isinstance(paths, SamExportError):  # e.g. an int8 export refused by its quality floor
             return {**row, "status": "error", "error": f"no export to measure: {paths}"}
@@ -375,6 +380,7 @@ class Bench:
             "part": part,
             "inputs": self.inputs(name, part, paths[part]),
             "points": row["tokens"] or 1,
+            "frames": row["frames"] or 1,
             "batch": row["batch"] or 1,
             "runs": options.runs_for(part),
             "warmup": options.warmup,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ..coreml_placement import ane_share
 from ..families.registry import get_family
@@ -18,6 +18,7 @@ CSV_FIELDS = [
     "model",
     "part",
     "points",
+    "frames",
     "tokens",
     "batch",
     "precision",
@@ -90,10 +91,17 @@ def to_csv(result: Dict) -> str:
     return buffer.getvalue()
 
 
+def part_label(part: str, size: Optional[int]) -> str:
+    """`encoder`, `decoder, 5 pts`, `tube, 3 frames`."""
+    if part == "decoder" and size is not None:
+        return f"decoder, {size} pt" + ("s" if size != 1 else "")
+    if part == "tube" and size is not None:
+        return f"tube, {size} frame" + ("s" if size != 1 else "")
+    return part
+
+
 def _part_label(row: Dict) -> str:
-    if row["part"] != "decoder":
-        return row["part"]
-    label = f"decoder, {row['points']} pt" + ("s" if row["points"] != 1 else "")
+    label = part_label(row["part"], row.get("frames") if row["part"] == "tube" else row.get("points"))
     return label + (f", {row['batch']} prompt sets per call" if (row.get("batch") or 1) > 1 else "")
 
 

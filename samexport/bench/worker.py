@@ -38,10 +38,11 @@ def measure(backend: str):
 
 def feeds_for(job: Dict) -> Dict[str, np.ndarray]:
     """The part's inputs from its description (`job["inputs"]`, `parts.Tensor.describe()` records) at
-    `job["points"]` tokens and `job["batch"]` prompt sets."""
+    `job["points"]` tokens, `job["batch"]` prompt sets and `job["frames"]` frames (a tube head)."""
     from ..parts import synthetic_feeds
 
-    return synthetic_feeds(job["inputs"], {"B": job.get("batch", 1), "N": job["points"]})
+    sizes = {"B": job.get("batch", 1), "N": job["points"], "T": job.get("frames", 1)}
+    return synthetic_feeds(job["inputs"], sizes)
 
 
 @measure("onnx")

@@ -188,6 +188,10 @@ class Family(ABC):
     # exported parts `bench` measures: the decoder once per prompt size, the others once
     bench_parts: ClassVar[Tuple[str, ...]] = ("encoder", "decoder")
 
+    def bench_sizes(self, part: str, points: Sequence[int]) -> Tuple[Optional[int], ...]:
+        """The sizes bench measures a part at: a decoder's clicks (`points`), one row for other parts."""
+        return tuple(points) if part == "decoder" else (None,)
+
     default_input_size: ClassVar[Tuple[int, int]]  # (h, w) of the exported encoder's input
 
     def encoder_input(

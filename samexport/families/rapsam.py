@@ -115,7 +115,7 @@ class RapSamFamily(RapSamParts, Family):
     default_input_size = DEFAULT_INPUT_SIZE
     prompts_are_queries = True
     segments_video = True  # RapSam.video_instances: segment --video
-    bench_parts = ("encoder", "decoder", "panoptic")
+    bench_parts = ("encoder", "decoder", "panoptic", "tube")
     everything_refusal = (
         "RAP-SAM has no click-grid everything mode: its panoptic head segments everything "
         "(model.panoptic(features) and model.panoptic_segments(...))"
@@ -135,6 +135,15 @@ class RapSamFamily(RapSamParts, Family):
         elif fill is not None:
             install_classifier(model, fill_classifier(fill))
             install_classifier(model, fill_classifier(fill, video=True))
+
+    def class_sets(self, options) -> Tuple[str, ...]:
+        """The class sets whose heads an export writes ("coco_panoptic": the panoptic head, "youtube_vis":
+        the tube head): the heads hold the class embeddings, so the one --classifier names (its shape says
+        which), or both fixture fills for filled weights, or none."""
+        if options.classifier is not None:
+            video = tuple(read_classifier(options.classifier).shape) == VIDEO_CLASSIFIER_SHAPE
+            return ("youtube_vis",) if video else ("coco_panoptic",)
+        return ("coco_panoptic", "youtube_vis") if options.checkpoint is None else ()
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         return official_input(image)[0]
@@ -193,6 +202,14 @@ class RapSamFamily(RapSamParts, Family):
 
         return upscale_masks(low_res, original_hw, resized_shape(*original_hw))
 
+    def bench_sizes(self, part: str, points) -> Tuple[Optional[int], ...]:
+        """The tube head at every tube length the official split gives (frames); other parts as usual."""
+        if part == "tube":
+            from ..video import tube_lengths
+
+            return tube_lengths()
+        return super().bench_sizes(part, points)
+
     def param_counts(self, model: nn.Module) -> Dict[str, int]:
         """Encoder = backbone + neck; decoder = the query head (prompt and panoptic paths share it)."""
         encoder = sum(p.numel() for m in (model.backbone, model.neck) for p in m.parameters())
@@ -215,6 +232,11 @@ class RapSamFamily(RapSamParts, Family):
         def run_panoptic():
             return head.segment_panoptic(features)
 
+        def run_tube(frames: int):
+            return lambda: head.segment_tube(features.expand(frames, -1, -1, -1))
+
+        from ..video import tube_lengths
+
         masks, iou = run_prompt()
         classes, panoptic_masks = run_panoptic()
         encoder = nn.ModuleDict({"backbone": model.backbone, "neck": model.neck})
@@ -223,6 +245,7 @@ class RapSamFamily(RapSamParts, Family):
                 f"encoder_{h}x{w}": round(gmacs(lambda: model.image_encoder(image)), 2),
                 "decoder_1_prompt": round(gmacs(run_prompt), 3),
                 "panoptic_100_queries": round(gmacs(run_panoptic), 3),
+                **{f"tube_{t}_frames": round(gmacs(run_tube(t)), 3) for t in tube_lengths()},
             },
             "fp16_mb": fp16_megabytes({"encoder": encoder, "decoder": head}),
             "shapes": {

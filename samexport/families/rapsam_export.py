@@ -140,26 +140,11 @@ def validation_cases(model, hw, prompt_counts) -> List[Tuple[str, torch.Tensor]]
     return cases
 
 
-def class_sets(options) -> Tuple[str, ...]:
-    """The class sets whose heads an export writes ("coco_panoptic": the panoptic head, "youtube_vis": the
-    tube head): the heads hold the class embeddings, so the one --classifier names (its shape says which),
-    or both fixture fills for filled weights, or none."""
-    if options.classifier is not None:
-        from .rapsam import VIDEO_CLASSIFIER_SHAPE, read_classifier
-
-        return (
-            ("youtube_vis",)
-            if tuple(read_classifier(options.classifier).shape) == VIDEO_CLASSIFIER_SHAPE
-            else ("coco_panoptic",)
-        )
-    return ("coco_panoptic", "youtube_vis") if options.checkpoint is None else ()
-
-
 class RapSamParts:
     """`Family` methods for RAP-SAM's encoder, prompt decoder and panoptic head."""
 
     def exported_parts(self, options) -> Tuple[str, ...]:
-        sets = class_sets(options)
+        sets = self.class_sets(options)
         return (
             ("encoder", "decoder")
             + (("panoptic",) if "coco_panoptic" in sets else ())

@@ -126,6 +126,71 @@ final class GoldenFixtureTests: XCTestCase {
         }
     }
 
+    func testVideoTracksMatchPython() throws {
+        let root = try XCTUnwrap(try fixture("video_tracks") as? [String: Any])
+        let queries = try XCTUnwrap(root["queries"] as? Int)
+        let dim = try XCTUnwrap(root["dim"] as? Int)
+        let columns = try XCTUnwrap(root["classes"] as? Int) + 1
+        let width = try XCTUnwrap(root["width"] as? Int)
+        let height = try XCTUnwrap(root["height"] as? Int)
+        for (frames, ends) in try XCTUnwrap(root["tube_ends_by_length"] as? [String: [Int]]) {
+            XCTAssertEqual(VideoTracks.tubeEnds(frames: try XCTUnwrap(Int(frames))), ends, "\(frames) frames")
+        }
+        var linker = TubeLinker(queries: queries, dim: dim, columns: columns)
+        var masks = [QueryMasks]()
+        var start = 0
+        for (k, tube) in try XCTUnwrap(root["tubes"] as? [[String: Any]]).enumerated() {
+            let order = linker.add(classLogits: try doubles(tube["class_logits"]).map(Float.init),
+                                   embeddings: try doubles(tube["query_embeddings"]).map(Float.init))
+            XCTAssertEqual(order, try XCTUnwrap(tube["order"] as? [Int]), "tube \(k)")
+            let end = try XCTUnwrap(tube["end"] as? Int)
+            for t in 0..<(end - start) {
+                var logits = [Float]()
+                for query in order {
+                    for row in 0..<height {
+                        for column in 0..<width {
+                            logits.append(Float(3.0 * sin(0.9 * Double(query) + 0.7 * Double(row) + 0.3 * Double(t))
+                                                * cos(0.5 * Double(query) - 0.6 * Double(column) + 0.2 * Double(k))))
+                        }
+                    }
+                }
+                masks.append(QueryMasks(maskLogits: logits, queries: queries, width: width, height: height))
+            }
+            start = end
+        }
+        let averaged = linker.classLogits
+        for (ours, theirs) in zip(averaged, try doubles(root["averaged_class_logits"])) {
+            XCTAssertEqual(Double(ours), theirs, accuracy: 1e-5)
+        }
+        let found = VideoTracks.candidates(classLogits: averaged, queries: queries, columns: columns,
+                                           things: try XCTUnwrap(root["things"] as? Int),
+                                           maxInstances: try XCTUnwrap(root["max_instances"] as? Int))
+        let expected = try XCTUnwrap(root["instances"] as? [[[String: Any]]])
+        XCTAssertEqual(masks.count, expected.count)
+        for (frame, summary) in masks.enumerated() {
+            let instances = VideoTracks.frameInstances(candidates: found, masks: summary)
+            let want = expected[frame]
+            XCTAssertEqual(instances.map(\.id), want.compactMap { $0["id"] as? Int }, "frame \(frame)")
+            XCTAssertEqual(instances.map(\.query), want.compactMap { $0["query"] as? Int })
+            XCTAssertEqual(instances.map(\.label), want.compactMap { $0["label"] as? Int })
+            XCTAssertEqual(instances.map(\.area), want.compactMap { $0["area"] as? Int })
+            for (instance, entry) in zip(instances, want) {
+                XCTAssertEqual(instance.box.map(Double.init), try doubles(entry["box"]))
+                XCTAssertEqual(Double(instance.score), try XCTUnwrap(entry["score"] as? Double), accuracy: 1e-5)
+                XCTAssertEqual(Double(instance.classScore), try XCTUnwrap(entry["class_score"] as? Double), accuracy: 1e-6)
+            }
+        }
+    }
+
+    func testHungarianAssignmentIsOptimalOnASmallMatrix() {
+        // rows x columns: the optimum (0 -> 1, 1 -> 2, 2 -> 0) costs 1 + 2 + 1 = 4; a greedy row choice costs more
+        let cost: [Float] = [3, 1, 5,
+                             4, 3, 2,
+                             1, 2, 9]
+        XCTAssertEqual(VideoTracks.assignment(cost: cost, size: 3), [1, 2, 0])
+        XCTAssertEqual(VideoTracks.assignment(cost: [], size: 0), [])
+    }
+
     func testLatencyStatisticsMatchNumPy() throws {
         for entry in try cases("latency_stats") {
             let stats = try XCTUnwrap(LatencyStats(samplesMs: try doubles(entry["samples_ms"])))
