@@ -132,7 +132,8 @@ class VideoFile:
 
 
 def annotate(frame: np.ndarray, instances: List[Dict], names, font) -> np.ndarray:
-    """One frame with its instances painted in their ids' colours and labelled `#id class score`."""
+    """One frame with its instances painted in their ids' colours and labelled `#id class score` at each
+    mask's centroid."""
     from PIL import Image, ImageDraw
 
     from .amg import decode_rle
@@ -142,12 +143,18 @@ def annotate(frame: np.ndarray, instances: List[Dict], names, font) -> np.ndarra
     masks = [decode_rle(i["rle"]) for i in instances]
     picture = Image.fromarray(paint_masks(frame, masks, [colours[i["id"]] for i in instances]))
     draw = ImageDraw.Draw(picture)
-    for instance in instances:
-        x0, y0 = instance["box"][:2]
+    h, w = frame.shape[:2]
+    for instance, mask in zip(instances, masks):
+        rows, cols = np.nonzero(mask)
+        if not len(rows):
+            continue
         text = f"#{instance['id']} {names[instance['label']]} {instance['score']:.2f}"
-        left, top, right, bottom = draw.textbbox((x0 + 2, y0 + 2), text, font=font)
-        draw.rectangle([left - 2, top - 1, right + 2, bottom + 1], fill=(0, 0, 0))
-        draw.text((x0 + 2, y0 + 2), text, fill=colours[instance["id"]], font=font)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        # at the mask's centroid, kept inside the frame
+        x = int(min(max(cols.mean() - (right - left) / 2, 0), max(w - (right - left) - 2, 0)))
+        y = int(min(max(rows.mean() - (bottom - top) / 2, 0), max(h - (bottom - top) - 2, 0)))
+        draw.rectangle([x - 2, y - 1, x + right - left + 2, y + bottom - top + 1], fill=(0, 0, 0))
+        draw.text((x - left, y - top), text, fill=colours[instance["id"]], font=font)
     return np.asarray(picture)
 
 

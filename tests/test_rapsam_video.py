@@ -319,3 +319,10 @@ def test_matching_undoes_a_shuffle_of_the_queries():
     linker.add(np.zeros((100, 41), np.float32), objects)
     np.testing.assert_array_equal(linker.add(np.ones((100, 41), np.float32), current), order)
     np.testing.assert_array_equal(linker.class_logits(), np.full((100, 41), 0.5, np.float32))
+
+
+def test_a_clip_without_frames_or_count_is_refused(model):
+    with pytest.raises(InputError, match="at least one frame"):
+        model.video_instances([])
+    with pytest.raises(InputError, match="give its number of frames as count="):
+        model.video_instances(iter([np.zeros((8, 8, 3), np.uint8)]))

@@ -319,7 +319,9 @@ class RapSamParts:
             upstream={"frameFeatures": "encoder"},
             notes={
                 "video": "samexport.video / SAMHarnessKit VideoTracks: tube split (5 frames, 3 for clips of "
-                "at most 15), query matching, class averaging, per-frame instances with ids"
+                "at most 15), query matching, class averaging, per-frame instances with ids",
+                "video_input": "the official video pipeline resizes frames to fit 1280x736 (YouTube-VIS "
+                "test Resize), not 1333x800: export with --input-size 736x992 for 4:3 landscape clips",
             },
             keeps_float32_pooling=True,
         )

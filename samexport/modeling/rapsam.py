@@ -207,8 +207,13 @@ class RapSam(nn.Module):
         `progress(frames_done)` is called after each tube."""
         from .. import video
 
-        count = len(frames) if count is None else int(count)
-        ends = video.tube_ends(count)
+        if count is None:
+            if not hasattr(frames, "__len__"):
+                raise InputError("frames is an iterator: give its number of frames as count=")
+            count = len(frames)
+        if int(count) < 1:
+            raise InputError("a clip needs at least one frame")
+        ends = video.tube_ends(int(count))
         linker, masks, tubes = video.TubeLinker(), [], []
         iterator, start, size = iter(frames), 0, None
         for end in ends:
