@@ -185,8 +185,9 @@ def test_sam_vit_h_over_the_flatbuffer_limit_is_refused_up_front(capsys, tmp_pat
     [("tinyvit", "fp32"), ("efficientsam_ti", "fp32"), ("rapsam_r50", "fp32"), ("repvit", "fp16")],
 )
 def test_every_family_converts_and_the_interpreter_reproduces_pytorch(tmp_path, model, precision):
-    """SAM-style, EfficientSAM and RAP-SAM (its three parts, at a small input size): every part through
-    Google's converter and interpreter; float32 files within 1e-4 of max |ref| as onnxruntime is."""
+    """SAM-style, EfficientSAM and RAP-SAM (its four parts, at a small input size): every part through
+    Google's converter and interpreter; float32 files within 1e-4 of max |ref| as onnxruntime is (RAP-SAM's
+    tube head, pooling over 5 frames: 1e-3)."""
     from samexport.export.convert import convert
     from samexport.export.options import ConvertOptions
 
@@ -201,8 +202,9 @@ def test_every_family_converts_and_the_interpreter_reproduces_pytorch(tmp_path, 
     assert set(manifest["files"]["litert"]) == set(family.bench_parts)
     for part in manifest["files"]["litert"]:
         worst = report[part]["worst"]
-        if precision == "fp32":
-            assert all(w["rel"] <= 1e-4 for w in worst.values()), (part, worst)
+        if precision == "fp32":  # the tube head's poolings over 5 frames: 1e-3 (quality.FP32_POOLED_MAX_REL)
+            bar = 1e-3 if part == "tube" else 1e-4
+            assert all(w["rel"] <= bar for w in worst.values()), (part, worst)
         else:
             assert all(w["psnr_db"] >= 35 for w in worst.values()), (part, worst)
         assert not manifest["litert"][part]["structure"]["custom_ops"]

@@ -326,3 +326,12 @@ def test_a_clip_without_frames_or_count_is_refused(model):
         model.video_instances([])
     with pytest.raises(InputError, match="give its number of frames as count="):
         model.video_instances(iter([np.zeros((8, 8, 3), np.uint8)]))
+
+
+def test_the_tube_heads_float32_floor_allows_for_sums_over_frames():
+    from samexport.export.quality import FP32_MAX_REL, output_floor
+
+    assert output_floor("pooled_over_frames", "fp32", "none", "litert") == {"max_rel": 1e-3}
+    assert output_floor("default", "fp32", "none", "litert") == {"max_rel": FP32_MAX_REL}
+    assert output_floor("pooled_over_frames", "fp16", "none", "litert") == {"min_psnr_db": 35.0}
+    assert output_floor("pooled_over_frames", "fp32", "none", "coreai") == {"min_psnr_db": 60.0}

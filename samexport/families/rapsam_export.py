@@ -299,17 +299,20 @@ class RapSamParts:
                     (1, 100, 41),
                     "float32 (1, 100, 41) raw class logits of the tube's queries (YouTube-VIS 2019; 40 = no "
                     "object); averaged over the matched tubes in the app",
+                    floor="pooled_over_frames",
                 ),
                 Tensor(
                     "maskLogits",
                     (1, 100, "T", h // 4, w // 4),
                     f"float32 (1, 100, T, {h // 4}, {w // 4}) mask logits of each query in each frame; "
                     f"{contract['mask_upscaling']}",
+                    floor="pooled_over_frames",
                 ),
                 Tensor(
                     "queryEmbeddings",
                     (1, 100, 256),
                     "float32 (1, 100, 256) what the app matches queries across tubes by (cosine, Hungarian)",
+                    floor="pooled_over_frames",
                 ),
             ),
             tuple(Function(f"frames_{n}", {"frameFeatures": (n, 256, h // 4, w // 4)}) for n in lengths),
