@@ -177,6 +177,8 @@ def test_without_the_video_classifier_video_is_refused(tmp_path):
     model = samexport.build_model("rapsam", checkpoint=checkpoint, classifier=coco)
     with pytest.raises(InputError, match="YouTube-VIS 2019 classifier"):
         model.tube(torch.zeros(1, 256, 8, 8))
+    with pytest.raises(InputError, match="YouTube-VIS 2019 classifier"):  # before any frame is encoded
+        model.video_instances(iter([]), count=3)
 
 
 def test_a_youtube_vis_classifier_file_enables_video_and_not_panoptic(tmp_path):

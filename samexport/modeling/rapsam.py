@@ -207,6 +207,7 @@ class RapSam(nn.Module):
         `progress(frames_done)` is called after each tube."""
         from .. import video
 
+        self.require_video_classifier()
         if count is None:
             if not hasattr(frames, "__len__"):
                 raise InputError("frames is an iterator: give its number of frames as count=")
