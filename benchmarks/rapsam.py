@@ -296,7 +296,8 @@ def conversions(folder: Path) -> dict:
     return out
 
 
-def cpu_bench(folder: Path) -> dict:
+def cpu_bench(folder: Path, points: str = "1,5") -> dict:
+    """`samexport bench --device cpu --encoder rapsam_r50 --points POINTS` into `folder`, its JSON result."""
     out = folder / "bench.json"
     cli(
         "bench",
@@ -305,7 +306,7 @@ def cpu_bench(folder: Path) -> dict:
         "--encoder",
         "rapsam_r50",
         "--points",
-        "1,5",
+        points,
         "--models-dir",
         str(folder / "models"),
         "--format",

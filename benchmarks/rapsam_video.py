@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rapsam import cli, cpu_bench  # benchmarks/rapsam.py: the CLI runner and RAP-SAM's bench rows
 
 from samexport.provenance import machine, versions
 
@@ -150,14 +150,6 @@ def pipeline() -> dict:
     }
 
 
-def cli(*args: str) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "samexport.cli", *args], capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(proc.stderr)
-    return time.perf_counter() - start
-
-
 def exports(folder: Path) -> dict:
     """`samexport convert --target all --input-size 736x992`: every target's tube head, checked."""
     seconds = cli(
@@ -196,26 +188,6 @@ def exports(folder: Path) -> dict:
         "litert_tube_inference": manifest["litert"]["tube"]["inference"],
         "timings_s": {k: v for k, v in manifest["timings_s"].items() if "tube" in k},
     }
-
-
-def bench(folder: Path) -> dict:
-    out = folder / "bench.json"
-    cli(
-        "bench",
-        "--device",
-        "cpu",
-        "--encoder",
-        "rapsam_r50",
-        "--points",
-        "1",
-        "--models-dir",
-        str(folder / "models"),
-        "--format",
-        "json",
-        "--output",
-        str(out),
-    )
-    return json.loads(out.read_text())
 
 
 def segment(folder: Path) -> dict:
@@ -341,7 +313,7 @@ def main() -> None:
                 "parity": parity,
                 "pipeline": pipeline,
                 "exports": lambda: exports(Path(tmp) / "exports"),
-                "bench": lambda: bench(Path(tmp)),
+                "bench": lambda: cpu_bench(Path(tmp), points="1"),
                 "segment": lambda: segment(Path(tmp)),
             }
             for step in args.steps.split(","):
