@@ -33,8 +33,8 @@ def _encoder_name(ctx, param, value):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="samexport")
 def cli() -> None:
-    """Export Segment Anything models (RepViT-SAM, MobileSAM, EfficientSAM, RAP-SAM, SAM) to Core ML and
-    ONNX, checked against the official models."""
+    """Export Segment Anything models (RepViT-SAM, MobileSAM, EfficientSAM, RAP-SAM, SAM) to Core ML, ONNX,
+    Core AI and LiteRT, checked against the official models."""
 
 
 @cli.command("list")
@@ -89,21 +89,24 @@ def info_command(encoder: str, as_json: bool) -> None:
 )
 @click.option("--output-dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
 @click.option(
-    "--precision", default="fp16", show_default=True, help="Core ML compute precision: fp16 or fp32."
+    "--precision",
+    default=None,
+    help="Arithmetic of Core ML and LiteRT files: fp16 (the default) or fp32. ONNX and Core AI files are "
+    "float32 and take no --precision.",
 )
 @click.option(
     "--compress",
     default="none",
     show_default=True,
-    help="none, int8 (Core ML and ONNX); Core ML only: palettize8, palettize6, palettize4, palettize6g, "
-    "palettize4g (grouped palettes, iOS18), w8a8 (int8 weights and activations, iOS17), a8w4 (grouped "
-    "4-bit palettes with int8 activations, iOS18). See README, Compression.",
+    help="none, int8 (Core ML, ONNX and LiteRT); Core ML only: palettize8, palettize6, palettize4, "
+    "palettize6g, palettize4g (grouped palettes, iOS18), w8a8 (int8 weights and activations, iOS17), a8w4 "
+    "(grouped 4-bit palettes with int8 activations, iOS18). Core AI: none. See README, Compression.",
 )
 @click.option(
     "--keep-layers",
     default=None,
-    help="Leave these layers uncompressed: first-last (the first and last weight layer of encoder and "
-    "decoder), or comma-separated PyTorch module paths / MIL op names.",
+    help="Core ML: leave these layers uncompressed: first-last (the first and last weight layer of encoder "
+    "and decoder), or comma-separated PyTorch module paths / MIL op names.",
 )
 @click.option(
     "--weight-clip",
@@ -150,7 +153,7 @@ def info_command(encoder: str, as_json: bool) -> None:
     default=None,
     help="RAP-SAM: the (133, 17, 768) class-embedding file its panoptic head needs (models/README.md).",
 )
-@click.option("--min-target", default="iOS16", show_default=True, help="iOS16, iOS17 or iOS18.")
+@click.option("--min-target", default=None, help="Core ML deployment target: iOS16 (the default), iOS17 or iOS18.")
 @click.option("--force", is_flag=True, help="Replace existing exports.")
 @click.option("--no-validate", is_flag=True, help="Skip the numeric comparison with PyTorch.")
 @click.option("--quiet", is_flag=True, help="No progress output.")

@@ -9,3 +9,6 @@ EVERYTHING_DEFAULTS = {
     "crop_n_layers": 0,
 }
 EVERYTHING_RANGES = {"points_per_side": (1, 128), "crop_n_layers": (0, 3)}
+# Score filters keep masks scoring above a fraction: 0 turns one off (as in the official generator); past 1
+# nothing could pass.
+EVERYTHING_FRACTIONS = ("pred_iou_thresh", "stability_score_thresh")

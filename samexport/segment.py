@@ -19,7 +19,7 @@ import numpy as np
 
 from .console import Progress
 from .errors import InputError, UsageError
-from .everything import EVERYTHING_DEFAULTS, EVERYTHING_RANGES
+from .everything import EVERYTHING_DEFAULTS, EVERYTHING_FRACTIONS, EVERYTHING_RANGES
 from .fsutil import OutputFiles
 
 # Every mask record of the JSON has these keys (None where the family or mode has no value): one schema.
@@ -98,6 +98,11 @@ class SegmentOptions:
                 raise UsageError(f"--{name.replace('_', '-')} takes {low} to {high}, got {value}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise UsageError(f"--{name.replace('_', '-')} takes a finite number, got {value}")
+            if name in EVERYTHING_FRACTIONS and not 0 <= value <= 1:
+                raise UsageError(
+                    f"--{name.replace('_', '-')} takes 0 to 1 (a score fraction; 0 turns the filter off), "
+                    f"got {value}"
+                )
         changed = [k for k, v in self.generator_kwargs.items() if v != EVERYTHING_DEFAULTS.get(k)]
         if not changed:
             return
@@ -223,8 +228,10 @@ def make_predictor(options: SegmentOptions, progress: Progress):
 
 
 def exports_for(options: SegmentOptions, progress: Progress) -> Path:
-    """The export manifest in --models-dir for this model and backend, converted first when missing;
-    refused when it was made from other weights than the ones asked for."""
+    """The export manifest in --models-dir for this model and backend (of any precision the target writes,
+    its default first), converted first when there is none; refused when it was made from other weights
+    than the ones asked for, or when it is incomplete (segment never replaces an export: --force is for
+    segment's own outputs)."""
     from .export.convert import convert
     from .export.options import EVERYTHING_BATCH, ConvertOptions, artifact_names
     from .export.outputs import manifest_files
@@ -233,38 +240,64 @@ def exports_for(options: SegmentOptions, progress: Progress) -> Path:
     from .provenance import sha256
     from .registry import get_spec
 
+    target = targets()[options.backend]
     # a target taking fixed prompt-set counts gets the everything mode's (64 prompt sets a call)
-    batch = (1,) if targets()[options.backend].dynamic else EVERYTHING_BATCH
-    convert_options = ConvertOptions(
-        encoder=options.encoder,
-        target=options.backend,
-        checkpoint=options.checkpoint,
-        output_dir=options.models_dir,
-        batch=batch,
-        force=options.force,
-    )
+    batch = (1,) if target.dynamic else EVERYTHING_BATCH
     spec = get_spec(options.encoder)
-    names = artifact_names(spec, convert_options)
-    manifest_path = options.models_dir / names[("manifest", "")]
     wanted = sha256(options.checkpoint) if options.checkpoint else "random-init"
-    if manifest_path.exists():
+    candidates = [
+        ConvertOptions(
+            encoder=options.encoder,
+            target=options.backend,
+            checkpoint=options.checkpoint,
+            output_dir=options.models_dir,
+            batch=batch,
+            precision=precision,
+        )
+        for precision in (None, *target.precisions[1:])  # the default first, then the others offered
+    ]
+    for convert_options in candidates:
+        names = artifact_names(spec, convert_options)
+        manifest_path = options.models_dir / names[("manifest", "")]
+        if not manifest_path.exists():
+            continue
         manifest = read_manifest(manifest_path)
         made_from = manifest.get("checkpoint", {}).get("sha256")
         listed = manifest_files(manifest)
-        if all(
-            part in listed.get(target, {}) and (options.models_dir / listed[target][part]["path"]).exists()
-            for target, part in names
-            if target != "manifest"
-        ):
-            if made_from != wanted:
-                raise UsageError(
-                    f"{manifest_path} was exported from {str(made_from)[:12]}, not from {str(wanted)[:12]}; "
-                    f"give another --models-dir or re-export with samexport convert --force"
-                )
-            return manifest_path
+        if not listed.get(target.name):
+            continue  # another target's export: this one is converted beside it
+        missing = [
+            f"{part} ({file})"
+            for (kind, part), file in names.items()
+            if kind != "manifest"
+            and not (
+                part in listed.get(kind, {}) and (options.models_dir / listed[kind][part]["path"]).exists()
+            )
+        ]
+        if missing:
+            raise UsageError(
+                f"{manifest_path} lists an incomplete {target.title} export ({', '.join(missing)} missing); "
+                f"re-export it with samexport convert --encoder {spec.name} --target {target.name} --force "
+                "(with the --checkpoint it was made from) or give another --models-dir"
+            )
+        if made_from != wanted:
+            raise UsageError(
+                f"{manifest_path} was exported from {str(made_from)[:12]}, not from {str(wanted)[:12]}; "
+                f"give another --models-dir or re-export with samexport convert --force"
+            )
+        return manifest_path
+    convert_options = candidates[0]
+    names = artifact_names(spec, convert_options)
+    for (kind, _), file in names.items():
+        if kind != "manifest" and (options.models_dir / file).exists():
+            raise UsageError(
+                f"{options.models_dir / file} exists but no manifest in {options.models_dir} lists it; "
+                f"re-export it with samexport convert --encoder {spec.name} --target {target.name} --force "
+                "or give another --models-dir"
+            )
     progress.say(f"no {options.backend} export of {spec.name} in {options.models_dir}: converting it first")
     convert(convert_options, quiet=False)
-    return manifest_path
+    return options.models_dir / names[("manifest", "")]
 
 
 def segment(options: SegmentOptions, quiet: bool = False) -> Dict:

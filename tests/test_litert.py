@@ -27,7 +27,9 @@ def test_every_part_is_checked_by_the_interpreter(toy_litert):
     report = manifest["validation"]["litert"]
     assert report["passed"]
     for part, output in (("encoder", "imageEmbeddings"), ("decoder", "lowResMasks")):
-        assert "LiteRT, XNNPACK CPU, float16 inference" in report[part]["runner"]
+        assert "LiteRT, XNNPACK CPU, float32 inference" in report[part]["runner"]  # the same on every CPU
+        assert report[part]["float16_device"]["passed"]  # what a float16 phone gets, simulated
+        assert manifest["litert"][part]["inference"] == "float16"
         assert report[part]["floors"][output] == {"min_psnr_db": 35.0}  # float16 weights and inference
         assert report[part]["worst"][output]["psnr_db"] >= 35
     # one static signature per token count (the toy's 3) and prompt-set count, the default first
@@ -205,6 +207,10 @@ def test_every_family_converts_and_the_interpreter_reproduces_pytorch(tmp_path, 
         if precision == "fp32":  # the tube head's poolings over 5 frames: 1e-3 (quality.FP32_POOLED_MAX_REL)
             bar = 1e-3 if part == "tube" else 1e-4
             assert all(w["rel"] <= bar for w in worst.values()), (part, worst)
-        else:
+        else:  # checked in float32 inference, and meant for float16 arithmetic after the simulated device
             assert all(w["psnr_db"] >= 35 for w in worst.values()), (part, worst)
+            assert "float32 inference" in report[part]["runner"]
+            simulated = report[part]["float16_device"]
+            assert simulated["passed"] and simulated["worst"], (part, simulated)
+            assert manifest["litert"][part]["inference"] == "float16"
         assert not manifest["litert"][part]["structure"]["custom_ops"]

@@ -39,9 +39,10 @@ def test_quick_start_then_onnx_then_segment_need_no_force(toy, tmp_path, photo, 
     assert out.exists()
 
 
-def test_segment_converts_beside_another_target_and_passes_force_on(toy, tmp_path, photo, capsys):
-    """Item 2: segment --backend onnx converts beside a Core ML export without --force; its --force is
-    passed on to the conversion (replacing an ONNX set left half-written)."""
+def test_segment_converts_beside_another_target_and_never_replaces_an_export(toy, tmp_path, photo, capsys):
+    """segment --backend onnx converts beside a Core ML export without --force; an ONNX set with a part
+    missing is refused, with or without --force (which is for segment's own picture and JSON: it once
+    replaced a checkpoint-made encoder with one converted from the fixture weights)."""
     models = tmp_path / "models"
     assert (
         invoke(
@@ -53,10 +54,32 @@ def test_segment_converts_beside_another_target_and_passes_force_on(toy, tmp_pat
     args += ["--models-dir", str(models), "--output", str(tmp_path / "a.png")]
     assert invoke(capsys, *args).returncode == 0
     (models / "ToyThreeDecoder.onnx").unlink()
+    encoder = (models / "ToyThreeEncoder.onnx").read_bytes()
     again = args[:-1] + [str(tmp_path / "b.png")]
-    assert "ToyThreeEncoder.onnx already exists; pass --force" in one_line_error(invoke(capsys, *again))
-    assert invoke(capsys, *again, "--force").returncode == 0
-    assert (models / "ToyThreeDecoder.onnx").exists()
+    for extra in ((), ("--force",)):
+        error = one_line_error(invoke(capsys, *again, *extra))
+        assert "lists an incomplete ONNX export (decoder (ToyThreeDecoder.onnx) missing)" in error
+        assert "samexport convert --encoder toy3 --target onnx --force" in error
+    assert (models / "ToyThreeEncoder.onnx").read_bytes() == encoder
+    assert not (models / "ToyThreeDecoder.onnx").exists() and not (tmp_path / "b.png").exists()
+
+
+def test_segment_runs_the_export_that_is_there_whatever_its_precision(toy, tmp_path, photo, capsys):
+    """An fp32 LiteRT export in --models-dir is the one segment --backend litert runs: no fp16 conversion
+    beside it."""
+    models = tmp_path / "models"
+    convert = ["convert", "--encoder", "toy3", "--target", "litert", "--precision", "FP32"]
+    assert invoke(capsys, *convert, "--output-dir", str(models)).returncode == 0
+    before = sorted(p.name for p in models.iterdir())
+    args = ["segment", str(photo), "--encoder", "toy3", "--point", "320,240", "--backend", "litert"]
+    result = invoke(capsys, *args, "--models-dir", str(models), "--output", str(tmp_path / "a.png"))
+    assert result.returncode == 0, result.stderr
+    assert "converting it first" not in result.stdout + result.stderr
+    assert sorted(p.name for p in models.iterdir()) == before == [
+        "ToyThreeDecoderFP32.tflite",
+        "ToyThreeEncoderFP32.tflite",
+        "ToyThreeFP32.export.json",
+    ]
 
 
 def test_segment_on_core_ml_runs_the_evaluator_off_macos(toy, tmp_path, photo, capsys):

@@ -102,6 +102,11 @@ class LiteRTBackend(HostBackend):
     def check_platform(self) -> None:
         """ai-edge-litert is a dependency: every platform samexport installs on runs it."""
 
+    def precision(self, compress: str) -> str:
+        """The arithmetic measured: XNNPACK's float32 inference (the default of an app), whatever the
+        weights are stored in."""
+        return "int8" if compress == "int8" else "fp32 (fp16 weights)"
+
     def threads(self) -> int:
         import os
 

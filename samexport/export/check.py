@@ -60,14 +60,21 @@ class PartReport:
     failures: List[str]
     evaluation: Optional[Dict] = None  # the NumPy evaluator: seconds, largest fp16 value
     chain: Optional[ChainReport] = None
+    # the part's module on a simulated float16 device (`float16_device`), for files a device runs in float16
+    float16_device: Optional["PartReport"] = None
 
     @property
     def passed(self) -> bool:
-        return not self.failures and (self.chain is None or self.chain.passed)
+        return not self.all_failures
 
     @property
     def all_failures(self) -> List[str]:
-        return self.failures + (self.chain.failures if self.chain else [])
+        simulated = self.float16_device.failures if self.float16_device else []
+        return (
+            self.failures
+            + (self.chain.failures if self.chain else [])
+            + [f"on a float16 device (simulated), {failure}" for failure in simulated]
+        )
 
     def worst(self) -> Dict[str, Dict]:
         outputs = sorted(self.floors)
@@ -86,14 +93,20 @@ class PartReport:
             data["evaluation"] = self.evaluation
         if self.chain:
             data["end_to_end"] = self.chain.to_json()
+        if self.float16_device:
+            data["float16_device"] = self.float16_device.to_json()
         return data
 
-    def raise_if_failed(self, target_title: str, suffix: str = "; nothing was written") -> None:
+    def raise_if_failed(
+        self, target_title: str, suffix: str = "; nothing was written", option_hint: str = ""
+    ) -> None:
         failures = self.all_failures
         if failures:
             more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+            simulated = self.float16_device is not None and bool(self.float16_device.failures)
+            hint = f" ({option_hint})" if simulated and option_hint else ""
             raise SamExportError(
-                f"{target_title} {self.part} falls below the quality floor: {failures[0]}{more}{suffix}"
+                f"{target_title} {self.part} falls below the quality floor: {failures[0]}{more}{hint}{suffix}"
             )
 
 
@@ -241,6 +254,15 @@ def render(reports: Dict[str, PartReport]) -> str:
         if report.chain:
             ious = ", ".join(f"'{name}' {iou:.3f}" for name, iou in report.chain.per_case.items())
             lines.append(f"  mask IoU end to end: {ious}")
+        simulated = report.float16_device
+        if simulated:
+            if simulated.cases:
+                psnr = ", ".join(
+                    f"{output} {result['psnr_db']:.1f} dB" for output, result in simulated.worst().items()
+                )
+                lines.append(f"  on a simulated float16 device, worst case: {psnr}")
+            else:
+                lines.append(f"  {simulated.runner}")
         for failure in report.all_failures:
             lines.append(f"  failed: {failure}")
         lines.append("")

@@ -66,7 +66,7 @@ class CoreAITarget(ExportTarget):
                     part.module(), interface.input_names, interface.output_names, functions
                 )
             metadata = {
-                **part_metadata(job, part, "fp32"),
+                **part_metadata(job, part, "fp32", self),
                 "com.samexport.functions": json.dumps(
                     {n: {k: list(v) for k, v in s.items()} for n, s in functions}
                 ),

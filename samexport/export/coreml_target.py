@@ -27,6 +27,7 @@ class CoreMLTarget(ExportTarget):
     title = "Core ML"
     extension = ".mlpackage"
     compressions = tuple(COMPRESSIONS)
+    takes = ("--min-target", "--keep-layers")
     packed_prompts = True
     dynamic = False
     decoder_shapes = ("enumerated", "multifunction")
@@ -165,7 +166,7 @@ class CoreMLTarget(ExportTarget):
             {t.name: t.description for t in interface.inputs},
             {t.name: t.description for t in interface.outputs},
             {
-                **part_metadata(job, part, options.precision),
+                **part_metadata(job, part, options.precision, self),
                 "com.samexport.min_target": options.min_target,
                 "com.samexport.decoder_shapes": options.decoder_shapes,
             },

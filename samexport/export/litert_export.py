@@ -122,24 +122,17 @@ def write(flatbuffer: bytes, path: Path, metadata: Dict[str, str]) -> None:
     Path(path).write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
 
 
-# TFLITE_XNNPACK_DELEGATE_FLAG_FORCE_FP16: float16 inference for float32 operators (XNNPACK's f16 kernels; on
-# x86 they keep float16 tensors and compute each op in float32 through F16C, on ARMv8.2 in float16)
-XNNPACK_FORCE_FP16 = 0x00000004
-
-
 class CompiledPart:
-    """A `.tflite` compiled by LiteRT for this CPU (its XNNPACK accelerator, Google's `CompiledModel` API),
-    run one signature at a time; `float16_inference` asks XNNPACK to compute in float16."""
+    """A `.tflite` compiled by LiteRT for this CPU (its XNNPACK accelerator, Google's `CompiledModel` API,
+    float32 inference), run one signature at a time."""
 
-    def __init__(self, path: Path, threads: int, float16_inference: bool = False) -> None:
+    def __init__(self, path: Path, threads: int) -> None:
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.options import CpuOptions, Options
 
         from ..console import converter_output_held
 
-        options = CpuOptions(
-            num_threads=threads, xnnpack_flags=XNNPACK_FORCE_FP16 if float16_inference else None
-        )
+        options = CpuOptions(num_threads=threads)
         with converter_output_held():  # the accelerator registry's log lines
             self.model = CompiledModel.from_file(str(path), options=Options(cpu_options=options))
         self.path = Path(path)

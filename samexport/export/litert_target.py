@@ -1,16 +1,19 @@
 """LiteRT target (Android): every part as a `.tflite` with one signature per static shape (the default
 first), inputs and outputs named as the ONNX graphs name them, samexport's metadata in the flatbuffer;
-checked by Google's runtime on the XNNPACK CPU path Android phones use.
+checked by Google's runtime on the XNNPACK CPU path Android phones use, in float32 inference (the same
+arithmetic on every CPU).
 
-fp16 is TFLite's float16 quantization: float16 weights, dequantized where they are used. XNNPACK computes
-in float32 unless asked for float16 inference; the check asks for it (and the file says so in its
-metadata, `INFERENCE_KEY`) except for parts that declare float32 regions (`keeps_float32_pooling`:
-RAP-SAM's parts, whose 54,400-key softmax and hard-mask poolings float16 cannot hold; its prompt decoder's
-float16 inference measured 2.6 dB PSNR), which are checked, and meant to run, in float32 inference.
-`--compress int8` is TFLite's dynamic-range quantization (int8 weights, activations quantized per call,
-float32 elsewhere), held to the compressed floor as ONNX int8 is. Each file's structure (op census,
-largest rank, the ops above rank 4) and, when validated, the largest activation of a call (float16's
-headroom) are recorded in the manifest. Encoders take the normalized float32 tensor (NCHW, as ONNX).
+fp16 is TFLite's float16 quantization: float16 weights, dequantized where they are used. A phone may run
+such a file in float16 arithmetic (XNNPACK on ARMv8.2); the file says whether it is meant to
+(`INFERENCE_KEY`), and a part meant to is also checked on a simulated float16 device
+(`float16_device`), the same verdict on every CPU. Parts that declare float32 regions
+(`keeps_float32_pooling`: RAP-SAM's parts, whose 54,400-key softmax and hard-mask poolings float16 cannot
+hold; its prompt decoder's float16 inference measured 2.6 dB PSNR) and parts too costly to simulate are
+meant for float32 inference and say so. `--compress int8` is TFLite's dynamic-range quantization (int8
+weights, activations quantized per call, float32 elsewhere), held to the compressed floor as ONNX int8
+is. Each file's structure (op census, largest rank, the ops above rank 4) and, when validated, the
+largest activation of a call (float16's headroom) are recorded in the manifest. Encoders take the
+normalized float32 tensor (NCHW, as ONNX).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..errors import UsageError
 from .target import ExportJob, ExportTarget, part_metadata, refuse_over_single_file_limit, register_target
 
 FLATBUFFER_LIMIT = 2**31 - 64 * 2**20  # flatbuffers' 2 GiB offsets, less room for the graph
-INFERENCE_KEY = "com.samexport.litert_inference"  # "float16" or "float32": the arithmetic it was checked in
+INFERENCE_KEY = "com.samexport.litert_inference"  # "float16" or "float32": the arithmetic it is meant for
 
 
 @register_target
@@ -60,11 +63,9 @@ class LiteRTTarget(ExportTarget):
                 flatbuffer = litert_export.convert_part(
                     part.module(), interface.input_names, interface.output_names, functions, weights
                 )
-            inference = (
-                "float16" if weights == "float16" and not interface.keeps_float32_pooling else "float32"
-            )
+            inference = "float16" if self.runs_in_float16(options, part) else "float32"
             litert_export.write(
-                flatbuffer, path, {**part_metadata(job, part, precision), INFERENCE_KEY: inference}
+                flatbuffer, path, {**part_metadata(job, part, precision, self), INFERENCE_KEY: inference}
             )
             section[name] = {
                 "interface": interface.describe(),
@@ -84,17 +85,22 @@ class LiteRTTarget(ExportTarget):
                 section[name]["activations"] = litert_export.largest_activation(paths[name], signature, feeds)
         return section, report
 
+    def runs_in_float16(self, options, part) -> bool:
+        """Float16 files whose parts the simulation can judge; the others are meant for float32 inference."""
+        from .float16_device import too_costly
+
+        return super().runs_in_float16(options, part) and too_costly(part) is None
+
+    def float16_way_out(self, options) -> str:
+        return "--precision fp32 writes LiteRT files for float32 arithmetic, or leave litert out of --target"
+
     def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
         from .runners import LiteRTRunner
 
         meta = self.read_metadata(path)
         if "com.samexport.functions" not in meta:
             raise UsageError(f"{Path(path).name} carries no samexport metadata; convert it with samexport")
-        return LiteRTRunner(
-            path,
-            json.loads(meta["com.samexport.functions"]),
-            float16_inference=meta.get(INFERENCE_KEY) == "float16",
-        )
+        return LiteRTRunner(path, json.loads(meta["com.samexport.functions"]))
 
     def read_metadata(self, path: Path) -> Dict[str, str]:
         from . import litert_export

@@ -66,7 +66,7 @@ class OnnxTarget(ExportTarget):
                     simplified, note = onnx_export.simplify(path)
                 entry.update(simplified=simplified, graph=note)
             raw.unlink()
-            onnx_export.set_metadata(path, part_metadata(job, part, self.precision(options)))
+            onnx_export.set_metadata(path, part_metadata(job, part, self.precision(options), self))
             section[name] = entry
         if not options.validate:
             return section, None

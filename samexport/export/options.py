@@ -43,12 +43,12 @@ class ConvertOptions:
     target: str = "coreml"
     checkpoint: Path | None = None
     output_dir: Path = Path("models")
-    precision: str = "fp16"
+    precision: str | None = None  # None: fp16 where a target offers it (`ExportTarget.precisions`)
     compress: str = "none"
     points: Tuple[int, ...] = DEFAULT_POINTS
     batch: Tuple[int, ...] = DEFAULT_BATCH
     image_input: str = "image"
-    min_target: str = "iOS16"
+    min_target: str | None = None  # None: iOS16 (Core ML's lowest)
     keep_layers: str | None = None
     weight_clip: float | None = None
     decoder_shapes: str = "enumerated"
@@ -71,10 +71,20 @@ class ConvertOptions:
                     f"{', '.join([*known, 'all'])}"
                 )
         self.targets = tuple(known) if "all" in chosen_names else tuple(dict.fromkeys(chosen_names))
+        given = {
+            "--precision": self.precision is not None,
+            "--min-target": self.min_target is not None,
+            "--keep-layers": bool(self.keep_layers),
+        }
+        self.precision = str(self.precision or PRECISIONS[0]).lower()
         if self.precision not in PRECISIONS:
             raise UsageError(f"unknown --precision {self.precision!r}; choose fp16 or fp32")
+        self.compress = str(self.compress).lower()
+        self.decoder_shapes = str(self.decoder_shapes).lower()
+        self.image_input = str(self.image_input).lower()
         mode = compression(self.compress)
         chosen = [known[name] for name in self.targets]
+        refuse_ignored_options(chosen, given, self.precision, "all" in chosen_names)
         if any(self.compress not in t.compressions for t in chosen):
             offered_by = [t for t in known.values() if self.compress in t.compressions]
             raise UsageError(
@@ -87,7 +97,7 @@ class ConvertOptions:
                 )
             )
         self.min_target = {t.lower(): t for t in MIN_TARGETS}.get(
-            str(self.min_target).lower(), self.min_target
+            str(self.min_target or MIN_TARGETS[0]).lower(), self.min_target
         )
         if self.min_target not in MIN_TARGETS:
             raise UsageError(
@@ -128,6 +138,27 @@ class ConvertOptions:
     @property
     def variant_suffix(self) -> str:
         return compression(self.compress).suffix + ("FP32" if self.precision == "fp32" else "")
+
+
+def refuse_ignored_options(chosen, given: Dict[str, bool], precision: str, every_target: bool) -> None:
+    """A one-line UsageError for an option the user gave that a chosen target would ignore (under
+    --target all: that no chosen target takes): `--precision` outside a target's `precisions`, and the
+    options only some targets take (`ExportTarget.takes`)."""
+    for flag, was_given in given.items():
+        if not was_given:
+            continue
+        if flag == "--precision":
+            ignoring = [t for t in chosen if precision not in t.precisions]
+        else:
+            ignoring = [t for t in chosen if flag not in t.takes]
+        if ignoring and (not every_target or len(ignoring) == len(chosen)):
+            value = f"{flag} {precision}" if flag == "--precision" else flag
+            takers = [t.title for t in targets().values() if t not in ignoring]
+            also = f"; it is for {spoken(takers, 'and')}" if takers else ""
+            raise UsageError(
+                f"{value} does not apply to {spoken([t.title for t in ignoring], 'or')} (their files are "
+                f"written one way){also}: leave it out for {spoken([t.name for t in ignoring], 'and')}"
+            )
 
 
 def check_points(points) -> Tuple[int, ...]:

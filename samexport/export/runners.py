@@ -1,6 +1,7 @@
-"""What runs an exported part for a check, a segment run or a comparison: one interface, six runners.
+"""What runs an exported part for a check, a segment run or a comparison: one interface, seven runners.
 
 - `TorchRunner`: a PyTorch module (the reparameterized model against the official one).
+- `Float16DeviceRunner`: the same module in simulated float16 device arithmetic (`float16_device`).
 - `OnnxRunner`: onnxruntime's CPU provider (the heads' hard masks read back where a graph has them).
 - `CoreMLRunner`: Core ML prediction (macOS on Apple silicon), each function compiled once.
 - `NumpyRunner`: the saved ML program evaluated op by op (`samexport.mileval`, any platform); fp16
@@ -58,6 +59,22 @@ class TorchRunner(Runner):
             values = self.module(*(torch.from_numpy(np.asarray(v)) for v in ordered))
         values = values if isinstance(values, tuple) else (values,)
         return dict(zip(self.output_names, (v.numpy() for v in values))), {}
+
+
+class Float16DeviceRunner(Runner):
+    """A part's module in float16 device arithmetic, simulated the same way on every CPU: what a phone that
+    computes in float16 gets from a float16 export of it."""
+
+    runtime = "float16_device"
+    description = "float16 device arithmetic (simulated: float16 values, products accumulated in float16)"
+
+    def __init__(self, module, output_names, input_names) -> None:
+        self.module, self.output_names, self.input_names = module, list(output_names), list(input_names)
+
+    def run(self, feeds):
+        from .float16_device import simulate
+
+        return dict(zip(self.output_names, simulate(self.module, feeds, self.input_names))), {}
 
 
 class OnnxRunner(Runner):
@@ -283,27 +300,21 @@ class CoreAIRunner(Runner):
 
 class LiteRTRunner(Runner):
     """Google's LiteRT runtime (`ai_edge_litert`'s CompiledModel on its XNNPACK CPU accelerator), one
-    static signature per call; float16 files in XNNPACK's float16 inference, as a phone with float16
-    arithmetic may run them."""
+    static signature per call, in float32 inference: the same arithmetic on every CPU (XNNPACK's float16
+    inference is float16 arithmetic on some CPUs and float32 on others; what a float16 device gets is
+    `Float16DeviceRunner`'s to say)."""
 
     runtime = "litert"
 
-    def __init__(
-        self,
-        path: Path,
-        functions: Dict[str, Dict[str, list]],
-        float16_inference: bool,
-        threads: int | None = None,
-    ) -> None:
+    def __init__(self, path: Path, functions: Dict[str, Dict[str, list]], threads: int | None = None) -> None:
         import os
 
         from .litert_export import CompiledPart
 
         self.path, self.functions = Path(path), functions
         self.threads = threads or os.cpu_count() or 1
-        self.compiled = CompiledPart(self.path, self.threads, float16_inference)
-        arithmetic = "float16 inference (XNNPACK FORCE_FP16)" if float16_inference else "float32"
-        self.description = f"LiteRT, XNNPACK CPU, {arithmetic}, {self.threads} threads"
+        self.compiled = CompiledPart(self.path, self.threads)
+        self.description = f"LiteRT, XNNPACK CPU, float32 inference, {self.threads} threads"
 
     def run(self, feeds):
         import time

@@ -8,10 +8,11 @@ its files; checking is shared (`check.check_part`). File names come from `artifa
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Dict, Optional, Tuple
 
@@ -57,6 +58,8 @@ class ExportJob:
     reference: object  # the family's reference (`Family.reference`)
     checkpoint_sha256: str
     progress: "Progress"
+    # the simulated float16 device's report per part (`check_float16_device`), shared by every target
+    float16_device: Dict[str, object] = field(default_factory=dict)
 
     def parts(self, form: PartForm) -> Dict[str, Part]:
         """The parts this run writes, in the form a target asks for."""
@@ -87,6 +90,7 @@ class ExportTarget(ABC):
         return False
 
     precisions: ClassVar[Tuple[str, ...]] = ("fp16", "fp32")  # what --precision may choose; one: fixed
+    takes: ClassVar[Tuple[str, ...]] = ()  # the target-specific options it honours: --min-target, --keep-layers
     # the arithmetic of compressed files where the format fixes it (LiteRT's dynamic-range int8: float32)
     compressed_precision: ClassVar[Optional[str]] = None
 
@@ -146,12 +150,26 @@ class ExportTarget(ABC):
     def describes(self, path: Path) -> bool:
         return Path(path).name.endswith(self.extension)
 
+    def runs_in_float16(self, options, part: Part) -> bool:
+        """Whether a device computes this part's file in float16 arithmetic: float16 files without float32
+        regions, uncompressed (compressed modes have their own floor). Their check then also holds the
+        simulated float16 device (`float16_device`) to the float16 floor."""
+        return (
+            self.precision(options) == "fp16"
+            and not compression(options.compress).lossy
+            and not part.interface.keeps_float32_pooling
+        )
+
     def check(self, job: ExportJob, parts: Dict[str, Part], paths: Dict[str, Path], method: str = "auto"):
         """Every part through this target's runner against PyTorch, held to its floors; the end-to-end
-        check where the floor asks for one. Raises on the first part that fails."""
+        check where the floor asks for one; the simulated float16 device for parts a device computes in
+        float16. Raises on the first part that fails."""
         from .check import TargetReport
 
         report = TargetReport(self.name)
+        # the simulated device takes the normalized tensor: an 8-bit image input's mean is subtracted by the
+        # runtime before the part's module sees it
+        simulated = job.parts(dataclasses.replace(self.form(job.options), image_input=False))
         for name, part in parts.items():
             runner = self.runner(paths[name], method)
             try:
@@ -161,8 +179,35 @@ class ExportTarget(ABC):
                     )
             finally:
                 runner.close()
-            report.parts[name].raise_if_failed(self.title)
+            if self.runs_in_float16(job.options, part):
+                key = json.dumps(simulated[name].interface.describe(), sort_keys=True)
+                if key not in job.float16_device:
+                    with job.progress.step(f"{name} on a simulated float16 device vs PyTorch"):
+                        job.float16_device[key] = check_float16_device(simulated[name], job.options.compress)
+                report.parts[name].float16_device = job.float16_device[key]
+            report.parts[name].raise_if_failed(self.title, option_hint=self.float16_way_out(job.options))
         return report
+
+    def float16_way_out(self, options) -> str:
+        """What a user can do when a part fails on the simulated float16 device."""
+        return f"--precision fp32 keeps {self.title} in float32 arithmetic"
+
+
+def check_float16_device(part: Part, compress: str):
+    """The part's module in simulated float16 device arithmetic against PyTorch, held to the float16 floor
+    (a report that says why where the part is too costly to simulate)."""
+    from .check import PartReport, check_part
+    from .float16_device import too_costly
+    from .quality import part_floors
+    from .runners import Float16DeviceRunner
+
+    interface = part.interface
+    floors = part_floors(interface, "fp16", compress, Float16DeviceRunner.runtime)
+    skipped = too_costly(part)
+    if skipped:
+        return PartReport(part.name, skipped, floors, {}, [])
+    runner = Float16DeviceRunner(part.module().eval(), interface.output_names, interface.input_names)
+    return check_part(part, runner, floors)
 
 
 def check_with_chain(target: ExportTarget, part: Part, runner, parts, paths, options, method: str):
@@ -214,7 +259,18 @@ def refuse_over_single_file_limit(spec: "ModelSpec", limit: int, what: str, whos
         )
 
 
-def part_metadata(job: ExportJob, part: Part, precision: str) -> Dict[str, str]:
+def compression_config(target: ExportTarget, options) -> Dict:
+    """The compression a target's file holds: the mode, and the options only Core ML's modes have
+    (activations, deployment target, kept layers, clipping) where the target takes them."""
+    config = compression(options.compress).describe()
+    if "--min-target" not in target.takes:
+        config = {k: v for k, v in config.items() if k not in ("activations", "min_target")}
+    if "--keep-layers" in target.takes:
+        config.update(keep_layers=options.keep_layers, weight_clip_sigmas=options.weight_clip)
+    return config
+
+
+def part_metadata(job: ExportJob, part: Part, precision: str, target: ExportTarget) -> Dict[str, str]:
     """What every exported file says about itself (`samexport validate` and apps read it back)."""
     spec, options, family = job.spec, job.options, job.spec.family
     contract = family.export_contract(job.shapes)
@@ -227,13 +283,7 @@ def part_metadata(job: ExportJob, part: Part, precision: str) -> Dict[str, str]:
         "com.samexport.checkpoint": job.checkpoint_sha256,
         "com.samexport.precision": precision,
         "com.samexport.compression": options.compress,
-        "com.samexport.compression_config": json.dumps(
-            {
-                **compression(options.compress).describe(),
-                "keep_layers": options.keep_layers,
-                "weight_clip_sigmas": options.weight_clip,
-            }
-        ),
+        "com.samexport.compression_config": json.dumps(compression_config(target, options)),
         "com.samexport.contract": json.dumps(contract),
         **job.shapes.metadata(),
         "com.samexport.functions": json.dumps(
