@@ -98,9 +98,9 @@ def test_the_decoder_a_float16_device_got_wrong_is_refused_and_the_fixed_one_pas
     values in groups of 64 image keys brings it above the 35 dB floor."""
     from samexport.errors import SamExportError
     from samexport.export.target import check_float16_device
-    from samexport.modeling import transformer
+    from samexport.modeling import common
 
-    monkeypatch.setattr(transformer, "KEYS_PER_PARTIAL_SUM", 10**9)  # the decoder before the fix
+    monkeypatch.setattr(common, "KEYS_PER_PARTIAL_SUM", 10**9)  # the decoder before the fix
     before = check_float16_device(mobile_sam_decoder, "none")
     assert before.failures and not before.passed
     assert before.worst()["lowResMasks"]["psnr_db"] < 30
@@ -121,7 +121,7 @@ def test_the_decoder_a_float16_device_got_wrong_is_refused_and_the_fixed_one_pas
 
 
 def test_grouped_key_sums_are_the_same_attention_in_float32():
-    from samexport.modeling.transformer import weighted_values
+    from samexport.modeling.common import weighted_values
 
     torch.manual_seed(0)
     attn = torch.softmax(torch.randn(2, 8, 5, 4096), -1)

@@ -83,6 +83,34 @@ def test_validate_reruns_the_interpreter_and_refuses_a_broken_file(toy_litert, t
     assert result.returncode == 2 and "is not a readable LiteRT model" in one_line_error(result)
 
 
+@pytest.mark.parametrize("damage", ["tail", "half", "header", "zeros", "metadata"])
+def test_a_damaged_file_is_one_line_before_the_native_loader_reads_it(toy_litert, tmp_path, damage):
+    """A truncated, zeroed or bit-flipped `.tflite` once crashed LiteRT's loader (SIGSEGV for the last
+    1000 bytes cut) or ended in a Python traceback: the structure is checked first, in any process that
+    loads one (here a child: a crash would be its exit status, not this test's)."""
+    from helpers import run_cli
+
+    out, _ = toy_litert
+    data = bytearray((out / "ToyThreeDecoder.tflite").read_bytes())
+    if damage == "tail":
+        data = data[:-1000]
+    elif damage == "half":
+        data = data[: len(data) // 2]
+    elif damage == "header":
+        data[8:40] = bytes(b ^ 0xFF for b in data[8:40])
+    elif damage == "zeros":
+        data = bytearray(len(data))
+    else:  # the JSON of samexport's metadata entry, bytes flipped in place
+        start = bytes(data).rindex(b'{"com.samexport.')
+        data[start + 1 : start + 9] = bytes(b ^ 0x80 for b in data[start + 1 : start + 9])
+    broken = tmp_path / "ToyThreeDecoder.tflite"
+    broken.write_bytes(bytes(data))
+    result = run_cli("validate", str(broken), timeout=300)
+    error = one_line_error(result)
+    assert f"{broken.name} is not a readable LiteRT model" in error or "metadata is damaged" in error
+    assert "convert it again" in error
+
+
 def test_the_predictor_runs_the_files_like_the_model(toy_litert):
     out, _ = toy_litert
     (masks, iou), (expected, expected_iou), predictor = toy_predictor_against_the_model(

@@ -18,7 +18,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 
 METADATA_NAME = "samexport"  # the flatbuffer metadata entry holding samexport's key/values (JSON)
 FLOAT16_MAX = 65504.0
@@ -178,18 +178,88 @@ class CompiledPart:
         return result
 
 
+# bytes per element of the tensor types whose constant data has a fixed size (LiteRT's `TensorType`)
+ITEM_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2, "INT8": 1}
+
+
 def _model(path: Path):
+    """The flatbuffer's root, after `check_structure`: a truncated, zeroed or bit-flipped file is a one-line
+    UsageError here, never a crash inside LiteRT's native loader (which reads offsets unchecked)."""
     from ai_edge_litert import schema_py_generated as schema
 
+    name = Path(path).name
     try:
         data = Path(path).read_bytes()
-        if data[4:8] != b"TFL3":
+    except OSError as e:
+        raise UsageError(f"cannot read {name} ({e.strerror or type(e).__name__})") from None
+    try:
+        if len(data) < 8 or data[4:8] != b"TFL3":
             raise ValueError("no TFL3 identifier")
-        return schema.Model.GetRootAs(data, 0)
-    except (OSError, ValueError, IndexError) as e:
+        model = schema.Model.GetRootAs(data, 0)
+        check_structure(model, len(data))
+    except Exception as e:  # any malformed offset surfaces as some exception of flatbuffers' reader
         raise UsageError(
-            f"{Path(path).name} is not a readable LiteRT model ({type(e).__name__}); convert it again"
+            f"{name} is not a readable LiteRT model ({first_line(e) or type(e).__name__}); it is damaged or "
+            "truncated: convert it again"
         ) from None
+    return model
+
+
+def check_structure(model, size: int) -> None:
+    """Every offset and index of the model inside the file and its tables: buffers within the file,
+    constant tensors holding as many bytes as their shape needs, operators, subgraph and signature tensor
+    indices in range, operator codes known. Raises ValueError naming the first thing out of place."""
+    types = _schema_names("TensorType")
+    buffers = model.BuffersLength()
+    for b in range(buffers):
+        buffer = model.Buffers(b)
+        if buffer.Offset() > 1 and buffer.Offset() + buffer.Size() > size:
+            raise ValueError(f"buffer {b} ends past the end of the file")
+        if buffer.DataLength():
+            buffer.DataAsNumpy()  # numpy refuses a vector reaching past the file
+    codes = model.OperatorCodesLength()
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        tensors = graph.TensorsLength()
+        for t in range(tensors):
+            tensor = graph.Tensors(t)
+            shape = tensor.ShapeAsNumpy() if tensor.ShapeLength() else np.zeros(0, np.int32)
+            if tensor.Buffer() >= buffers:
+                raise ValueError(f"tensor {t} of subgraph {s} names buffer {tensor.Buffer()} of {buffers}")
+            buffer = model.Buffers(tensor.Buffer())
+            held = buffer.DataLength() or (buffer.Size() if buffer.Offset() > 1 else 0)
+            item = ITEM_BYTES.get(types.get(tensor.Type(), ""))
+            if held and item and (shape < 0).any():
+                raise ValueError(f"constant tensor {t} of subgraph {s} has a negative dimension")
+            if held and item and held != item * int(np.prod(shape.astype(np.int64))):
+                raise ValueError(f"constant tensor {t} of subgraph {s} holds {held} bytes, not its shape's")
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            if op.OpcodeIndex() >= codes:
+                raise ValueError(f"operator {o} of subgraph {s} has an unknown operator code")
+            used = [op.Inputs(k) for k in range(op.InputsLength())]
+            used += [op.Outputs(k) for k in range(op.OutputsLength())]
+            if any(not -1 <= i < tensors for i in used):
+                raise ValueError(f"operator {o} of subgraph {s} names a tensor out of range")
+        ends = [graph.Inputs(k) for k in range(graph.InputsLength())]
+        ends += [graph.Outputs(k) for k in range(graph.OutputsLength())]
+        if any(not 0 <= i < tensors for i in ends):
+            raise ValueError(f"subgraph {s} names an input or output tensor out of range")
+    for i in range(model.SignatureDefsLength()):
+        definition = model.SignatureDefs(i)
+        if not 0 <= definition.SubgraphIndex() < model.SubgraphsLength():
+            raise ValueError(f"signature {i} names subgraph {definition.SubgraphIndex()}")
+        tensors = model.Subgraphs(definition.SubgraphIndex()).TensorsLength()
+        maps = [definition.Inputs(k) for k in range(definition.InputsLength())]
+        maps += [definition.Outputs(k) for k in range(definition.OutputsLength())]
+        if any(not 0 <= m.TensorIndex() < tensors for m in maps):
+            raise ValueError(f"signature {i} names a tensor out of range")
+        for m in maps:
+            m.Name().decode()
+        definition.SignatureKey().decode()
+    for i in range(model.MetadataLength()):
+        if model.Metadata(i).Buffer() >= buffers:
+            raise ValueError(f"metadata entry {i} names buffer {model.Metadata(i).Buffer()} of {buffers}")
 
 
 def read_metadata(path: Path) -> Dict[str, str]:
@@ -199,7 +269,15 @@ def read_metadata(path: Path) -> Dict[str, str]:
         entry = model.Metadata(i)
         if entry.Name() == METADATA_NAME.encode():
             data = model.Buffers(entry.Buffer()).DataAsNumpy()
-            return {k: str(v) for k, v in json.loads(bytes(data).decode()).items()}
+            try:
+                found = json.loads(bytes(data).decode())
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                found = None
+            if not isinstance(found, dict):
+                raise UsageError(
+                    f"{Path(path).name}'s samexport metadata is damaged (not a JSON object); convert it again"
+                )
+            return {k: str(v) for k, v in found.items()}
     return {}
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import SamNeck
+from .common import SamNeck, weighted_values
 from .image_encoder import PatchEmbed
 
 
@@ -30,7 +30,7 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+        return self.proj(weighted_values(attn, v).transpose(1, 2).reshape(b, n, c))
 
 
 class Mlp(nn.Module):

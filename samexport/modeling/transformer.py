@@ -13,12 +13,7 @@ from typing import Callable, Tuple
 import torch
 from torch import nn
 
-
-# Keys per partial sum of the attention-weighted values. A float16 device (XNNPACK on ARM, which accumulates a
-# matrix product in float16 along its inner dimension) loses the token->image product over 4,096 image keys:
-# 24.5 dB PSNR on MobileSAM's decoder, simulated by `samexport.export.float16_device`, 25.0 dB measured on a
-# CPU with native float16. Sums of 64 keys added together: the same values in float32, 60 dB in float16.
-KEYS_PER_PARTIAL_SUM = 64
+from .common import weighted_values
 
 
 class Attention(nn.Module):
@@ -48,19 +43,6 @@ class Attention(nn.Module):
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
-
-def weighted_values(attn: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """attn (B, h, Nq, Nk) @ v (B, h, Nk, d) -> (B, h, Nq, d); past KEYS_PER_PARTIAL_SUM keys (a multiple of
-    it), as partial products over groups of keys summed afterwards (rank 4 throughout)."""
-    b, h, nq, nk = attn.shape
-    group = KEYS_PER_PARTIAL_SUM
-    if nk <= group or nk % group:
-        return attn @ v
-    d = v.shape[-1]
-    groups = nk // group
-    attn = attn.reshape(b * h, nq, groups, group).permute(0, 2, 1, 3)  # (B*h, G, Nq, group)
-    partial = attn @ v.reshape(b * h, groups, group, d)  # (B*h, G, Nq, d)
-    return partial.sum(dim=1).reshape(b, h, nq, d)
 
 
 class TwoWayAttentionBlock(nn.Module):
