@@ -5,7 +5,7 @@ scaled 2x and 4x (larger activations: float16's range and its accumulators). Eac
 each output over the part's validation cases against the same module in float32, and its margin over the
 35 dB floor. Needs ../shared/parity.
 
-    .venv/bin/python benchmarks/float16_robustness.py   # -> results/linux-x86_64-2core/float16_robustness.{json,md}
+    .venv/bin/python benchmarks/float16_robustness.py  # -> results/linux-x86_64-2core/float16_robustness.*
 """
 
 from __future__ import annotations
@@ -54,7 +54,11 @@ def parts_with_fill(name: str, salt: str, folder: Path):
     family = get_spec(name).family
     shapes = family.export_shapes(ConvertOptions(encoder=name, target="litert"))
     return family.export_parts(
-        model, reparameterize_model(model), shapes, PartForm(False, False, False), family.reference(model, shapes)
+        model,
+        reparameterize_model(model),
+        shapes,
+        PartForm(False, False, False),
+        family.reference(model, shapes),
     )
 
 
@@ -76,7 +80,11 @@ def worst_on_device(part, scale: float, cases: int) -> dict:
             psnr = compare(got, ref.numpy())["psnr_db"]
             if output not in worst or psnr < worst[output]["psnr_db"]:
                 worst[output] = {"psnr_db": round(psnr, 1), "case": case}
-    return {"worst": worst, "cases": min(cases, len(part.cases(None))), "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "worst": worst,
+        "cases": min(cases, len(part.cases(None))),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def plan():

@@ -153,7 +153,9 @@ def info_command(encoder: str, as_json: bool) -> None:
     default=None,
     help="RAP-SAM: the (133, 17, 768) class-embedding file its panoptic head needs (models/README.md).",
 )
-@click.option("--min-target", default=None, help="Core ML deployment target: iOS16 (the default), iOS17 or iOS18.")
+@click.option(
+    "--min-target", default=None, help="Core ML deployment target: iOS16 (the default), iOS17 or iOS18."
+)
 @click.option("--force", is_flag=True, help="Replace existing exports.")
 @click.option("--no-validate", is_flag=True, help="Skip the numeric comparison with PyTorch.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
@@ -407,9 +409,10 @@ def validate_command(paths, checkpoint, method, classifier, json_path, force) ->
     does not.
     """
     from .export.check import render
-    from .export.validate import raise_if_any_failed, validate
+    from .export.validate import inputs_of, raise_if_any_failed, validate
 
     files = OutputFiles([json_path], force)
+    files.refuse_inputs(inputs_of(list(paths)))
     files.check()
     extras = {"classifier": classifier} if classifier is not None else {}
     reports = validate(list(paths), checkpoint=checkpoint, method=method, extras=extras)

@@ -55,6 +55,10 @@ def is_disk_full(error: BaseException) -> bool:
     return "No space left on device" in str(error) or "[Errno 28]" in str(error)
 
 
+# What every export manifest's name ends with (`export.target.manifest_name`): no report is written over one.
+MANIFEST_SUFFIX = ".export.json"
+
+
 class OutputFiles:
     """The files a command writes (reports, pictures): checked before any work, then written whole.
 
@@ -68,8 +72,23 @@ class OutputFiles:
         self.force = force
         self.written: set = set()
 
+    def refuse_inputs(self, inputs: Iterable[Path]) -> None:
+        """A one-line UsageError for an output that is one of the command's inputs or inside one (a package
+        or bundle folder): --force replaces outputs, never what the command reads."""
+        inputs = [Path(p).resolve() for p in inputs]
+        for path in self.paths:
+            resolved = path.resolve()
+            for read in inputs:
+                if resolved == read or read in resolved.parents:
+                    raise UsageError(f"{path} is {read.name}, which this command reads; choose another name")
+
     def check(self) -> None:
         for path in self.paths:
+            if path.name.endswith(MANIFEST_SUFFIX):
+                raise UsageError(
+                    f"{path} would be named like an export manifest (*{MANIFEST_SUFFIX}); reports never take "
+                    "that name: choose another"
+                )
             if path.is_dir():
                 raise UsageError(f"cannot write {path} (it is a folder); pass a file path")
             folder = path.parent if str(path.parent) else Path(".")

@@ -59,6 +59,98 @@ def test_validate_reruns_apples_runtime_on_the_assets(toy_coreai, capsys):
     assert json.loads((out / "ToyThree.export.json").read_text())["validation"]["coreai"]["passed"]
 
 
+def test_validate_takes_the_bundle_convert_wrote(toy_coreai):
+    from samexport.export.validate import validate
+
+    out, _ = toy_coreai
+    reports = validate([out / "ToyThree.coreai"])
+    assert sorted(reports) == sorted(
+        str(out / "ToyThree.coreai" / f) for f in ("ToyThreeEncoder.aimodel", "ToyThreeDecoder.aimodel")
+    )
+    assert all(r.passed for r in reports.values())
+
+
+def copy_bundle(out, tmp_path):
+    import shutil
+
+    shutil.copytree(out / "ToyThree.coreai", tmp_path / "ToyThree.coreai")
+    return tmp_path / "ToyThree.coreai"
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("[]", "metadata.json is not readable (not a JSON object)"),
+        ("[" * 200_000 + "]" * 200_000, "metadata.json is not readable (RecursionError)"),
+        ("{not json", "metadata.json is not readable (JSONDecodeError)"),
+        ('{"creatorDefinedMetadata": []}', "creatorDefinedMetadata is not an object"),
+    ],
+)
+def test_a_damaged_asset_metadata_is_one_line(toy_coreai, tmp_path, capsys, content, expected):
+    out, _ = toy_coreai
+    asset = copy_bundle(out, tmp_path) / "ToyThreeDecoder.aimodel"
+    (asset / "metadata.json").write_text(content)
+    assert expected in one_line_error(invoke(capsys, "validate", str(asset)))
+
+
+def test_damaged_function_lists_and_bundles_are_one_line(toy_coreai, tmp_path, capsys):
+    out, _ = toy_coreai
+    bundle = copy_bundle(out, tmp_path)
+    metadata = bundle / "ToyThreeDecoder.aimodel" / "metadata.json"
+    document = json.loads(metadata.read_text())
+    document["creatorDefinedMetadata"]["com.samexport.functions"] = "main: points"
+    metadata.write_text(json.dumps(document))
+    error = one_line_error(invoke(capsys, "validate", str(bundle / "ToyThreeDecoder.aimodel")))
+    assert "com.samexport.functions metadata is damaged" in error
+    (bundle / "metadata.json").write_text(json.dumps({"kind": "segmenter", "assets": {"decoder": "../../x"}}))
+    assert "outside the bundle" in one_line_error(invoke(capsys, "validate", str(bundle)))
+
+
+def test_a_truncated_program_is_a_one_line_error_and_leaves_no_folder_behind(
+    toy_coreai, tmp_path, capsys, monkeypatch
+):
+    """Apple's runtime crashes (SIGSEGV) on a truncated program, in the runner's child process: one line,
+    exit 2, and the runner's temporary folder removed."""
+    out, _ = toy_coreai
+    asset = copy_bundle(out, tmp_path) / "ToyThreeEncoder.aimodel"
+    program = next(p for p in asset.rglob("*") if p.is_file() and p.suffix == ".mlirb")
+    program.write_bytes(program.read_bytes()[: program.stat().st_size // 2])
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    error = one_line_error(invoke(capsys, "validate", str(asset)))
+    assert (
+        "Core AI runtime stopped while loading ToyThreeEncoder.aimodel" in error
+        and "convert it again" in error
+    )
+    assert not list(temporary.iterdir())
+
+
+def test_a_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
+    """SIGKILL during a Core AI check left samexport-coreai-* in the system's temporary folder."""
+    import subprocess
+    import sys
+
+    from samexport.export.runners import remove_abandoned
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    left = tmp_path / f"samexport-coreai-{gone.stdout.strip()}-abc"
+    left.mkdir()
+    (left / "stderr.txt").write_text("")
+    alive = tmp_path / f"samexport-coreai-{os_getpid()}-def"
+    alive.mkdir()
+    remove_abandoned(tmp_path, "samexport-coreai-")
+    assert not left.exists() and alive.exists()
+
+
+def os_getpid() -> int:
+    import os
+
+    return os.getppid()  # pytest's parent: a live process that is not this one
+
+
 def test_the_predictor_runs_the_assets_like_the_model(toy_coreai):
     out, _ = toy_coreai
     (masks, iou), (expected, expected_iou), predictor = toy_predictor_against_the_model(

@@ -75,11 +75,15 @@ def test_segment_runs_the_export_that_is_there_whatever_its_precision(toy, tmp_p
     result = invoke(capsys, *args, "--models-dir", str(models), "--output", str(tmp_path / "a.png"))
     assert result.returncode == 0, result.stderr
     assert "converting it first" not in result.stdout + result.stderr
-    assert sorted(p.name for p in models.iterdir()) == before == [
-        "ToyThreeDecoderFP32.tflite",
-        "ToyThreeEncoderFP32.tflite",
-        "ToyThreeFP32.export.json",
-    ]
+    assert (
+        sorted(p.name for p in models.iterdir())
+        == before
+        == [
+            "ToyThreeDecoderFP32.tflite",
+            "ToyThreeEncoderFP32.tflite",
+            "ToyThreeFP32.export.json",
+        ]
+    )
 
 
 def test_segment_on_core_ml_runs_the_evaluator_off_macos(toy, tmp_path, photo, capsys):

@@ -69,17 +69,47 @@ def save(program, path: Path, description: str, metadata: Dict[str, str]) -> Non
     program.save_asset(Path(path), asset_metadata)
 
 
+def read_json_object(path: Path, what: str) -> Dict:
+    """A JSON object from a file convert wrote, or a one-line UsageError naming `what` is damaged."""
+    from ..errors import UsageError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        data = e
+    if not isinstance(data, dict):
+        why = type(data).__name__ if isinstance(data, Exception) else "not a JSON object"
+        raise UsageError(f"{what} is not readable ({why}); convert it again") from None
+    return data
+
+
 def read_metadata(path: Path) -> Dict[str, str]:
     """The samexport metadata of a saved asset (its metadata.json; no runtime needed)."""
     from ..errors import UsageError
 
-    try:
-        data = json.loads((Path(path) / "metadata.json").read_text())
-    except (OSError, ValueError) as e:
-        raise UsageError(
-            f"{Path(path).name} is not a readable Core AI asset ({type(e).__name__}); convert it again"
-        ) from None
-    return {k: str(v) for k, v in (data.get("creatorDefinedMetadata") or {}).items()}
+    data = read_json_object(Path(path) / "metadata.json", f"{Path(path).name}'s metadata.json")
+    custom = data.get("creatorDefinedMetadata", {})
+    if not isinstance(custom, dict):
+        raise UsageError(f"{Path(path).name}'s creatorDefinedMetadata is not an object; convert it again")
+    return {k: str(v) for k, v in custom.items()}
+
+
+def bundle_assets(bundle: Path) -> Dict[str, Path]:
+    """part -> asset path of a segmenter bundle (its metadata.json's `assets`), each inside the bundle."""
+    from ..errors import UsageError
+
+    document = read_json_object(Path(bundle) / "metadata.json", f"{Path(bundle).name}/metadata.json")
+    assets = document.get("assets")
+    if document.get("kind") != "segmenter" or not isinstance(assets, dict) or not assets:
+        raise UsageError(f"{Path(bundle).name}/metadata.json names no segmenter assets; convert it again")
+    folder = Path(bundle).resolve()
+    found = {}
+    for part, name in assets.items():
+        asset = Path(bundle) / str(name)
+        if Path(str(name)).is_absolute() or ".." in Path(str(name)).parts or asset.resolve().parent != folder:
+            raise UsageError(f"{Path(bundle).name}/metadata.json names {name!r}, outside the bundle")
+        found[str(part)] = asset
+    return found
 
 
 def write_segmenter_bundle(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from ..parts import Interface
-from .target import ExportJob, ExportTarget, artifact_name, part_metadata, register_target
+from .target import ExportJob, ExportTarget, artifact_name, functions_of, part_metadata, register_target
 
 BUNDLE_EXTENSION = ".coreai"
 
@@ -96,9 +96,16 @@ class CoreAITarget(ExportTarget):
     def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
         from .runners import CoreAIRunner
 
-        return CoreAIRunner(path, json.loads(self.read_metadata(path)["com.samexport.functions"]))
+        return CoreAIRunner(path, functions_of(path, self.read_metadata(path)))
 
     def read_metadata(self, path: Path) -> Dict[str, str]:
         from . import coreai_export
 
         return coreai_export.read_metadata(path)
+
+    def bundled(self, path: Path):
+        from . import coreai_export
+
+        if Path(path).is_dir() and Path(path).name.endswith(BUNDLE_EXTENSION):
+            return coreai_export.bundle_assets(path)
+        return None

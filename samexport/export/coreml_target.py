@@ -28,6 +28,7 @@ class CoreMLTarget(ExportTarget):
     extension = ".mlpackage"
     compressions = tuple(COMPRESSIONS)
     takes = ("--min-target", "--keep-layers")
+    methods = ("coreml", "numpy")
     packed_prompts = True
     dynamic = False
     decoder_shapes = ("enumerated", "multifunction")

@@ -29,8 +29,8 @@ from torch.utils._pytree import tree_map
 
 aten = torch.ops.aten
 
-# TinyViT's encoder (39 GMACs at 1024) takes 27 s here, RepViT's (113) about 2 minutes; SAM ViT-B's (486) would
-# take over 10.
+# TinyViT's encoder (39 GMACs at 1024) takes 27 s here, RepViT's (113) and EfficientSAM-Ti's (102) about 2
+# minutes; SAM ViT-B's (486) would take over 10.
 MAX_SIMULATED_GMACS = 120.0
 
 

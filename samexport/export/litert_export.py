@@ -179,7 +179,16 @@ class CompiledPart:
 
 
 # bytes per element of the tensor types whose constant data has a fixed size (LiteRT's `TensorType`)
-ITEM_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2, "INT8": 1}
+ITEM_BYTES = {
+    "FLOAT32": 4,
+    "FLOAT16": 2,
+    "INT32": 4,
+    "UINT8": 1,
+    "INT64": 8,
+    "BOOL": 1,
+    "INT16": 2,
+    "INT8": 1,
+}
 
 
 def _model(path: Path):

@@ -18,12 +18,17 @@ normalized float32 tensor (NCHW, as ONNX).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, Tuple
 
-from ..errors import UsageError
-from .target import ExportJob, ExportTarget, part_metadata, refuse_over_single_file_limit, register_target
+from .target import (
+    ExportJob,
+    ExportTarget,
+    functions_of,
+    part_metadata,
+    refuse_over_single_file_limit,
+    register_target,
+)
 
 FLATBUFFER_LIMIT = 2**31 - 64 * 2**20  # flatbuffers' 2 GiB offsets, less room for the graph
 INFERENCE_KEY = "com.samexport.litert_inference"  # "float16" or "float32": the arithmetic it is meant for
@@ -97,10 +102,7 @@ class LiteRTTarget(ExportTarget):
     def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
         from .runners import LiteRTRunner
 
-        meta = self.read_metadata(path)
-        if "com.samexport.functions" not in meta:
-            raise UsageError(f"{Path(path).name} carries no samexport metadata; convert it with samexport")
-        return LiteRTRunner(path, json.loads(meta["com.samexport.functions"]))
+        return LiteRTRunner(path, functions_of(path, self.read_metadata(path)))
 
     def read_metadata(self, path: Path) -> Dict[str, str]:
         from . import litert_export

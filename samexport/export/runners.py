@@ -233,9 +233,11 @@ class CoreAIRunner(Runner):
             if is_macos()
             else "Core AI runtime, reference CPU path (coreai-core, Linux)"
         )
-        # the system's temporary folder, not convert's work folder (tempfile.tempdir points there meanwhile)
+        # the system's temporary folder, not convert's work folder (tempfile.tempdir points there meanwhile);
+        # a folder left by a killed run (its process gone) is removed by the next runner
         system_tmp = os.environ.get("TMPDIR") or "/tmp"
-        self.folder = tempfile.TemporaryDirectory(prefix="samexport-coreai-", dir=system_tmp)
+        remove_abandoned(Path(system_tmp), "samexport-coreai-")
+        self.folder = tempfile.TemporaryDirectory(prefix=f"samexport-coreai-{os.getpid()}-", dir=system_tmp)
         self.log = open(Path(self.folder.name) / "stderr.txt", "w+b")  # noqa: SIM115 (lives with the runner)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "samexport.export.coreai_child", str(self.path)],
@@ -243,8 +245,13 @@ class CoreAIRunner(Runner):
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
+            env={**os.environ, "TMPDIR": self.folder.name},  # the runtime's own scratch files go with ours
         )
-        self.ready = self.answer()
+        try:
+            self.ready = self.answer()
+        except BaseException:
+            self.close()
+            raise
         self.count = 0
 
     def answer(self) -> Dict:
@@ -257,11 +264,12 @@ class CoreAIRunner(Runner):
                 return json.loads(line[len(REPLY) :])
         self.log.seek(0)
         tail = self.log.read().decode(errors="replace").strip().splitlines()[-3:]
-        from ..errors import SamExportError
-
-        raise SamExportError(
-            f"the Core AI runtime stopped while running {self.path.name} (exit {self.process.wait()}): "
-            + " | ".join(tail)
+        status = self.process.wait()
+        how = f"signal {-status}" if status < 0 else f"exit {status}"
+        stage = "running" if hasattr(self, "ready") else "loading"
+        raise UsageError(
+            f"Apple's Core AI runtime stopped while {stage} {self.path.name} ({how}); the asset may be "
+            "damaged: convert it again" + (f" [{' | '.join(tail)}]" if tail else "")
         )
 
     def run(self, feeds):
@@ -295,6 +303,23 @@ class CoreAIRunner(Runner):
         try:
             self.close()
         except Exception:  # interpreter shutdown: the child dies with its stdin
+            pass
+
+
+def remove_abandoned(folder: Path, prefix: str) -> None:
+    """Remove `<prefix><pid>-*` folders in `folder` whose process is gone (runs killed before cleaning up)."""
+    import os
+    import shutil
+
+    for path in folder.glob(f"{prefix}*"):
+        pid = path.name[len(prefix) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:  # another user's live process
             pass
 
 

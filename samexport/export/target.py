@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Dict, Optional, Tuple
 
 from ..errors import UsageError
+from ..fsutil import MANIFEST_SUFFIX
 from ..parts import ExportShapes, Part, PartForm
 from .compression import compression
 
@@ -42,7 +43,7 @@ def artifact_name(stem: str, part: str, variant: str, extension: str) -> str:
 
 
 def manifest_name(stem: str, options) -> str:
-    return f"{stem}{options.variant_suffix}.export.json"
+    return f"{stem}{options.variant_suffix}{MANIFEST_SUFFIX}"
 
 
 @dataclass
@@ -90,7 +91,9 @@ class ExportTarget(ABC):
         return False
 
     precisions: ClassVar[Tuple[str, ...]] = ("fp16", "fp32")  # what --precision may choose; one: fixed
-    takes: ClassVar[Tuple[str, ...]] = ()  # the target-specific options it honours: --min-target, --keep-layers
+    takes: ClassVar[
+        Tuple[str, ...]
+    ] = ()  # the target-specific options it honours: --min-target, --keep-layers
     # the arithmetic of compressed files where the format fixes it (LiteRT's dynamic-range int8: float32)
     compressed_precision: ClassVar[Optional[str]] = None
 
@@ -149,6 +152,10 @@ class ExportTarget(ABC):
 
     def describes(self, path: Path) -> bool:
         return Path(path).name.endswith(self.extension)
+
+    def bundled(self, path: Path) -> Optional[Dict[str, Path]]:
+        """part -> file of a folder of this target's files that `path` names (Core AI's bundle), else None."""
+        return None
 
     def runs_in_float16(self, options, part: Part) -> bool:
         """Whether a device computes this part's file in float16 arithmetic: float16 files without float32
@@ -237,6 +244,35 @@ def check_with_chain(target: ExportTarget, part: Part, runner, parts, paths, opt
             for runner in chain_runners:
                 runner.close()
     return report
+
+
+def functions_of(path: Path, meta: Dict[str, str]) -> Dict[str, Dict[str, list]]:
+    """function name -> input name -> shape, from a file's `com.samexport.functions` metadata, or a one-line
+    UsageError where it is missing or not what convert writes."""
+    text = meta.get("com.samexport.functions")
+    if text is None:
+        raise UsageError(f"{Path(path).name} carries no samexport metadata; convert it with samexport")
+    try:
+        functions = json.loads(text)
+    except (ValueError, RecursionError):
+        functions = None
+    valid = (
+        isinstance(functions, dict)
+        and functions
+        and all(
+            isinstance(shapes, dict)
+            and all(
+                isinstance(shape, list) and all(isinstance(d, int) and 0 < d <= 1 << 20 for d in shape)
+                for shape in shapes.values()
+            )
+            for shapes in functions.values()
+        )
+    )
+    if not valid:
+        raise UsageError(
+            f"{Path(path).name}: its com.samexport.functions metadata is damaged; convert it again"
+        )
+    return functions
 
 
 def refuse_over_single_file_limit(spec: "ModelSpec", limit: int, what: str, whose: str) -> None:

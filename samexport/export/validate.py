@@ -157,6 +157,42 @@ def read_manifest_for_validate(path: Path) -> Tuple[Dict, bytes]:
     return data, raw
 
 
+def inside(manifest: Path, listed: str) -> Path:
+    """The file a manifest lists, which must stay in the manifest's folder: a relative path without `..`,
+    and no symbolic link leading out."""
+    folder = manifest.parent.resolve()
+    relative = Path(listed)
+    if (
+        relative.is_absolute()
+        or ".." in relative.parts
+        or folder not in (folder / relative).resolve().parents
+    ):
+        raise UsageError(
+            f"{manifest.name} lists {listed!r}, outside its folder; an export manifest lists the files "
+            "beside it: convert again"
+        )
+    return manifest.parent / relative
+
+
+def bundle_of(path: Path) -> Dict[str, Path]:
+    """part -> file of a target's folder of files (a Core AI bundle) that `path` names; empty otherwise."""
+    return next((found for t in targets().values() if (found := t.bundled(path))), {})
+
+
+def inputs_of(paths: List[Path]) -> List[Path]:
+    """What validate reads for `paths`: the paths and the files the manifests among them list (a report
+    must never replace one)."""
+    found = []
+    for path in map(Path, paths):
+        found.append(path)
+        if path.is_file() and path.name.endswith(".json"):
+            data, _ = read_manifest_for_validate(path)
+            found += [
+                inside(path, e["path"]) for parts in manifest_files(data).values() for e in parts.values()
+            ]
+    return found
+
+
 def expand(paths: List[Path], manifests_read: Optional[Dict[Path, bytes]] = None) -> List[FileInfo]:
     """Files named directly or through an export manifest; `manifests_read` receives each manifest's bytes
     as they were read (results are written back only into that same file)."""
@@ -168,22 +204,41 @@ def expand(paths: List[Path], manifests_read: Optional[Dict[Path, bytes]] = None
             raise UsageError(f"{path} does not exist; pass an exported file or an export manifest")
         if path.is_file() and path.name.endswith(".json"):
             data, raw = read_manifest_for_validate(path)
-            files = [
-                path.parent / entry["path"]
+            listed = [
+                (target, part, inside(path, entry["path"]))
                 for target, parts in manifest_files(data).items()
                 if target in known
-                for entry in parts.values()
+                for part, entry in parts.items()
             ]
-            if not files:
+            if not listed:
                 raise UsageError(
                     f"{path} lists no files of a target this samexport knows ({', '.join(known)})"
                 )
-            gone = next((p for p in files if not p.exists()), None)
+            gone = next((p for _, _, p in listed if not p.exists()), None)
             if gone is not None:
                 raise UsageError(f"{gone.name} is missing (listed by {path.name}); convert again")
-            infos += [file_info(p, manifest=path) for p in files]
+            for target, part, file in listed:
+                info = file_info(file, manifest=path)
+                if (info.target.name, info.part) != (target, part):
+                    raise UsageError(
+                        f"{path.name} lists {file.name} as the {known[target].title} {part}, but the file is "
+                        f"the {info.target.title} {info.part}; convert again"
+                    )
+                infos.append(info)
             if manifests_read is not None:
                 manifests_read[path] = raw
+        elif bundle_of(path):
+            for part, file in bundle_of(path).items():
+                if not file.exists():
+                    raise UsageError(
+                        f"{file.name} is missing (listed by {path.name}/metadata.json); convert again"
+                    )
+                info = file_info(file)
+                if info.part != part:
+                    raise UsageError(
+                        f"{path.name} lists {file.name} as its {part}, but it is the {info.part}"
+                    )
+                infos.append(info)
         else:
             infos.append(file_info(path))
     return infos
@@ -250,10 +305,17 @@ def validate(
     """file path -> check report; manifests given are updated with the results. `method`: how Core ML
     packages run (auto, coreml, numpy). `extras`: the family's other files (RAP-SAM: `classifier`), as
     `build_model` takes them."""
-    from .runners import resolve_method
+    from .runners import METHODS, resolve_method
 
     manifests_read: Dict[Path, bytes] = {}
     infos = expand(paths, manifests_read)
+    known_method = method in METHODS and method != "auto"
+    if known_method and not any(method in info.target.methods for info in infos):
+        kinds = sorted({info.target.title for info in infos})
+        raise UsageError(
+            f"--method {method} chooses how Core ML packages run; these files are {', '.join(kinds)}: drop "
+            "--method"
+        )
     method = resolve_method(method)
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise UsageError(f"--checkpoint {checkpoint} does not exist; pass the official checkpoint file")

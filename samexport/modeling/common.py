@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # Keys per partial sum of attention-weighted values. A float16 device (XNNPACK on ARM, which accumulates a
 # matrix product in float16 along its inner dimension) loses a product over 4,096 image keys: MobileSAM's
 # decoder came out at 24.5 dB PSNR on the simulated float16 device (`export.float16_device`) and at 25.0 dB

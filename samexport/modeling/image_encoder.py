@@ -59,7 +59,12 @@ class Attention(nn.Module):
             -1, h * w, h * w
         )
         attn = attn.softmax(dim=-1)
-        x = weighted_values(attn, v).view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+        x = (
+            weighted_values(attn, v)
+            .view(b, self.num_heads, h, w, -1)
+            .permute(0, 2, 3, 1, 4)
+            .reshape(b, h, w, -1)
+        )
         return self.proj(x)
 
 

@@ -44,7 +44,6 @@ class Attention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
 
-
 class TwoWayAttentionBlock(nn.Module):
     """Token self-attention, token->image, MLP on tokens, image->token; post-norm.
 
