@@ -652,7 +652,26 @@ def run(args: list[str] | None = None) -> int:
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     warnings.showwarning = _one_line_warning
-    sys.exit(run())
+    code = run()
+    silence_native_output()
+    sys.exit(code)
+
+
+def silence_native_output() -> None:
+    """What native libraries print as the process ends (LiteRT's accelerators log `DestroyAccelerator` from
+    their destructors) goes nowhere: samexport's last line, its error included, stays the last a script
+    reads."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

@@ -190,12 +190,45 @@ def test_wrong_family_checkpoint_writes_nothing(tmp_path, fixture_checkpoint):
         (["--target", "onnx", "--compress", "palettize4"], "Core ML only"),
         (["--target", "tflite"], "unknown --target"),
         (["--min-target", "iOS15"], "unknown --min-target"),
+        (["--target", "coreai", "--precision", "fp16"], "--precision fp16 does not apply to Core AI"),
+        (["--target", "onnx,litert", "--precision", "fp16"], "--precision fp16 does not apply to ONNX"),
+        (["--target", "litert", "--min-target", "iOS18"], "--min-target does not apply to LiteRT"),
+        (
+            ["--target", "onnx", "--compress", "int8", "--keep-layers", "first-last"],
+            "--keep-layers does not apply to ONNX",
+        ),
+        (["--target", "all", "--compress", "int8", "--keep-layers", "first-last"], "--compress int8 is"),
+        (["--precision", "fp8"], "unknown --precision 'fp8'"),
     ],
 )
 def test_bad_options_one_line_exit_2(capsys, tmp_path, args, message):
     result = invoke(capsys, "convert", "--encoder", "tinyvit", "--output-dir", str(tmp_path / "out"), *args)
     assert message in one_line_error(result)
     assert not (tmp_path / "out").exists()
+
+
+def test_choices_are_case_insensitive_and_targets_keep_their_own_defaults():
+    options = ConvertOptions(encoder="tinyvit", target="LiteRT", precision="FP32", compress="INT8")
+    assert (options.targets, options.precision, options.compress) == (("litert",), "fp32", "int8")
+    assert (
+        ConvertOptions(encoder="tinyvit", target="coreml", decoder_shapes="MultiFunction").decoder_shapes
+        == "multifunction"
+    )
+    every = ConvertOptions(encoder="tinyvit", target="all")  # fp16 where offered, float32 elsewhere
+    assert every.precision == "fp16" and every.min_target == "iOS16"
+    assert ConvertOptions(encoder="tinyvit", target="all", precision="fp16").targets[0] == "onnx"
+
+
+def test_help_names_every_target(capsys):
+    from samexport.export.target import targets
+
+    top = invoke(capsys, "--help").stdout
+    assert all(t.title in " ".join(top.split()) for t in targets().values())
+    convert_help = " ".join(invoke(capsys, "convert", "--help").stdout.split())
+    assert (
+        "int8 (Core ML, ONNX and LiteRT)" in convert_help
+        and "Arithmetic of Core ML and LiteRT" in convert_help
+    )
 
 
 def test_unwritable_output_dir(tmp_path):
@@ -209,14 +242,17 @@ def test_unwritable_output_dir(tmp_path):
 
 @pytest.mark.slow
 def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
-    """A failure after the ONNX files were written (here: in Core ML conversion) removes everything."""
+    """A failure after the ONNX files were written (here: in Core ML conversion) removes everything, and
+    the error names the targets that would still convert."""
 
     def broken(*args, **kwargs):
         raise SamExportError("simulated converter failure")
 
     monkeypatch.setattr(coreml_export, "convert", broken)
     out = tmp_path / "out"
-    with pytest.raises(SamExportError, match="simulated"):
+    with pytest.raises(
+        SamExportError, match=r"simulated converter failure \(--target onnx,coreai,litert writes"
+    ):
         convert(ConvertOptions(encoder="tinyvit", target="all", output_dir=out), quiet=True)
     assert not out.exists()  # the run created the folder, and removes it
 

@@ -111,6 +111,92 @@ def test_a_damaged_file_is_one_line_before_the_native_loader_reads_it(toy_litert
     assert "convert it again" in error
 
 
+def copy_export(out, tmp_path):
+    import shutil
+
+    folder = tmp_path / "export"
+    shutil.copytree(out, folder)
+    return folder, json.loads((folder / "ToyThree.export.json").read_text())
+
+
+def test_validate_never_writes_a_report_over_what_it_reads(toy_litert, tmp_path, capsys):
+    """--json naming the export's own manifest replaced it with the report, --force or not."""
+    folder, _ = copy_export(toy_litert[0], tmp_path)
+    manifest = folder / "ToyThree.export.json"
+    before = manifest.read_bytes()
+    for target in (manifest, folder / "ToyThreeDecoder.tflite"):
+        result = invoke(capsys, "validate", str(manifest), "--json", str(target), "--force")
+        assert "which this command reads; choose another name" in one_line_error(result)
+    assert manifest.read_bytes() == before
+    other = invoke(
+        capsys, "validate", str(folder / "ToyThreeEncoder.tflite"), "--json", str(tmp_path / "x.export.json")
+    )
+    assert "named like an export manifest" in one_line_error(other)
+
+
+@pytest.mark.parametrize("listed", ["../elsewhere/ToyThreeDecoder.tflite", "/etc/passwd", "link.tflite"])
+def test_manifest_paths_stay_in_the_manifests_folder(toy_litert, tmp_path, capsys, listed):
+    folder, manifest = copy_export(toy_litert[0], tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "ToyThreeDecoder.tflite").write_bytes((folder / "ToyThreeDecoder.tflite").read_bytes())
+    (folder / "link.tflite").symlink_to(outside / "ToyThreeDecoder.tflite")
+    manifest["files"]["litert"]["decoder"]["path"] = listed
+    (folder / "ToyThree.export.json").write_text(json.dumps(manifest))
+    result = invoke(capsys, "validate", str(folder / "ToyThree.export.json"))
+    assert f"lists {listed!r}, outside its folder" in one_line_error(result)
+
+
+def test_what_a_manifest_says_of_a_file_must_match_the_file(toy_litert, tmp_path, capsys):
+    """An encoder placed at the decoder's path once failed with a KeyError after 42 s; a manifest listing
+    .tflite files under coreai got a validation.litert entry written into it."""
+    folder, manifest = copy_export(toy_litert[0], tmp_path)
+    path = folder / "ToyThree.export.json"
+    (folder / "ToyThreeDecoder.tflite").write_bytes((folder / "ToyThreeEncoder.tflite").read_bytes())
+    result = invoke(capsys, "validate", str(path))
+    assert (
+        "lists ToyThreeDecoder.tflite as the LiteRT decoder, but the file is the LiteRT encoder"
+        in one_line_error(result)
+    )
+    manifest["files"] = {"coreai": manifest["files"]["litert"]}
+    path.write_text(json.dumps(manifest))
+    before = path.read_bytes()
+    error = one_line_error(invoke(capsys, "validate", str(path)))
+    assert "as the Core AI" in error and "but the file is the LiteRT" in error
+    assert path.read_bytes() == before
+
+
+def test_method_is_for_core_ml_packages(toy_litert, capsys):
+    out, _ = toy_litert
+    result = invoke(capsys, "validate", str(out / "ToyThreeEncoder.tflite"), "--method", "coreml")
+    assert "--method coreml chooses how Core ML packages run; these files are LiteRT" in one_line_error(
+        result
+    )
+
+
+def test_the_error_line_stays_last_after_litert_was_loaded(toy_litert, tmp_path):
+    """LiteRT's accelerators log `DestroyAccelerator` lines as the process ends: the CLI's error line must
+    still be the last line on stderr."""
+    import subprocess
+    import sys
+
+    out, _ = toy_litert
+    script = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from samexport.export.litert_export import CompiledPart\n"
+        f"part = CompiledPart({str(out / 'ToyThreeEncoder.tflite')!r}, 1)\n"
+        "part.run('main', {'image': np.zeros((1, 3, 1024, 1024), np.float32)})\n"
+        "sys.argv = ['samexport', 'validate', 'missing.tflite']\n"
+        "from samexport.cli import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert "missing.tflite does not exist" in one_line_error(result)
+
+
 def test_the_predictor_runs_the_files_like_the_model(toy_litert):
     out, _ = toy_litert
     (masks, iou), (expected, expected_iou), predictor = toy_predictor_against_the_model(

@@ -328,6 +328,8 @@ def test_16_bit_grayscale_is_scaled_not_saturated(tmp_path):
         (["--everything", "--crop-n-layers", "-1"], "--crop-n-layers takes 0 to 3"),
         (["--everything", "--crop-n-layers", "50"], "--crop-n-layers takes 0 to 3"),
         (["--point", "5,5", "--pred-iou-thresh", "0.5"], "--pred-iou-thresh is an everything-mode option"),
+        (["--everything", "--stability-score-thresh", "5"], "--stability-score-thresh takes 0 to 1"),
+        (["--everything", "--pred-iou-thresh", "-0.1"], "--pred-iou-thresh takes 0 to 1"),
     ],
 )
 def test_everything_options_out_of_range_or_unused_are_refused(args, message, tmp_path, capsys, photo):

@@ -15,7 +15,7 @@ from typing import Dict
 import torch
 
 from ..console import Progress
-from ..errors import UsageError
+from ..errors import SamExportError, UsageError
 from ..fsutil import is_disk_full, tree_bytes
 from ..provenance import machine, sha256, versions
 from ..registry import get_spec
@@ -81,7 +81,13 @@ class Converter:
             self.manifest = self.base_manifest(self.fusion_error(job))
             for name, target in chosen.items():
                 paths = {part: work / file for part, file in target.file_names(spec, options).items()}
-                section, report = target.export(job, paths)
+                try:
+                    section, report = target.export(job, paths)
+                except SamExportError as e:
+                    if len(chosen) == 1 or isinstance(e, UsageError):
+                        raise
+                    others = ",".join(n for n in chosen if n != name)
+                    raise type(e)(f"{e} (--target {others} writes the other targets)") from None
                 self.manifest["files"][name] = {
                     part: {"path": path.relative_to(work).as_posix(), "bytes": tree_bytes(path)}
                     for part, path in paths.items()

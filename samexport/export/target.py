@@ -91,9 +91,10 @@ class ExportTarget(ABC):
         return False
 
     precisions: ClassVar[Tuple[str, ...]] = ("fp16", "fp32")  # what --precision may choose; one: fixed
-    takes: ClassVar[
-        Tuple[str, ...]
-    ] = ()  # the target-specific options it honours: --min-target, --keep-layers
+    # the target-specific options it honours (--min-target, --keep-layers) and the ways validate's --method
+    # may run its files
+    takes: ClassVar[Tuple[str, ...]] = ()
+    methods: ClassVar[Tuple[str, ...]] = ()
     # the arithmetic of compressed files where the format fixes it (LiteRT's dynamic-range int8: float32)
     compressed_precision: ClassVar[Optional[str]] = None
 
