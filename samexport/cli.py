@@ -238,6 +238,13 @@ def convert_command(
     help="--video: instances drawn and written have at least this score (default 0.5; 0 keeps all 100).",
 )
 @click.option(
+    "--memory-budget",
+    type=float,
+    default=None,
+    help="--video: gigabytes the run may use (default: the memory free when it starts); a clip estimated "
+    "to need more is refused before any frame is decoded.",
+)
+@click.option(
     "--backend",
     default="torch",
     show_default=True,
@@ -310,6 +317,7 @@ def segment_command(
     classifier,
     video,
     score_threshold,
+    memory_budget,
     force,
     quiet,
 ) -> None:
@@ -338,6 +346,7 @@ def segment_command(
                 backend=backend.lower(),
                 score_threshold=DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold,
                 force=force,
+                memory_budget_gb=memory_budget,
             ),
             quiet=quiet,
         )
@@ -349,8 +358,9 @@ def segment_command(
         )
         click.echo(f"  {timings}")
         return
-    if score_threshold is not None:
-        raise UsageError("--score-threshold is a --video option; add --video or drop it")
+    for flag, value in (("--score-threshold", score_threshold), ("--memory-budget", memory_budget)):
+        if value is not None:
+            raise UsageError(f"{flag} is a --video option; add --video or drop it")
 
     options = SegmentOptions(
         image=image,

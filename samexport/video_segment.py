@@ -3,8 +3,10 @@ video (every instance id in one colour in every frame) and a JSON of the per-fra
 class, score, id).
 
 The clip is read three times, never held whole: once to count and check its frames, once through the
-model (one tube of frames at a time), once to draw. The video is encoded into a temporary file outside the
-output folder and moved into place with the JSON at the end, all or nothing.
+model (one tube of frames at a time), once to draw. The memory a run needs is estimated from the clip's
+header before any frame is decoded (`memory_estimate`) and refused past a budget. The video is encoded
+into a work folder beside the output (one a killed run left is removed by the next run) and moved into
+place with the JSON at the end, all or nothing.
 """
 
 from __future__ import annotations
@@ -22,13 +24,48 @@ import numpy as np
 
 from .console import Progress
 from .errors import InputError, UsageError
-from .fsutil import OutputFiles
+from .fsutil import OutputFiles, remove_abandoned
 
 VIDEO_FORMAT = "samexport.video/1"
 VIDEO_SUFFIX = ".mp4"
 DEFAULT_SCORE_THRESHOLD = 0.5  # instances drawn and written: score (class x mask) at least this
 MAX_FRAME_PIXELS = 8_300_000  # a 4K UHD frame; larger frames are refused before any work
 MAX_FRAMES = 100_000
+# Peak RSS of `segment --video` on PyTorch: a base (model, features, one tube of frames at the model's size)
+# plus, per pixel of a frame and per frame of the longest tube, the 100 queries' float32 masks at video size
+# and their bookkeeping. Fitted to two measured runs here: 4K x 5 frames (tubes of 3) peaked at 11.65 GB,
+# 1080p x 10 frames at 3.7 GB.
+MEMORY_BASE_BYTES = 1.1e9
+MEMORY_BYTES_PER_TUBE_PIXEL = 430
+WORK_PREFIX = ".samexport-video-"
+# files that are pictures, not videos (OpenCV's FFmpeg would read one as a one-frame clip)
+IMAGE_SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"BM": "a BMP image",
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+}
+
+
+def memory_estimate(height: int, width: int, frames: int) -> float:
+    """Bytes `segment --video` needs at its peak for a clip of `frames` frames of height x width."""
+    from .video import tube_ends
+
+    longest = int(np.max(np.diff([0] + tube_ends(max(frames, 1)))))
+    return MEMORY_BASE_BYTES + MEMORY_BYTES_PER_TUBE_PIXEL * height * width * longest
+
+
+def available_memory() -> float:
+    """Bytes of memory this machine has free now (MemAvailable where Linux says it, else physical pages)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 @dataclass
@@ -44,6 +81,7 @@ class VideoSegmentOptions:
     backend: str = "torch"
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
     force: bool = False
+    memory_budget_gb: Optional[float] = None  # None: the memory this machine has free when the run starts
 
     def __post_init__(self) -> None:
         from .registry import get_spec
@@ -63,6 +101,8 @@ class VideoSegmentOptions:
             raise UsageError(f"--output must be an {VIDEO_SUFFIX} file with --video, got {self.output}")
         if not (0.0 <= self.score_threshold <= 1.0):
             raise UsageError(f"--score-threshold takes 0 to 1, got {self.score_threshold}")
+        if self.memory_budget_gb is not None and not (0 < self.memory_budget_gb <= 4096):
+            raise UsageError(f"--memory-budget takes gigabytes from 0 to 4096, got {self.memory_budget_gb}")
         self.files = OutputFiles([self.output, self.json_path], self.force)
         for path in self.files.paths:
             if path.resolve() == Path(self.video).resolve():
@@ -77,16 +117,25 @@ class VideoSegmentOptions:
 
 
 class VideoFile:
-    """A video file OpenCV (FFmpeg) decodes: checked and counted on opening, its frames read as RGB."""
+    """A video file OpenCV (FFmpeg) decodes: checked and counted on opening, its frames read as RGB. With a
+    memory `budget` (bytes), a clip whose run would need more is refused from its header."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, budget: Optional[float] = None) -> None:
         import cv2
 
+        self.budget = budget
         # FFmpeg's own log lines (e.g. "moov atom not found") would come before the one-line error
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         self.path = Path(path)
         if not self.path.is_file():
             raise UsageError(f"video {self.path} does not exist")
+        with open(self.path, "rb") as f:
+            head = f.read(16)
+        picture = next((kind for magic, kind in IMAGE_SIGNATURES.items() if head.startswith(magic)), None)
+        if picture or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+            raise InputError(
+                f"{self.path} is {picture or 'a WebP image'}, not a video; segment it without --video"
+            )
         capture = cv2.VideoCapture(str(self.path))
         try:
             if not capture.isOpened():
@@ -94,6 +143,14 @@ class VideoFile:
                     f"{self.path} is not a video OpenCV can read; give an MP4 (H.264 or MPEG-4) file"
                 )
             self.fps = float(capture.get(cv2.CAP_PROP_FPS)) or 25.0
+            # what the container's header says, before a frame is decoded (the memory check needs no more)
+            self.header = (
+                int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
+            )
+            if self.budget is not None:
+                self.check_memory(*self.header)
             ok, frame = capture.read()
             if not ok or frame is None:
                 raise InputError(f"{self.path} has no frames OpenCV can decode")
@@ -110,6 +167,16 @@ class VideoFile:
                     raise InputError(f"{self.path} has more than {MAX_FRAMES} frames; cut it first")
         finally:
             capture.release()
+
+    def check_memory(self, height: int, width: int, frames: int) -> None:
+        needed = memory_estimate(height, width, frames or MAX_FRAMES)
+        if needed > self.budget:
+            raise InputError(
+                f"{self.path} ({width}x{height}, {frames or 'unknown'} frames) needs about "
+                f"{needed / 1e9:.1f} GB of memory, over the {self.budget / 1e9:.1f} GB budget (free memory "
+                "or --memory-budget); "
+                "downscale the clip, or raise --memory-budget on a machine that has the memory"
+            )
 
     def frames(self) -> Iterator[np.ndarray]:
         """Every frame, HxWx3 uint8 RGB, in order; refuses a file that changed since it was opened."""
@@ -168,7 +235,8 @@ def segment_video(options: VideoSegmentOptions, quiet: bool = False) -> Dict:
     from .zoo import build_model_noting
 
     progress = Progress(quiet=quiet)
-    clip = VideoFile(options.video)
+    budget = options.memory_budget_gb * 1e9 if options.memory_budget_gb is not None else available_memory()
+    clip = VideoFile(options.video, budget)
     timings: Dict[str, float] = {}
     start = time.perf_counter()
     model, notes = build_model_noting(options.encoder, options.checkpoint, **options.extras)
@@ -186,7 +254,9 @@ def segment_video(options: VideoSegmentOptions, quiet: bool = False) -> Dict:
     start = time.perf_counter()
     h, w = clip.size
     font = ImageFont.load_default(size=max(10, round(min(h, w) / 40)))
-    with tempfile.TemporaryDirectory(prefix="samexport-video-") as scratch:
+    folder = Path(options.output).parent
+    remove_abandoned(folder, WORK_PREFIX)
+    with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=folder) as scratch:
         encoded = Path(scratch) / f"annotated{VIDEO_SUFFIX}"
         writer = cv2.VideoWriter(str(encoded), cv2.VideoWriter_fourcc(*"mp4v"), clip.fps, (w, h))
         if not writer.isOpened():

@@ -131,7 +131,7 @@ def test_a_folder_left_by_a_killed_run_is_removed_by_the_next(tmp_path):
     import subprocess
     import sys
 
-    from samexport.export.runners import remove_abandoned
+    from samexport.fsutil import remove_abandoned
 
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True

@@ -285,6 +285,9 @@ def test_int8_is_dynamic_range_quantization_held_to_the_compressed_floor(toy_lit
         assert structure["constants_by_type"].get("INT8", 0) > 0
         meta = litert_export.read_metadata(out / manifest["files"]["litert"][part]["path"])
         assert meta["com.samexport.precision"] == "fp32" and meta["com.samexport.compression"] == "int8"
+        # Core ML's compression fields (activations, deployment target, kept layers) are not LiteRT's
+        config = json.loads(meta["com.samexport.compression_config"])
+        assert config["mode"] == "int8" and not {"activations", "min_target", "keep_layers"} & set(config)
 
 
 def test_sam_vit_h_over_the_flatbuffer_limit_is_refused_up_front(capsys, tmp_path):

@@ -300,6 +300,22 @@ def test_malformed_manifests_are_one_line_exit_2(tmp_path, capsys, content, mess
     assert message in one_line_error(invoke(capsys, "validate", str(manifest)))
 
 
+def test_too_little_free_space_is_refused_before_any_work(toy, tmp_path, monkeypatch, capsys):
+    """Apple's Core AI writer aborts the process on a full disk (LLVM ERROR, exit 1, folders left behind):
+    a disk with less free space than the exports need is refused up front, for every target."""
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 10**5, 10**5))
+    out = tmp_path / "out"
+    message = one_line_error(
+        invoke(capsys, "convert", "--encoder", "toy3", "--target", "coreai", "--output-dir", str(out))
+    )
+    assert f"0 MB free on the disk holding {out}; these exports need about" in message
+    assert not out.exists()
+
+
 def test_disk_full_while_saving_a_package_is_the_same_one_line(toy, tmp_path, monkeypatch, capsys):
     """Item 13, Core ML: coremltools reports a full disk as a shutil.Error holding a list of failed copies."""
     import shutil

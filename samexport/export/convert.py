@@ -54,6 +54,7 @@ class Converter:
         chosen = {name: targets()[name] for name in options.targets}
         for target in chosen.values():
             target.check_options(spec, options)
+        self.refuse_a_full_disk()
         progress.say(f"samexport convert {spec.name} -> {', '.join(options.targets)} in {options.output_dir}")
         for note in options.notes:
             progress.say(f"note: {note}")
@@ -113,6 +114,23 @@ class Converter:
         finally:
             output.close(succeeded)
         return self.manifest
+
+    def refuse_a_full_disk(self) -> None:
+        """A one-line UsageError before any work when the disk holding the output has less free space than the
+        exports need while they are written: Apple's Core AI writer aborts the process on a full disk
+        (LLVM's "IO failure on output stream"), past any cleanup."""
+        import shutil
+
+        folder = Path(self.options.output_dir).absolute()
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        free_mb = shutil.disk_usage(folder).free / 1e6
+        needed_mb = self.size_estimate_mb()
+        if free_mb < needed_mb:
+            raise UsageError(
+                f"{free_mb:.0f} MB free on the disk holding {self.options.output_dir}; these exports need "
+                f"about {needed_mb:.0f} MB while they are written: free space or choose another --output-dir"
+            )
 
     def size_estimate_mb(self) -> float:
         """Disk a run needs while it writes, an upper bound: every chosen target's weights at their storage

@@ -236,6 +236,8 @@ class CoreAIRunner(Runner):
         # the system's temporary folder, not convert's work folder (tempfile.tempdir points there meanwhile);
         # a folder left by a killed run (its process gone) is removed by the next runner
         system_tmp = os.environ.get("TMPDIR") or "/tmp"
+        from ..fsutil import remove_abandoned
+
         remove_abandoned(Path(system_tmp), "samexport-coreai-")
         self.folder = tempfile.TemporaryDirectory(prefix=f"samexport-coreai-{os.getpid()}-", dir=system_tmp)
         self.log = open(Path(self.folder.name) / "stderr.txt", "w+b")  # noqa: SIM115 (lives with the runner)
@@ -303,23 +305,6 @@ class CoreAIRunner(Runner):
         try:
             self.close()
         except Exception:  # interpreter shutdown: the child dies with its stdin
-            pass
-
-
-def remove_abandoned(folder: Path, prefix: str) -> None:
-    """Remove `<prefix><pid>-*` folders in `folder` whose process is gone (runs killed before cleaning up)."""
-    import os
-    import shutil
-
-    for path in folder.glob(f"{prefix}*"):
-        pid = path.name[len(prefix) :].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:  # another user's live process
             pass
 
 
