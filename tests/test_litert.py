@@ -214,6 +214,8 @@ def test_bench_measures_the_xnnpack_path_in_a_child(toy_litert):
 
     out, manifest = toy_litert
     backend = backends_for("cpu", False)["litert"]
+    # rows say the arithmetic XNNPACK ran (float32 inference, what an app gets by default), not the weights'
+    assert (backend.precision("none"), backend.precision("int8")) == ("fp32 (fp16 weights)", "int8")
     job = {
         "path": str(out / "ToyThreeDecoder.tflite"),
         "part": "decoder",
