@@ -84,7 +84,7 @@ class TorchScriptTarget(ExportTarget):
         for name, part in parts.items():
             traced = torch.jit.trace(part.module(), part.example(), check_trace=False)
             meta = {
-                **part_metadata(job, part, "fp32"),
+                **part_metadata(job, part, "fp32", self),
                 "com.samexport.inputs": json.dumps(part.interface.input_names),
                 "com.samexport.outputs": json.dumps(part.interface.output_names),
             }

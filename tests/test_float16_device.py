@@ -38,6 +38,17 @@ def test_one_rounding_per_term_as_a_fused_multiply_add_into_float16():
     np.testing.assert_array_equal(got.numpy(), expected.astype(np.float32))
 
 
+def test_in_place_ops_and_views_act_on_the_tensor_itself():
+    """A module's `x += y` or an in-place op through a view must change the tensor, rounded, not a copy."""
+    x, y = torch.full((4,), 1.0001), torch.ones(4)
+    with Float16Arithmetic():
+        z = x.clone()  # 1.0001 is 1.0 in float16
+        z += y
+        z.view(2, 2).mul_(2)
+        z.add_(1e-4)  # below half a float16 ulp of 4: rounded away in place
+    assert torch.equal(z, torch.full((4,), 4.0))
+
+
 @pytest.mark.parametrize(
     "shape, groups, stride, transposed",
     [

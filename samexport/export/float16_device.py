@@ -99,6 +99,16 @@ class Float16Arithmetic(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        schema = func._schema
+        if any(r.alias_info is not None for r in schema.returns):
+            # a view or an in-place op: it acts on the tensor itself (its values are float16 already, as
+            # every op's result is), and an in-place result is rounded in place
+            out = func(*args, **kwargs)
+            written = [a for a, s in zip(args, schema.arguments) if s.alias_info and s.alias_info.is_write]
+            for tensor in written:
+                if isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32:
+                    tensor.copy_(rounded(tensor))
+            return out
         args = tree_map(rounded, args)
         if func in (aten.mm.default, aten.bmm.default):
             return product_accumulated_in_float16(*args)

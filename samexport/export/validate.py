@@ -180,16 +180,19 @@ def bundle_of(path: Path) -> Dict[str, Path]:
 
 
 def inputs_of(paths: List[Path]) -> List[Path]:
-    """What validate reads for `paths`: the paths and the files the manifests among them list (a report
-    must never replace one)."""
-    found = []
+    """The exports validate reads for `paths` (a report must never replace one, nor land inside one): the
+    manifests and the files they list, bundles and their assets, export files. Anything else among `paths`
+    is validate's to refuse."""
+    found: List[Path] = []
     for path in map(Path, paths):
-        found.append(path)
         if path.is_file() and path.name.endswith(".json"):
             data, _ = read_manifest_for_validate(path)
-            found += [
-                inside(path, e["path"]) for parts in manifest_files(data).values() for e in parts.values()
-            ]
+            found.append(path)
+            found += [inside(path, e["path"]) for parts in manifest_files(data).values() for e in parts.values()]
+        elif bundle_of(path):
+            found += [path, *bundle_of(path).values()]
+        elif any(t.describes(path) for t in targets().values()):
+            found.append(path)
     return found
 
 
