@@ -149,3 +149,4 @@ def test_parts_over_the_budget_say_so_instead_of_a_verdict(mobile_sam_decoder, m
     report = check_float16_device(mobile_sam_decoder, "none")
     assert report.passed and not report.cases
     assert "not simulated" in report.runner and "GMACs" in report.runner
+    assert report.to_json()["worst"] == {} and report.to_json()["passed"]

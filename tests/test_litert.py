@@ -145,6 +145,11 @@ def test_manifest_paths_stay_in_the_manifests_folder(toy_litert, tmp_path, capsy
     (folder / "ToyThree.export.json").write_text(json.dumps(manifest))
     result = invoke(capsys, "validate", str(folder / "ToyThree.export.json"))
     assert f"lists {listed!r}, outside its folder" in one_line_error(result)
+    from samexport.errors import UsageError
+    from samexport.export.runtimes import ExportPredictor
+
+    with pytest.raises(UsageError, match="outside its folder"):  # what segment runs
+        ExportPredictor(folder / "ToyThree.export.json", "litert")
 
 
 def test_what_a_manifest_says_of_a_file_must_match_the_file(toy_litert, tmp_path, capsys):

@@ -77,7 +77,8 @@ class PartReport:
         )
 
     def worst(self) -> Dict[str, Dict]:
-        outputs = sorted(self.floors)
+        """output -> the worst of each metric over the cases (outputs no case measured: left out)."""
+        outputs = [o for o in sorted(self.floors) if any(o in r for r in self.cases.values())]
         return {o: worst({n: r[o] for n, r in self.cases.items() if o in r}) for o in outputs}
 
     def to_json(self) -> Dict:

@@ -72,10 +72,17 @@ class LiteRTTarget(ExportTarget):
             litert_export.write(
                 flatbuffer, path, {**part_metadata(job, part, precision, self), INFERENCE_KEY: inference}
             )
+            why = None
+            if weights == "float16" and inference == "float32":
+                from .float16_device import too_costly
+
+                why = "float32 regions" if interface.keeps_float32_pooling else too_costly(part)
+                progress.say(f"note: LiteRT {name} is meant for float32 inference ({why})")
             section[name] = {
                 "interface": interface.describe(),
                 "signatures": [n for n, _ in functions],
                 "inference": inference,
+                **({"inference_why": why} if why else {}),
                 "structure": litert_export.structure(path),
                 **interface.notes,
             }

@@ -314,3 +314,20 @@ def merge_manifest(path: Path, manifest: Dict, folder: Path) -> Dict:
         }
     merged["earlier_targets"] = {t: v for t, v in earlier_runs.items() if t in targets}
     return merged
+
+
+def listed_path(manifest: Path, listed: str) -> Path:
+    """The file a manifest lists, which must stay in the manifest's folder: a relative path without `..`,
+    and no symbolic link leading out."""
+    folder = manifest.parent.resolve()
+    relative = Path(listed)
+    if (
+        relative.is_absolute()
+        or ".." in relative.parts
+        or folder not in (folder / relative).resolve().parents
+    ):
+        raise UsageError(
+            f"{manifest.name} lists {listed!r}, outside its folder; an export manifest lists the files "
+            "beside it: convert again"
+        )
+    return manifest.parent / relative

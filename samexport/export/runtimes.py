@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..parts import ExportShapes
 from ..predictor import Predictor
 from ..registry import get_spec
-from .outputs import READABLE_FORMATS, manifest_files, upgrade_manifest
+from .outputs import READABLE_FORMATS, listed_path, manifest_files, upgrade_manifest
 from .target import targets
 
 NUMPY_SLOWNESS = (
@@ -46,10 +46,15 @@ def read_manifest(path: Path) -> Dict:
 
 def manifest_file(manifest_path: Path, manifest: Dict, target: str, part: str) -> Path:
     entry = manifest_files(manifest).get(target, {}).get(part)
-    path = Path(manifest_path).parent / str((entry or {}).get("path", ""))
+    path = listed_path(Path(manifest_path), str((entry or {}).get("path", "")))
     if not entry or not path.exists():
         raise UsageError(
             f"{manifest_path} lists no existing {target} {part} file; run samexport convert again"
+        )
+    if not targets()[target].describes(path):
+        raise UsageError(
+            f"{manifest_path} lists {path.name} as its {targets()[target].title} {part}, which is no "
+            f"{targets()[target].title} file; run samexport convert again"
         )
     return path
 

@@ -22,7 +22,7 @@ from ..registry import get_spec
 from ..zoo import RandomWeightsWarning, build_model
 from .check import PartReport
 from .options import MAX_BATCH, MAX_POINTS, PRECISIONS
-from .outputs import READABLE_FORMATS, manifest_files
+from .outputs import READABLE_FORMATS, listed_path, manifest_files
 from .target import ExportTarget, target_for_file, targets
 
 
@@ -157,23 +157,6 @@ def read_manifest_for_validate(path: Path) -> Tuple[Dict, bytes]:
     return data, raw
 
 
-def inside(manifest: Path, listed: str) -> Path:
-    """The file a manifest lists, which must stay in the manifest's folder: a relative path without `..`,
-    and no symbolic link leading out."""
-    folder = manifest.parent.resolve()
-    relative = Path(listed)
-    if (
-        relative.is_absolute()
-        or ".." in relative.parts
-        or folder not in (folder / relative).resolve().parents
-    ):
-        raise UsageError(
-            f"{manifest.name} lists {listed!r}, outside its folder; an export manifest lists the files "
-            "beside it: convert again"
-        )
-    return manifest.parent / relative
-
-
 def bundle_of(path: Path) -> Dict[str, Path]:
     """part -> file of a target's folder of files (a Core AI bundle) that `path` names; empty otherwise."""
     return next((found for t in targets().values() if (found := t.bundled(path))), {})
@@ -188,7 +171,11 @@ def inputs_of(paths: List[Path]) -> List[Path]:
         if path.is_file() and path.name.endswith(".json"):
             data, _ = read_manifest_for_validate(path)
             found.append(path)
-            found += [inside(path, e["path"]) for parts in manifest_files(data).values() for e in parts.values()]
+            found += [
+                listed_path(path, e["path"])
+                for parts in manifest_files(data).values()
+                for e in parts.values()
+            ]
         elif bundle_of(path):
             found += [path, *bundle_of(path).values()]
         elif any(t.describes(path) for t in targets().values()):
@@ -208,7 +195,7 @@ def expand(paths: List[Path], manifests_read: Optional[Dict[Path, bytes]] = None
         if path.is_file() and path.name.endswith(".json"):
             data, raw = read_manifest_for_validate(path)
             listed = [
-                (target, part, inside(path, entry["path"]))
+                (target, part, listed_path(path, entry["path"]))
                 for target, parts in manifest_files(data).items()
                 if target in known
                 for part, entry in parts.items()
