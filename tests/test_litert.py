@@ -36,6 +36,9 @@ def test_every_part_is_checked_by_the_interpreter(toy_litert):
     assert manifest["litert"]["decoder"]["signatures"] == ["points_3", "points_3_batch_4"]
     cases = report["decoder"]["cases"].values()
     assert {tuple(c["inputs"]["pointCoords"][:2]) for c in cases} == {(1, 3), (4, 3)}
+    # prompt sets are computed independently: the simulation takes the cases of one prompt set
+    simulated = report["decoder"]["float16_device"]["cases"].values()
+    assert {tuple(c["inputs"]["pointCoords"][:2]) for c in simulated} == {(1, 3)}
 
 
 def test_signatures_are_named_like_the_onnx_graphs(toy_litert):
