@@ -97,6 +97,9 @@ class CoreMLTarget(ExportTarget):
 
     def lower(self, part: Part, options):
         """One part traced and converted to an ML program (not yet compressed, described or saved)."""
+        from contextlib import nullcontext
+
+        from ..modeling.common import values_in_one_product
         from . import coreml_export
         from .coreml_precision import float32_region
 
@@ -110,7 +113,9 @@ class CoreMLTarget(ExportTarget):
                 inputs.append(coreml_export.tensor_input(tensor.name, list(dict.fromkeys(shapes))))
             else:
                 inputs.append(coreml_export.tensor_input(tensor.name, shapes[0]))
-        traced = coreml_export.trace(part.module(), part.example())
+        # int8 activations quantize each partial product: see `values_in_one_product`
+        with values_in_one_product() if compression(options.compress).activations else nullcontext():
+            traced = coreml_export.trace(part.module(), part.example())
         selector = float32_region() if interface.keeps_float32_pooling else None
         return coreml_export.convert(
             traced, inputs, interface.output_names, options.precision, options.min_target, selector
