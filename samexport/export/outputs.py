@@ -318,14 +318,11 @@ def merge_manifest(path: Path, manifest: Dict, folder: Path) -> Dict:
 
 def listed_path(manifest: Path, listed: str) -> Path:
     """The file a manifest lists, which must stay in the manifest's folder: a relative path without `..`,
-    and no symbolic link leading out."""
-    folder = manifest.parent.resolve()
+    and no symbolic link leading elsewhere than the folder the manifest itself is in (or links into)."""
     relative = Path(listed)
-    if (
-        relative.is_absolute()
-        or ".." in relative.parts
-        or folder not in (folder / relative).resolve().parents
-    ):
+    found = (manifest.parent / relative).resolve()
+    folders = {manifest.parent.resolve(), manifest.resolve().parent}
+    if relative.is_absolute() or ".." in relative.parts or not folders & set(found.parents):
         raise UsageError(
             f"{manifest.name} lists {listed!r}, outside its folder; an export manifest lists the files "
             "beside it: convert again"
