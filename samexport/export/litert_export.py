@@ -371,7 +371,14 @@ def largest_activation(path: Path, signature: str, feeds: Dict[str, np.ndarray])
             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
         )
         feeds = {k: np.asarray(v, np.float32) for k, v in feeds.items()}
-        interpreter.get_signature_runner(signature)(**feeds)
+        try:
+            interpreter.get_signature_runner(signature)(**feeds)
+        except RuntimeError:  # every tensor of one call kept at once: past what the interpreter allocates
+            return {
+                "signature": signature,
+                "not_measured": "LiteRT's reference interpreter could not allocate every tensor of one call "
+                "at once (AllocateTensors failed)",
+            }
     model = _model(path)
     graph_index = next(
         model.SignatureDefs(i).SubgraphIndex()
