@@ -176,8 +176,10 @@ class ExportTarget(ABC):
 
         report = TargetReport(self.name)
         # the simulated device takes the normalized tensor: an 8-bit image input's mean is subtracted by the
-        # runtime before the part's module sees it
-        simulated = job.parts(dataclasses.replace(self.form(job.options), image_input=False))
+        # runtime before the part's module sees it (described only for targets with float16 parts)
+        float16 = [name for name, part in parts.items() if self.runs_in_float16(job.options, part)]
+        tensor_form = dataclasses.replace(self.form(job.options), image_input=False)
+        simulated = job.parts(tensor_form) if float16 else {}
         for name, part in parts.items():
             runner = self.runner(paths[name], method)
             try:
@@ -187,7 +189,7 @@ class ExportTarget(ABC):
                     )
             finally:
                 runner.close()
-            if self.runs_in_float16(job.options, part):
+            if name in float16:
                 key = json.dumps(simulated[name].interface.describe(), sort_keys=True)
                 if key not in job.float16_device:
                     with job.progress.step(f"{name} on a simulated float16 device vs PyTorch"):
