@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 # Swift toolchain is (Swift 6; the project's machines have one at /opt/swift). Required under CI.
 SWIFT ?= $(shell command -v swift 2>/dev/null || ls /opt/swift/usr/bin/swift 2>/dev/null)
 
-.PHONY: install test test-fast swift-test lint clean
+.PHONY: install test test-fast test-times swift-test lint clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,15 @@ test: install swift-test
 # The fast tier: everything but the tests marked slow (full-size conversions and 1024 encoders).
 test-fast: install swift-test
 	$(BIN)/python -m pytest -m "not slow"
+
+# The whole suite (or PYTEST_ARGS's selection) with every test's duration, the Swift suite's and the total
+# written to a JSON file under benchmarks/results.
+TEST_TIMES ?= benchmarks/results/linux-x86_64-2core/test_times.json
+PYTEST_ARGS ?=
+test-times: install
+	@start=$$(date +%s); $(MAKE) --no-print-directory swift-test || exit $$?; \
+	SAMEXPORT_SWIFT_SECONDS=$$(( $$(date +%s) - start )) SAMEXPORT_TEST_TIMES=$(TEST_TIMES) \
+	SAMEXPORT_TEST_TIMES_COMMAND='make test-times PYTEST_ARGS=$(PYTEST_ARGS)' $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Warnings are errors: the core is kept warning-free in Swift 6 mode. The suite is XCTest alone.
 swift-test:

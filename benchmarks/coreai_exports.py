@@ -19,9 +19,9 @@ from pathlib import Path
 from samexport.export.convert import convert
 from samexport.export.options import ConvertOptions
 from samexport.export.target import targets
+from samexport.families.registry import get_spec
 from samexport.fsutil import atomic_write_text
 from samexport.provenance import machine, versions
-from samexport.registry import get_spec
 
 DEFAULT_MODELS = "repvit,tinyvit,efficientsam_ti,efficientsam_s,sam_vit_b,rapsam_r50"
 

@@ -17,9 +17,9 @@ from torch import nn
 from samexport import build_model
 from samexport.export import coreai_export
 from samexport.export.compare import compare
+from samexport.export.coreai_runner import CoreAIRunner
 from samexport.export.coreai_target import entry_points
 from samexport.export.options import ConvertOptions
-from samexport.export.runners import CoreAIRunner
 from samexport.export.target import targets
 from samexport.fsutil import atomic_write_text
 from samexport.provenance import machine, versions

@@ -23,10 +23,10 @@ from samexport import build_model
 from samexport.export.convert import convert
 from samexport.export.options import EVERYTHING_BATCH, ConvertOptions, artifact_names
 from samexport.export.runtimes import ExportPredictor
+from samexport.families.registry import get_spec
 from samexport.fsutil import atomic_write_text
 from samexport.predictor import TorchPredictor
 from samexport.provenance import machine, versions
-from samexport.registry import get_spec
 from samexport.samples import validation_image
 
 PROMPTS = 64

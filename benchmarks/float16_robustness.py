@@ -25,10 +25,10 @@ from samexport.export.compare import compare
 from samexport.export.float16_device import simulate
 from samexport.export.options import ConvertOptions
 from samexport.export.quality import FP16_MIN_PSNR_DB
+from samexport.families.registry import get_spec
 from samexport.fsutil import atomic_write_text
 from samexport.parts import PartForm
 from samexport.provenance import machine, versions
-from samexport.registry import get_spec
 from samexport.reparam import reparameterize_model
 
 PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity"

@@ -27,9 +27,9 @@ from samexport.bench.child import run_part
 from samexport.errors import UsageError
 from samexport.export.convert import convert
 from samexport.export.options import ConvertOptions
+from samexport.families.registry import get_spec
 from samexport.fsutil import atomic_write_text
 from samexport.provenance import machine, versions
-from samexport.registry import get_spec
 
 DEFAULT_MODELS = "repvit,tinyvit,efficientsam_ti,efficientsam_s,sam_vit_b,rapsam_r50"
 VARIANTS = (

@@ -28,10 +28,10 @@ import torch
 from samexport.export.convert import convert
 from samexport.export.options import ConvertOptions, artifact_names
 from samexport.export.runtimes import ExportPredictor
+from samexport.families.registry import get_spec
 from samexport.fsutil import atomic_write_text, tree_bytes
 from samexport.mask_generator import MaskGenerator
 from samexport.provenance import machine, versions
-from samexport.registry import get_spec
 from samexport.samples import validation_image
 
 BATCHES = (1, 4, 16, 64)

@@ -30,10 +30,10 @@ from helpers import PARITY_DIR, build_quiet, write_fixture_checkpoint  # noqa: E
 from samexport.export.convert import convert  # noqa: E402
 from samexport.export.options import ConvertOptions, artifact_names  # noqa: E402
 from samexport.export.runtimes import ExportPredictor  # noqa: E402
+from samexport.families.registry import get_spec  # noqa: E402
 from samexport.fsutil import atomic_write_text  # noqa: E402
 from samexport.mask_generator import MaskGenerator  # noqa: E402
 from samexport.provenance import machine, versions  # noqa: E402
-from samexport.registry import get_spec  # noqa: E402
 
 FAMILIES = {"mobile_sam": "tinyvit", "sam_vit_b": "sam_vit_b"}
 

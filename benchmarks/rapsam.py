@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from samexport.families.rapsam.pipelines import panoptic_segments
 from samexport.provenance import machine, versions
 
 RESULTS = Path(__file__).parent / "results" / "linux-x86_64-2core"
@@ -50,7 +51,7 @@ def parity() -> dict:
             warnings.simplefilter("ignore")
             model = samexport.build_model("rapsam_r50", checkpoint=path)
     from samexport.checkpoint import random_fill
-    from samexport.families.rapsam import fill_classifier, install_classifier
+    from samexport.families.rapsam.family import fill_classifier, install_classifier
 
     install_classifier(model, fill_classifier(random_fill))
     x = model.preprocess(z["image"])
@@ -90,9 +91,11 @@ def parity() -> dict:
     rows["panoptic mask logits"] = rel(
         masks.reshape(-1).numpy()[z["pan_mask_logits_sample_idx"]], z["pan_mask_logits_sample"]
     )
-    seg, _ = model.panoptic_segments(classes, masks, (H, W))
+    seg, _ = panoptic_segments(classes, masks, (H, W), model.last_resized_hw)
     rows["panoptic map (eval thresholds) pixels differing"] = float((seg != z["pan_seg"]).mean())
-    seg, _ = model.panoptic_segments(classes, masks, (H, W), object_mask_thr=0.0, iou_thr=0.0)
+    seg, _ = panoptic_segments(
+        classes, masks, (H, W), model.last_resized_hw, object_mask_thr=0.0, iou_thr=0.0
+    )
     rows["panoptic map (thresholds 0) pixels differing"] = float((seg != z["pan_supp_seg"]).mean())
     return rows
 
@@ -104,7 +107,7 @@ def onnx_deformable() -> dict:
 
     import samexport
     from samexport.export import onnx_export
-    from samexport.families.rapsam_export import encoder_for_export
+    from samexport.families.rapsam.parts import encoder_for_export
     from samexport.modeling import deform_conv
     from samexport.reparam import reparameterize_model
 
@@ -149,7 +152,7 @@ def fp16_poolings() -> dict:
     import samexport
     from samexport.export import coreml_export
     from samexport.export.coreml_precision import float32_region
-    from samexport.families.rapsam_export import PanopticHeadForExport
+    from samexport.families.rapsam.parts import PanopticHeadForExport
     from samexport.mileval import evaluate, load_program
     from samexport.reparam import reparameterize_model
 

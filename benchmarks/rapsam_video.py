@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from rapsam import cli, cpu_bench  # benchmarks/rapsam.py: the CLI runner and RAP-SAM's bench rows
 
+from samexport.families.rapsam.pipelines import VideoPipeline
 from samexport.provenance import machine, versions
+from samexport.zoo import torch_session
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "linux-x86_64-2core"
@@ -59,12 +61,13 @@ def clip_frames(z, clip: str):
 
 def parity() -> dict:
     """Every comparison of tests/test_rapsam_video.py, as numbers, per clip."""
-    z, m = np.load(FIXTURE), model()
+    z = np.load(FIXTURE)
+    pipeline = VideoPipeline(torch_session("rapsam")[0])
     out = {}
     for clip in ("clip7", "clip3", "clip16"):
         frames = clip_frames(z, clip)
         start = time.perf_counter()
-        result = m.video_instances(frames)
+        result = pipeline(frames)
         seconds = time.perf_counter() - start
         row = {
             "frames": len(frames),
@@ -106,7 +109,7 @@ def pipeline() -> dict:
     """The whole pipeline per frame in PyTorch on the 16-frame fixture clip (tubes 5, 5, 5, 1), timed by
     stage: encoder (preprocessing + backbone + neck, per tube batch), tube head, app side (matching,
     upscaling to 640x480, per-query mask summaries and RLE, instances)."""
-    from samexport import video
+    from samexport.families.rapsam import video
     from samexport.modeling.rapsam import VIDEO_RESIZE_SCALE, official_input, upscale_masks
 
     z, m = np.load(FIXTURE), model()

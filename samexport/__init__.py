@@ -1,4 +1,4 @@
-"""samexport: Segment Anything models, reparameterized and exported to Core ML and ONNX.
+"""samexport: Segment Anything models, reparameterized and exported to Core ML, ONNX, Core AI and LiteRT.
 
     import samexport
     m = samexport.build_model("repvit", checkpoint="models/repvit_sam.pt")
@@ -6,6 +6,7 @@
     low_res_masks, iou = m.decode(emb, coords, labels)
     fused = samexport.reparameterize_model(m)
     records = samexport.MaskGenerator(m).generate(image)   # everything mode
+    session = samexport.open_session("models/RepViTSAM.export.json", "onnx")   # any export, a runner per part
 
 The names below are imported on first use, so `import samexport` (and `samexport --help`) does
 not load torch.
@@ -22,8 +23,10 @@ _LAZY = {
     "MaskGenerator": "samexport.mask_generator",
     "RandomWeightsWarning": "samexport.zoo",
     "build_model": "samexport.zoo",
-    "get_spec": "samexport.registry",
-    "list_models": "samexport.registry",
+    "get_spec": "samexport.families.registry",
+    "list_models": "samexport.families.registry",
+    "open_session": "samexport.export.runtimes",
+    "torch_session": "samexport.zoo",
     "reparameterize_model": "samexport.reparam",
 }
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, first_line
-from .registry import ModelSpec, get_spec, list_models
+from .families.registry import ModelSpec, get_spec, list_models
 
 StateDict = Dict[str, torch.Tensor]
 

@@ -18,6 +18,58 @@ from .export.options import DEFAULT_POINTS
 from .fsutil import OutputFiles
 
 
+def _targets():
+    from .export.target import targets
+
+    return targets()
+
+
+def _target_help() -> str:
+    return f"{', '.join(_targets())}, several comma-separated, or all."
+
+
+def _precision_help() -> str:
+    choose = [t.title for t in _targets().values() if len(t.precisions) > 1]
+    fixed = [f"{t.title} files are {t.precisions[0]}" for t in _targets().values() if len(t.precisions) == 1]
+    return (
+        f"Arithmetic of {' and '.join(choose)} files: fp16 (the default) or fp32. {'; '.join(fixed)} "
+        "(no --precision)."
+    )
+
+
+def _compress_help() -> str:
+    from .export.compression import COMPRESSIONS
+
+    offered = {
+        mode: [t.title for t in _targets().values() if mode in t.compressions] for mode in COMPRESSIONS
+    }
+    groups: Dict[str, list] = {}
+    for mode, titles in offered.items():
+        if mode != "none" and titles:
+            groups.setdefault(", ".join(titles), []).append(mode)
+    listed = "; ".join(f"{', '.join(modes)} ({titles})" for titles, modes in groups.items())
+    return (
+        f"none, or: {listed}. The palettes ending in g are grouped (iOS18); w8a8 is int8 weights and "
+        "activations (iOS17), a8w4 grouped 4-bit palettes with int8 activations (iOS18). "
+        "See docs/compression.md."
+    )
+
+
+def _backend_help() -> str:
+    runs = ", ".join(f"{name} ({t.runs_on})" for name, t in _targets().items())
+    return f"torch (the PyTorch model itself) or an export target: {runs}."
+
+
+def _device_help() -> str:
+    from .bench.backends import device_help
+
+    return device_help()
+
+
+def _extensions() -> str:
+    return ", ".join(t.extension for t in _targets().values())
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=sys.stderr if file is None else file)
 
@@ -25,7 +77,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def _encoder_name(ctx, param, value):
     if value is None:
         return value
-    from .registry import get_spec
+    from .families.registry import get_spec
 
     return get_spec(value).name
 
@@ -40,8 +92,8 @@ def cli() -> None:
 @cli.command("list")
 def list_command() -> None:
     """The models, with parameter counts."""
+    from .families.registry import get_spec, list_models
     from .info import model_params
-    from .registry import get_spec, list_models
 
     click.echo(f"{'name':<16}{'model':<17}{'params':>9}  description")
     for name in list_models():
@@ -80,7 +132,7 @@ def info_command(encoder: str, as_json: bool) -> None:
     "--target",
     default="coreml",
     show_default=True,
-    help="coreml, onnx, coreai, litert, several comma-separated, or all.",
+    help=_target_help(),
 )
 @click.option(
     "--checkpoint",
@@ -91,16 +143,13 @@ def info_command(encoder: str, as_json: bool) -> None:
 @click.option(
     "--precision",
     default=None,
-    help="Arithmetic of Core ML and LiteRT files: fp16 (the default) or fp32. ONNX and Core AI files are "
-    "float32 and take no --precision.",
+    help=_precision_help(),
 )
 @click.option(
     "--compress",
     default="none",
     show_default=True,
-    help="none, int8 (Core ML, ONNX and LiteRT); Core ML only: palettize8, palettize6, palettize4, "
-    "palettize6g, palettize4g (grouped palettes, iOS18), w8a8 (int8 weights and activations, iOS17), a8w4 "
-    "(grouped 4-bit palettes with int8 activations, iOS18). Core AI: none. See README, Compression.",
+    help=_compress_help(),
 )
 @click.option(
     "--keep-layers",
@@ -182,7 +231,7 @@ def convert_command(
     """Export encoder + decoder (reparameterized), validate them against PyTorch, write a manifest."""
     from .export.convert import convert
     from .export.options import ConvertOptions, artifact_names, parse_counts, parse_size
-    from .registry import get_spec
+    from .families.registry import get_spec
 
     options = ConvertOptions(
         encoder=encoder,
@@ -248,15 +297,14 @@ def convert_command(
     "--backend",
     default="torch",
     show_default=True,
-    help="torch, onnx, coreml (Core ML on a Mac, else its NumPy evaluation), coreai (Apple's runtime) or "
-    "litert (Google's interpreter, XNNPACK).",
+    help=_backend_help(),
 )
 @click.option(
     "--models-dir",
     default=Path("models"),
     show_default=True,
     type=click.Path(path_type=Path),
-    help="Where the onnx/coreml exports are (converted there when missing).",
+    help="Where the exports --backend runs are (converted there when missing).",
 )
 @click.option(
     "--output",
@@ -326,11 +374,17 @@ def segment_command(
     RAP-SAM: one mask per click or box, --everything is its panoptic segmentation with class names, and
     --video segments a video's instances with ids kept across frames."""
     from .errors import UsageError
-    from .segment import SegmentOptions, parse_box, parse_point, segment
+    from .segment import (
+        DEFAULT_SCORE_THRESHOLD,
+        SegmentOptions,
+        VideoSegmentOptions,
+        parse_box,
+        parse_point,
+        segment,
+        segment_video,
+    )
 
     if video:
-        from .video_segment import DEFAULT_SCORE_THRESHOLD, VideoSegmentOptions, segment_video
-
         if points or boxes or everything:
             raise UsageError(
                 "--video segments every instance of the clip; drop --point, --box and --everything"
@@ -344,6 +398,7 @@ def segment_command(
                 checkpoint=checkpoint,
                 classifier=classifier,
                 backend=backend.lower(),
+                models_dir=models_dir,
                 score_threshold=DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold,
                 force=force,
                 memory_budget_gb=memory_budget,
@@ -388,7 +443,7 @@ def segment_command(
     click.echo(f"  {timings}")
 
 
-@cli.command("validate")
+@cli.command("validate", epilog=f"Files: {_extensions()} (one per export target), or *.export.json.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--checkpoint",
@@ -411,8 +466,7 @@ def segment_command(
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the full report here.")
 @click.option("--force", is_flag=True, help="Replace an existing --json file.")
 def validate_command(paths, checkpoint, method, classifier, json_path, force) -> None:
-    """Numeric verdict for exported files (.mlpackage, .onnx, .aimodel, .tflite) or export manifests
-    against PyTorch.
+    """Numeric verdict for exported files or export manifests against PyTorch.
 
     Exit 0 when every file meets its floor (fp16: PSNR >= 35 dB; fp32: max error <= 1e-4 of
     max |ref| in NumPy; compressed weights: cosine >= 0.98 and PSNR >= 20 dB; never NaN/Inf), 1 when one
@@ -438,14 +492,14 @@ def validate_command(paths, checkpoint, method, classifier, json_path, force) ->
     "--device",
     default="cpu",
     show_default=True,
-    help="cpu (onnxruntime, or LiteRT's XNNPACK with --target litert), cuda, m1 (Core ML on a Mac), iphone.",
+    help=f"A device and the targets it measures: {_device_help()}.",
 )
 @click.option(
     "--encoder", "encoders", default="repvit", show_default=True, help="Model name, comma list, or all."
 )
 @click.option(
     "--target",
-    help="onnx or litert (cpu), onnx (cuda), coreml or coreai (m1), coreml (iphone); default: the device's.",
+    help="The target to measure on --device (its first is the default).",
 )
 @click.option(
     "--compute-units",

@@ -11,7 +11,7 @@ from typing import Dict
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .registry import get_spec
+from .families.registry import get_spec
 
 
 def _gmacs(fn) -> float:

@@ -20,8 +20,8 @@ import torch
 
 from . import amg
 from .errors import InputError
+from .modeling.transforms import check_image
 from .predictor import Predictor, TorchPredictor
-from .transforms import check_image
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 MASK_THRESHOLD = 0.0

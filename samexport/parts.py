@@ -3,8 +3,9 @@
 A *part* is one exported model (an image encoder, a prompt decoder, a panoptic head, ...). Its
 `Interface` is data: input and output tensors (names, shapes with symbolic dims, image-typed
 inputs, what bench fills them with, which quality floor an output is held to), the static shape of
-every function, the dynamic axes of a graph that takes any size, and which inputs come from another
-part. A `Part` adds what needs the model: the traceable module, example inputs, the validation cases
+every function, the dynamic axes of a graph that takes any size, which inputs come from another
+part at the same step (`upstream`) and which from earlier steps (`carried`: the state between frames).
+A `Part` adds what needs the model: the traceable module, example inputs, the validation cases
 (feeds and the official model's outputs for them) and, for parts that pool under hard masks, the
 recomputation under the export's own masks. A target lowers any part from this description alone.
 """
@@ -88,12 +89,53 @@ class ExportShapes:
         )
 
 
+EMPTY_SLOTS = ("zeros",)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """An input fed from earlier steps (frames) instead of the caller: `part`'s output `output` at the
+    `slots` previous steps, newest first, stacked on the first axis; a slot before the first step holds
+    `empty` (zeros). An app reads the loop from the manifest's record of it."""
+
+    part: str
+    output: str
+    slots: int = 1
+    empty: str = "zeros"
+
+    def __post_init__(self) -> None:
+        if self.slots < 1:
+            raise ValueError(f"carried {self.part}.{self.output}: slots must be at least 1, got {self.slots}")
+        if self.empty not in EMPTY_SLOTS:
+            raise ValueError(
+                f"carried {self.part}.{self.output}: empty must be one of {', '.join(EMPTY_SLOTS)}"
+            )
+
+    def describe(self) -> Dict:
+        return {"part": self.part, "output": self.output, "slots": self.slots, "empty": self.empty}
+
+
 @dataclass(frozen=True)
 class Function:
     """One static shape of a part: its name (multifunction packages) and each input's shape."""
 
     name: str
     shapes: Dict[str, Tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class BenchFacts:
+    """How bench measures a part: `sweep` the row field whose sizes it runs (the family's `bench_sizes`:
+    "points", a prompt's clicks, or "frames") and the symbolic dim each size sets (`dim`, through the
+    family's `bench_dims`); `runs` timed runs by default (a millisecond-scale part needs more samples for
+    a stable median); `column` its paper-table column ({title}: the model's, {decoder}: its family's
+    decoder title; None: not in the table) and the sweep size it is shown at."""
+
+    runs: int = 5
+    sweep: Optional[str] = None
+    dim: Optional[str] = None
+    column: Optional[str] = None
+    column_size: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -107,10 +149,12 @@ class Interface:
     functions: Tuple[Function, ...]  # every static shape, the default (what apps call most) first
     dynamic_axes: Dict[str, Dict[int, str]] = field(default_factory=dict)  # for runtimes taking any size
     upstream: Dict[str, str] = field(default_factory=dict)  # input name -> the part whose output it is
+    carried: Dict[str, Carried] = field(default_factory=dict)  # input name -> the state earlier steps feed
     notes: Dict[str, str] = field(default_factory=dict)  # facts for the manifest
     # float16 exports keep the ops that pool under hard masks in float32 (`export.coreml_precision`)
     keeps_float32_pooling: bool = False
     reparameterized: bool = False  # its module was reparameterized: no batch normalization is left
+    bench: BenchFacts = BenchFacts()
 
     @property
     def input_names(self) -> List[str]:
@@ -144,6 +188,7 @@ class Interface:
             "functions": {f.name: {k: list(v) for k, v in f.shapes.items()} for f in self.functions},
             **({"dynamic_axes": self.dynamic_axes} if self.dynamic_axes else {}),
             **({"upstream": self.upstream} if self.upstream else {}),
+            **({"carried": {k: c.describe() for k, c in self.carried.items()}} if self.carried else {}),
         }
 
 

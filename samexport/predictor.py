@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .families import Family
-from .transforms import check_image
+from .modeling.transforms import check_image
 
 
 def batch_plan(count: int, batch_sizes: Sequence[int]) -> List[Tuple[int, int, int]]:

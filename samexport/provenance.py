@@ -14,20 +14,14 @@ from typing import Dict
 
 from .platforms import cpu_model, thermal_state
 
-PACKAGES = (
-    "samexport",
-    "torch",
-    "coremltools",
-    "onnx",
-    "onnxruntime",
-    "onnxsim",
-    "numpy",
-    "coreai-core",
-    "coreai-torch",
-    "litert-torch",
-    "ai-edge-litert",
-    "ai-edge-quantizer",
-)
+# What every result depends on; each export target adds the packages its lowering and runner use when it
+# registers (`export.target.register_target`, `ExportTarget.packages`).
+PACKAGES = ["samexport", "torch", "numpy"]
+
+
+def record_packages(*packages: str) -> None:
+    """Add packages whose versions `versions()` reports (a target's, as it registers)."""
+    PACKAGES.extend(p for p in packages if p not in PACKAGES)
 
 
 def versions() -> Dict[str, str]:

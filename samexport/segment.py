@@ -34,8 +34,14 @@ RECORD_KEYS = (
     "crop_box",
     "category",
 )
+VIDEO_SUFFIX = ".mp4"
+DEFAULT_SCORE_THRESHOLD = 0.5  # video instances drawn and written: score (class x mask) at least this
 SEGMENT_FORMAT = "samexport.segment/2"  # /2: one record schema and timing names for every family
 # Timings of every family under one set of names.
+NUMPY_NOTE = (
+    "note: Core ML prediction needs macOS on Apple silicon; running the packages' saved ML programs in NumPy "
+    "instead (samexport.mileval, as validate does: the same numbers, far slower)"
+)
 TIMING_NAMES = {"setup": "build", "encoder": "encode", "decoder": "decode"}
 
 
@@ -90,7 +96,7 @@ class SegmentOptions:
     def check_everything_options(self) -> None:
         """Everything-mode options are for SAM-style --everything alone, and within the ranges it runs;
         an option that would be ignored is refused, not ignored."""
-        from .registry import get_spec
+        from .families.registry import get_spec
 
         for name, value in self.generator_kwargs.items():
             low, high = EVERYTHING_RANGES.get(name, (None, None))
@@ -112,6 +118,53 @@ class SegmentOptions:
         refusal = get_spec(self.encoder).family.everything_refusal
         if refusal:
             raise UsageError(f"{flag} is an option of the click-grid everything mode; {refusal}; drop {flag}")
+
+    @property
+    def extras(self) -> Dict[str, Path]:
+        return {"classifier": self.classifier} if self.classifier is not None else {}
+
+
+@dataclass
+class VideoSegmentOptions:
+    """What to segment and where the results go; checked before any work."""
+
+    video: Path
+    encoder: str
+    output: Path
+    json_path: Optional[Path] = None
+    checkpoint: Optional[Path] = None
+    classifier: Optional[Path] = None
+    backend: str = "torch"
+    models_dir: Path = Path("models")
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    force: bool = False
+    memory_budget_gb: Optional[float] = None  # None: the memory this machine has free when the run starts
+
+    def __post_init__(self) -> None:
+        from .families.registry import get_spec, list_models
+
+        spec = get_spec(self.encoder)
+        if spec.family.segmenter("video") is None:
+            videos = [s.name for s in map(get_spec, list_models()) if s.family.segmenter("video") is not None]
+            raise UsageError(
+                f"--video segments videos with {', '.join(videos)}; {spec.name} segments images only"
+            )
+        backends = backend_names()
+        if self.backend not in backends:
+            raise UsageError(f"unknown --backend {self.backend!r}; choose one of: {', '.join(backends)}")
+        if self.output.suffix.lower() != VIDEO_SUFFIX:
+            raise UsageError(f"--output must be an {VIDEO_SUFFIX} file with --video, got {self.output}")
+        if not (0.0 <= self.score_threshold <= 1.0):
+            raise UsageError(f"--score-threshold takes 0 to 1, got {self.score_threshold}")
+        if self.memory_budget_gb is not None and not (0 < self.memory_budget_gb <= 4096):
+            raise UsageError(f"--memory-budget takes gigabytes from 0 to 4096, got {self.memory_budget_gb}")
+        self.files = OutputFiles([self.output, self.json_path], self.force)
+        for path in self.files.paths:
+            if path.resolve() == Path(self.video).resolve():
+                raise UsageError(f"{path} is the input video; choose another output name")
+        if self.json_path and self.json_path.resolve() == self.output.resolve():
+            raise UsageError("--json and --output name the same file")
+        self.files.check()
 
     @property
     def extras(self) -> Dict[str, Path]:
@@ -215,19 +268,49 @@ def make_predictor(options: SegmentOptions, progress: Progress):
             progress.say(f"warning: {note}")
         return TorchPredictor(model)
     manifest = exports_for(options, progress)
-    from .export.runners import NumpyRunner
+    from .export.coreml_runner import NumpyRunner
     from .export.runtimes import ExportPredictor
 
     predictor = ExportPredictor(manifest, options.backend)
     if isinstance(predictor.decoder, NumpyRunner):
-        progress.say(
-            "note: Core ML prediction needs macOS on Apple silicon; running the packages' saved ML programs "
-            "in NumPy instead (samexport.mileval, as validate does: the same numbers, far slower)"
-        )
+        progress.say(NUMPY_NOTE)
     return predictor
 
 
-def exports_for(options: SegmentOptions, progress: Progress) -> Path:
+def open_session(options, progress: Progress, **convert_fields):
+    """The chosen backend's session of every part (`runtime.Session`): PyTorch's modules, or the export in
+    --models-dir (converted first when there is none, with `convert_fields` such as the input size)."""
+    if options.backend == "torch":
+        from .zoo import torch_session
+
+        session, notes = torch_session(options.encoder, options.checkpoint, **options.extras)
+        for note in notes:
+            progress.say(f"warning: {note}")
+        return session
+    from .export.coreml_runner import NumpyRunner
+    from .export.runtimes import open_session as open_export_session
+
+    manifest = exports_for(options, progress, **convert_fields)
+    session = open_export_session(manifest, options.backend)
+    if any(isinstance(runner, NumpyRunner) for runner in session.runners.values()):
+        progress.say(NUMPY_NOTE)
+    return session
+
+
+def segment_video(options: VideoSegmentOptions, quiet: bool = False) -> Dict:
+    """`segment --video`: the family's video run, which checks the clip first and then opens the chosen
+    backend's session with the convert options the clip needs (`open(**fields)`)."""
+    from .families.registry import get_spec
+
+    progress = Progress(quiet=quiet)
+
+    def opener(**fields):
+        return open_session(options, progress, **fields)
+
+    return get_spec(options.encoder).family.segmenter("video")(options, opener, quiet=quiet)
+
+
+def exports_for(options, progress: Progress, **convert_fields) -> Path:
     """The export manifest in --models-dir for this model and backend (of any precision the target writes,
     its default first), converted first when there is none; refused when it was made from other weights
     than the ones asked for, or when it is incomplete (segment never replaces an export: --force is for
@@ -237,13 +320,13 @@ def exports_for(options: SegmentOptions, progress: Progress) -> Path:
     from .export.outputs import manifest_files
     from .export.runtimes import read_manifest
     from .export.target import targets
+    from .families.registry import get_spec
     from .provenance import sha256
-    from .registry import get_spec
 
     target = targets()[options.backend]
-    # a target taking fixed prompt-set counts gets the everything mode's (64 prompt sets a call)
-    batch = (1,) if target.dynamic else EVERYTHING_BATCH
     spec = get_spec(options.encoder)
+    # a target taking fixed prompt-set counts gets the everything mode's (64 prompt sets a call)
+    batch = (1,) if target.dynamic or spec.family.prompts_are_queries else EVERYTHING_BATCH
     wanted = sha256(options.checkpoint) if options.checkpoint else "random-init"
     candidates = [
         ConvertOptions(
@@ -253,8 +336,10 @@ def exports_for(options: SegmentOptions, progress: Progress) -> Path:
             output_dir=options.models_dir,
             batch=batch,
             precision=precision,
+            classifier=options.classifier,
+            **convert_fields,
         )
-        for precision in (None, *target.precisions[1:])  # the default first, then the others offered
+        for precision in (None, *target.precisions)  # the default first, then each named (--precision X)
     ]
     for convert_options in candidates:
         names = artifact_names(spec, convert_options)
@@ -302,8 +387,7 @@ def exports_for(options: SegmentOptions, progress: Progress) -> Path:
 
 def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
     """Run, draw, write; returns the JSON document (also written to --json when given)."""
-    from . import query_segment
-    from .registry import get_spec
+    from .families.registry import get_spec
 
     progress = Progress(quiet=quiet)
     notes: List[str] = []
@@ -311,8 +395,15 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
     for note in notes:
         progress.say(f"note: {note}")
     check_prompts_inside(options, image.shape[:2])
-    run = query_segment.run if get_spec(options.encoder).family.prompts_are_queries else _sam_style
-    records, timings, title, backend, owners = run(options, image, progress)
+    own = get_spec(options.encoder).family.segmenter("image")
+    if own is None:
+        records, timings, title, backend, owners = _sam_style(options, image, progress)
+    else:
+        start = time.perf_counter()
+        with open_session(options, progress) as session:
+            build = time.perf_counter() - start
+            records, timings, title, backend, owners = own(options, image, session, progress)
+        timings = {"build": build, **timings}
     from .amg import encode_rle
     from .overlay import draw_overlay, mask_label
 
@@ -344,7 +435,7 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
         "checkpoint": str(options.checkpoint) if options.checkpoint else None,
         "mode": "everything" if options.everything else "prompts",
         "prompts": {"points": [list(p) for p in options.points], "boxes": [list(b) for b in options.boxes]},
-        "generator": options.generator_kwargs if options.everything and run is _sam_style else None,
+        "generator": options.generator_kwargs if options.everything and own is None else None,
         "masks": [{"segmentation": rle, **r} for r, rle in zip(records, rles)],
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }
@@ -358,7 +449,7 @@ def segment(options: SegmentOptions, quiet: bool = False) -> Dict:
 
 def _sam_style(options: SegmentOptions, image: np.ndarray, progress: Progress):
     """SAM-style families: (records, timings, title, backend) through the chosen backend's predictor."""
-    from .registry import get_spec
+    from .families.registry import get_spec
 
     if options.classifier is not None:
         raise UsageError(f"--classifier is for RAP-SAM (rapsam_r50); {options.encoder} takes none")
@@ -385,7 +476,7 @@ def _prompted(predictor, image: np.ndarray, options: SegmentOptions):
     import torch
 
     from . import amg
-    from .registry import get_spec
+    from .families.registry import get_spec
 
     hw = image.shape[:2]
     family = predictor.family

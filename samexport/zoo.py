@@ -11,7 +11,9 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, random_fill, random_state_dict
 from .errors import UsageError
-from .registry import get_spec
+from .families.registry import get_spec
+from .parts import PartForm
+from .runtime import Session, TorchRunner
 
 
 class RandomWeightsWarning(UserWarning):
@@ -53,3 +55,30 @@ def build_model_noting(
         warnings.simplefilter("always", RandomWeightsWarning)
         model = build_model(name, checkpoint, **extras)
     return model, [str(w.message) for w in caught if issubclass(w.category, RandomWeightsWarning)]
+
+
+def torch_session(
+    name: str,
+    checkpoint: str | Path | None = None,
+    input_size: Tuple[int, int] | None = None,
+    **extras,
+) -> Tuple[Session, List[str]]:
+    """A PyTorch session of a registry model: every part the family exports, as the official model's own
+    modules, and the random-weights notes. The modules take any input size: the family's pipelines choose
+    the official one, or letterbox into `input_size` (h, w) as they do for an export of that size."""
+    model, notes = build_model_noting(name, checkpoint, **extras)
+    family = model.spec.family
+    form = PartForm(packed_prompts=False, image_input=False, dynamic=True)
+    shapes = family.session_shapes(input_size)
+    interfaces = family.part_interfaces(shapes, form)
+    unavailable = family.unavailable_parts(model)
+    runners = {
+        part: TorchRunner(module(), interfaces[part].output_names, interfaces[part].input_names)
+        for part, module in family.part_modules(model, form).items()
+        if part not in unavailable
+    }
+    source = str(checkpoint) if checkpoint else "fixture weights"
+    session = Session(
+        "torch", model.spec.name, interfaces, runners, input_size, source, shapes, form, unavailable
+    )
+    return session, notes

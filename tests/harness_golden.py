@@ -33,7 +33,11 @@ def dumps(data) -> str:
 
 
 def contract_geometry() -> Dict:
-    from samexport.transforms import efficient_sam_transform_coords, longest_side_shape, sam_transform_coords
+    from samexport.modeling.transforms import (
+        efficient_sam_transform_coords,
+        longest_side_shape,
+        sam_transform_coords,
+    )
 
     cases = []
     for width, height in SIZES:
@@ -68,7 +72,7 @@ def prompt_tokens() -> Dict:
     """Token rows (x, y, label) per prompt: the official layout (the models' prompt_tokens), padded to the
     decoder's next enumerated token count with the family's padding token."""
     from samexport.families import DecoderSignature
-    from samexport.registry import get_spec
+    from samexport.families.registry import get_spec
 
     models = {
         "sam": get_spec("tinyvit").build_meta(),
@@ -116,7 +120,7 @@ def prompt_tokens() -> Dict:
 def mask_postprocessing() -> Dict:
     import torch
 
-    from samexport.transforms import efficient_sam_postprocess_masks, sam_postprocess_masks
+    from samexport.modeling.transforms import efficient_sam_postprocess_masks, sam_postprocess_masks
 
     low_res = torch.tensor(
         [[low_res_value(r, c) for c in range(256)] for r in range(256)], dtype=torch.float32
@@ -363,10 +367,11 @@ def panoptic_mask_value(query: int, row: int, column: int) -> float:
 
 
 def panoptic_fusion() -> Dict:
-    """samexport.panoptic.fuse on formula inputs, with the official thresholds and with none."""
+    """The official panoptic fusion (samexport.families.rapsam.panoptic.fuse) on formula inputs, with the
+    official thresholds and with none."""
     import torch
 
-    from samexport.panoptic import fuse
+    from samexport.families.rapsam.panoptic import fuse
 
     width, height = PANOPTIC_SIZE
     classes = torch.tensor(
@@ -414,7 +419,7 @@ def video_tracks() -> Dict:
     every frame's instances."""
     import numpy as np
 
-    from samexport import video
+    from samexport.families.rapsam import video
 
     rng = np.random.default_rng(7)
     objects = rng.standard_normal((VIDEO_QUERIES, VIDEO_DIM)).astype(np.float32)

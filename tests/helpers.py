@@ -203,12 +203,13 @@ def fake_result(device="CPU (onnxruntime), test CPU"):
     from samexport.bench import report
     from samexport.bench.stats import summarize
 
-    def row(title, family, part, points, status, median=None):
+    def row(title, family, part, points, status, median=None, column=None):
         r = {
             "model": title.lower(),
             "title": title,
             "family": family,
             "part": part,
+            "column": column,
             "points": points,
             "tokens": None if points is None else points + 1,
             "precision": "fp32",
@@ -235,9 +236,9 @@ def fake_result(device="CPU (onnxruntime), test CPU"):
         "machine": {"description": "test machine"},
         "options": {"target": "onnx", "runs": 3},
         "rows": [
-            row("RepViT-SAM", "sam", "encoder", None, "ok", 1600.0),
-            row("RepViT-SAM", "sam", "decoder", 1, "ok", 50.0),
-            row("SAM ViT-B", "sam", "encoder", None, "oom"),
+            row("RepViT-SAM", "sam", "encoder", None, "ok", 1600.0, "RepViT-SAM"),
+            row("RepViT-SAM", "sam", "decoder", 1, "ok", 50.0, "SAM decoder"),
+            row("SAM ViT-B", "sam", "encoder", None, "oom", column="SAM ViT-B"),
         ],
     }
 
@@ -291,3 +292,12 @@ def toy_predictor_against_the_model(manifest: Path, target: str):
     with torch.no_grad():
         expected, expected_iou = model.decode(model.image_encoder(model.preprocess(image)), coords, labels)
     return (masks.numpy(), iou.numpy()), (expected.numpy(), expected_iou.numpy()), predictor
+
+
+def target_params():
+    """Every registered export target as a pytest parameter carrying its target's marker (conftest)."""
+    import pytest
+
+    from samexport.export.target import targets
+
+    return [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in targets()]

@@ -1,5 +1,6 @@
 """The structure the code keeps: layers that point one way, no import cycles, registries that refuse
-duplicates, and families as types (a new family is its own module plus one registry line)."""
+duplicates, and families as packages (a new family is its own package under families/ plus its name in
+FAMILY_PACKAGES)."""
 
 from __future__ import annotations
 
@@ -28,20 +29,17 @@ LAYERS = [
     },
     {
         "samexport.parts",
+        "samexport.runtime",
+        "samexport.sequence",
         "samexport.samples",
         "samexport.mileval",
         "samexport.modeling",
-        "samexport.transforms",
-        "samexport.prompt_rules",
         "samexport.amg",
         "samexport.everything",
         "samexport.overlay",
-        "samexport.panoptic",
-        "samexport.video",
     },
     {"samexport.families"},
     {
-        "samexport.registry",
         "samexport.checkpoint",
         "samexport.reparam",
         "samexport.zoo",
@@ -50,7 +48,7 @@ LAYERS = [
         "samexport.mask_generator",
     },
     {"samexport.export"},
-    {"samexport.bench", "samexport.segment", "samexport.query_segment", "samexport.video_segment"},
+    {"samexport.bench", "samexport.segment"},
     {"samexport.cli", "samexport"},
 ]
 
@@ -193,9 +191,10 @@ def test_registries_refuse_duplicates():
     from samexport.bench.backends import CoreMLBackend, register_backend
     from samexport.export.onnx_target import OnnxTarget
     from samexport.export.target import register_target, targets
-    from samexport.families import SAM, register_family
+    from samexport.families import register_family
+    from samexport.families.registry import get_spec, register_model
+    from samexport.families.sam import SAM
     from samexport.mileval.registry import DuplicateOpError, op
-    from samexport.registry import get_spec, register_model
 
     targets()
     with pytest.raises(DuplicateOpError, match="'add' is registered twice"):
@@ -311,3 +310,50 @@ def test_swift_reads_the_families_python_writes():
     # RAP-SAM packages are not written yet (issue 16): the harness has no contract of theirs to read
     assert cases == set(FAMILIES) - {"threetoken", "rapsam"}
     assert "let family: String?" in source and "pad_color_rgb == nil" not in source
+
+
+def family_package(module: str):
+    """The family package a module belongs to (samexport.families.<family>...), or None."""
+    from samexport.families import FAMILY_PACKAGES
+
+    parts = module.split(".")
+    inside = parts[:2] == ["samexport", "families"] and len(parts) > 2
+    return parts[2] if inside and parts[2] in FAMILY_PACKAGES else None
+
+
+def test_every_family_is_a_package():
+    """families/ holds the shared base, the registries and SAM-style's shared parts, and one package per
+    family; no family module sits at the package's top level under a generic name."""
+    from samexport.families import FAMILIES, FAMILY_PACKAGES
+
+    assert set(FAMILY_PACKAGES) == set(FAMILIES)
+    for name in FAMILY_PACKAGES:
+        assert (PACKAGE / "families" / name / "__init__.py").is_file(), name
+    loose = sorted(p.name for p in (PACKAGE / "families").glob("*.py"))
+    assert loose == ["__init__.py", "base.py", "registry.py", "sam_style.py"], loose
+    top = {p.stem for p in PACKAGE.glob("*.py")}
+    assert not top & {"video", "video_segment", "panoptic", "query_segment", "transforms", "prompt_rules"}
+
+
+def test_no_module_outside_the_families_serves_one_family():
+    """Outside families/ and modeling/, a module reaches a family through the registries, never by importing
+    a family's package (what serves one family only lives in that family's package)."""
+    offenders = sorted(
+        f"{m} imports {d}"
+        for m, deps in GRAPH.items()
+        if outside_the_families(m)
+        for d in deps
+        if family_package(d)
+    )
+    assert not offenders, offenders
+
+
+def test_family_packages_do_not_import_each_other():
+    offenders = sorted(
+        f"{m} imports {d}"
+        for m, deps in GRAPH.items()
+        if family_package(m)
+        for d in deps
+        if family_package(d) not in (None, family_package(m))
+    )
+    assert not offenders, offenders

@@ -18,7 +18,7 @@ from samexport.bench.child import run_part
 from samexport.bench.ios import parse_devicectl
 from samexport.bench.stats import summarize
 from samexport.errors import UsageError
-from samexport.registry import get_spec
+from samexport.families.registry import get_spec
 
 
 def test_summarize():
@@ -171,7 +171,7 @@ def onnx_decoder_job(path):
 def test_oom_part_is_reported_and_the_next_part_still_runs(exports):
     out, _ = exports
     decoder = str(out / "MobileSAMDecoder.onnx")
-    job = {**onnx_decoder_job(decoder), "points": 2, "runs": 2, "warmup": 0}
+    job = {**onnx_decoder_job(decoder), "sizes": {"N": 2}, "runs": 2, "warmup": 0}
     starved = run_part(job, limit_bytes=160 * 1024**2)
     assert starved["status"] == "oom", starved
     assert starved["memory_limit_mb"] == 160 and starved["error"]
@@ -386,7 +386,7 @@ def test_devicectl_ids_tunnels_and_timeouts(monkeypatch):
 def test_decoder_rows_with_several_prompt_sets_per_call(exports):
     out, _ = exports
     decoder = str(out / "MobileSAMDecoder.onnx")
-    job = {**onnx_decoder_job(decoder), "points": 2, "batch": 4, "runs": 1, "warmup": 0}
+    job = {**onnx_decoder_job(decoder), "sizes": {"N": 2, "B": 4}, "runs": 1, "warmup": 0}
     row = run_part(job)
     assert row["status"] == "ok" and row["stats"]["n"] == 1
 

@@ -168,7 +168,7 @@ def test_cli_refuses_a_mode_for_onnx_in_one_line(capsys):
 
 
 def test_default_decoder_shape_is_the_single_click(tmp_path):
-    from samexport.registry import get_spec
+    from samexport.families.registry import get_spec
 
     family = get_spec("tinyvit").family
     signature = family.decoder_signature(family.token_counts((3, 1, 2)), (1, 4))

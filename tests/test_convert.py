@@ -144,7 +144,7 @@ def test_first_conv_fold_is_exact():
     import torch
 
     from samexport.families import EncoderForExport
-    from samexport.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+    from samexport.modeling.transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 
     model = build_quiet("repvit")
     pixels = torch.randint(0, 256, (1, 3, 128, 128), generator=torch.Generator().manual_seed(0)).float()

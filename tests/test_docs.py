@@ -1,4 +1,5 @@
-"""The documentation renders as written: every `## ` line of a README is a heading under CommonMark."""
+"""The documentation renders as written (every `## ` line of a README or docs page is a heading under
+CommonMark), its code runs, its synopsis and links are whole, and README stays a page a newcomer reads."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from markdown_it import MarkdownIt
 
 from helpers import ROOT
 
-READMES = ["README.md", "models/README.md", "benchmarks/README.md", "ios_harness/README.md"]
+DOCS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
+READMES = ["README.md", "models/README.md", "benchmarks/README.md", "ios_harness/README.md", *DOCS]
+README_MAX_BYTES = 16 * 1024
 
 
 @pytest.mark.parametrize("name", READMES)
@@ -31,7 +34,8 @@ def test_the_swift_call_site_uses_only_public_harness_api():
     """Issue 12 item 17: each SAMHarnessKit name the README's Swift snippet calls is public in the package."""
     import re
 
-    snippet, coreai = code_blocks((ROOT / "README.md").read_text(), "swift")
+    (snippet,) = code_blocks((ROOT / "docs/exports.md").read_text(), "swift")
+    (coreai,) = code_blocks((ROOT / "docs/targets.md").read_text(), "swift")
     sources = "\n".join(p.read_text() for p in (ROOT / "ios_harness/Sources").rglob("*.swift"))
     for type_name, member in re.findall(
         r"\b(SAMInputContract|ImageCanvas|ModelInputs|MaskPostprocessing)\.(\w+)", snippet
@@ -54,7 +58,7 @@ def test_the_swift_call_site_uses_only_public_harness_api():
 
 def test_models_readme_lists_every_official_checkpoint():
     """Issue 12 item 17: where each registry model's official file comes from."""
-    from samexport.registry import get_spec, list_models
+    from samexport.families.registry import get_spec, list_models
 
     text = (ROOT / "models/README.md").read_text()
     for name in list_models():
@@ -69,8 +73,11 @@ def test_readme_states_the_test_tiers_and_their_times():
     assert "## Test suite" in timings and "make test-fast" in timings
 
 
-def python_blocks(name: str = "README.md"):
-    return code_blocks((ROOT / name).read_text(), "python")
+def python_blocks():
+    """(page, block) of every Python block of README and the docs pages, in page order."""
+    return [
+        (name, b) for name in ["README.md", *DOCS] for b in code_blocks((ROOT / name).read_text(), "python")
+    ]
 
 
 @pytest.fixture()
@@ -94,7 +101,7 @@ def readme_folder(tmp_path, monkeypatch, exports, fixture_checkpoint):
     import torch
 
     from samexport.checkpoint import random_fill
-    from samexport.families.rapsam import fill_classifier
+    from samexport.families.rapsam.family import fill_classifier
 
     torch.save(fill_classifier(random_fill, video=True), models / "ytvis.pth")
     Image.fromarray(validation_image()).save(tmp_path / "photo.jpg", quality=95)
@@ -102,20 +109,40 @@ def readme_folder(tmp_path, monkeypatch, exports, fixture_checkpoint):
     return tmp_path
 
 
-def test_every_python_block_of_the_readme_runs(readme_folder):
-    """Issue 26 item 4: each Python block of README.md runs as written, on the fixture weights (everything
-    mode on a 2x2 grid instead of the default 32x32, the one change: 1024 decodes on torch take minutes)."""
+def test_every_python_block_of_the_docs_runs(readme_folder):
+    """Issue 26 item 4: each Python block of README.md and docs/ runs as written, on the fixture weights
+    (everything mode on a 2x2 grid instead of the default 32x32, the one change: 1024 decodes on torch take
+    minutes)."""
     blocks = python_blocks()
     assert len(blocks) >= 3
-    for number, block in enumerate(blocks):
+    for number, (page, block) in enumerate(blocks):
         source = block.replace("points_per_side=32", "points_per_side=2")
         namespace: dict = {}
         try:
-            exec(compile(source, f"README.md python block {number}", "exec"), namespace)
+            exec(compile(source, f"{page} python block {number}", "exec"), namespace)
         except Exception as e:  # the block and the line that failed, in the assertion
             raise AssertionError(
-                f"README python block {number} fails: {type(e).__name__}: {e}\n{block}"
+                f"{page} python block {number} fails: {type(e).__name__}: {e}\n{block}"
             ) from e
+
+
+def test_readme_is_a_page_a_newcomer_reads_and_links_every_docs_page():
+    """Issue 32 item 7: README.md at most 16 KB, the reference in docs/, every page linked from README."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.encode()) <= README_MAX_BYTES, len(readme.encode())
+    for page in DOCS:
+        assert f"]({page})" in readme, page
+
+
+@pytest.mark.parametrize("name", READMES)
+def test_relative_links_point_at_files_that_exist(name):
+    import re
+
+    text = (ROOT / name).read_text()
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        assert ((ROOT / name).parent / target).exists(), f"{name} links {target}"
 
 
 def test_the_command_synopsis_lists_every_option():
@@ -146,7 +173,7 @@ def test_the_top_level_help_names_every_family(capsys):
     """Issue 26 item 5: `samexport --help` named four of the five families."""
     from samexport.cli import run
     from samexport.families import FAMILIES
-    from samexport.registry import get_spec, list_models
+    from samexport.families.registry import get_spec, list_models
 
     assert run(["--help"]) == 0
     import re

@@ -14,9 +14,9 @@ import torch
 from toy_family import TOKENS, toy_registered
 
 from samexport.bench.backends import DeviceAppBackend
-from samexport.export.runners import TorchRunner
 from samexport.export.target import ExportTarget, part_metadata
-from samexport.registry import get_spec
+from samexport.families.registry import get_spec
+from samexport.runtime import TorchRunner
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def torchscript_target():
 
 def representative_models():
     """The first registered model of every family (list_models() order), the toy family's too."""
-    from samexport.registry import get_spec, list_models
+    from samexport.families.registry import get_spec, list_models
 
     firsts = {}
     for name in list_models():

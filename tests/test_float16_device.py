@@ -87,8 +87,8 @@ def mobile_sam_decoder(fixture_checkpoint):
     """MobileSAM's prompt decoder part (the shared fill) as convert's LiteRT run describes it."""
     from helpers import build_quiet
     from samexport.export.options import ConvertOptions
+    from samexport.families.registry import get_spec
     from samexport.parts import PartForm
-    from samexport.registry import get_spec
     from samexport.reparam import reparameterize_model
 
     spec = get_spec("tinyvit")

@@ -14,9 +14,9 @@ from onnx import numpy_helper
 from samexport import build_model
 from samexport.export.check import check_part
 from samexport.export.convert import convert
+from samexport.export.onnx_runner import OnnxRunner
 from samexport.export.options import ConvertOptions
 from samexport.export.quality import hard_mask_agreement, part_floors, threshold_margin
-from samexport.export.runners import OnnxRunner
 from samexport.export.target import targets
 
 SIZE = (256, 352)

@@ -642,7 +642,7 @@ def test_multifunction_decoders_are_measured_per_function():
     functions = {"repvit": {"encoder": ["main"], "decoder": ["points_2", "points_6", "points_2_batch_4"]}}
     from samexport.export.options import ConvertOptions
     from samexport.export.target import targets
-    from samexport.families import SAM
+    from samexport.families.sam import SAM
 
     options = ConvertOptions(encoder="repvit", points=(1, 5), batch=(1, 4), decoder_shapes="multifunction")
     interfaces = SAM.part_interfaces(SAM.export_shapes(options), targets()["coreml"].form(options))
@@ -670,7 +670,7 @@ def test_the_real_xcode_minimum_is_checked():
         harness.check_xcode_version("xcode-select: error: tool 'xcodebuild' requires Xcode\n")
     swift_kit = swift_source("SAMHarnessKit.swift")
     assert "#if compiler(<6.0)" in swift_kit and "Xcode 16 or newer" in swift_kit
-    for doc in ("README.md", "ios_harness/README.md"):
+    for doc in ("docs/bench.md", "ios_harness/README.md"):
         text = (ROOT / doc).read_text()
         assert "Xcode 15" not in text and "Xcode 16" in text, doc
 

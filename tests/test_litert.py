@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from toy_family import toy_exported
+from toy_family import toy_registered
 
-from helpers import invoke, one_line_error, toy_predictor_against_the_model
-from samexport.registry import get_spec
+from helpers import invoke, one_line_error
+from samexport.families.registry import get_spec
 
 
 @pytest.fixture(scope="module")
-def toy_litert(tmp_path_factory):
+def toy_litert(toy_exports):
     """The toy family exported to LiteRT (float16 weights, the default precision) with two token counts and
     two prompt-set counts."""
-    with toy_exported(tmp_path_factory.mktemp("litert"), "litert") as exported:
+    exported = toy_exports("litert")
+    with toy_registered():
         yield exported
 
 
@@ -205,17 +205,6 @@ def test_the_error_line_stays_last_after_litert_was_loaded(toy_litert, tmp_path)
     assert "missing.tflite does not exist" in one_line_error(result)
 
 
-def test_the_predictor_runs_the_files_like_the_model(toy_litert):
-    out, _ = toy_litert
-    (masks, iou), (expected, expected_iou), predictor = toy_predictor_against_the_model(
-        out / "ToyThree.export.json", "litert"
-    )
-    assert predictor.batch_sizes == (1, 4) and masks.shape == (5, 4, 256, 256)
-    psnr = 10 * np.log10(np.abs(expected).max() ** 2 / np.mean((masks - expected) ** 2))
-    assert psnr >= 35  # float16 weights and inference
-    assert np.abs(iou - expected_iou).max() <= 0.01
-
-
 def test_bench_measures_the_xnnpack_path_in_a_child(toy_litert):
     from samexport.bench.backends import backends_for
     from samexport.bench.child import run_part
@@ -228,8 +217,7 @@ def test_bench_measures_the_xnnpack_path_in_a_child(toy_litert):
         "path": str(out / "ToyThreeDecoder.tflite"),
         "part": "decoder",
         "inputs": manifest["litert"]["decoder"]["interface"]["inputs"],
-        "points": 3,
-        "batch": 4,
+        "sizes": {"N": 3, "B": 4},
         "runs": 2,
         "warmup": 0,
         **backend.worker_job("cpu"),

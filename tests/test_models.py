@@ -15,13 +15,13 @@ from samexport.info import model_info
 
 def test_list_models_names():
     assert samexport.list_models() == [
-        "repvit",
+        "repvit",  # each family package registers its rows, in FAMILY_PACKAGES order
         "tinyvit",
-        "efficientsam_ti",
-        "efficientsam_s",
         "sam_vit_b",
         "sam_vit_l",
         "sam_vit_h",
+        "efficientsam_ti",
+        "efficientsam_s",
         "rapsam_r50",
     ]
     assert samexport.get_spec("mobilesam").name == "tinyvit"

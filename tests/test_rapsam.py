@@ -18,7 +18,8 @@ import samexport
 from helpers import fixture_npz, require_parity_dir, write_rapsam_fixture_files
 from samexport.checkpoint import expected_layout, random_state_dict, read_checkpoint
 from samexport.errors import CheckpointError, InputError, UsageError
-from samexport.families.rapsam import fill_classifier
+from samexport.families.rapsam.family import fill_classifier
+from samexport.families.rapsam.pipelines import panoptic_segments
 from samexport.modeling.deform_conv import ModulatedDeformConv2d
 from samexport.modeling.rapsam import RapSam
 from samexport.reparam import reparameterize_model
@@ -177,12 +178,17 @@ def test_panoptic_logits(panoptic, z):
 
 def test_panoptic_fusion(model, panoptic, z):
     classes, masks = panoptic
-    seg, segments = model.panoptic_segments(classes, masks, (H, W))
+    seg, segments = panoptic_segments(classes, masks, (H, W), model.last_resized_hw)
     np.testing.assert_array_equal(seg, z["pan_seg"])
     assert segments == json.loads(str(z["pan_segments_info_json"]))
     supp = json.loads(str(z["pan_supp_test_cfg_json"]))
-    seg, segments = model.panoptic_segments(
-        classes, masks, (H, W), object_mask_thr=supp["object_mask_thr"], iou_thr=supp["iou_thr"]
+    seg, segments = panoptic_segments(
+        classes,
+        masks,
+        (H, W),
+        model.last_resized_hw,
+        object_mask_thr=supp["object_mask_thr"],
+        iou_thr=supp["iou_thr"],
     )
     assert (seg != z["pan_supp_seg"]).mean() <= 0.01
     official = json.loads(str(z["pan_supp_segments_info_json"]))

@@ -252,7 +252,7 @@ def test_checkpoints_with_non_float_weights_are_refused(tmp_path):
     from samexport import build_model
     from samexport.checkpoint import random_state_dict
     from samexport.errors import CheckpointError
-    from samexport.registry import get_spec
+    from samexport.families.registry import get_spec
 
     state = random_state_dict(get_spec("tinyvit").build_meta().to_empty(device="cpu"))
     first = next(k for k, v in state.items() if v.is_floating_point())

@@ -14,10 +14,10 @@ from torch import nn
 
 from samexport.errors import InputError
 from samexport.families import DecoderForExport, register_family, unregister_family
+from samexport.families.registry import ModelSpec, register_model, unregister_model
 from samexport.families.sam import SamFamily
+from samexport.modeling.prompt_rules import FixedTokensRule, PaddingTokenRule
 from samexport.modeling.sam import Sam
-from samexport.prompt_rules import FixedTokensRule, PaddingTokenRule
-from samexport.registry import ModelSpec, register_model, unregister_model
 
 TOKENS = 3
 

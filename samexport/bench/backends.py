@@ -16,9 +16,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Dict, List, Optional, Tuple
 
-import numpy as np
-
-from ..errors import PlatformError
+from ..errors import PlatformError, UsageError
 from ..platforms import cpu_model, is_apple_silicon
 from . import device_profiles
 
@@ -32,6 +30,9 @@ class Backend(ABC):
     device: ClassVar[str]  # the --device value
     target: ClassVar[str]  # the export target it measures
     in_app: ClassVar[bool] = False  # measured inside a device app (DeviceAppBackend)
+
+    def check_models(self, names) -> None:  # noqa: B027 (optional hook)
+        """Refuse, before any work, models this backend cannot measure."""
 
     @abstractmethod
     def check_platform(self) -> None:
@@ -159,7 +160,6 @@ class DeviceAppBackend(Backend):
     """Measured inside an app on a device: `stage`, `build`, `run` (install, launch, pull its result)."""
 
     in_app = True
-    app_parts: ClassVar[Tuple[str, ...]]  # the parts the app runs
 
     @abstractmethod
     def find_app(self, app_dir: Optional[Path]) -> Path:
@@ -213,7 +213,18 @@ class HarnessBackend(DeviceAppBackend):
     """The ios_harness app (see `harness`): staged plan and packages, an xcodebuild, a run, its result."""
 
     target = "coreml"
-    app_parts = ("encoder", "decoder")
+
+    def check_models(self, names) -> None:
+        """The app runs SAM-style image encoder + prompt decoder packages."""
+        from ..families.registry import get_spec
+        from ..families.sam_style import SamStyleParts
+
+        beyond = [n for n in names if not isinstance(get_spec(n).family, SamStyleParts)]
+        if beyond:
+            raise UsageError(
+                f"the ios_harness app runs SAM-style encoder + decoder packages; {', '.join(beyond)} has "
+                "other parts and is not in it yet: measure it with --device m1 (host Core ML) or --device cpu"
+            )
 
     def check_platform(self) -> None:
         from .harness import require_tools
@@ -310,6 +321,8 @@ def neural_engine_peak(chip_name: str) -> Dict:
 
 def measure_cpu_peak_gflops(seconds: float = 1.0) -> float:
     """Best float32 GEMM rate of this machine (numpy BLAS, all cores), for the compute floor."""
+    import numpy as np
+
     a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
@@ -337,6 +350,11 @@ def unregister_backend(device: str) -> None:
 
 def devices() -> Tuple[str, ...]:
     return tuple(dict.fromkeys(device for device, _, _ in _BACKENDS))
+
+
+def device_help() -> str:
+    """`--device` values and the targets each measures (from the registry), for help texts."""
+    return ", ".join(f"{d} ({', '.join(backends_for(d, False))})" for d in devices())
 
 
 def backends_for(device: str, via_harness: bool) -> Dict[str, Backend]:

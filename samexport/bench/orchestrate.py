@@ -12,16 +12,12 @@ from typing import Dict, List, Optional, Tuple
 from ..console import Progress
 from ..errors import SamExportError, UsageError, first_line
 from ..export.options import MAX_BATCH, check_points
+from ..families.registry import get_spec, list_models
 from ..fsutil import OutputFiles
 from ..provenance import machine, versions
-from ..registry import get_spec, list_models
 from . import device_profiles, harness, report
 from .backends import Backend, backends_for, devices
 from .child import run_part
-
-# Timed runs per part when --runs is not given: a millisecond-scale decoder needs more samples than a
-# second-scale encoder for a stable median and p90.
-DEFAULT_RUNS = {"encoder": 5, "decoder": 20, "panoptic": 10, "tube": 5}
 
 
 @dataclass
@@ -34,7 +30,7 @@ class BenchOptions:
     compute_units: Tuple[str, ...] = ("all",)
     points: Tuple[int, ...] = (1, 5)
     batch: int = 1  # prompt sets per decoder call
-    runs: Optional[int] = None  # None: DEFAULT_RUNS per part
+    runs: Optional[int] = None  # None: each part's own (`parts.BenchFacts.runs`)
     warmup: int = 1
     memory_limit: Optional[int] = None
     as_device: Optional[str] = None
@@ -48,8 +44,9 @@ class BenchOptions:
     harness_timeout_s: float = 3600.0
     one_job_per_launch: bool = False
 
-    def runs_for(self, part: str) -> int:
-        return self.runs if self.runs is not None else DEFAULT_RUNS[part]
+    def runs_for(self, facts) -> int:
+        """Timed runs of a part (`parts.BenchFacts`): --runs, else the part's own."""
+        return self.runs if self.runs is not None else facts.runs
 
     def __post_init__(self) -> None:
         if self.device not in devices():
@@ -99,13 +96,7 @@ class BenchOptions:
                 "--one-job-per-launch is for the ios_harness app (--device iphone, --device m1 "
                 "--via-harness); on this machine every part already runs in its own process"
             )
-        app_parts = getattr(backend, "app_parts", ())
-        beyond = [n for n in self.encoders if set(get_spec(n).family.bench_parts) - set(app_parts)]
-        if backend.in_app and beyond:
-            raise UsageError(
-                f"the ios_harness app runs encoder + decoder packages; {', '.join(beyond)} also has other "
-                "parts and is not in it yet: measure it with --device m1 (host Core ML) or --device cpu"
-            )
+        backend.check_models(self.encoders)
         if backend.in_app and self.memory_limit is not None:
             raise UsageError(
                 "--memory-limit/--as-device emulate a budget on this machine; on a device through "
@@ -178,6 +169,20 @@ class Bench:
             )
         return paths, self.options.models_dir / names[("manifest", "")], convert_options
 
+    def interface(self, name: str, part: str):
+        """The part's interface as this bench's target exports it."""
+        from ..export.target import targets
+
+        spec, target = get_spec(name), targets()[self.options.target]
+        convert_options = self._expected(name)[2]
+        return spec.family.part_interfaces(
+            spec.family.export_shapes(convert_options), target.form(convert_options)
+        )[part]
+
+    def default_runs(self, jobs) -> Dict[str, int]:
+        """part -> its timed runs, for the result's record of what --runs left to each part."""
+        return {part: self.interface(name, part).bench.runs for name, part, _, _ in jobs}
+
     def inputs(self, name: str, part: str, path: Path) -> List[Dict]:
         """The part's inputs as its family describes them, in the form its target (and file) has."""
         from ..export.target import targets
@@ -223,7 +228,7 @@ class Bench:
             "device": self.device_info(),
             "options": {
                 "target": options.target,
-                "runs": {part: options.runs_for(part) for part in DEFAULT_RUNS},
+                "runs": options.runs if options.runs is not None else self.default_runs(jobs),
                 "warmup": options.warmup,
                 "points": list(options.points),
                 "compress": options.compress,
@@ -239,8 +244,8 @@ class Bench:
         with Bar(console=self.progress.console, transient=True) as bar:
             task = bar.add_task("benchmark", total=len(jobs))
             for name, part, size, unit in jobs:
-                spec = get_spec(name)
-                label = f"{spec.title} {report.part_label(part, size)}"
+                template = self.row_template(name, part, size, unit, precision, peak)
+                label = f"{template['title']} {report.part_label(template)}"
                 bar.update(task, description=label)
                 row = self.measure(name, part, size, unit, precision, peak)
                 self.result["rows"].append(row)
@@ -280,13 +285,14 @@ class Bench:
             paths = self.artifacts(name)
             if isinstance(paths, SamExportError):
                 raise paths
-            files[name] = {part: paths[part].name for part in ("encoder", "decoder")}
-            functions[name] = {part: CoreMLPackage(paths[part]).functions for part in ("encoder", "decoder")}
-            packages += [paths["encoder"], paths["decoder"]]
+            parts = get_spec(name).family.bench_parts
+            files[name] = {part: paths[part].name for part in parts}
+            functions[name] = {part: CoreMLPackage(paths[part]).functions for part in parts}
+            packages += [paths[part] for part in parts]
         rows = [self.row_template(name, part, size, unit, precision, None) for name, part, size, unit in jobs]
         plan = harness.make_plan(
             options.device,
-            options.runs_for("encoder"),
+            min(row["runs"] for row in rows),
             options.warmup,
             options.points,
             options.compress,
@@ -309,14 +315,7 @@ class Bench:
 
     def function_of(self, name: str, part: str, tokens: int) -> Optional[str]:
         """The function of a part's interface that takes one prompt set of `tokens` tokens."""
-        from ..export.target import targets
-
-        spec, target = get_spec(name), targets()[self.options.target]
-        convert_options = self._expected(name)[2]
-        interface = spec.family.part_interfaces(
-            spec.family.export_shapes(convert_options), target.form(convert_options)
-        )[part]
-        function = interface.function_at({"B": 1, "N": tokens})
+        function = self.interface(name, part).function_at({"B": 1, "N": tokens})
         return function.name if function else None
 
     def row_template(
@@ -331,26 +330,33 @@ class Bench:
         """What a row says before anything is measured: model, part, its size (a decoder's clicks, a tube
         head's frames), compute unit, cost."""
         spec, info = get_spec(name), _model_info(name)
-        points = size if part == "decoder" else None
-        frames = size if part == "tube" else None
-        tokens = spec.family.click_tokens(points) if part == "decoder" else None
-        key = f"tube_{frames}_frames" if part == "tube" else part
-        gmacs = next(v for k, v in info["gmacs"].items() if k.startswith(key))
+        interface = self.interface(name, part)
+        facts = interface.bench
+        dims = spec.family.bench_dims(facts, size)
+        swept = {field: (size if facts.sweep == field else None) for field in report.SWEEP_FIELDS}
+        # the part's own GMACs at this size where the family counted them so, else the part's
+        specific = f"{part}_{size}_{facts.sweep}"
+        gmacs = next(
+            (v for k, v in info["gmacs"].items() if k.startswith(specific)),
+            next(v for k, v in info["gmacs"].items() if k.startswith(part)),
+        )
+        batched = any("B" in t.shape for t in interface.inputs)
         return {
             "model": name,
             "title": spec.title,
             "family": spec.family.name,
             "part": part,
-            "points": points,
-            "frames": frames,
-            "tokens": tokens,
-            "batch": self.options.batch if part == "decoder" else None,
+            **swept,
+            "tokens": dims.get("N"),
+            "sizes": {**dims, **({"B": self.options.batch} if batched else {})},
+            "batch": self.options.batch if batched else None,
+            "column": report.column_of(facts, spec, size),
             "precision": precision,
             "compute_unit": unit,
             "file": None,
             "gmacs": gmacs,
             "compute_floor_ms": (gmacs * 2 / peak_gflops * 1e3) if peak_gflops else None,
-            "runs": self.options.runs_for(part),
+            "runs": self.options.runs_for(facts),
             "memory_limit_mb": (
                 round(self.options.memory_limit / 1024**2) if self.options.memory_limit else None
             ),
@@ -379,10 +385,8 @@ class Bench:
             "path": str(paths[part]),
             "part": part,
             "inputs": self.inputs(name, part, paths[part]),
-            "points": row["tokens"] or 1,
-            "frames": row["frames"] or 1,
-            "batch": row["batch"] or 1,
-            "runs": options.runs_for(part),
+            "sizes": row["sizes"],
+            "runs": row["runs"],
             "warmup": options.warmup,
             **self.backend.worker_job(unit),
         }

@@ -8,7 +8,6 @@ import json
 from typing import Dict, List, Optional
 
 from ..coreml_placement import ane_share
-from ..families.registry import get_family
 
 SCHEMA = "samexport.bench/2"
 # Result files this samexport reads: version 1 named a row's family `style` (`upgrade_result`).
@@ -91,18 +90,49 @@ def to_csv(result: Dict) -> str:
     return buffer.getvalue()
 
 
-def part_label(part: str, size: Optional[int]) -> str:
-    """`encoder`, `decoder, 5 pts`, `tube, 3 frames`."""
-    if part == "decoder" and size is not None:
-        return f"decoder, {size} pt" + ("s" if size != 1 else "")
-    if part == "tube" and size is not None:
-        return f"tube, {size} frame" + ("s" if size != 1 else "")
-    return part
+SWEEP_UNITS = {"points": "pt", "frames": "frame"}  # the row fields a part's bench sweep fills
+SWEEP_FIELDS = tuple(SWEEP_UNITS)
+
+
+def part_label(row: Dict) -> str:
+    """`encoder`, `decoder, 5 pts`, `tube, 3 frames`: the part and the size its sweep measured it at."""
+    for field, unit in SWEEP_UNITS.items():
+        size = row.get(field)
+        if size is not None:
+            return f"{row['part']}, {size} {unit}" + ("s" if size != 1 else "")
+    return row["part"]
 
 
 def _part_label(row: Dict) -> str:
-    label = part_label(row["part"], row.get("frames") if row["part"] == "tube" else row.get("points"))
-    return label + (f", {row['batch']} prompt sets per call" if (row.get("batch") or 1) > 1 else "")
+    return part_label(row) + (f", {row['batch']} prompt sets per call" if (row.get("batch") or 1) > 1 else "")
+
+
+def column_of(facts, spec, size: Optional[int]) -> Optional[str]:
+    """A part's paper-table column at one bench size (`parts.BenchFacts.column`), or None."""
+    if facts.column is None or (facts.column_size is not None and size != facts.column_size):
+        return None
+    return facts.column.format(title=spec.title, decoder=getattr(spec.family, "decoder_title", spec.title))
+
+
+def row_column(row: Dict) -> Optional[str]:
+    """A row's paper-table column: recorded by this samexport, else from the part's interface today (rows of
+    results written before bench recorded it)."""
+    if "column" in row:
+        return row["column"]
+    from ..errors import UsageError
+    from ..families.registry import get_spec
+    from ..parts import PartForm
+
+    try:
+        spec = get_spec(row["model"])
+        family = spec.family
+        interfaces = family.part_interfaces(family.session_shapes(), PartForm(False, False, True))
+    except UsageError:  # a model this samexport does not know
+        return None
+    if row["part"] not in interfaces:
+        return None
+    facts = interfaces[row["part"]].bench
+    return column_of(facts, spec, row.get(facts.sweep) if facts.sweep else None)
 
 
 def memory_label(result: Dict) -> str:
@@ -113,7 +143,7 @@ def memory_label(result: Dict) -> str:
 
 
 def runs_text(runs) -> str:
-    """Timed runs as recorded: one number, or one per part (`{"encoder": 5, "decoder": 20}`)."""
+    """Timed runs as recorded: one number, or one per part (part -> runs)."""
     if isinstance(runs, dict):
         return " / ".join(f"{n} ({part})" for part, n in runs.items())
     return str(runs)
@@ -151,18 +181,13 @@ def paper_table(results: List[Dict], markdown: bool = True) -> str:
         platform = result["device"]["label"]
         cells.setdefault(platform, {})
         for row in result["rows"]:
-            if row["part"] == "encoder":
-                name = row["title"]
-            elif row["part"] == "panoptic":
-                name = f"{row['title']} panoptic head"
-            elif row["points"] == 1:
-                name = get_family(row["family"]).decoder_title
-            else:
+            name = row_column(row)
+            if name is None:
                 continue
             if row["precision"] != "fp32" and result["options"]["target"] == "onnx":
                 name += f" ({row['precision']})"
-            if row["part"] == "decoder" and cells[platform].get(name, "ERROR") not in ("ERROR", "NAN"):
-                continue  # one decoder column per family: the first model that measured it
+            if cells[platform].get(name, "ERROR") not in ("ERROR", "NAN"):
+                continue  # one column per name (a family's decoder): the first model that measured it
             if name not in columns:
                 columns.append(name)
             cells[platform][name] = cell(row)
@@ -187,7 +212,7 @@ def placement_notes(results: List[Dict]) -> List[str]:
         shares = []
         for row in result["rows"]:
             share = ane_share(row.get("placement"))
-            if share is not None and (row["part"] == "encoder" or row.get("points") == 1):
+            if share is not None and row_column(row) is not None:
                 shares.append(f"{row['title']} {row['part']} {share:.0f}%")
         if shares:
             notes.append(
@@ -248,7 +273,9 @@ def plot(result: Dict, path) -> None:
         for r in rows
     ]
     values = [r["stats"]["median_ms"] if r["status"] == "ok" else 0.0 for r in rows]
-    colors = ["#1f77b4" if r["part"] == "encoder" else "#ff7f0e" for r in rows]
+    parts = list(dict.fromkeys(r["part"] for r in rows))  # one colour per part, in the order they ran
+    palette = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+    colors = [palette[parts.index(r["part"]) % len(palette)] for r in rows]
     fig, ax = plt.subplots(figsize=(max(8.0, 0.9 * len(rows)), 5.5))
     bars = ax.bar(range(len(rows)), [v if v else float("nan") for v in values], color=colors)
     ax.set_yscale("log")

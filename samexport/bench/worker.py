@@ -3,8 +3,8 @@ JSON line.
 
 Run by `run_part` in a child process, so a part that runs out of memory kills only its child.
 
-    python -m samexport.bench.worker '{"backend": "onnx", "path": ..., "part": "encoder", "inputs": [...],
-                                       "points": 1, "runs": 5, "warmup": 1}'
+    python -m samexport.bench.worker '{"backend": "onnx", "path": ..., "part": ..., "inputs": [...],
+                                       "sizes": {"N": 1}, "runs": 5, "warmup": 1}'
 
 The inputs are the part's description (`parts.Interface`), filled by `parts.synthetic_feeds`.
 """
@@ -37,12 +37,11 @@ def measure(backend: str):
 
 
 def feeds_for(job: Dict) -> Dict[str, np.ndarray]:
-    """The part's inputs from its description (`job["inputs"]`, `parts.Tensor.describe()` records) at
-    `job["points"]` tokens, `job["batch"]` prompt sets and `job["frames"]` frames (a tube head)."""
+    """The part's inputs from its description (`job["inputs"]`, `parts.Tensor.describe()` records) with the
+    symbolic dims at `job["sizes"]` (what the part's interface says the bench size sets; others 1)."""
     from ..parts import synthetic_feeds
 
-    sizes = {"B": job.get("batch", 1), "N": job["points"], "T": job.get("frames", 1)}
-    return synthetic_feeds(job["inputs"], sizes)
+    return synthetic_feeds(job["inputs"], job.get("sizes", {}))
 
 
 @measure("onnx")

@@ -16,9 +16,9 @@ import numpy as np
 
 from ..errors import SamExportError
 from ..parts import Part
+from ..runtime import Runner
 from .compare import compare, worst
 from .quality import floor_text, hard_mask_agreement, shortfalls, threshold_margin
-from .runners import Runner
 
 
 @dataclass
@@ -268,3 +268,58 @@ def render(reports: Dict[str, PartReport]) -> str:
             lines.append(f"  failed: {failure}")
         lines.append("")
     return "\n".join(lines)
+
+
+@dataclass
+class SequenceReport:
+    """A clip through an export's parts against PyTorch's, frame by frame: each part fed PyTorch's own feeds
+    (teacher-forced, what the part alone computes) and the chain running free on its own state."""
+
+    steps: int
+    results: List[Dict[str, Dict[str, Dict]]]  # per step: part -> output -> {"teacher_forced", "free"}
+    failures: List[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> Dict:
+        return {
+            "steps": self.steps,
+            "passed": self.passed,
+            "failures": self.failures,
+            "results": self.results,
+        }
+
+
+def check_sequence(
+    session, reference, steps: List[Dict[str, np.ndarray]], floors: Dict[str, Dict]
+) -> SequenceReport:
+    """Run the step loop (`sequence.SequencePipeline`) over `steps` on `session` (an export) and on
+    `reference` (PyTorch): per step and part, every output held to `floors[part][output]` both teacher-forced
+    and free-running."""
+    from ..sequence import SequencePipeline
+
+    ours, theirs = SequencePipeline(session), SequencePipeline(reference)
+    results, failures = [], []
+    for index, feeds in enumerate(steps):
+        expected = theirs.step(feeds)
+        free = ours.step(feeds)
+        record: Dict[str, Dict[str, Dict]] = {}
+        for part in ours.parts:
+            forced = session.run(part, theirs.fed[part][-1])
+            record[part] = {}
+            for output, value in expected[part].items():
+                result = {
+                    "teacher_forced": compare(forced[output], value),
+                    "free": compare(free[part][output], value),
+                }
+                record[part][output] = result
+                for how, compared in result.items():
+                    misses = shortfalls(compared, floors[part][output])
+                    if misses:
+                        failures.append(
+                            f"step {index} {part} {output} ({how.replace('_', '-')}): {', '.join(misses)}"
+                        )
+        results.append(record)
+    return SequenceReport(len(steps), results, failures)

@@ -16,9 +16,9 @@ import torch
 
 from ..console import Progress
 from ..errors import SamExportError, UsageError
+from ..families.registry import get_spec
 from ..fsutil import is_disk_full, tree_bytes
 from ..provenance import machine, sha256, versions
-from ..registry import get_spec
 from ..reparam import reparameterize_model
 from ..zoo import build_model_noting
 from .compare import compare
@@ -147,7 +147,7 @@ class Converter:
     def fusion_error(self, job: ExportJob) -> Dict:
         """The reparameterized encoder against the official one on the validation tensor (PyTorch both)."""
         from ..parts import PartForm
-        from .runners import TorchRunner
+        from ..runtime import TorchRunner
 
         fused = job.fused
         count = getattr(fused, "num_fused_modules", 0)

@@ -1,4 +1,4 @@
-"""Runs one Core AI asset with Apple's runtime (`coreai.runtime`) for `runners.CoreAIRunner`, in a child
+"""Runs one Core AI asset with Apple's runtime (`coreai.runtime`) for `coreai_runner.CoreAIRunner`, in a child
 process: lowering a second asset in one process crashes the runtime (inside `AIModelAsset._write_odix`),
 so every asset gets its own process, which lowers it once and answers requests until stdin closes.
 

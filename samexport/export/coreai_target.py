@@ -1,7 +1,7 @@
 """Core AI target (Apple, iOS/macOS 27): every part as an `.aimodel` asset, one static function per shape
 (the default, one single-click prompt set, is `main`), in a segmenter bundle `<stem>.coreai/` whose
 `metadata.json` carries Apple's bundle fields and samexport's contract; checked by Apple's own runtime
-(held to the floor of a float32 runtime with its own kernels, `quality.EXACT_RUNTIMES`).
+(held to the floor of a float32 runtime with its own kernels, `ExportTarget.exact_runtimes`).
 
 Assets are float32: on Linux, Apple's runtime (coreai-core) computes a float16 graph in float16 end to end
 on its reference CPU path, and the MobileSAM decoder exported that way came out at 25 dB PSNR against
@@ -35,6 +35,9 @@ class CoreAITarget(ExportTarget):
     title = "Core AI"
     extension = ".aimodel"
     compressions = ("none",)
+    exact_runtimes = ()
+    packages = ("coreai-core", "coreai-torch")
+    runs_on = "Apple's Core AI runtime"
     packed_prompts = True
     dynamic = False
 
@@ -94,7 +97,7 @@ class CoreAITarget(ExportTarget):
         return section, self.check(job, parts, paths)
 
     def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
-        from .runners import CoreAIRunner
+        from .coreai_runner import CoreAIRunner
 
         return CoreAIRunner(path, functions_of(path, self.read_metadata(path)))
 

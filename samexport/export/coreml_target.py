@@ -27,6 +27,9 @@ class CoreMLTarget(ExportTarget):
     title = "Core ML"
     extension = ".mlpackage"
     compressions = tuple(COMPRESSIONS)
+    exact_runtimes = ()
+    packages = ("coremltools",)
+    runs_on = "Core ML on a Mac, elsewhere its NumPy evaluation"
     takes = ("--min-target", "--keep-layers")
     methods = ("coreml", "numpy")
     packed_prompts = True
@@ -240,7 +243,7 @@ class CoreMLTarget(ExportTarget):
 
     def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
         from ..coreml_package import CoreMLPackage
-        from .runners import coreml_runner, resolve_method
+        from .coreml_runner import coreml_runner, resolve_method
 
         return coreml_runner(CoreMLPackage(path), resolve_method(method), fp32_reference)
 

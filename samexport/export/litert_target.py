@@ -42,6 +42,9 @@ class LiteRTTarget(ExportTarget):
     title = "LiteRT"
     extension = ".tflite"
     compressions = ("none", "int8")
+    exact_runtimes = ("litert",)
+    packages = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer")
+    runs_on = "Google's LiteRT interpreter, XNNPACK"
     packed_prompts = False
     dynamic = False
 
@@ -107,7 +110,7 @@ class LiteRTTarget(ExportTarget):
         return "--precision fp32 writes LiteRT files for float32 arithmetic, or leave litert out of --target"
 
     def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
-        from .runners import LiteRTRunner
+        from .litert_runner import LiteRTRunner
 
         return LiteRTRunner(path, functions_of(path, self.read_metadata(path)))
 

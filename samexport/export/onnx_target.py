@@ -20,6 +20,9 @@ class OnnxTarget(ExportTarget):
     title = "ONNX"
     extension = ".onnx"
     compressions = ("none", "int8")
+    exact_runtimes = ("onnxruntime",)
+    packages = ("onnx", "onnxruntime", "onnxsim")
+    runs_on = "onnxruntime (CPU)"
     packed_prompts = False
     dynamic = True
 
@@ -73,7 +76,7 @@ class OnnxTarget(ExportTarget):
         return section, self.check(job, parts, paths)
 
     def runner(self, path: Path, method: str = "auto", fp32_reference: bool = True):
-        from .runners import OnnxRunner
+        from .onnx_runner import OnnxRunner
 
         return OnnxRunner(path)
 

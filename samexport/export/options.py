@@ -11,7 +11,7 @@ from .compression import MIN_TARGETS, check_clip, compression, parse_keep_layers
 from .target import manifest_name, targets
 
 if TYPE_CHECKING:
-    from ..registry import ModelSpec
+    from ..families.registry import ModelSpec
 
 DEFAULT_POINTS = (1, 2, 3, 4, 5, 8, 16)
 # Prompts of more points exist nowhere in the official tools' use; every count is a decoder shape.

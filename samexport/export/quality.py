@@ -29,7 +29,18 @@ COMPRESSED_MIN_MASK_IOU = 0.9
 # NumPy evaluator, LiteRT's XNNPACK CPU kernels: 2.6e-6 on the TinyViT encoder), or a runtime with its own
 # kernels held to the device floor (Core ML on a device; Apple's Core AI runtime, whose reference CPU path
 # sums a reduction in its own order: EfficientSAM's GroupNorm mean over 4M values drifts 3.3e-4 of max |ref|).
-EXACT_RUNTIMES = ("onnxruntime", "numpy", "litert")
+# PyTorch's runner and the NumPy evaluator compute in plain float32; each target declares which of its
+# runners' runtimes do too (`ExportTarget.exact_runtimes`).
+EXACT_RUNTIMES = ("numpy",)
+
+
+def is_exact(runtime: str) -> bool:
+    """Whether `runtime` computes in plain float32 CPU arithmetic (held to 1e-4 of max |ref|)."""
+    from .target import targets
+
+    return runtime in EXACT_RUNTIMES or any(runtime in t.exact_runtimes for t in targets().values())
+
+
 # Raw IoU predictions are a handful of scores near 0..1, too few and too small for a PSNR to mean much
 # in float16 (one 1e-3 rounding is 35 dB when the largest score is 0.06): held to an absolute bound.
 FP16_RAW_SCORES_MAX_ABS = 0.01
@@ -56,7 +67,7 @@ def floor_for(precision: str, compress: str, runtime: str) -> Dict:
         return floor
     if precision == "fp16":
         return {"min_psnr_db": FP16_MIN_PSNR_DB}
-    if runtime in EXACT_RUNTIMES:
+    if is_exact(runtime):
         return {"max_rel": FP32_MAX_REL}
     return {"min_psnr_db": FP32_DEVICE_MIN_PSNR_DB}
 
@@ -68,7 +79,7 @@ def output_floor(kind: str, precision: str, compress: str, runtime: str) -> Dict
     of an int8 ONNX graph (dynamic quantization) is reported, not held."""
     if kind not in FLOOR_KINDS:
         raise ValueError(f"unknown floor kind {kind!r}; one of {', '.join(FLOOR_KINDS)}")
-    by_psnr = precision == "fp16" or runtime not in EXACT_RUNTIMES
+    by_psnr = precision == "fp16" or not is_exact(runtime)
     if kind == "raw_scores" and by_psnr and not compression(compress).lossy:
         return {"max_abs": FP16_RAW_SCORES_MAX_ABS}
     if kind == "pooled_over_frames" and not by_psnr and not compression(compress).lossy:

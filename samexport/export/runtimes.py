@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..families.registry import get_spec
 from ..parts import ExportShapes
 from ..predictor import Predictor
-from ..registry import get_spec
+from ..runtime import Session
 from .outputs import READABLE_FORMATS, listed_path, manifest_files, upgrade_manifest
 from .target import targets
 
@@ -59,34 +60,64 @@ def manifest_file(manifest_path: Path, manifest: Dict, target: str, part: str) -
     return path
 
 
+def open_session(manifest_path: Path, target: str, method: str = "auto") -> Session:
+    """A session over every part a manifest lists for `target`, each run by that target's runner; the
+    interfaces and the input size come from what was exported. `method` chooses where a target runs in
+    several ways (Core ML: prediction on a Mac, or the NumPy evaluation of the saved programs anywhere)."""
+    manifest = read_manifest(manifest_path)
+    spec = get_spec(manifest["model"]["name"])
+    if target not in targets():
+        raise UsageError(f"unknown target {target!r}; choose one of: {', '.join(targets())}")
+    chosen = targets()[target]
+    listed = manifest_files(manifest).get(target, {})
+    if not listed:
+        written = ", ".join(t for t, parts in manifest_files(manifest).items() if parts) or "none"
+        raise UsageError(
+            f"{manifest_path} lists no {chosen.title} files (it has: {written}); "
+            f"convert with --target {target}"
+        )
+    paths = {part: manifest_file(manifest_path, manifest, target, part) for part in listed}
+    meta = chosen.read_metadata(next(iter(paths.values())))
+    if "com.samexport.token_counts" not in meta:  # samexport 0.x wrote no ONNX metadata
+        prompt = manifest.get("decoder_prompt", {})
+        meta = {"com.samexport.token_counts": json.dumps(prompt.get("token_counts", [1]))}
+    shapes = ExportShapes.from_metadata(meta, spec.family.default_input_size)
+    form = chosen.form(_Options(manifest.get("options", {}).get("image_input", "image")))
+    interfaces = spec.family.part_interfaces(shapes, form)
+    runners = {}
+    try:
+        for part, path in paths.items():
+            runners[part] = chosen.runner(path, method, fp32_reference=False)
+    except BaseException:
+        for runner in runners.values():
+            runner.close()
+        raise
+    return Session(
+        target, spec.name, interfaces, runners, shapes.input_size, str(manifest_path), shapes, form
+    )
+
+
 class ExportPredictor(Predictor):
-    """An export's encoder and decoder; B from the prompt-set counts the decoder takes (any, for a target
-    whose runtime takes any). `method` chooses where a target runs in several ways (Core ML: prediction
-    on a Mac, or the NumPy evaluation of the saved programs on any platform)."""
+    """An export's encoder and decoder (a session's); B from the prompt-set counts the decoder takes (any,
+    for a target whose runtime takes any)."""
 
     def __init__(self, manifest_path: Path, target: str, method: str = "auto") -> None:
-        from .runners import NumpyRunner
+        from .coreml_runner import NumpyRunner
 
-        manifest = read_manifest(manifest_path)
-        spec = get_spec(manifest["model"]["name"])
+        session = open_session(manifest_path, target, method)
+        session.require("encoder", "decoder")
+        spec = get_spec(session.model)
         super().__init__(spec.family)
+        self.session = session
         self.target = targets()[target]
-        encoder = manifest_file(manifest_path, manifest, target, "encoder")
-        decoder = manifest_file(manifest_path, manifest, target, "decoder")
-        meta = self.target.read_metadata(decoder)
-        if "com.samexport.token_counts" not in meta:  # samexport 0.x wrote no ONNX metadata
-            prompt = manifest.get("decoder_prompt", {})
-            meta = {"com.samexport.token_counts": json.dumps(prompt.get("token_counts", [1]))}
-        shapes = ExportShapes.from_metadata(meta, spec.family.default_input_size)
-        options = manifest.get("options", {})
-        form = self.target.form(_Options(options.get("image_input", "image")))
-        self.interfaces = spec.family.part_interfaces(shapes, form)
-        self.packed = form.packed_prompts
-        self.signature = spec.family.decoder_signature(shapes.token_counts, shapes.batch_sizes)
+        self.interfaces = session.interfaces
+        self.packed = session.form.packed_prompts
+        self.signature = spec.family.decoder_signature(
+            session.shapes.token_counts, session.shapes.batch_sizes
+        )
         self.batch_sizes = None if self.target.dynamic else self.signature.batch_sizes
-        self.image_input = form.image_input
-        self.encoder = self.target.runner(encoder, method, fp32_reference=False)
-        self.decoder = self.target.runner(decoder, method, fp32_reference=False)
+        self.image_input = session.form.image_input
+        self.encoder, self.decoder = session.runners["encoder"], session.runners["decoder"]
         self.name = target
         if isinstance(self.decoder, NumpyRunner):
             self.name = f"{target} (NumPy evaluation)"

@@ -25,9 +25,9 @@ if TYPE_CHECKING:  # kept out of the import so that option parsing does not load
     from torch import nn
 
     from ..console import Progress
-    from ..registry import ModelSpec
+    from ..families.registry import ModelSpec
+    from ..runtime import Runner
     from .check import TargetReport
-    from .runners import Runner
 
 TARGET_MODULES = (
     "samexport.export.onnx_target",
@@ -97,6 +97,12 @@ class ExportTarget(ABC):
     methods: ClassVar[Tuple[str, ...]] = ()
     # the arithmetic of compressed files where the format fixes it (LiteRT's dynamic-range int8: float32)
     compressed_precision: ClassVar[Optional[str]] = None
+    # the runtimes of its runners that compute in plain float32 on any CPU (held to 1e-4 of max |ref|)
+    exact_runtimes: ClassVar[Tuple[str, ...]] = ()
+    # the Python packages its lowering and runner use (provenance records their versions)
+    packages: ClassVar[Tuple[str, ...]] = ()
+    # what `segment --backend`, `validate` and help texts say runs its files
+    runs_on: ClassVar[str] = ""
 
     def fixed_precision(self, options) -> Optional[str]:
         """The arithmetic the format or mode fixes whatever --precision says (None: --precision chooses)."""
@@ -357,9 +363,12 @@ _TARGETS: Dict[str, ExportTarget] = {}
 
 
 def register_target(cls: type) -> type:
+    from ..provenance import record_packages
+
     if cls.name in _TARGETS:
         raise ValueError(f"export target {cls.name!r} is registered twice")
     _TARGETS[cls.name] = cls()
+    record_packages(*cls.packages)
     return cls
 
 

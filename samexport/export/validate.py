@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import SamExportError, UsageError, first_line
+from ..families.registry import get_spec
 from ..fsutil import atomic_write_text
 from ..parts import ExportShapes
 from ..provenance import sha256
-from ..registry import get_spec
 from ..zoo import RandomWeightsWarning, build_model
 from .check import PartReport
 from .options import MAX_BATCH, MAX_POINTS, PRECISIONS
@@ -295,7 +295,7 @@ def validate(
     """file path -> check report; manifests given are updated with the results. `method`: how Core ML
     packages run (auto, coreml, numpy). `extras`: the family's other files (RAP-SAM: `classifier`), as
     `build_model` takes them."""
-    from .runners import METHODS, resolve_method
+    from .coreml_runner import METHODS, resolve_method
 
     manifests_read: Dict[Path, bytes] = {}
     infos = expand(paths, manifests_read)

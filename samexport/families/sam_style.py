@@ -6,16 +6,18 @@ description; what differs between them (token rule, mask prompt, statistics, can
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from torch import nn
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..parts import Case, ExportShapes, Function, Interface, Part, PartForm, Tensor
 from ..samples import calibration_images, validation_image, validation_prompts
-from .base import EMBEDDINGS_SHAPE, MASK_INPUT_SHAPE, SPLIT_POINTS_NOTE, DecoderSignature, EncoderForExport
+from .base import DECODER_BENCH, ENCODER_BENCH, EncoderForExport, fp16_megabytes
 
 Prompt = Tuple[str, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]  # name, coords, labels, mask
 SYNTHETIC_SEED = 0
@@ -26,6 +28,120 @@ POINT_INPUT_NOTE = (
     "(EnumeratedShapes on one input; below iOS18 Core ML refuses them on two inputs, and RangeDim "
     "models use the Neural Engine only at their default)"
 )
+
+
+EMBEDDINGS_SHAPE = (1, 256, 64, 64)
+MASK_INPUT_SHAPE = (1, 1, 256, 256)
+DECODER_OUTPUTS = ("lowResMasks", "iouScores")
+SPLIT_POINTS_NOTE = "pointCoords (B, N, 2) and pointLabels (B, N) float32"
+
+
+@dataclass(frozen=True)
+class DecoderSignature:
+    """The exported decoder's inputs and outputs, for every target.
+
+    imageEmbeddings (1, 256, 64, 64) and B prompt sets of N tokens each, either packed as `points`
+    (B, N, 3) = (x, y, label) (Core ML: one input may carry enumerated shapes below iOS 18) or as
+    `pointCoords` (B, N, 2) and `pointLabels` (B, N) (ONNX); with a mask prompt also `maskInput`
+    (1, 1, 256, 256) and `hasMaskInput` (1,), shared by the B sets. Outputs: lowResMasks
+    (B, 4, 256, 256), iouScores (B, 4). ONNX: B is dynamic; Core ML: B is one of `batch_sizes`
+    (enumerated with the token counts; the default shape is B = 1 with the first token count).
+    """
+
+    token_counts: Tuple[int, ...]
+    mask_prompt: bool
+    onnx_dynamic_tokens: bool
+    batch_sizes: Tuple[int, ...] = (1,)
+    # tokens of a single click (the shape apps call most; Core ML preallocates for the default shape)
+    single_click_tokens: int = 0
+
+    outputs: ClassVar[Tuple[str, ...]] = DECODER_OUTPUTS
+
+    @property
+    def default_tokens(self) -> int:
+        """The single-click token count where the decoder takes it, else the smallest."""
+        return (
+            self.single_click_tokens
+            if self.single_click_tokens in self.token_counts
+            else self.token_counts[0]
+        )
+
+    def shapes(self) -> List[Tuple[int, int]]:
+        """Every (B, N) the Core ML decoder takes, the default (one single-click prompt set) first."""
+        default = (1, self.default_tokens)
+        return [default] + [(b, n) for b in self.batch_sizes for n in self.token_counts if (b, n) != default]
+
+    @staticmethod
+    def function_name(batch: int, tokens: int) -> str:
+        """A multifunction decoder's function for B prompt sets of N tokens."""
+        return f"points_{tokens}" if batch == 1 else f"points_{tokens}_batch_{batch}"
+
+    def example(self, packed: bool, tokens: Optional[int] = None, batch: int = 1) -> Tuple[torch.Tensor, ...]:
+        """Example inputs for tracing and export, in `input_names` order."""
+        n = tokens or self.default_tokens
+        prompt = (torch.zeros(batch, n, 3),) if packed else (torch.zeros(batch, n, 2), torch.ones(batch, n))
+        mask = (torch.zeros(MASK_INPUT_SHAPE), torch.zeros(1)) if self.mask_prompt else ()
+        return (torch.zeros(EMBEDDINGS_SHAPE),) + prompt + mask
+
+    def onnx_dynamic_axes(self) -> Dict[str, Dict[int, str]]:
+        tokens = {1: "numPoints"} if self.onnx_dynamic_tokens else {}
+        return {
+            "pointCoords": {0: "numPromptSets", **tokens},
+            "pointLabels": {0: "numPromptSets", **tokens},
+            "lowResMasks": {0: "numPromptSets"},
+            "iouScores": {0: "numPromptSets"},
+        }
+
+    def onnx_description(self) -> Dict[str, str]:
+        return {
+            "point_inputs": SPLIT_POINTS_NOTE,
+            "num_points": "dynamic" if self.onnx_dynamic_tokens else f"fixed {self.default_tokens} tokens",
+            "prompt_sets": "dynamic B: one call decodes B prompt sets of N tokens against one embedding",
+        }
+
+    def feeds(
+        self,
+        embeddings: np.ndarray,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        mask: Optional[torch.Tensor],
+        packed: bool,
+    ) -> Dict[str, np.ndarray]:
+        """An exported decoder's inputs for tokens in the model frame (and an optional mask prompt)."""
+        coords_np = coords.numpy().astype(np.float32)
+        labels_np = labels.numpy().astype(np.float32)
+        feeds = {"imageEmbeddings": np.asarray(embeddings, dtype=np.float32)}
+        if packed:
+            feeds["points"] = np.concatenate([coords_np, labels_np[..., None]], -1)
+        else:
+            feeds.update(pointCoords=coords_np, pointLabels=labels_np)
+        if self.mask_prompt:
+            feeds["maskInput"] = (mask.numpy() if mask is not None else np.zeros(MASK_INPUT_SHAPE)).astype(
+                np.float32
+            )
+            feeds["hasMaskInput"] = np.array([1.0 if mask is not None else 0.0], dtype=np.float32)
+        return feeds
+
+
+class DecoderForExport(nn.Module):
+    """Prompt encoder + mask decoder with the dense image PE stored as a constant; a family's
+    subclass defines `forward(image_embeddings, *prompt)` in its signature's input order."""
+
+    def __init__(self, model: nn.Module, packed_points: bool = False) -> None:
+        super().__init__()
+        self.prompt_encoder = copy.deepcopy(model.prompt_encoder)
+        self.mask_decoder = copy.deepcopy(model.mask_decoder)
+        self.register_buffer("dense_pe", model.prompt_encoder.get_dense_pe().detach().clone())
+        self.packed_points = packed_points
+
+    def sparse_and_rest(self, prompt: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, list]:
+        """Sparse prompt tokens from (points (B, N, 3), ...) or (coords, labels, ...); the other inputs."""
+        if self.packed_points:
+            points, *rest = prompt
+            coords, labels = points[..., :2], points[..., 2]
+        else:
+            coords, labels, *rest = prompt
+        return self.prompt_encoder.embed_points(coords, labels), rest
 
 
 @dataclass
@@ -141,6 +257,9 @@ class SamStyleParts:
     """`Family` methods for an encoder + prompt decoder export (mixed into SAM-style families)."""
 
     default_input_size = (1024, 1024)
+    decoder_class: ClassVar[type]  # DecoderForExport subclass
+    mask_prompt: ClassVar[bool]  # the decoder takes a low-res mask prompt
+    onnx_dynamic_tokens: ClassVar[bool]
 
     def exported_parts(self, options) -> Tuple[str, ...]:
         return ("encoder", "decoder")
@@ -186,6 +305,7 @@ class SamStyleParts:
             (embeddings,),
             (Function("main", {"image": image.shape}),),
             reparameterized=True,
+            bench=ENCODER_BENCH,
         )
         signature = self.signature_of(shapes)
         return {"encoder": encoder, "decoder": self._decoder_interface(signature, form, contract)}
@@ -268,7 +388,16 @@ class SamStyleParts:
             dynamic_axes=signature.onnx_dynamic_axes() if form.dynamic else {},
             upstream={"imageEmbeddings": "encoder"},
             notes=notes,
+            bench=DECODER_BENCH,
         )
+
+    def part_modules(self, model, form: PartForm) -> Dict[str, Callable[[], nn.Module]]:
+        """part -> () -> its module over `model` (what every target lowers, what a PyTorch session runs)."""
+        pixel_std = self.pixel_std_255 if form.image_input else None
+        return {
+            "encoder": lambda: EncoderForExport(model.image_encoder, pixel_std=pixel_std).eval(),
+            "decoder": lambda: self.decoder_for_export(model, packed=form.packed_prompts),
+        }
 
     def export_parts(
         self, model, fused, shapes: ExportShapes, form: PartForm, reference: Reference
@@ -300,20 +429,74 @@ class SamStyleParts:
                 feeds += [f for _, f, _ in decoder_cases(model, embeddings, prompts, signature, form)]
             return feeds
 
-        pixel_std = self.pixel_std_255 if form.image_input else None
+        modules = self.part_modules(fused, form)
         return {
             "encoder": Part(
                 interfaces["encoder"],
-                module=lambda: EncoderForExport(fused.image_encoder, pixel_std=pixel_std).eval(),
+                module=modules["encoder"],
                 example=lambda: (torch.zeros(1, 3, 1024, 1024),),
                 cases=encoder_cases,
                 calibration=encoder_calibration,
             ),
             "decoder": Part(
                 interfaces["decoder"],
-                module=lambda: self.decoder_for_export(fused, packed=form.packed_prompts),
+                module=modules["decoder"],
                 example=lambda: signature.example(packed=form.packed_prompts),
                 cases=decoder_cases_under,
                 calibration=decoder_calibration,
             ),
+        }
+
+    def click_prompts(self, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, 2) model-frame points -> one positive click per prompt set as the everything mode feeds
+        the decoder: coords (B, T, 2), labels (B, T). Raises InputError where the family has none."""
+        raise InputError(self.everything_refusal or f"the {self.name} family has no everything mode")
+
+    def decoder_signature(
+        self, token_counts: Sequence[int], batch_sizes: Sequence[int] = (1,)
+    ) -> DecoderSignature:
+        return DecoderSignature(
+            tuple(token_counts),
+            self.mask_prompt,
+            self.onnx_dynamic_tokens,
+            tuple(sorted(set(batch_sizes))),
+            self.click_tokens(1),
+        )
+
+    def decoder_for_export(self, model: nn.Module, packed: bool) -> nn.Module:
+        return self.decoder_class(model, packed_points=packed).eval()
+
+    def param_counts(self, model: nn.Module) -> Dict[str, int]:
+        """Encoder, decoder and total parameter counts."""
+        encoder = sum(p.numel() for p in model.image_encoder.parameters())
+        decoder = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("image_encoder."))
+        return {"encoder": encoder, "decoder": decoder, "total": encoder + decoder}
+
+    def model_facts(self, model: nn.Module, gmacs) -> Dict:
+        """GMACs (`gmacs(fn)` counts one call), fp16 weight sizes and shapes, on the meta device."""
+        image = torch.empty(1, 3, 1024, 1024)
+        embeddings = torch.empty(EMBEDDINGS_SHAPE)
+        tokens = self.click_tokens(1)
+        coords, labels = torch.empty(1, tokens, 2), torch.zeros(1, tokens, dtype=torch.int64)
+
+        def run_decoder():
+            return model.decode_tensors(embeddings, coords, labels)
+
+        parts = {
+            "encoder": EncoderForExport(model.image_encoder),
+            "decoder": self.decoder_for_export(model, True),
+        }
+        masks, iou = run_decoder()
+        return {
+            "gmacs": {
+                "encoder_1024": round(gmacs(lambda: model.image_encoder(image)), 2),
+                f"decoder_{tokens}_tokens": round(gmacs(run_decoder), 3),
+            },
+            "fp16_mb": fp16_megabytes(parts),
+            "shapes": {
+                "image": [1, 3, 1024, 1024],
+                "image_embeddings": list(model.image_encoder(image).shape),
+                "low_res_masks": list(masks.shape),
+                "iou_predictions": list(iou.shape),
+            },
         }

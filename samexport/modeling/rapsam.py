@@ -10,11 +10,15 @@ The official pipeline (mmdet test pipeline + `RapSAM.predict`), reproduced exact
   and no mask prompt.
 - `decode`: prompt queries -> raw mask logits (1, N, Hp/4, Wp/4) and raw IoU (1, N, 1).
 - `panoptic`: the 100 object queries -> raw class logits (1, 100, 134) and mask logits.
+- `tube`: a tube of frames' mask features -> the video queries' class logits, masks and embeddings.
+
+What an app runs around these (panoptic fusion, near-online video instances) is the family's pipelines,
+outside the module: `samexport.families.rapsam.pipelines`.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -22,11 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ..prompt_rules import QUERY_PROMPTS
-from ..transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD, check_image
+from .prompt_rules import QUERY_PROMPTS
 from .rapsam_head import RapSamHead
 from .rapsam_neck import YosoNeck
 from .resnet import ResNet50
+from .transforms import SAM_PIXEL_MEAN, SAM_PIXEL_STD, check_image
 
 RESIZE_SCALE = (1333, 800)  # (long edge, short edge) the test Resize fits into
 VIDEO_RESIZE_SCALE = (1280, 736)  # the YouTube-VIS test pipeline's Resize (video instance segmentation)
@@ -67,21 +71,36 @@ def normalize(resized: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
-def fitted_shape(h: int, w: int, input_hw: Tuple[int, int]) -> Tuple[int, int]:
-    """The official resize (`resized_shape`), shrunk further when it would not fit a fixed input (h, w)."""
-    scale = min(
-        max(RESIZE_SCALE) / max(h, w), min(RESIZE_SCALE) / min(h, w), input_hw[0] / h, input_hw[1] / w
-    )
+def fitted_shape(
+    h: int, w: int, input_hw: Tuple[int, int], fit: Tuple[int, int] = RESIZE_SCALE
+) -> Tuple[int, int]:
+    """The official resize to `fit` (`resized_shape`), shrunk further when it would not fit a fixed input
+    (h, w)."""
+    scale = min(max(fit) / max(h, w), min(fit) / min(h, w), input_hw[0] / h, input_hw[1] / w)
     return min(int(h * scale + 0.5), input_hw[0]), min(int(w * scale + 0.5), input_hw[1])
 
 
-def fixed_input(image: np.ndarray, input_hw: Tuple[int, int]) -> Tuple[torch.Tensor, Tuple[int, int]]:
+def fixed_input(
+    image: np.ndarray, input_hw: Tuple[int, int], fit: Tuple[int, int] = RESIZE_SCALE
+) -> Tuple[torch.Tensor, Tuple[int, int]]:
     """HxWx3 uint8 RGB -> ((1, 3, *input_hw) input of a fixed-size export, resized (h, w)): the official
-    pipeline with the padding extended to `input_hw` (identical to `official_input` for images whose
-    official padded size is `input_hw`, e.g. 4:3 landscape at 800x1088)."""
-    new_hw = fitted_shape(*check_image(image).shape[:2], input_hw)
+    pipeline (Resize to `fit`) with the padding extended to `input_hw` (identical to `official_input` for
+    images whose official padded size is `input_hw`, e.g. 4:3 landscape at 800x1088)."""
+    new_hw = fitted_shape(*check_image(image).shape[:2], input_hw, fit)
     x = normalize(resize_image(image, new_hw))
     return F.pad(x, (0, input_hw[1] - new_hw[1], 0, input_hw[0] - new_hw[0])), new_hw
+
+
+def letterbox_canvas(
+    image: np.ndarray, input_hw: Tuple[int, int], fit: Tuple[int, int] = RESIZE_SCALE
+) -> np.ndarray:
+    """The picture an app hands a fixed-size image input: the official resize to `fit` (shrunk further if
+    it would not fit), top-left on the mean colour rounded to 8 bits."""
+    new_hw = fitted_shape(*image.shape[:2], input_hw, fit)
+    fill = np.array([round(m) for m in SAM_PIXEL_MEAN], dtype=np.uint8)
+    canvas = np.broadcast_to(fill, (*input_hw, 3)).copy()
+    canvas[: new_hw[0], : new_hw[1]] = resize_image(image, new_hw)
+    return canvas
 
 
 def official_input(
@@ -172,6 +191,10 @@ class RapSam(nn.Module):
     def panoptic(self, features: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """features (1, 256, h, w) -> class logits (1, 100, 134) (column 133 = no object, always 0) and
         mask logits (1, 100, h, w), both raw."""
+        self.require_classifier()
+        return self.panoptic_head.segment_panoptic(features)
+
+    def require_classifier(self) -> None:
         if not self.has_classifier:
             raise InputError(
                 "panoptic segmentation needs the open-vocabulary classifier, which is not in the "
@@ -179,7 +202,6 @@ class RapSam(nn.Module):
                 "RAP-SAM's tools/gen_cls.py writes it as ~/.cache/embd/"
                 "convnext_large_d_320_CocoPanopticOVDataset.pth)"
             )
-        return self.panoptic_head.segment_panoptic(features)
 
     # -- video -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -197,59 +219,6 @@ class RapSam(nn.Module):
                 "tools/gen_cls.py writes it as ~/.cache/embd/convnext_large_d_320_YouTubeVISDataset_2019.pth)"
             )
 
-    @torch.no_grad()
-    def video_instances(self, frames: Iterable[np.ndarray], count: Optional[int] = None, progress=None):
-        """Video instance segmentation of a clip (the official near-online `Mask2formerVideoMinVIS`):
-        HxWx3 uint8 RGB frames (all one size; `count` of them, `len(frames)` by default) -> a
-        `samexport.video.VideoInstances` (per-frame instances with ids, the tubes and their matching).
-
-        Frames are read as the tubes need them; only one tube's features and masks are held at a time.
-        `progress(frames_done)` is called after each tube."""
-        from .. import video
-
-        self.require_video_classifier()
-        if count is None:
-            if not hasattr(frames, "__len__"):
-                raise InputError("frames is an iterator: give its number of frames as count=")
-            count = len(frames)
-        if int(count) < 1:
-            raise InputError("a clip needs at least one frame")
-        ends = video.tube_ends(int(count))
-        linker, masks, tubes = video.TubeLinker(), [], []
-        iterator, start, size = iter(frames), 0, None
-        for end in ends:
-            batch = []
-            for _ in range(end - start):
-                frame = next(iterator, None)
-                if frame is None:
-                    raise InputError(f"the clip has fewer frames than the {count} it was said to have")
-                frame = check_image(frame)
-                if size is None:
-                    size = frame.shape[:2]
-                elif frame.shape[:2] != size:
-                    raise InputError(
-                        f"every frame must be {size[1]}x{size[0]}, one is {frame.shape[1]}x{frame.shape[0]}"
-                    )
-                x, resized_hw = official_input(frame, VIDEO_RESIZE_SCALE)
-                batch.append(x)
-            classes, logits, queries = self.tube(self.image_encoder(torch.cat(batch)))
-            order = linker.add(classes[0].numpy(), queries[0].numpy())
-            logits = logits[0, torch.as_tensor(order)]
-            for t in range(logits.shape[1]):
-                up = upscale_masks(logits[None, :, t], size, resized_hw)[0]
-                masks.append(video.QueryMasks.from_logits(up.numpy()))
-            tubes.append({"end": end, "order": order, "class_logits": classes[0].numpy()})
-            start = end
-            if progress is not None:
-                progress(end)
-        class_logits = linker.class_logits()
-        return video.VideoInstances(
-            frames=video.video_instances(masks, class_logits, num_things=class_logits.shape[1] - 1),
-            tubes=tubes,
-            class_logits=class_logits,
-            image_size=tuple(size),
-        )
-
     # -- masks ---------------------------------------------------------------------------------
     def postprocess_masks(
         self,
@@ -260,21 +229,6 @@ class RapSam(nn.Module):
         """(B, N, h, w) stride-4 logits -> (B, N, H, W) logits at the original size (threshold at 0):
         bilinear to the padded input, crop the padding, bilinear to H x W (`RapSAM.predict`)."""
         return upscale_masks(logits, original_hw, self._resized_hw(resized_hw))
-
-    def panoptic_segments(
-        self,
-        class_logits: torch.Tensor,
-        mask_logits: torch.Tensor,
-        original_hw: Tuple[int, int],
-        resized_hw: Optional[Tuple[int, int]] = None,
-        **thresholds,
-    ):
-        """The official panoptic fusion at the original size: (panoptic map (H, W) int32, segments);
-        see `samexport.panoptic.fuse`."""
-        from ..panoptic import fuse
-
-        masks = self.postprocess_masks(mask_logits, original_hw, resized_hw)
-        return fuse(class_logits[0], masks[0], **thresholds)
 
 
 def upscale_masks(logits: torch.Tensor, original_hw, resized_hw, chunk: int = 16) -> torch.Tensor:

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..panoptic import NUM_CLASSES, NUM_THINGS  # noqa: F401 (the head's class set, used by its importers)
-
+NUM_CLASSES = 133  # COCO panoptic: 80 things + 53 stuff; the classifier adds a no-object row
+NUM_THINGS = 80
 NUM_QUERIES = 100
 VIDEO_CLASSES = 40  # YouTube-VIS 2019: the video path's class set (all things)
 

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import transforms
 from ..errors import InputError
-from ..prompt_rules import SAM_PROMPTS, FixedTokensRule
+from . import transforms
 from .mask_decoder import EfficientSamMaskDecoder, MaskDecoder
 from .prompt_encoder import EfficientSamPromptEncoder, PromptEncoder
+from .prompt_rules import SAM_PROMPTS, FixedTokensRule
 
 Tensorish = torch.Tensor | np.ndarray
 

@@ -10,7 +10,7 @@ public struct PanopticSegment: Equatable {
 }
 
 /// RAP-SAM's panoptic fusion, run in the app on the panoptic head's outputs (what
-/// `samexport.panoptic.fuse` does in Python, after mmdet's MaskFormerFusionHead):
+/// `samexport.families.rapsam.panoptic.fuse` does in Python, after mmdet's MaskFormerFusionHead):
 /// queries whose softmax winner is a real class with probability > `objectMaskThreshold` compete per pixel
 /// by probability x sigmoid(mask logit); a segment keeps the pixels it wins where its own mask probability
 /// is >= 0.5, and is dropped when that is less than `iouThreshold` of its own mask. Things get

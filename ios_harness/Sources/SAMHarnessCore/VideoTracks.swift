@@ -15,7 +15,7 @@ public struct VideoInstance: Equatable {
 }
 
 /// RAP-SAM's near-online video instance segmentation around its tube head, run in the app (what
-/// `samexport.video` does in Python, after the official `Mask2formerVideoMinVIS`): the clip is split into
+/// `samexport.families.rapsam.video` does in Python, after the official `Mask2formerVideoMinVIS`): the clip is split into
 /// tubes, each tube's queries are matched to the previous tube's by the cosine of their embeddings
 /// (Hungarian assignment), the class logits are averaged over the tubes, and every frame gets the best
 /// (query, class) pairs with their masks. Ids are given in descending class score.

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import InputError
+from ..errors import InputError
 
 IMG_SIZE = 1024
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)

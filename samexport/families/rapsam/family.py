@@ -11,21 +11,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import transforms
-from ..errors import CheckpointError, UsageError
-from ..modeling.rapsam import (
+from ...errors import CheckpointError, UsageError
+from ...modeling import transforms
+from ...modeling.rapsam import (
     RESIZE_SCALE,
     RapSam,
-    fitted_shape,
+    letterbox_canvas,
     official_input,
-    resize_image,
     resize_scale,
     resized_shape,
 )
-from ..modeling.rapsam_head import CLIP_DIM, NUM_CLASSES, PROTOTYPES, VIDEO_CLASSES
-from .base import Family, fp16_megabytes
-from .rapsam_export import RapSamParts
-from .registry import register_family
+from ...modeling.rapsam_head import CLIP_DIM, NUM_CLASSES, PROTOTYPES, VIDEO_CLASSES
+from ..base import PromptFamily, fp16_megabytes
+from ..registry import register_family
+from .parts import RapSamParts
 
 CLASSIFIER_FILE = "convnext_large_d_320_CocoPanopticOVDataset.pth"
 CLASSIFIER_SHAPE = (NUM_CLASSES, PROTOTYPES, CLIP_DIM)
@@ -39,10 +38,6 @@ CLASSIFIER_HELP = (
     f"RAP-SAM's tools/gen_cls.py writes them as ~/.cache/embd/{CLASSIFIER_FILE} and {VIDEO_CLASSIFIER_FILE}"
 )
 DEFAULT_INPUT_SIZE = (800, 1088)  # (h, w): a 4:3 landscape image resized the official way, padded to /32
-SAM_STYLE_ONLY = (
-    "this reads SAM-style encoder/decoder exports; RAP-SAM (rapsam_r50) has an encoder, a prompt decoder "
-    "and a panoptic head: use samexport convert/validate/bench/segment for it, or the Python API"
-)
 
 
 def read_classifier(path: str | Path) -> torch.Tensor:
@@ -100,30 +95,38 @@ def install_classifier(model: RapSam, classes: torch.Tensor) -> None:
         model.has_classifier = True
 
 
-class RapSamFamily(RapSamParts, Family):
+class RapSamFamily(RapSamParts, PromptFamily):
     """Official mmdet test pipeline (OpenCV resize to fit 1333x800, pad to /32), xyxy prompts in the
     resized frame, stride-4 mask logits upscaled through the padded input size."""
 
     name = "rapsam"
     decoder_title = "RAP-SAM prompt adaptor"
     model_class = RapSam
-    decoder_class = nn.Module
     pixel_mean_255 = transforms.SAM_PIXEL_MEAN
     pixel_std_255 = transforms.SAM_PIXEL_STD
-    mask_prompt = False
-    onnx_dynamic_tokens = True
     default_input_size = DEFAULT_INPUT_SIZE
     prompts_are_queries = True
-    segments_video = True  # RapSam.video_instances: segment --video
     bench_parts = ("encoder", "decoder", "panoptic", "tube")
     everything_refusal = (
         "RAP-SAM has no click-grid everything mode: its panoptic head segments everything "
-        "(model.panoptic(features) and model.panoptic_segments(...))"
+        "(segment --everything; samexport.families.rapsam.pipelines.PanopticPipeline)"
     )
     extras = ("classifier",)
 
     def build(self, image_encoder: nn.Module) -> nn.Module:
         return RapSam(image_encoder)
+
+    def segmenter(self, mode: str) -> Optional[Callable]:
+        """Prompts as queries and the panoptic head (`segment.run`); video instances (`video_segment`)."""
+        if mode == "image":
+            from .segment import run
+
+            return run
+        if mode == "video":
+            from .video_segment import segment_video
+
+            return segment_video
+        return None
 
     def load_extras(self, model: nn.Module, fill, classifier: Optional[str | Path] = None) -> None:
         """The classifier file (its shape says whether it is COCO panoptic's or YouTube-VIS's: the other
@@ -174,18 +177,17 @@ class RapSamFamily(RapSamParts, Family):
             "logits > 0",
             "mask_threshold": 0.0,
             "panoptic": "100 queries x 134 class logits (133 COCO panoptic classes + no object) and mask "
-            "logits; fusion in the app (samexport.panoptic.fuse)",
+            "logits; fusion in the app (samexport.families.rapsam.panoptic.fuse)",
             "classifier": CLASSIFIER_HELP,
         }
 
-    def app_canvas(self, image: np.ndarray, input_hw: Tuple[int, int] = DEFAULT_INPUT_SIZE) -> np.ndarray:
-        """The picture an app hands a fixed-size image input: the official resize (shrunk further if it
-        would not fit), top-left on the mean colour rounded to 8 bits."""
-        new_hw = fitted_shape(*image.shape[:2], input_hw)
-        fill = np.array([round(m) for m in self.pixel_mean_255], dtype=np.uint8)
-        canvas = np.broadcast_to(fill, (*input_hw, 3)).copy()
-        canvas[: new_hw[0], : new_hw[1]] = resize_image(image, new_hw)
-        return canvas
+    def app_canvas(
+        self,
+        image: np.ndarray,
+        input_hw: Tuple[int, int] = DEFAULT_INPUT_SIZE,
+        fit: Tuple[int, int] = RESIZE_SCALE,
+    ) -> np.ndarray:
+        return letterbox_canvas(image, input_hw, fit)
 
     def image_input_text(self) -> str:
         contract = self.input_contract()
@@ -198,14 +200,14 @@ class RapSamFamily(RapSamParts, Family):
         return torch.as_tensor(np.asarray(coords), dtype=torch.float32) * resize_scale(original_hw)
 
     def postprocess_masks(self, low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
-        from ..modeling.rapsam import upscale_masks
+        from ...modeling.rapsam import upscale_masks
 
         return upscale_masks(low_res, original_hw, resized_shape(*original_hw))
 
     def bench_sizes(self, part: str, points) -> Tuple[Optional[int], ...]:
         """The tube head at every tube length the official split gives (frames); other parts as usual."""
         if part == "tube":
-            from ..video import tube_lengths
+            from .video import tube_lengths
 
             return tube_lengths()
         return super().bench_sizes(part, points)
@@ -235,7 +237,7 @@ class RapSamFamily(RapSamParts, Family):
         def run_tube(frames: int):
             return lambda: head.segment_tube(features.expand(frames, -1, -1, -1))
 
-        from ..video import tube_lengths
+        from .video import tube_lengths
 
         masks, iou = run_prompt()
         classes, panoptic_masks = run_panoptic()
@@ -258,13 +260,6 @@ class RapSamFamily(RapSamParts, Family):
                 "panoptic_mask_logits": list(panoptic_masks.shape),
             },
         }
-
-    def decoder_signature(self, token_counts, batch_sizes=(1,)):
-        """SAM-style decoder signatures (`validate`, `bench`, the runners) do not describe RAP-SAM's."""
-        raise UsageError(SAM_STYLE_ONLY)
-
-    def decoder_for_export(self, model: nn.Module, packed: bool) -> nn.Module:
-        raise UsageError(SAM_STYLE_ONLY)
 
 
 RAPSAM = register_family(RapSamFamily())

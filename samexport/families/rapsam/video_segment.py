@@ -16,19 +16,16 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 
-from .console import Progress
-from .errors import InputError, UsageError
-from .fsutil import OutputFiles, remove_abandoned
+from ...console import Progress
+from ...errors import InputError, UsageError
+from ...fsutil import remove_abandoned
 
 VIDEO_FORMAT = "samexport.video/1"
-VIDEO_SUFFIX = ".mp4"
-DEFAULT_SCORE_THRESHOLD = 0.5  # instances drawn and written: score (class x mask) at least this
 MAX_FRAME_PIXELS = 8_300_000  # a 4K UHD frame; larger frames are refused before any work
 MAX_FRAMES = 100_000
 # Peak RSS of `segment --video` on PyTorch: a base (model, features, one tube of frames at the model's size)
@@ -66,54 +63,6 @@ def available_memory() -> float:
     except OSError:
         pass
     return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-
-
-@dataclass
-class VideoSegmentOptions:
-    """What to segment and where the results go; checked before any work."""
-
-    video: Path
-    encoder: str
-    output: Path
-    json_path: Optional[Path] = None
-    checkpoint: Optional[Path] = None
-    classifier: Optional[Path] = None
-    backend: str = "torch"
-    score_threshold: float = DEFAULT_SCORE_THRESHOLD
-    force: bool = False
-    memory_budget_gb: Optional[float] = None  # None: the memory this machine has free when the run starts
-
-    def __post_init__(self) -> None:
-        from .registry import get_spec
-
-        spec = get_spec(self.encoder)
-        if not spec.family.segments_video:
-            raise UsageError(
-                f"--video is RAP-SAM's video instance segmentation (rapsam_r50); {spec.name} segments "
-                "images only"
-            )
-        if self.backend != "torch":
-            raise UsageError(
-                "--video runs with --backend torch; the tube head's exports are checked against it by "
-                "`samexport convert` and run in an app with samexport.video's matching"
-            )
-        if self.output.suffix.lower() != VIDEO_SUFFIX:
-            raise UsageError(f"--output must be an {VIDEO_SUFFIX} file with --video, got {self.output}")
-        if not (0.0 <= self.score_threshold <= 1.0):
-            raise UsageError(f"--score-threshold takes 0 to 1, got {self.score_threshold}")
-        if self.memory_budget_gb is not None and not (0 < self.memory_budget_gb <= 4096):
-            raise UsageError(f"--memory-budget takes gigabytes from 0 to 4096, got {self.memory_budget_gb}")
-        self.files = OutputFiles([self.output, self.json_path], self.force)
-        for path in self.files.paths:
-            if path.resolve() == Path(self.video).resolve():
-                raise UsageError(f"{path} is the input video; choose another output name")
-        if self.json_path and self.json_path.resolve() == self.output.resolve():
-            raise UsageError("--json and --output name the same file")
-        self.files.check()
-
-    @property
-    def extras(self) -> Dict[str, Path]:
-        return {"classifier": self.classifier} if self.classifier is not None else {}
 
 
 class VideoFile:
@@ -203,8 +152,8 @@ def annotate(frame: np.ndarray, instances: List[Dict], names, font) -> np.ndarra
     mask's centroid."""
     from PIL import Image, ImageDraw
 
-    from .amg import decode_rle
-    from .overlay import paint_masks, palette
+    from ...amg import decode_rle
+    from ...overlay import paint_masks, palette
 
     colours = palette(101)
     masks = [decode_rle(i["rle"]) for i in instances]
@@ -225,30 +174,37 @@ def annotate(frame: np.ndarray, instances: List[Dict], names, font) -> np.ndarra
     return np.asarray(picture)
 
 
-def segment_video(options: VideoSegmentOptions, quiet: bool = False) -> Dict:
-    """Run, draw, write; returns the JSON document (also written to --json when given)."""
+def segment_video(options, open_session, quiet: bool = False) -> Dict:
+    """Check the clip, open the session (`open_session(**convert_fields)`: an export converted at the clip's
+    official video size where there is none), run the video pipeline over its runners, draw, write; returns
+    the JSON document (also written to --json when given). `options`: `segment.VideoSegmentOptions`."""
     import cv2
     from PIL import ImageFont
 
-    from .amg import xyxy_to_xywh
+    from ...amg import xyxy_to_xywh
+    from ...modeling.rapsam import VIDEO_RESIZE_SCALE, padded_shape, resized_shape
+    from .pipelines import VideoPipeline
     from .video import YOUTUBE_VIS_2019_CLASSES
-    from .zoo import build_model_noting
 
     progress = Progress(quiet=quiet)
     budget = options.memory_budget_gb * 1e9 if options.memory_budget_gb is not None else available_memory()
     clip = VideoFile(options.video, budget)
-    timings: Dict[str, float] = {}
+    official = padded_shape(*resized_shape(*clip.size, VIDEO_RESIZE_SCALE))
     start = time.perf_counter()
-    model, notes = build_model_noting(options.encoder, options.checkpoint, **options.extras)
-    for note in notes:
-        progress.say(f"warning: {note}")
-    model.require_video_classifier()
-    timings["build"] = time.perf_counter() - start
-    start = time.perf_counter()
-    with progress.bar(f"video instances of {clip.path.name} ({clip.count} frames)", unit="frames") as advance:
-        result = model.video_instances(
-            clip.frames(), clip.count, progress=lambda done: advance(done, clip.count)
-        )
+    session = open_session(input_size=official)
+    timings = {"build": time.perf_counter() - start}
+    with session:
+        pipeline = VideoPipeline(session)
+        if session.input_size is not None and tuple(session.input_size) != official:
+            size, wanted = "x".join(map(str, session.input_size)), "x".join(map(str, official))
+            progress.say(
+                f"note: {Path(session.source).name} takes {size} frames; the official video pipeline gives "
+                f"this clip {wanted}, so the instances may differ from --backend torch's (convert with "
+                f"--input-size {wanted} to match)"
+            )
+        start = time.perf_counter()
+        with progress.bar(f"video instances of {clip.path.name} ({clip.count} frames)", unit="frames") as bar:
+            result = pipeline(clip.frames(), clip.count, progress=lambda done: bar(done, clip.count))
     timings["segment"] = time.perf_counter() - start
     kept = [[i for i in frame if i["score"] >= options.score_threshold] for frame in result.frames]
     start = time.perf_counter()
@@ -257,7 +213,7 @@ def segment_video(options: VideoSegmentOptions, quiet: bool = False) -> Dict:
     folder = Path(options.output).parent
     remove_abandoned(folder, WORK_PREFIX)
     with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=folder) as scratch:
-        encoded = Path(scratch) / f"annotated{VIDEO_SUFFIX}"
+        encoded = Path(scratch) / f"annotated{Path(options.output).suffix}"
         writer = cv2.VideoWriter(str(encoded), cv2.VideoWriter_fourcc(*"mp4v"), clip.fps, (w, h))
         if not writer.isOpened():
             raise UsageError("OpenCV cannot encode MPEG-4 video here (its FFmpeg lacks the mp4v encoder)")
@@ -277,7 +233,8 @@ def segment_video(options: VideoSegmentOptions, quiet: bool = False) -> Dict:
             "fps": clip.fps,
             "size_hw": [h, w],
             "model": options.encoder,
-            "backend": "torch",
+            "backend": session.backend,
+            "session": session.describe(),
             "checkpoint": str(options.checkpoint) if options.checkpoint else None,
             "classes": list(YOUTUBE_VIS_2019_CLASSES),
             "score_threshold": options.score_threshold,

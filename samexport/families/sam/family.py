@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import transforms
-from ..modeling.sam import Sam
-from .base import DecoderForExport, Family, common_contract
-from .registry import register_family
-from .sam_style import SamStyleParts
+from ...modeling import transforms
+from ...modeling.sam import Sam
+from ..base import PromptFamily, common_contract
+from ..registry import register_family
+from ..sam_style import DecoderForExport, SamStyleParts
 
 
 class SamDecoderForExport(DecoderForExport):
@@ -33,7 +33,7 @@ class SamDecoderForExport(DecoderForExport):
         return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
 
 
-class SamFamily(SamStyleParts, Family):
+class SamFamily(SamStyleParts, PromptFamily):
     """Longest side to 1024, letterbox bottom/right with the mean colour, clicks + one padding token
     (none with a box), optional mask prompt; bilinear mask upscaling with a crop."""
 

@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .. import transforms
-from ..modeling.sam import EfficientSam
-from .base import DecoderForExport, Family, common_contract
-from .registry import register_family
-from .sam_style import SamStyleParts
+from ...modeling import transforms
+from ...modeling.sam import EfficientSam
+from ..base import PromptFamily, common_contract
+from ..registry import register_family
+from ..sam_style import DecoderForExport, SamStyleParts
 
 
 class OneGroupNorm(nn.Module):
@@ -53,7 +53,7 @@ class EfficientSamDecoderForExport(DecoderForExport):
         return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse)
 
 
-class EfficientSamFamily(SamStyleParts, Family):
+class EfficientSamFamily(SamStyleParts, PromptFamily):
     """Stretch to 1024x1024 (no letterbox), 0..1 pixel scale, exactly 6 tokens, bicubic upscaling."""
 
     name = "efficientsam"

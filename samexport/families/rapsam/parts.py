@@ -6,7 +6,8 @@
 - panoptic head: maskFeatures -> classLogits (1, 100, 134), maskLogits (1, 100, Hp/4, Wp/4)
 - tube head (video): frameFeatures (T, 256, Hp/4, Wp/4), the encoder's output of T frames -> classLogits
   (1, 100, 41), maskLogits (1, 100, T, Hp/4, Wp/4), queryEmbeddings (1, 100, 256); one function per tube
-  length the official split gives (5, 4, 3, 2, 1 frames); matching and fusion in the app (`samexport.video`)
+  length the official split gives (5, 4, 3, 2, 1 frames); matching and fusion in the app
+  (`samexport.families.rapsam.video`, run by `pipelines.VideoPipeline`)
 
 Every stage pools under a hard mask (sums over up to Hp/4 x Wp/4 pixels, 1e5 and more) and the
 prompt adaptor's softmax spreads over all Hp/4 x Wp/4 pixels: float16 exports keep those ops in
@@ -17,18 +18,18 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UsageError
-from ..modeling.rapsam import fixed_input
-from ..parts import Case, ExportShapes, Function, Interface, Part, PartForm, Tensor
-from ..samples import validation_image, validation_prompts
-from ..video import tube_lengths as video_tube_lengths
-from .base import EncoderForExport
+from ...errors import InputError, UsageError
+from ...modeling.rapsam import fixed_input
+from ...parts import BenchFacts, Case, ExportShapes, Function, Interface, Part, PartForm, Tensor
+from ...samples import validation_image, validation_prompts
+from ..base import DECODER_BENCH, ENCODER_BENCH, EncoderForExport
+from .video import tube_lengths as video_tube_lengths
 
 PROMPT_OUTPUTS = ("maskLogits", "iouScores")
 PANOPTIC_OUTPUTS = ("classLogits", "maskLogits")
@@ -226,6 +227,7 @@ class RapSamParts:
             notes={"deformable_convolution": "modulated deformable convolution, one per neck level"},
             keeps_float32_pooling=True,
             reparameterized=True,
+            bench=ENCODER_BENCH,
         )
         decoder = Interface(
             "decoder",
@@ -261,6 +263,7 @@ class RapSamParts:
             else {},
             upstream={"maskFeatures": "encoder"},
             keeps_float32_pooling=True,
+            bench=DECODER_BENCH,
         )
         panoptic = Interface(
             "panoptic",
@@ -281,6 +284,7 @@ class RapSamParts:
             (Function("main", {"maskFeatures": features_shape}),),
             upstream={"maskFeatures": "encoder"},
             keeps_float32_pooling=True,
+            bench=BenchFacts(runs=10, column="{title} panoptic head"),
         )
         lengths = video_tube_lengths()
         frame_features = Tensor(
@@ -321,20 +325,45 @@ class RapSamParts:
             else {},
             upstream={"frameFeatures": "encoder"},
             notes={
-                "video": "samexport.video / SAMHarnessKit VideoTracks: tube split (5 frames, 3 for clips of "
+                "video": "samexport.families.rapsam.pipelines.VideoPipeline / SAMHarnessKit VideoTracks: "
+                "tube split (5 frames, 3 for clips of "
                 "at most 15), query matching, class averaging, per-frame instances with ids",
                 "video_input": "the official video pipeline resizes frames to fit 1280x736 (YouTube-VIS "
                 "test Resize), not 1333x800: export with --input-size 736x992 for 4:3 landscape clips",
             },
             keeps_float32_pooling=True,
+            bench=BenchFacts(runs=5, sweep="frames", dim="T"),
         )
         return {"encoder": encoder, "decoder": decoder, "panoptic": panoptic, "tube": tube}
+
+    def part_modules(self, model, form: PartForm) -> Dict[str, Callable[[], nn.Module]]:
+        """part -> () -> its module over `model`, taking any input size (the official pipeline's or an
+        export's): what every target lowers and what a PyTorch session runs."""
+        pixel_std = self.pixel_std_255 if form.image_input else None
+        return {
+            "encoder": lambda: encoder_for_export(model, pixel_std),
+            "decoder": lambda: PromptDecoderForExport(model).eval(),
+            "panoptic": lambda: PanopticHeadForExport(model).eval(),
+            "tube": lambda: TubeHeadForExport(model).eval(),
+        }
+
+    def unavailable_parts(self, model) -> Dict[str, str]:
+        """part -> why this built model cannot run it (the heads hold class embeddings it may lack)."""
+        missing = {}
+        for part, require in (
+            ("panoptic", model.require_classifier),
+            ("tube", model.require_video_classifier),
+        ):
+            try:
+                require()
+            except InputError as e:
+                missing[part] = str(e)
+        return missing
 
     def export_parts(self, model, fused, shapes: ExportShapes, form: PartForm, reference) -> Dict[str, Part]:
         interfaces = self.part_interfaces(shapes, form)
         h, w = shapes.input_size
         features_shape = (1, 256, h // 4, w // 4)
-        pixel_std = self.pixel_std_255 if form.image_input else None
 
         def encoder_cases(upstream=None) -> List[Case]:
             if form.image_input:
@@ -387,6 +416,7 @@ class RapSamParts:
                 )
             return cases
 
+        modules = self.part_modules(fused, form)
         decoder_example = (
             torch.zeros(features_shape),
             torch.zeros(1, interfaces["decoder"].default.shapes["prompts"][1], 4),
@@ -395,27 +425,27 @@ class RapSamParts:
         return {
             "encoder": Part(
                 interfaces["encoder"],
-                module=lambda: encoder_for_export(fused, pixel_std),
+                module=modules["encoder"],
                 example=lambda: (torch.zeros(1, 3, h, w),),
                 cases=encoder_cases,
             ),
             "decoder": Part(
                 interfaces["decoder"],
-                module=lambda: PromptDecoderForExport(fused).eval(),
+                module=modules["decoder"],
                 example=lambda: decoder_example,
                 cases=decoder_cases,
                 recompute=recompute_under(model, reference, "decoder"),
             ),
             "panoptic": Part(
                 interfaces["panoptic"],
-                module=lambda: PanopticHeadForExport(fused).eval(),
+                module=modules["panoptic"],
                 example=lambda: (torch.zeros(features_shape),),
                 cases=panoptic_cases,
                 recompute=recompute_under(model, reference, "panoptic"),
             ),
             "tube": Part(
                 interfaces["tube"],
-                module=lambda: TubeHeadForExport(fused).eval(),
+                module=modules["tube"],
                 example=lambda: (torch.zeros(interfaces["tube"].default.shapes["frameFeatures"]),),
                 cases=tube_cases,
                 recompute=recompute_under(model, reference, "tube"),
@@ -426,7 +456,7 @@ class RapSamParts:
 def recompute_under(model, reference: RapSamReference, part: str):
     """parts.Recompute for a head: PyTorch's outputs of one case under the export's own hard masks, and
     PyTorch's logits at each of them."""
-    from ..modeling.rapsam_head import GivenHardMasks
+    from ...modeling.rapsam_head import GivenHardMasks
 
     prompts = dict(reference.prompts)
 

@@ -125,7 +125,7 @@ class QueryMasks:
     @classmethod
     def from_logits(cls, mask_logits) -> "QueryMasks":
         """(Q, H, W) mask logits at the output size (numpy or torch)."""
-        from .amg import encode_rle
+        from ...amg import encode_rle
 
         logits = np.asarray(mask_logits, dtype=np.float32)
         binary = logits > 0

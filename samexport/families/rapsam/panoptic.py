@@ -14,8 +14,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
-NUM_CLASSES = 133  # COCO panoptic: 80 things + 53 stuff; the classifier adds a no-object row
-NUM_THINGS = 80
+from ...modeling.rapsam_head import NUM_CLASSES, NUM_THINGS
 
 VOID = NUM_CLASSES
 INSTANCE_OFFSET = 1000
