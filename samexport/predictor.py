@@ -1,9 +1,9 @@
 """One image encoder and one prompt decoder behind one interface, whatever runs them.
 
 `Predictor` holds an image's embedding and decodes batches of prompt sets against it, timing both;
-`TorchPredictor` runs a model of the zoo. The exported runtimes (onnxruntime, Core ML) live in
-`samexport.export.runtimes` and share this interface, so the everything mode and `samexport segment`
-run the same code on every backend.
+`SessionPredictor` runs a session's encoder and decoder, whatever backend the session's runners are:
+`TorchPredictor` is a zoo model's own session, `samexport.export.runtimes.ExportPredictor` an export's. The
+everything mode and `samexport segment` run the same code on every backend.
 """
 
 from __future__ import annotations
@@ -96,21 +96,53 @@ class Predictor(ABC):
         """(1, 256, 64, 64), (B, T, 2), (B, T) -> (B, 4, 256, 256), (B, 4) float32."""
 
 
-class TorchPredictor(Predictor):
-    """A zoo model (`samexport.build_model`) in PyTorch."""
+class SessionPredictor(Predictor):
+    """The encoder and decoder of a session (`runtime.Session`: PyTorch's modules or any export's files, a
+    runner each): one implementation of encode-once, decode-many for every backend. B is any number for a
+    session whose decoder takes any (PyTorch, dynamic targets), else its exported prompt-set counts."""
 
-    name = "torch"
+    def __init__(self, session, name: Optional[str] = None) -> None:
+        from .families.registry import get_spec
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__(model.spec.family)
-        self.model = model
+        session.require("encoder", "decoder")
+        family = get_spec(session.model).family
+        super().__init__(family)
+        self.session = session
+        shapes = session.shapes or family.session_shapes()
+        self.interfaces = session.interfaces
+        self.packed = session.form.packed_prompts
+        self.image_input = session.form.image_input
+        self.signature = family.decoder_signature(shapes.token_counts, shapes.batch_sizes)
+        self.batch_sizes = None if session.form.dynamic else self.signature.batch_sizes
+        self.encoder, self.decoder = session.runners["encoder"], session.runners["decoder"]
+        self.name = name or session.backend
 
-    @torch.no_grad()
     def encode(self, image: np.ndarray) -> torch.Tensor:
-        return self.model.image_encoder(self.family.preprocess(image))
+        encoder = self.interfaces["encoder"]
+        if self.image_input:  # 0..255 pixels of the app's canvas; the runner hands them over as an image
+            feed = self.family.app_canvas(image).transpose(2, 0, 1)[None].astype(np.float32)
+        else:
+            feed = self.family.preprocess(image).numpy()
+        outputs, _ = self.encoder.run({encoder.input_names[0]: feed})
+        return torch.from_numpy(np.asarray(outputs[encoder.output_names[0]], dtype=np.float32))
 
-    @torch.no_grad()
     def decode(
         self, embeddings: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.model.decode_tensors(embeddings, coords.float(), labels.long())
+        feeds = self.signature.feeds(embeddings.numpy(), coords, labels, None, packed=self.packed)
+        outputs, _ = self.decoder.run(feeds)
+        masks, iou = self.interfaces["decoder"].output_names
+        return (
+            torch.from_numpy(np.asarray(outputs[masks], dtype=np.float32)),
+            torch.from_numpy(np.asarray(outputs[iou], dtype=np.float32)),
+        )
+
+
+class TorchPredictor(SessionPredictor):
+    """A zoo model (`samexport.build_model`) in PyTorch: the session of its own modules."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        from .zoo import model_session
+
+        super().__init__(model_session(model), name="torch")
+        self.model = model

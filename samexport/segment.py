@@ -45,6 +45,20 @@ NUMPY_NOTE = (
 TIMING_NAMES = {"setup": "build", "encoder": "encode", "decoder": "decode"}
 
 
+def result_files(
+    output: Path, json_path: Optional[Path], force: bool, source: Path, what: str
+) -> OutputFiles:
+    """The picture (or video) and the JSON: checked before any work, written together at the end; neither
+    may be the input nor each other."""
+    files = OutputFiles([output, json_path], force)
+    for path in files.paths:
+        if path.resolve() == Path(source).resolve():
+            raise UsageError(f"{path} is the input {what}; choose another output name")
+    if json_path and json_path.resolve() == output.resolve():
+        raise UsageError("--json and --output name the same file")
+    return files
+
+
 def backend_names() -> Tuple[str, ...]:
     """`torch` (the model itself) and every export target (its files run by the target's runner)."""
     from .export.target import targets
@@ -83,13 +97,7 @@ class SegmentOptions:
             )
         if self.output.suffix.lower() != ".png":
             raise UsageError(f"--output must be a .png file, got {self.output}")
-        # the picture and the JSON: both checked before any work, written together at the end
-        self.files = OutputFiles([self.output, self.json_path], self.force)
-        for path in self.files.paths:
-            if path.resolve() == Path(self.image).resolve():
-                raise UsageError(f"{path} is the input image; choose another output name")
-        if self.json_path and self.json_path.resolve() == self.output.resolve():
-            raise UsageError("--json and --output name the same file")
+        self.files = result_files(self.output, self.json_path, self.force, self.image, "image")
         self.check_everything_options()
         self.files.check()
 
@@ -158,12 +166,7 @@ class VideoSegmentOptions:
             raise UsageError(f"--score-threshold takes 0 to 1, got {self.score_threshold}")
         if self.memory_budget_gb is not None and not (0 < self.memory_budget_gb <= 4096):
             raise UsageError(f"--memory-budget takes gigabytes from 0 to 4096, got {self.memory_budget_gb}")
-        self.files = OutputFiles([self.output, self.json_path], self.force)
-        for path in self.files.paths:
-            if path.resolve() == Path(self.video).resolve():
-                raise UsageError(f"{path} is the input video; choose another output name")
-        if self.json_path and self.json_path.resolve() == self.output.resolve():
-            raise UsageError("--json and --output name the same file")
+        self.files = result_files(self.output, self.json_path, self.force, self.video, "video")
         self.files.check()
 
     @property

@@ -67,6 +67,12 @@ def torch_session(
     modules, and the random-weights notes. The modules take any input size: the family's pipelines choose
     the official one, or letterbox into `input_size` (h, w) as they do for an export of that size."""
     model, notes = build_model_noting(name, checkpoint, **extras)
+    source = str(checkpoint) if checkpoint else "fixture weights"
+    return model_session(model, input_size, source), notes
+
+
+def model_session(model: nn.Module, input_size: Tuple[int, int] | None = None, source: str = "") -> Session:
+    """The PyTorch session of a built zoo model (`model.spec`): a runner per part over its own modules."""
     family = model.spec.family
     form = PartForm(packed_prompts=False, image_input=False, dynamic=True)
     shapes = family.session_shapes(input_size)
@@ -77,8 +83,6 @@ def torch_session(
         for part, module in family.part_modules(model, form).items()
         if part not in unavailable
     }
-    source = str(checkpoint) if checkpoint else "fixture weights"
-    session = Session(
+    return Session(
         "torch", model.spec.name, interfaces, runners, input_size, source, shapes, form, unavailable
     )
-    return session, notes

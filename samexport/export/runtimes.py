@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Tuple
-
-import numpy as np
-import torch
+from typing import Dict
 
 from ..errors import UsageError
 from ..families.registry import get_spec
 from ..parts import ExportShapes
-from ..predictor import Predictor
+from ..predictor import SessionPredictor
 from ..runtime import Session
 from .outputs import READABLE_FORMATS, listed_path, manifest_files, upgrade_manifest
 from .target import targets
@@ -97,51 +94,17 @@ def open_session(manifest_path: Path, target: str, method: str = "auto") -> Sess
     )
 
 
-class ExportPredictor(Predictor):
-    """An export's encoder and decoder (a session's); B from the prompt-set counts the decoder takes (any,
-    for a target whose runtime takes any)."""
+class ExportPredictor(SessionPredictor):
+    """An export's encoder and decoder (`open_session` of the manifest on `target`)."""
 
     def __init__(self, manifest_path: Path, target: str, method: str = "auto") -> None:
         from .coreml_runner import NumpyRunner
 
-        session = open_session(manifest_path, target, method)
-        session.require("encoder", "decoder")
-        spec = get_spec(session.model)
-        super().__init__(spec.family)
-        self.session = session
+        super().__init__(open_session(manifest_path, target, method), name=target)
         self.target = targets()[target]
-        self.interfaces = session.interfaces
-        self.packed = session.form.packed_prompts
-        self.signature = spec.family.decoder_signature(
-            session.shapes.token_counts, session.shapes.batch_sizes
-        )
-        self.batch_sizes = None if self.target.dynamic else self.signature.batch_sizes
-        self.image_input = session.form.image_input
-        self.encoder, self.decoder = session.runners["encoder"], session.runners["decoder"]
-        self.name = target
         if isinstance(self.decoder, NumpyRunner):
             self.name = f"{target} (NumPy evaluation)"
             self.slowness = NUMPY_SLOWNESS
-
-    def encode(self, image: np.ndarray) -> torch.Tensor:
-        encoder = self.interfaces["encoder"]
-        if self.image_input:  # 0..255 pixels of the app's canvas; the runner hands them over as an image
-            feed = self.family.app_canvas(image).transpose(2, 0, 1)[None].astype(np.float32)
-        else:
-            feed = self.family.preprocess(image).numpy()
-        outputs, _ = self.encoder.run({encoder.input_names[0]: feed})
-        return torch.from_numpy(np.asarray(outputs[encoder.output_names[0]], dtype=np.float32))
-
-    def decode(
-        self, embeddings: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        feeds = self.signature.feeds(embeddings.numpy(), coords, labels, None, packed=self.packed)
-        outputs, _ = self.decoder.run(feeds)
-        masks, iou = self.interfaces["decoder"].output_names
-        return (
-            torch.from_numpy(np.asarray(outputs[masks], dtype=np.float32)),
-            torch.from_numpy(np.asarray(outputs[iou], dtype=np.float32)),
-        )
 
 
 class _Options:

@@ -57,6 +57,15 @@ def encode(session, feed: np.ndarray) -> np.ndarray:
     return session.run("encoder", {interface.input_names[0]: feed})[interface.output_names[0]]
 
 
+def encode_image(session, image: np.ndarray, timings: Dict[str, float]) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """One image's mask features and resized (h, w); its seconds in `timings["encode"]`."""
+    start = time.perf_counter()
+    feed, resized_hw = frame_feed(session, image)
+    features = encode(session, feed)
+    timings["encode"] = time.perf_counter() - start
+    return features, resized_hw
+
+
 class PromptPipeline:
     """Clicks and boxes on one image, each its own query: (masks (N, H, W) bool, raw IoU (N,)); `timings`
     says how long the last call encoded and decoded."""
@@ -68,10 +77,7 @@ class PromptPipeline:
 
     def __call__(self, image: np.ndarray, prompts: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
         """prompts: (1, N, 4) xyxy in the resized frame (`RapSam.prompt_tokens`)."""
-        start = time.perf_counter()
-        feed, resized_hw = frame_feed(self.session, image)
-        features = encode(self.session, feed)
-        self.timings["encode"] = time.perf_counter() - start
+        features, resized_hw = encode_image(self.session, image, self.timings)
         start = time.perf_counter()
         names = self.session.interfaces["decoder"]
         outputs = self.session.run(
@@ -99,10 +105,7 @@ class PanopticPipeline:
         self.timings: Dict[str, float] = {}
 
     def __call__(self, image: np.ndarray, **thresholds):
-        start = time.perf_counter()
-        feed, resized_hw = frame_feed(self.session, image)
-        features = encode(self.session, feed)
-        self.timings["encode"] = time.perf_counter() - start
+        features, resized_hw = encode_image(self.session, image, self.timings)
         start = time.perf_counter()
         names = self.session.interfaces["panoptic"]
         outputs = self.session.run("panoptic", {names.input_names[0]: features})
