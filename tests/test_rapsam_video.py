@@ -23,8 +23,8 @@ from helpers import rel_err, require_parity_dir
 from samexport.amg import decode_rle
 from samexport.errors import InputError
 from samexport.families.rapsam import video
-from samexport.families.rapsam.pipelines import VideoPipeline
-from samexport.modeling.rapsam import VIDEO_RESIZE_SCALE, official_input
+from samexport.families.rapsam.pipelines import PanopticPipeline, PromptPipeline, VideoPipeline
+from samexport.modeling.rapsam import VIDEO_RESIZE_SCALE, RapSam, official_input
 
 FIXTURE = Path(__file__).parent / "fixtures" / "rapsam_video" / "rap_sam_r50.video.npz"
 CLIPS = ("clip7", "clip3", "clip16")
@@ -434,6 +434,15 @@ def test_video_instances_on_an_export_equal_pytorchs(tmp_path, target):
     with open_session(manifest, target) as session:
         assert session.input_size == VIDEO_EXPORT_SIZE
         ours = VideoPipeline(session)(frames)
+        # the image pipelines over the same export: one mask per prompt, and the panoptic fusion
+        prompts = RapSam.prompt_tokens((48, 64), points=[[20, 30]], boxes=[[5, 5, 40, 30]])
+        masks, iou = PromptPipeline(session)(frames[0], prompts)
+        expected_masks, expected_iou = PromptPipeline(reference)(frames[0], prompts)
+        assert masks.shape == (2, 48, 64) and np.abs(iou - expected_iou).max() <= 1e-3
+        assert all((m & e).sum() / max((m | e).sum(), 1) >= 0.99 for m, e in zip(masks, expected_masks))
+        seg, _ = PanopticPipeline(session)(frames[0], object_mask_thr=0.0, iou_thr=0.0)
+        expected_seg, _ = PanopticPipeline(reference)(frames[0], object_mask_thr=0.0, iou_thr=0.0)
+        assert (seg != expected_seg).mean() <= 0.01
     assert [t["end"] for t in ours.tubes] == [t["end"] for t in expected.tubes] == [3, 4]
     for a, b in zip(ours.tubes, expected.tubes):
         np.testing.assert_array_equal(a["order"], b["order"])

@@ -7,11 +7,12 @@ NaN/Inf values always miss (comparisons count them separately; see `compare`).
 
 from __future__ import annotations
 
-from typing import Dict, List
-
-import numpy as np
+from typing import TYPE_CHECKING, Dict, List
 
 from .compression import compression
+
+if TYPE_CHECKING:  # numpy stays unloaded for option parsing and --help (targets register their runtimes)
+    import numpy as np
 
 FP16_MIN_PSNR_DB = 35.0
 # Core ML may run an fp32 program on the GPU with reduced-precision accumulation.
@@ -30,15 +31,13 @@ COMPRESSED_MIN_MASK_IOU = 0.9
 # kernels held to the device floor (Core ML on a device; Apple's Core AI runtime, whose reference CPU path
 # sums a reduction in its own order: EfficientSAM's GroupNorm mean over 4M values drifts 3.3e-4 of max |ref|).
 # PyTorch's runner and the NumPy evaluator compute in plain float32; each target declares which of its
-# runners' runtimes do too (`ExportTarget.exact_runtimes`).
-EXACT_RUNTIMES = ("numpy",)
+# runners' runtimes do too (`ExportTarget.exact_runtimes`, added here as the target registers).
+EXACT_RUNTIMES = {"numpy"}
 
 
 def is_exact(runtime: str) -> bool:
     """Whether `runtime` computes in plain float32 CPU arithmetic (held to 1e-4 of max |ref|)."""
-    from .target import targets
-
-    return runtime in EXACT_RUNTIMES or any(runtime in t.exact_runtimes for t in targets().values())
+    return runtime in EXACT_RUNTIMES
 
 
 # Raw IoU predictions are a handful of scores near 0..1, too few and too small for a PSNR to mean much
@@ -136,10 +135,12 @@ def threshold_margin(floors: Dict[str, Dict]) -> float:
     return min(bars) if bars else 10 ** (-COMPRESSED_MIN_PSNR_DB / 20)
 
 
-def hard_mask_agreement(masks: List[np.ndarray], logits: List[np.ndarray], margin: float) -> Dict:
+def hard_mask_agreement(masks: List["np.ndarray"], logits: List["np.ndarray"], margin: float) -> Dict:
     """The export's hard masks against PyTorch's decisions on the same logits (sigmoid(logits) > 0.5): a
     pixel decided the other way is a rounding flip when its logit is within `margin` x max |logit| of 0;
     a flip farther out is an export that computes something else."""
+    import numpy as np
+
     pixels = flipped = 0
     farthest = 0.0
     for mask, logit in zip(masks, logits):

@@ -364,11 +364,13 @@ _TARGETS: Dict[str, ExportTarget] = {}
 
 def register_target(cls: type) -> type:
     from ..provenance import record_packages
+    from .quality import EXACT_RUNTIMES
 
     if cls.name in _TARGETS:
         raise ValueError(f"export target {cls.name!r} is registered twice")
     _TARGETS[cls.name] = cls()
     record_packages(*cls.packages)
+    EXACT_RUNTIMES.update(cls.exact_runtimes)
     return cls
 
 
