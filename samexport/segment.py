@@ -85,9 +85,15 @@ class SegmentOptions:
     generator_kwargs: Dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from .families import PromptFamily
+        from .families.registry import get_spec
+
         backends = backend_names()
         if self.backend not in backends:
             raise UsageError(f"unknown --backend {self.backend!r}; choose one of: {', '.join(backends)}")
+        spec = get_spec(self.encoder)
+        if not isinstance(spec.family, PromptFamily):
+            raise UsageError(f"{spec.name} takes no clicks or boxes: segment images with a model that does")
         if self.everything == bool(self.points or self.boxes):
             raise UsageError("give prompts (--point/--box) or --everything, exactly one of the two")
         if len(self.boxes) > 1 and self.points:

@@ -116,3 +116,12 @@ def test_the_toy_stateful_family_round_trips_every_target(toy, target, tmp_path)
         )
     assert report.passed, report.failures
     assert report.steps == 5 and set(report.results[-1]) == {"encoder", "step"}
+
+
+def test_segment_refuses_a_family_that_takes_no_prompts_in_one_line(toy, tmp_path):
+    from samexport.segment import SegmentOptions
+
+    with pytest.raises(UsageError, match="toyseq takes no clicks or boxes"):
+        SegmentOptions(
+            image=tmp_path / "x.png", encoder="toyseq", output=tmp_path / "o.png", points=[(1, 1, 1)]
+        )
