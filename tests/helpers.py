@@ -301,3 +301,55 @@ def target_params():
     from samexport.export.target import targets
 
     return [pytest.param(name, marks=getattr(pytest.mark, name), id=name) for name in targets()]
+
+
+def assert_rapsam_pipelines_on_the_export_equal_pytorchs(manifest: Path, target: str) -> None:
+    """RAP-SAM's pipelines over an export (a float32 CPU runtime) against the same pipelines over PyTorch's
+    modules at the export's input size, on a 4-frame 48x64 clip of the parity scene: the video's tubes and
+    matching, per frame the same (id, query, class), class scores and scores within 1e-3, masks IoU >= 0.99;
+    one mask per prompt (IoU >= 0.99, raw IoU within 1e-3) and the panoptic map (<= 1% of pixels)."""
+    import cv2
+    import numpy as np
+
+    from samexport.amg import decode_rle
+    from samexport.export.runtimes import open_session
+    from samexport.families.rapsam.pipelines import PanopticPipeline, PromptPipeline, VideoPipeline
+    from samexport.modeling.rapsam import RapSam
+    from samexport.zoo import torch_session
+
+    scene = cv2.cvtColor(cv2.imread(str(require_parity_dir() / "scene.png")), cv2.COLOR_BGR2RGB)
+    frames = [np.roll(cv2.resize(scene, (64, 48)), (2 * t, 3 * t), axis=(0, 1)) for t in range(4)]
+    with open_session(manifest, target) as session:
+        reference, _ = torch_session("rapsam", input_size=session.input_size)
+        ours, expected = VideoPipeline(session)(frames), VideoPipeline(reference)(frames)
+        prompts = RapSam.prompt_tokens((48, 64), points=[[20, 30]], boxes=[[5, 5, 40, 30]])
+        masks, iou = PromptPipeline(session)(frames[0], prompts)
+        expected_masks, expected_iou = PromptPipeline(reference)(frames[0], prompts)
+        seg, _ = PanopticPipeline(session)(frames[0], object_mask_thr=0.0, iou_thr=0.0)
+        expected_seg, _ = PanopticPipeline(reference)(frames[0], object_mask_thr=0.0, iou_thr=0.0)
+    assert masks.shape == (2, 48, 64) and np.abs(iou - expected_iou).max() <= 1e-3
+    assert all((m & e).sum() / max((m | e).sum(), 1) >= 0.99 for m, e in zip(masks, expected_masks))
+    assert (seg != expected_seg).mean() <= 0.01
+    assert [t["end"] for t in ours.tubes] == [t["end"] for t in expected.tubes] == [3, 4]
+    for a, b in zip(ours.tubes, expected.tubes):
+        np.testing.assert_array_equal(a["order"], b["order"])
+    for frame_a, frame_b in zip(ours.frames, expected.frames, strict=True):
+        for a, b in zip(frame_a, frame_b, strict=True):
+            assert (a["id"], a["query"], a["label"]) == (b["id"], b["query"], b["label"])
+            assert abs(a["class_score"] - b["class_score"]) <= 1e-3 and abs(a["score"] - b["score"]) <= 1e-3
+            ma, mb = decode_rle(a["rle"]), decode_rle(b["rle"])
+            union = (ma | mb).sum()
+            assert union == 0 or (ma & mb).sum() / union >= 0.99
+
+
+def write_moving_clip(path: Path, frames: int, size=(96, 128)) -> Path:
+    """An MPEG-4 clip of the parity scene moving, `frames` frames at (h, w) `size`."""
+    import cv2
+    import numpy as np
+
+    scene = cv2.resize(cv2.imread(str(require_parity_dir() / "scene.png")), size[::-1])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size[::-1])
+    for t in range(frames):
+        writer.write(np.roll(scene, (2 * t, 3 * t), axis=(0, 1)))
+    writer.release()
+    return path

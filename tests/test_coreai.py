@@ -152,10 +152,11 @@ def os_getpid() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["tinyvit", "efficientsam_ti", "rapsam_r50"])
-def test_every_family_converts_and_apples_runtime_reproduces_pytorch(tmp_path, model):
-    """SAM-style, EfficientSAM and RAP-SAM (its three parts, at a small input size): every part through
-    Apple's converter and runtime, held to the floor of a float32 runtime with its own kernels."""
+@pytest.mark.parametrize("model", ["rapsam_r50"])
+def test_a_real_family_converts_and_apples_runtime_reproduces_pytorch(tmp_path, model):
+    """RAP-SAM's four parts at a small input size through Apple's converter and runtime, held to the floor of
+    a float32 runtime with its own kernels (MobileSAM and EfficientSAM-Ti go through Core AI in the session's
+    `exports` fixture, the toy in test_targets.py)."""
     from samexport.export.convert import convert
     from samexport.export.options import ConvertOptions
 

@@ -367,7 +367,7 @@ class RapSamParts:
 
         def encoder_cases(upstream=None) -> List[Case]:
             if form.image_input:
-                from .sam_style import canvas_features
+                from ..sam_style import canvas_features
 
                 feed, expected = canvas_features(model, self.app_canvas(reference.image, shapes.input_size))
             else:
