@@ -322,12 +322,13 @@ def assert_rapsam_pipelines_on_the_export_equal_pytorchs(manifest: Path, target:
     with open_session(manifest, target) as session:
         reference, _ = torch_session("rapsam", input_size=session.input_size)
         ours, expected = VideoPipeline(session)(frames), VideoPipeline(reference)(frames)
-        prompts = RapSam.prompt_tokens((48, 64), points=[[20, 30]], boxes=[[5, 5, 40, 30]])
+        # 3 prompts: a count every export of the tests takes (`--points 1,3`)
+        prompts = RapSam.prompt_tokens((48, 64), points=[[20, 30], [50, 12]], boxes=[[5, 5, 40, 30]])
         masks, iou = PromptPipeline(session)(frames[0], prompts)
         expected_masks, expected_iou = PromptPipeline(reference)(frames[0], prompts)
         seg, _ = PanopticPipeline(session)(frames[0], object_mask_thr=0.0, iou_thr=0.0)
         expected_seg, _ = PanopticPipeline(reference)(frames[0], object_mask_thr=0.0, iou_thr=0.0)
-    assert masks.shape == (2, 48, 64) and np.abs(iou - expected_iou).max() <= 1e-3
+    assert masks.shape == (3, 48, 64) and np.abs(iou - expected_iou).max() <= 1e-3
     assert all((m & e).sum() / max((m | e).sum(), 1) >= 0.99 for m, e in zip(masks, expected_masks))
     assert (seg != expected_seg).mean() <= 0.01
     assert [t["end"] for t in ours.tubes] == [t["end"] for t in expected.tubes] == [3, 4]

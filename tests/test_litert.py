@@ -319,7 +319,9 @@ def test_real_families_convert_and_the_interpreter_reproduces_pytorch(tmp_path, 
     report = manifest["validation"]["litert"]
     assert report["passed"]
     assert set(manifest["files"]["litert"]) == set(family.bench_parts)
-    if precision == "fp32" and family.segmenter("video") is not None:  # issue 32: its pipelines on LiteRT
+    if family.segmenter("video") is not None:  # a signature per tube length, and the pipelines over them
+        assert manifest["litert"]["tube"]["signatures"] == [f"frames_{t}" for t in (5, 4, 3, 2, 1)]
+        assert list(report["tube"]["cases"]) == ["5 frames", "4 frames", "3 frames", "2 frames", "1 frame"]
         assert_rapsam_pipelines_on_the_export_equal_pytorchs(next(tmp_path.glob("*.export.json")), "litert")
     for part in manifest["files"]["litert"]:
         worst = report[part]["worst"]
