@@ -87,15 +87,10 @@ class ToySequenceFamily(Family):
         return {}
 
     def reference(self, model, shapes):
-        from samexport.runtime import Session, TorchRunner
         from samexport.sequence import SequencePipeline
+        from samexport.zoo import model_session
 
-        interfaces = self.part_interfaces(shapes, None)
-        runners = {
-            p: TorchRunner(m(), interfaces[p].output_names, interfaces[p].input_names)
-            for p, m in self.part_modules(model, None).items()
-        }
-        pipeline = SequencePipeline(Session("torch", "toyseq", interfaces, runners))
+        pipeline = SequencePipeline(model_session(model))
         pipeline.run(clip())
         return pipeline
 

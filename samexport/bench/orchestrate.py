@@ -247,7 +247,7 @@ class Bench:
                 template = self.row_template(name, part, size, unit, precision, peak)
                 label = f"{template['title']} {report.part_label(template)}"
                 bar.update(task, description=label)
-                row = self.measure(name, part, size, unit, precision, peak)
+                row = self.measure(template)
                 self.result["rows"].append(row)
                 self.write_progress()
                 bar.advance(task)
@@ -362,18 +362,11 @@ class Bench:
             ),
         }
 
-    def measure(
-        self,
-        name: str,
-        part: str,
-        size: Optional[int],
-        unit: str,
-        precision: str,
-        peak_gflops: Optional[float],
-    ) -> Dict:
-        """One row: a part of one model on one compute unit, measured in a child process."""
+    def measure(self, row: Dict) -> Dict:
+        """One row (its `row_template`): a part of one model on one compute unit, measured in a child
+        process."""
         options = self.options
-        row = self.row_template(name, part, size, unit, precision, peak_gflops)
+        name, part = row["model"], row["part"]
         paths = self.artifacts(name)
         if isinstance(paths, SamExportError):  # e.g. an int8 export refused by its quality floor
             return {**row, "status": "error", "error": f"no export to measure: {paths}"}
@@ -388,7 +381,7 @@ class Bench:
             "sizes": row["sizes"],
             "runs": row["runs"],
             "warmup": options.warmup,
-            **self.backend.worker_job(unit),
+            **self.backend.worker_job(row["compute_unit"]),
         }
         return {**row, **run_part(job, options.memory_limit)}
 
