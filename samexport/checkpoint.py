@@ -235,6 +235,13 @@ def load_checkpoint(model: nn.Module, path: str | Path, spec: ModelSpec) -> None
     model.load_state_dict(read_checkpoint(path, spec), strict=True)
 
 
+# The fill's two rules for SAM 2 models: EdgeTAM's timm RepViT-M1 trunk (no BatchNorm after its token
+# mixer's sum) draws running_var from [1.5, 2.5) so its activations stay bounded, and the object-score head's
+# last bias is offset by +2 so the objects are present (a logit <= 0 drops them).
+RUNNING_VAR_OFFSET_BY_PREFIX = (("image_encoder.trunk.body.", 1.5),)
+OFFSET_BY_SUFFIX = (("pred_obj_score_head.layers.2.bias", 2.0), ("pred_obj_score_head.bias", 2.0))
+
+
 def random_fill(key: str, like: torch.Tensor, salt: str = "") -> torch.Tensor:
     """Deterministic tensor for one key, by the parity fixtures' name-keyed rule.
 
@@ -249,7 +256,8 @@ def random_fill(key: str, like: torch.Tensor, salt: str = "") -> torch.Tensor:
     g = torch.Generator().manual_seed(zlib.crc32((salt + key).encode("utf-8")))
     leaf = key.rsplit(".", 1)[-1]
     if leaf == "running_var":
-        t = 1.1 + torch.rand(shape, generator=g)
+        offset = next((o for prefix, o in RUNNING_VAR_OFFSET_BY_PREFIX if key.startswith(prefix)), 1.1)
+        t = offset + torch.rand(shape, generator=g)
     elif leaf == "running_mean":
         t = 0.1 * torch.randn(shape, generator=g)
     elif len(shape) < 2:
@@ -260,6 +268,9 @@ def random_fill(key: str, like: torch.Tensor, salt: str = "") -> torch.Tensor:
         )
     else:
         t = torch.randn(shape, generator=g) * (1.0 / math.sqrt(math.prod(shape[1:])))
+    offset = next((o for suffix, o in OFFSET_BY_SUFFIX if key.endswith(suffix)), None)
+    if offset is not None:
+        t = t + offset
     return t.to(like.dtype)
 
 
