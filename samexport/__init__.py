@@ -7,6 +7,7 @@
     fused = samexport.reparameterize_model(m)
     records = samexport.MaskGenerator(m).generate(image)   # everything mode
     session = samexport.open_session("models/RepViTSAM.export.json", "onnx")   # any export, a runner per part
+    tracker = samexport.build_video_predictor("edgetam", backend="onnx", manifest="EdgeTAM.export.json")
 
 The names below are imported on first use, so `import samexport` (and `samexport --help`) does
 not load torch.
@@ -23,6 +24,7 @@ _LAZY = {
     "MaskGenerator": "samexport.mask_generator",
     "RandomWeightsWarning": "samexport.zoo",
     "build_model": "samexport.zoo",
+    "build_video_predictor": "samexport.video_predictor",
     "get_spec": "samexport.families.registry",
     "list_models": "samexport.families.registry",
     "open_session": "samexport.export.runtimes",

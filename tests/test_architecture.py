@@ -48,7 +48,7 @@ LAYERS = [
         "samexport.mask_generator",
     },
     {"samexport.export"},
-    {"samexport.bench", "samexport.segment"},
+    {"samexport.bench", "samexport.segment", "samexport.video_predictor"},
     {"samexport.cli", "samexport"},
 ]
 

@@ -8,7 +8,7 @@ from .base import EncoderForExport, Family, PromptFamily
 from .registry import FAMILIES, get_family, register_family, unregister_family
 from .sam_style import DecoderForExport, DecoderSignature
 
-FAMILY_PACKAGES = ("sam", "efficientsam", "rapsam")
+FAMILY_PACKAGES = ("sam", "efficientsam", "rapsam", "edgetam")
 for _package in FAMILY_PACKAGES:
     import_module(f"{__name__}.{_package}")
 

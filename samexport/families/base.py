@@ -135,6 +135,11 @@ class Family(ABC):
         pipelines for images, no video."""
         return None
 
+    def video_predictor(self, session, config=None):
+        """The family's memory-bank tracker over `session` (the official video predictor's methods), or None
+        where the family has none."""
+        return None
+
     def load_extras(self, model: nn.Module, fill, **extras) -> None:  # noqa: B027 (optional hook)
         """Load what the checkpoint does not hold (files named in `extras`); `fill(key, like)` is the
         deterministic weight fill when the model has no checkpoint, else None."""

@@ -124,7 +124,9 @@ class EdgeTam(nn.Module):
     ) -> torch.Tensor:
         """vision_features (B, 256, 64, 64), mask logits (B, 1, 256, 256), binarize (B,): 1 for masks from
         prompts (thresholded at 0), 0 for tracked ones (sigmoid) -> memory (B, 512, 64)."""
-        high_res = F.interpolate(mask_logits, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+        high_res = F.interpolate(
+            mask_logits, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False
+        )
         hard = binarize.reshape(-1, 1, 1, 1)
         mask = hard * (high_res > 0).float() + (1 - hard) * torch.sigmoid(high_res)
         features = self.memory_encoder(vision_features, mask * MEM_SIGMOID_SCALE + MEM_SIGMOID_BIAS)
@@ -159,7 +161,9 @@ class EdgeTam(nn.Module):
         """HxWx3 uint8 -> (1, 3, 1024, 1024) as SAM2ImagePredictor: ToTensor, torchvision Resize((1024,
         1024)) (bilinear, antialiased) on the float image, Normalize."""
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
-        x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(
+            x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True
+        )
         return normalize(x)
 
     @staticmethod

@@ -94,7 +94,7 @@ class MemoryAttentionLayer(nn.Module):
 
 
 class MemoryAttention(nn.Module):
-    """(curr (B, HW, 256), curr_pos (B, HW, 256), memory (B, M, 64), memory_pos (B, M, 64)) -> (B, HW, 256)."""
+    """(curr, curr_pos (B, HW, 256), memory, memory_pos (B, M, 64)) -> (B, HW, 256)."""
 
     def __init__(
         self,
@@ -119,7 +119,9 @@ class MemoryAttention(nn.Module):
         """(slots * tokens_per_slot + pointer_tokens, d_model // 2) key rotation angles (0: not rotated)."""
         half = self.d_model // 2
         slot = torch.zeros(self.tokens_per_slot, half)
-        slot[self.tokens_per_slot - self.rope_tokens_per_slot :] = axial_rope_angles(self.key_grid, self.d_model)
+        slot[self.tokens_per_slot - self.rope_tokens_per_slot :] = axial_rope_angles(
+            self.key_grid, self.d_model
+        )
         return torch.cat([slot.repeat(slots, 1), torch.zeros(pointer_tokens, half)], dim=0)
 
     def forward(

@@ -69,7 +69,9 @@ class PerceiverLayer(nn.Module):
         self.self_attn = SelfAttention(dim)
         self.self_ff = feed_forward(dim)
 
-    def forward(self, latents: torch.Tensor, x: torch.Tensor, pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, latents: torch.Tensor, x: torch.Tensor, pos: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         latents = latents + self.attn(latents, x, pos)
         latents = latents + self.ff(latents)
         latents = latents + self.self_attn(latents)
@@ -77,7 +79,9 @@ class PerceiverLayer(nn.Module):
 
 
 class SpatialPerceiver(nn.Module):
-    def __init__(self, dim: int = 64, depth: int = 2, num_latents: int = 256, num_latents_2d: int = 256) -> None:
+    def __init__(
+        self, dim: int = 64, depth: int = 2, num_latents: int = 256, num_latents_2d: int = 256
+    ) -> None:
         super().__init__()
         self.latents = nn.Parameter(torch.zeros(num_latents, dim))
         self.latents_2d = nn.Parameter(torch.zeros(num_latents_2d, dim))

@@ -1,4 +1,4 @@
-"""The stateless parts EdgeTAM's tracker chains, as modules with fixed inputs: what every target lowers and what
+"""The stateless parts EdgeTAM's tracker chains, as modules with fixed inputs: what every target lowers and
 a PyTorch session runs. The memory bank (which memories, which pointers, their temporal rows) is the
 tracker's (tracker.py); these take it as fixed-size slot arrays with validity flags.
 
@@ -76,7 +76,10 @@ class MemoryAttentionPart(nn.Module):
         keys = torch.cat([memory.reshape(1, slots * tokens, dim), pointer_tokens[None]], dim=1)
         pos = torch.cat([memory_pos, torch.zeros_like(pointer_tokens)[None]], dim=1)
         valid = torch.cat(
-            [memory_valid[:, None].expand(slots, tokens).reshape(-1), pointer_valid.repeat_interleave(tokens_per_pointer)]
+            [
+                memory_valid[:, None].expand(slots, tokens).reshape(-1),
+                pointer_valid.repeat_interleave(tokens_per_pointer),
+            ]
         )
         return self.model.attend_memory(
             vision_features, keys, pos, slots, pointer_tokens.shape[0], valid[None]

@@ -1,14 +1,14 @@
-"""SAM 2's video predictor as a pipeline over a session: objects prompted on any frame, corrections, the memory
-bank, propagation forwards and backwards. The parts (modules.py) are stateless; this holds the state, as the
-official predictor does, and calls `session.run` only, so it runs on PyTorch and on every export alike.
+"""SAM 2's video predictor as a pipeline over a session: objects prompted on any frame, corrections, the
+memory bank, propagation forwards and backwards. The parts (modules.py) are stateless; this holds the state,
+as the official predictor does, and calls `session.run` only, so it runs on PyTorch and on every export.
 
 Semantics are the official `SAM2VideoPredictor`'s (sam2 at 2b90b9f, per-object state), with the predictor
 options of the parity fixtures: hole filling of 8 pixels, corrections become conditioning frames
 (`add_all_frames_to_correct_as_cond=True`, Meta's own setting; False discards a correction at the next
 propagation, facebookresearch/sam2#719), memories kept in bfloat16. The memory bank is fixed-size slots
-(`TrackerConfig.memory_slots`): the conditioning frames closest in time fill `cond_slots` of them (the official
-`max_cond_frames_in_attn`; the official default attends to every conditioning frame), the 6 most recent tracked
-frames the rest.
+(`TrackerConfig.memory_slots`): the conditioning frames closest in time fill `cond_slots` of them (the
+official `max_cond_frames_in_attn`; its default attends to every conditioning frame), the 6 most recent
+tracked frames the rest.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ class InferenceState:
             raise InputError("the clip has no frames; give a folder of JPEG frames or a video file")
         shapes = {tuple(f.shape) for f in frames}
         if len(shapes) > 1:
-            raise InputError(f"the clip's frames differ in size ({sorted(shapes)[:2]}); give frames of one size")
+            raise InputError(
+                f"the clip's frames differ in size ({sorted(shapes)[:2]}); give frames of one size"
+            )
         self.frames = list(frames)
         self.video_height, self.video_width = frames[0].shape[:2]
         self.objects: "OrderedDict[int, ObjectState]" = OrderedDict()
@@ -107,7 +109,9 @@ def load_frames(video_path) -> List[np.ndarray]:
         try:
             names.sort(key=lambda p: int(os.path.splitext(p)[0]))
         except ValueError:
-            raise InputError(f"{path}: frames must be named <number>.jpg (as SAM 2's loader reads them)") from None
+            raise InputError(
+                f"{path}: frames must be named <number>.jpg (as SAM 2's loader reads them)"
+            ) from None
         from PIL import Image
 
         frames = []
@@ -184,7 +188,9 @@ class VideoTracker:
     # -- the official API --------------------------------------------------------------------------------
     def init_state(self, video_path=None, frames: Optional[Sequence[np.ndarray]] = None) -> InferenceState:
         if (video_path is None) == (frames is None):
-            raise UsageError("init_state takes video_path (a folder of JPEG frames or a video file) or frames")
+            raise UsageError(
+                "init_state takes video_path (a folder of JPEG frames or a video file) or frames"
+            )
         state = InferenceState(load_frames(video_path) if frames is None else frames)
         self._features(state, 0)
         return state
@@ -206,14 +212,20 @@ class VideoTracker:
     ):
         """Prompt `obj_id` on `frame_idx` -> (frame_idx, obj_ids, masks (objects, 1, H, W) logits)."""
         if not 0 <= int(frame_idx) < state.num_frames:
-            raise InputError(f"frame {frame_idx} is not in the clip (it has frames 0..{state.num_frames - 1})")
+            raise InputError(
+                f"frame {frame_idx} is not in the clip (it has frames 0..{state.num_frames - 1})"
+            )
         if (points is None) != (labels is None):
             raise InputError("points and labels must be given together")
         if points is None and box is None:
             raise InputError("give points (with labels) or a box")
         obj = self._object(state, obj_id)
-        coords = np.zeros((0, 2), np.float32) if points is None else np.asarray(points, np.float32).reshape(-1, 2)
-        point_labels = np.zeros((0,), np.float32) if labels is None else np.asarray(labels, np.float32).reshape(-1)
+        coords = (
+            np.zeros((0, 2), np.float32) if points is None else np.asarray(points, np.float32).reshape(-1, 2)
+        )
+        point_labels = (
+            np.zeros((0,), np.float32) if labels is None else np.asarray(labels, np.float32).reshape(-1)
+        )
         if len(coords) != len(point_labels):
             raise InputError(f"{len(coords)} points but {len(point_labels)} labels; give one label per point")
         if box is not None:
@@ -226,7 +238,10 @@ class VideoTracker:
         coords = (coords * np.float32(self.config.image_size)).astype(np.float32)
         if not clear_old_points and frame_idx in obj.points:
             old_coords, old_labels = obj.points[frame_idx]
-            coords, point_labels = np.concatenate([old_coords, coords]), np.concatenate([old_labels, point_labels])
+            coords, point_labels = (
+                np.concatenate([old_coords, coords]),
+                np.concatenate([old_labels, point_labels]),
+            )
         obj.points[frame_idx] = (coords, point_labels)
         is_init_cond = frame_idx not in obj.tracked
         reverse = False if is_init_cond else obj.tracked[frame_idx]
@@ -340,15 +355,13 @@ class VideoTracker:
             num_points = len(labels)
         masks, ious, pointers = out["lowResMasks"][0], out["iouScores"][0], out["objectPointers"][0]
         multimask = num_points <= 1
-        if multimask:
-            token = 1 + int(np.argmax(ious[1:]))
-            pointer = pointers[token]
-        else:
-            token = 0 if self._stable(masks[0]) else 1 + int(np.argmax(ious[1:]))
-            pointer = pointers[0]
+        token, pointer_token = choose_token(masks, ious, multimask, self.config)
+        pointer = pointers[pointer_token]
         chosen = masks[token][None, None]
         result = FrameOutput(
-            pred_masks=fill_holes(chosen, self.config.fill_hole_area) if self.config.fill_hole_area > 0 else chosen,
+            pred_masks=fill_holes(chosen, self.config.fill_hole_area)
+            if self.config.fill_hole_area > 0
+            else chosen,
             obj_ptr=pointer.astype(np.float32),
             object_score=float(out["objectScore"].reshape(-1)[0]),
             mask_token=token,
@@ -358,13 +371,6 @@ class VideoTracker:
         if run_mem_encoder:
             result.memory = self._encode_memory(feats, chosen, binarize=prompt is not None)
         return result
-
-    def _stable(self, logits: np.ndarray) -> bool:
-        delta = self.config.stability_delta
-        area_i = np.float32(np.count_nonzero(logits > delta))
-        area_u = np.float32(np.count_nonzero(logits > -delta))
-        score = area_i / area_u if area_u > 0 else np.float32(1.0)
-        return bool(score >= np.float32(self.config.stability_thresh))
 
     def _encode_memory(self, feats, mask_logits: np.ndarray, binarize: bool) -> np.ndarray:
         out = self.session.run(
@@ -445,6 +451,24 @@ class VideoTracker:
             },
         )
         return out["pixFeatures"]
+
+
+def choose_token(
+    masks: np.ndarray, ious: np.ndarray, multimask: bool, config: TrackerConfig
+) -> Tuple[int, int]:
+    """The official heads' choice among the 4 mask tokens -> (the mask's token, the pointer's token).
+    Multimask (at most one point): the best of tokens 1..3 by IoU for both. Otherwise token 0 unless its mask
+    is unstable (IoU of logits > delta and > -delta below the threshold), then the best of 1..3; the pointer
+    always from token 0."""
+    if multimask:
+        best = 1 + int(np.argmax(ious[1:]))
+        return best, best
+    logits = masks[0]
+    area_i = np.float32(np.count_nonzero(logits > config.stability_delta))
+    area_u = np.float32(np.count_nonzero(logits > -config.stability_delta))
+    stability = area_i / area_u if area_u > 0 else np.float32(1.0)
+    stable = bool(stability >= np.float32(config.stability_thresh))
+    return (0 if stable else 1 + int(np.argmax(ious[1:]))), 0
 
 
 def select_closest_cond_frames(frame_idx: int, cond: Dict[int, FrameOutput], max_num: int):
