@@ -23,6 +23,7 @@ def test_list_models_names():
         "efficientsam_ti",
         "efficientsam_s",
         "rapsam_r50",
+        "edgetam",
     ]
     assert samexport.get_spec("mobilesam").name == "tinyvit"
 
