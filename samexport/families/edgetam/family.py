@@ -25,8 +25,6 @@ from ..registry import register_family
 from .modules import PART_MODULES, part_module
 from .tracker import TRACKER_PARTS, TrackerConfig, VideoTracker
 
-PARTS = ("encoder", "prompt_decoder", "track_decoder", "memory_attention", "memory_encoder")
-MODULE_OF = dict(zip(PARTS, TRACKER_PARTS))  # the exported part -> the tracker's name for it
 DECODER_OUTPUTS = ("lowResMasks", "iouScores", "objectPointers", "objectScore")
 VALIDATION_FRAMES = 4
 VALIDATION_SHIFT = (6, 10)  # (dy, dx) pixels per frame
@@ -65,14 +63,14 @@ class EdgeTamFamily(Family):
     name = "edgetam"
     model_class = EdgeTam
     default_input_size = (1024, 1024)
-    bench_parts = PARTS
+    bench_parts = TRACKER_PARTS
 
     def build(self, image_encoder: nn.Module) -> nn.Module:
         return EdgeTam(image_encoder)
 
     # -- convert -----------------------------------------------------------------------------------------
     def exported_parts(self, options) -> Tuple[str, ...]:
-        return PARTS
+        return TRACKER_PARTS
 
     def check_convert_options(self, spec, options) -> None:
         for flag, value, default in (
@@ -129,11 +127,15 @@ class EdgeTamFamily(Family):
         }
 
     def reference(self, model, shapes: ExportShapes) -> EdgeTamReference:
+        form = PartForm(False, False, False)
+        interfaces = self.part_interfaces(shapes, form)
         recorders = {
-            part: RecordingRunner(TorchRunner(module(), *self._io(part)))
-            for part, module in self.part_modules(model, PartForm(False, False, False)).items()
+            part: RecordingRunner(
+                TorchRunner(module(), interfaces[part].output_names, interfaces[part].input_names)
+            )
+            for part, module in self.part_modules(model, form).items()
         }
-        session = Session("torch", "edgetam", {}, {MODULE_OF[p]: r for p, r in recorders.items()})
+        session = Session("torch", "edgetam", interfaces, recorders)
         tracker = VideoTracker(session, self.tracker_config(shapes))
         state = tracker.init_state(frames=validation_clip())
         h, w = state.video_height, state.video_width
@@ -142,10 +144,6 @@ class EdgeTamFamily(Family):
         for _ in tracker.propagate_in_video(state):
             pass
         return EdgeTamReference({p: r.calls for p, r in recorders.items()})
-
-    def _io(self, part: str) -> Tuple[List[str], List[str]]:
-        interface = self.part_interfaces(ExportShapes((2,)), PartForm(False, False, False))[part]
-        return interface.output_names, interface.input_names
 
     def part_interfaces(self, shapes: ExportShapes, form: PartForm) -> Dict[str, Interface]:
         config = self.tracker_config(shapes)
@@ -295,23 +293,10 @@ class EdgeTamFamily(Family):
         }
 
     def part_modules(self, model, form: PartForm) -> Dict[str, Callable[[], nn.Module]]:
-        return {part: (lambda part=part: part_module(model, MODULE_OF[part])) for part in PARTS}
+        return {part: (lambda part=part: part_module(model, part)) for part in TRACKER_PARTS}
 
     def video_predictor(self, session: Session, config: Optional[TrackerConfig] = None) -> VideoTracker:
-        """The tracker over `session`, its runners under the tracker's part names."""
-        runners = {MODULE_OF.get(p, p): r for p, r in session.runners.items()}
-        renamed = Session(
-            session.backend,
-            session.model,
-            session.interfaces,
-            runners,
-            session.input_size,
-            session.source,
-            session.shapes,
-            session.form,
-            session.unavailable,
-        )
-        return VideoTracker(renamed, config or self.tracker_config(session.shapes))
+        return VideoTracker(session, config or self.tracker_config(session.shapes))
 
     def export_parts(self, model, fused, shapes: ExportShapes, form: PartForm, reference) -> Dict[str, Part]:
         interfaces = self.part_interfaces(shapes, form)

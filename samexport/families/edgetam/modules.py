@@ -3,7 +3,7 @@ a PyTorch session runs. The memory bank (which memories, which pointers, their t
 tracker's (tracker.py); these take it as fixed-size slot arrays with validity flags.
 
 Names and shapes (S memory slots, P pointer slots, N prompt tokens):
-- image_encoder: image (1, 3, 1024, 1024) -> visionFeatures (1, 256, 64, 64), highResFeatures0
+- encoder: image (1, 3, 1024, 1024) -> visionFeatures (1, 256, 64, 64), highResFeatures0
   (1, 32, 256, 256), highResFeatures1 (1, 64, 128, 128);
 - prompt_decoder: pixFeatures, highResFeatures0, highResFeatures1, pointCoords (1, N, 2), pointLabels (1, N),
   maskInput (1, 1, 256, 256), hasMaskInput (1,), noMemory (1,) -> lowResMasks (1, 4, 256, 256), iouScores
@@ -16,8 +16,6 @@ Names and shapes (S memory slots, P pointer slots, N prompt tokens):
 """
 
 from __future__ import annotations
-
-import copy
 
 import torch
 from torch import nn
@@ -96,7 +94,7 @@ class MemoryEncoderPart(nn.Module):
 
 
 PART_MODULES = {
-    "image_encoder": ImageEncoderPart,
+    "encoder": ImageEncoderPart,
     "prompt_decoder": PromptDecoderPart,
     "track_decoder": TrackDecoderPart,
     "memory_attention": MemoryAttentionPart,
@@ -104,6 +102,6 @@ PART_MODULES = {
 }
 
 
-def part_module(model: EdgeTam, part: str, copy_model: bool = False) -> nn.Module:
-    """The module of `part` over `model` (a deep copy of it where the export changes the module)."""
-    return PART_MODULES[part](copy.deepcopy(model) if copy_model else model).eval()
+def part_module(model: EdgeTam, part: str) -> nn.Module:
+    """The module of `part` over `model`."""
+    return PART_MODULES[part](model).eval()

@@ -26,7 +26,7 @@ from ...runtime import Session
 
 NO_OBJ_SCORE = -1024.0
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".JPG", ".JPEG")
-TRACKER_PARTS = ("image_encoder", "prompt_decoder", "track_decoder", "memory_attention", "memory_encoder")
+TRACKER_PARTS = ("encoder", "prompt_decoder", "track_decoder", "memory_attention", "memory_encoder")
 
 
 @dataclass(frozen=True)
@@ -313,7 +313,7 @@ class VideoTracker:
         cached = state.features.get(frame_idx)
         if cached is None:
             image = self.preprocess(state.frames[frame_idx])
-            cached = self.session.run("image_encoder", {"image": np.asarray(image)})
+            cached = self.session.run("encoder", {"image": np.asarray(image)})
             state.features[frame_idx] = cached
             while len(state.features) > 2:
                 state.features.popitem(last=False)
