@@ -82,7 +82,8 @@ def test_reparameterized_trunk_computes_the_same(model):
 def test_image_predictor_parity(model):
     """SAM2ImagePredictor on frame 0: input, features, every case's decoder outputs and final logits."""
     z = npz("image")
-    from samexport.families.edgetam.tracker import TrackerConfig, choose_token, resize_logits
+    from samexport.families.edgetam.tracker import TrackerConfig, choose_token
+    from samexport.modeling.transforms import sam2_postprocess_masks
 
     with torch.no_grad():
         x = model.preprocess_image(z["image"])
@@ -108,7 +109,7 @@ def test_image_predictor_parity(model):
                 token, _ = choose_token(masks[0].numpy(), iou[0].numpy(), False, TrackerConfig())
                 chosen = masks[0, token : token + 1].numpy()
             np.testing.assert_allclose(chosen, z[f"case_{i}_low_res_masks"], atol=ENCODER_ATOL)
-            logits = resize_logits(chosen, z["image"].shape[:2])
+            logits = sam2_postprocess_masks(torch.from_numpy(chosen)[None], z["image"].shape[:2])[0]
             np.testing.assert_allclose(logits, z[f"case_{i}_logits"], atol=1e-3)
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import transforms
 from .common import SamMLP
 from .fpn_neck import FpnNeck, sine_position_encoding
 from .memory_attention import MemoryAttention
@@ -34,8 +35,6 @@ from .timm_repvit import RepVitTrunk
 IMAGE_SIZE = 1024
 NUM_MASKMEM = 7
 NO_OBJ_SCORE = -1024.0
-PIXEL_MEAN = (0.485, 0.456, 0.406)
-PIXEL_STD = (0.229, 0.224, 0.225)
 MEM_SIGMOID_SCALE, MEM_SIGMOID_BIAS = 20.0, -10.0
 
 
@@ -155,29 +154,13 @@ class EdgeTam(nn.Module):
         frames' memories."""
         return self.maskmem_tpos_enc.reshape(NUM_MASKMEM, self.mem_dim)
 
-    # -- the official image predictor (SAM2ImagePredictor) -----------------------------------------------
+    # -- the official pipelines' inputs -------------------------------------------------------------------
     @staticmethod
     def preprocess_image(image: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 -> (1, 3, 1024, 1024) as SAM2ImagePredictor: ToTensor, torchvision Resize((1024,
-        1024)) (bilinear, antialiased) on the float image, Normalize."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
-        x = F.interpolate(
-            x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True
-        )
-        return normalize(x)
+        """HxWx3 uint8 RGB -> (1, 3, 1024, 1024) as the official image predictor."""
+        return transforms.sam2_image_preprocess(image)
 
     @staticmethod
     def preprocess_frame(image: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 -> (1, 3, 1024, 1024) as the official video loader: Pillow's bicubic resize of the
-        uint8 frame to 1024x1024 (the aspect ratio is not kept), /255, Normalize."""
-        from PIL import Image
-
-        resized = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((IMAGE_SIZE, IMAGE_SIZE)))
-        x = torch.from_numpy((resized / 255.0).astype(np.float32)).permute(2, 0, 1)[None]
-        return normalize(x)
-
-
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(PIXEL_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(PIXEL_STD, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - mean) / std
+        """HxWx3 uint8 RGB -> (1, 3, 1024, 1024) as the official video loader."""
+        return transforms.sam2_video_preprocess(image)

@@ -5,6 +5,9 @@ bilinear filter, normalize with ImageNet statistics on the 0..255 scale, zero-pa
 right after normalizing (so the letterbox is the mean colour in pixel space).
 EfficientSAM: scale to [0, 1], stretch to 1024x1024 with non-antialiased bilinear
 interpolation, normalize with ImageNet statistics on the 0..1 scale.
+SAM 2 (EdgeTAM): stretch to 1024x1024 too, normalize like EfficientSAM; its video predictor resizes the uint8
+frame with Pillow's bicubic filter, its image predictor the [0, 1] image with antialiased bilinear; masks are
+stretched back with one bilinear resize.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from ..errors import InputError
 IMG_SIZE = 1024
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
-EFFICIENT_SAM_PIXEL_MEAN = (0.485, 0.456, 0.406)
-EFFICIENT_SAM_PIXEL_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN_01 = (0.485, 0.456, 0.406)  # EfficientSAM's and SAM 2's, on the 0..1 scale
+IMAGENET_STD_01 = (0.229, 0.224, 0.225)
 EFFICIENT_SAM_MAX_POINTS = 6
 
 
@@ -61,9 +64,34 @@ def efficient_sam_preprocess(image: np.ndarray, size: int = IMG_SIZE) -> torch.T
     x = torch.from_numpy(image.transpose(2, 0, 1).copy())[None].float().div(255)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False)
-    mean = torch.tensor(EFFICIENT_SAM_PIXEL_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(EFFICIENT_SAM_PIXEL_STD).view(1, 3, 1, 1)
+    return normalize_01(x)
+
+
+def normalize_01(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB on the 0..1 scale, normalized with ImageNet statistics."""
+    mean = torch.tensor(IMAGENET_MEAN_01).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD_01).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def sam2_image_preprocess(image: np.ndarray, size: int = IMG_SIZE) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> (1, 3, size, size) as SAM2ImagePredictor: ToTensor, torchvision Resize((size, size))
+    (bilinear, antialiased) on the [0, 1] image, Normalize."""
+    x = torch.from_numpy(check_image(image).transpose(2, 0, 1).copy())[None].float() / 255.0
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return normalize_01(x)
+
+
+def sam2_video_preprocess(image: np.ndarray, size: int = IMG_SIZE) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> (1, 3, size, size) as SAM 2's video loader: Pillow's bicubic resize of the uint8
+    frame, /255 in float64, then float32, Normalize."""
+    resized = np.asarray(Image.fromarray(np.ascontiguousarray(check_image(image))).resize((size, size)))
+    return normalize_01(torch.from_numpy((resized / 255.0).astype(np.float32)).permute(2, 0, 1)[None])
+
+
+def sam2_postprocess_masks(low_res: torch.Tensor, original_hw: Tuple[int, int]) -> torch.Tensor:
+    """(B, K, 256, 256) logits -> (B, K, H, W): one bilinear resize, no crop."""
+    return F.interpolate(low_res, tuple(original_hw), mode="bilinear", align_corners=False)
 
 
 def sam_postprocess_masks(

@@ -22,6 +22,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ...errors import InputError, UsageError
+from ...modeling import transforms
 from ...runtime import Session
 
 NO_OBJ_SCORE = -1024.0
@@ -147,43 +148,25 @@ def round_bfloat16(x: np.ndarray) -> np.ndarray:
 
 
 def fill_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
-    """Background (<= 0) 8-connected components of at most `max_area` pixels set to 0.1 (the official
-    `fill_holes_in_mask_scores`, as its CUDA kernel computes it)."""
-    from scipy import ndimage
+    """Background (<= 0) 8-connected components of at most `max_area` pixels of a (..., h, w) mask set to 0.1
+    (the official `fill_holes_in_mask_scores`, as its CUDA kernel computes it)."""
+    from ...amg import remove_small_regions  # scipy: only when a frame is decoded
 
     out = mask.copy()
     for index in np.ndindex(mask.shape[:-2]):
-        labels, count = ndimage.label(mask[index] <= 0, structure=np.ones((3, 3), dtype=bool))
-        if count == 0:
-            continue
-        areas = np.bincount(labels.ravel())
-        hole = (labels > 0) & (areas[labels] <= max_area)
-        out[index][hole] = np.float32(0.1)
+        foreground = mask[index] > 0
+        filled, changed = remove_small_regions(foreground, max_area + 1, "holes")
+        if changed:
+            out[index][filled & ~foreground] = np.float32(0.1)
     return out
-
-
-def resize_logits(masks: np.ndarray, hw: Tuple[int, int]) -> np.ndarray:
-    """(..., h, w) logits -> (..., H, W), bilinear without corner alignment (torch's interpolate)."""
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))
-    lead = t.shape[:-2]
-    t = F.interpolate(t.reshape(-1, 1, *t.shape[-2:]), size=tuple(hw), mode="bilinear", align_corners=False)
-    return t.reshape(*lead, *hw).numpy()
 
 
 class VideoTracker:
     """The official video predictor's calls over a session that has the tracker's parts."""
 
-    def __init__(self, session: Session, config: TrackerConfig = TrackerConfig(), preprocess=None) -> None:
+    def __init__(self, session: Session, config: TrackerConfig = TrackerConfig()) -> None:
         session.require(*TRACKER_PARTS)
         self.session, self.config = session, config
-        if preprocess is None:
-            from ...modeling.edgetam import EdgeTam
-
-            preprocess = EdgeTam.preprocess_frame
-        self.preprocess = preprocess
 
     # -- the official API --------------------------------------------------------------------------------
     def init_state(self, video_path=None, frames: Optional[Sequence[np.ndarray]] = None) -> InferenceState:
@@ -312,7 +295,7 @@ class VideoTracker:
     def _features(self, state: InferenceState, frame_idx: int) -> Dict[str, np.ndarray]:
         cached = state.features.get(frame_idx)
         if cached is None:
-            image = self.preprocess(state.frames[frame_idx])
+            image = transforms.sam2_video_preprocess(state.frames[frame_idx], self.config.image_size)
             cached = self.session.run("encoder", {"image": np.asarray(image)})
             state.features[frame_idx] = cached
             while len(state.features) > 2:
@@ -323,7 +306,10 @@ class VideoTracker:
     def _video_res(self, state: InferenceState, out: Optional[FrameOutput]) -> np.ndarray:
         if out is None:
             return np.full((1, state.video_height, state.video_width), NO_OBJ_SCORE, np.float32)
-        return resize_logits(out.pred_masks[0], (state.video_height, state.video_width))
+        import torch
+
+        low_res = torch.from_numpy(out.pred_masks)
+        return transforms.sam2_postprocess_masks(low_res, (state.video_height, state.video_width))[0].numpy()
 
     def _run_frame(self, state, obj, frame_idx, is_init_cond, prompt, reverse, run_mem_encoder, prev_mask):
         feats = self._features(state, frame_idx)

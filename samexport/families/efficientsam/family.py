@@ -60,8 +60,8 @@ class EfficientSamFamily(SamStyleParts, PromptFamily):
     decoder_title = "EfficientSAM decoder"
     model_class = EfficientSam
     decoder_class = EfficientSamDecoderForExport
-    pixel_mean_255 = tuple(255 * m for m in transforms.EFFICIENT_SAM_PIXEL_MEAN)
-    pixel_std_255 = tuple(255 * s for s in transforms.EFFICIENT_SAM_PIXEL_STD)
+    pixel_mean_255 = tuple(255 * m for m in transforms.IMAGENET_MEAN_01)
+    pixel_std_255 = tuple(255 * s for s in transforms.IMAGENET_STD_01)
     mask_prompt = False
     onnx_dynamic_tokens = False
     tokens = transforms.EFFICIENT_SAM_MAX_POINTS
@@ -87,8 +87,8 @@ class EfficientSamFamily(SamStyleParts, PromptFamily):
             **common_contract(),
             "family": self.name,
             "resize": "stretch to 1024x1024 (aspect ratio not kept), bilinear, no antialiasing",
-            "pixel_mean": list(transforms.EFFICIENT_SAM_PIXEL_MEAN),
-            "pixel_std": list(transforms.EFFICIENT_SAM_PIXEL_STD),
+            "pixel_mean": list(transforms.IMAGENET_MEAN_01),
+            "pixel_std": list(transforms.IMAGENET_STD_01),
             "pixel_scale": "0..1",
             "padding": "none",
             "pad_color_rgb": None,
