@@ -17,6 +17,25 @@ from .common import EfficientSamMLP, LayerNorm2d, MLPBlock, SamMLP
 from .transformer import TwoWayTransformer
 
 
+def sam_output_upscaling(transformer_dim: int) -> nn.Sequential:
+    """SAM's (and SAM 2's) 4x upscaling of the image tokens: two transposed convs, LayerNorm2d, GELU."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+        LayerNorm2d(transformer_dim // 4),
+        nn.GELU(),
+        nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+        nn.GELU(),
+    )
+
+
+def masks_from_tokens(mlps: nn.ModuleList, mask_tokens: torch.Tensor, upscaled: torch.Tensor) -> torch.Tensor:
+    """Mask tokens (B, K, C) through their hypernetwork MLPs, dotted with the upscaled image (B, c, h, w) ->
+    mask logits (B, K, h, w)."""
+    hyper_in = torch.stack([mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(mlps)], dim=1)
+    b, c, h, w = upscaled.shape
+    return (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+
+
 class _MaskDecoderBase(nn.Module):
     """The two-way transformer and heads both families share; subclasses define the upscaling."""
 
@@ -51,11 +70,7 @@ class _MaskDecoderBase(nn.Module):
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
         upscaled = self.upscale(src.transpose(1, 2).reshape(b, c, h, w))
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
-        )
-        b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+        masks = masks_from_tokens(self.output_hypernetworks_mlps, mask_tokens_out, upscaled)
         return masks, self.iou_prediction_head(iou_token_out)
 
 
@@ -67,13 +82,7 @@ class MaskDecoder(_MaskDecoderBase):
         self.transformer = TwoWayTransformer(lambda: MLPBlock(transformer_dim, 2048, nn.ReLU))
         self.iou_token = nn.Embedding(1, transformer_dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
-        self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
-            LayerNorm2d(transformer_dim // 4),
-            nn.GELU(),
-            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
-            nn.GELU(),
-        )
+        self.output_upscaling = sam_output_upscaling(transformer_dim)
         self.output_hypernetworks_mlps = nn.ModuleList(
             SamMLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
             for _ in range(self.num_mask_tokens)

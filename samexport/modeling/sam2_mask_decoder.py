@@ -13,7 +13,8 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from .common import LayerNorm2d, SamMLP
+from .common import SamMLP
+from .mask_decoder import masks_from_tokens, sam_output_upscaling
 from .transformer import TwoWayTransformer
 
 
@@ -26,13 +27,7 @@ class Sam2MaskDecoder(nn.Module):
         self.iou_token = nn.Embedding(1, transformer_dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
         self.obj_score_token = nn.Embedding(1, transformer_dim)
-        self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
-            LayerNorm2d(transformer_dim // 4),
-            nn.GELU(),
-            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
-            nn.GELU(),
-        )
+        self.output_upscaling = sam_output_upscaling(transformer_dim)
         self.conv_s0 = nn.Conv2d(transformer_dim, transformer_dim // 8, kernel_size=1)
         self.conv_s1 = nn.Conv2d(transformer_dim, transformer_dim // 4, kernel_size=1)
         self.output_hypernetworks_mlps = nn.ModuleList(
@@ -69,10 +64,6 @@ class Sam2MaskDecoder(nn.Module):
         src = src.transpose(1, 2).reshape(b, c, h, w)
         upscaled = act1(ln1(dc1(src) + feat_s1))
         upscaled = act2(dc2(upscaled) + feat_s0)
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
-        )
-        _, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        masks = masks_from_tokens(self.output_hypernetworks_mlps, mask_tokens_out, upscaled)
         iou = torch.sigmoid(self.iou_prediction_head(iou_token_out))
         return masks, iou, mask_tokens_out, self.pred_obj_score_head(hs[:, 0, :])
