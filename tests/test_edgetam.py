@@ -139,9 +139,9 @@ def test_video_predictor_parity(checkpoint, video):
     assert sample(state.objects[1].cond[0].memory, video, "mem_f0_obj1_maskmem_features") <= 1e-2
     for obj in (1, 2):
         outputs = state.objects[obj]
-        scores = [(outputs.cond.get(f) or outputs.non_cond[f]).object_score for f in range(8)]
+        scores = [outputs.output_at(f).object_score for f in range(8)]
         np.testing.assert_allclose(scores, video["fwd_object_score_logits"][:, obj - 1], atol=1e-4)
-        pointers = [(outputs.cond.get(f) or outputs.non_cond[f]).obj_ptr for f in range(8)]
+        pointers = [outputs.output_at(f).obj_ptr for f in range(8)]
         np.testing.assert_allclose(pointers, video["fwd_obj_ptr"][:, obj - 1], atol=2e-4)
     _, _, masks = predictor.add_new_points_or_box(
         state, 3, 1, points=correction["points"], labels=correction["labels"]
@@ -209,6 +209,6 @@ def test_tracker_on_the_onnx_export_equals_the_official_tracker(tmp_path, checkp
     assert iou.min() >= 0.99
     for obj in (1, 2):
         outputs = state.objects[obj]
-        scores = np.array([(outputs.cond.get(f) or outputs.non_cond[f]).object_score for f in range(8)])
+        scores = np.array([outputs.output_at(f).object_score for f in range(8)])
         assert np.array_equal(scores > 0, video["fwd_object_score_logits"][:, obj - 1] > 0)
     assert_video_logits(fwd, official, "onnx fwd")

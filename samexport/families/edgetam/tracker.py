@@ -75,6 +75,13 @@ class ObjectState:
     points: Dict[int, Tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     tracked: Dict[int, bool] = field(default_factory=dict)  # frame -> tracked in reverse
 
+    def output_at(self, frame_idx: int) -> Optional[FrameOutput]:
+        """The latest output on a frame: a prompt's not yet propagated, else the stored one (None: none)."""
+        for outputs in (self.temp_cond, self.temp_non_cond, self.cond, self.non_cond):
+            if frame_idx in outputs:
+                return outputs[frame_idx]
+        return None
+
 
 class InferenceState:
     """A clip and its objects (what the official `init_state` returns)."""
@@ -235,15 +242,7 @@ class VideoTracker:
         temp[frame_idx] = self._run_frame(
             state, obj, frame_idx, is_init_cond, (coords, point_labels), reverse, False, prev_mask
         )
-        masks = []
-        for other in state.objects.values():
-            out = (
-                other.temp_cond.get(frame_idx)
-                or other.temp_non_cond.get(frame_idx)
-                or other.cond.get(frame_idx)
-                or other.non_cond.get(frame_idx)
-            )
-            masks.append(self._video_res(state, out))
+        masks = [self._video_res(state, other.output_at(frame_idx)) for other in state.objects.values()]
         return frame_idx, state.obj_ids, np.stack(masks)
 
     def propagate_in_video(
