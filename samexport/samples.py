@@ -1,4 +1,4 @@
-"""Deterministic validation inputs: a synthetic photo-like image and a set of prompts."""
+"""Deterministic validation inputs: a synthetic photo-like image, a clip of it moving, a set of prompts."""
 
 from __future__ import annotations
 
@@ -21,6 +21,16 @@ def validation_image(height: int = 480, width: int = 640) -> np.ndarray:
     image[triangle] = (250, 230, 70)
     image += rng.normal(0, 6, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+VALIDATION_SHIFT = (6, 10)  # (dy, dx) pixels per frame of the validation clip
+
+
+def validation_clip(frames: int) -> List[np.ndarray]:
+    """`frames` HxWx3 uint8 frames: the validation image rolled by `VALIDATION_SHIFT` per frame."""
+    image = validation_image()
+    dy, dx = VALIDATION_SHIFT
+    return [np.roll(image, (dy * t, dx * t), axis=(0, 1)) for t in range(frames)]
 
 
 def validation_prompts(height: int = 480, width: int = 640) -> List[Tuple[str, dict]]:

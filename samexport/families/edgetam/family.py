@@ -19,7 +19,7 @@ from ...errors import UsageError
 from ...modeling.edgetam import EdgeTam
 from ...parts import BenchFacts, Case, ExportShapes, Function, Interface, Part, PartForm, Tensor
 from ...runtime import Runner, Session, TorchRunner
-from ...samples import validation_image
+from ...samples import validation_clip
 from ..base import ENCODER_BENCH, Family, fp16_megabytes
 from ..registry import register_family
 from .modules import PART_MODULES, part_module
@@ -27,7 +27,6 @@ from .tracker import TRACKER_PARTS, TrackerConfig, VideoTracker
 
 DECODER_OUTPUTS = ("lowResMasks", "iouScores", "objectPointers", "objectScore")
 VALIDATION_FRAMES = 4
-VALIDATION_SHIFT = (6, 10)  # (dy, dx) pixels per frame
 CASES_PER_PART = 3
 
 
@@ -51,12 +50,6 @@ class EdgeTamReference:
     """Every part call of the official model tracking the validation clip."""
 
     calls: Dict[str, List[Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]]]
-
-
-def validation_clip(frames: int = VALIDATION_FRAMES) -> List[np.ndarray]:
-    image = validation_image()
-    dy, dx = VALIDATION_SHIFT
-    return [np.roll(image, (dy * t, dx * t), axis=(0, 1)) for t in range(frames)]
 
 
 class EdgeTamFamily(Family):
@@ -137,7 +130,7 @@ class EdgeTamFamily(Family):
         }
         session = Session("torch", "edgetam", interfaces, recorders)
         tracker = VideoTracker(session, self.tracker_config(shapes))
-        state = tracker.init_state(frames=validation_clip())
+        state = tracker.init_state(frames=validation_clip(VALIDATION_FRAMES))
         h, w = state.video_height, state.video_width
         tracker.add_new_points_or_box(state, 0, 1, points=[[w * 0.3, h * 0.4]], labels=[1])
         tracker.add_new_points_or_box(state, 0, 2, box=[w * 0.6, h * 0.15, w * 0.9, h * 0.55])

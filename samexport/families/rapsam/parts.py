@@ -27,7 +27,7 @@ from torch import nn
 from ...errors import InputError, UsageError
 from ...modeling.rapsam import fixed_input
 from ...parts import BenchFacts, Case, ExportShapes, Function, Interface, Part, PartForm, Tensor
-from ...samples import validation_image, validation_prompts
+from ...samples import validation_clip, validation_image, validation_prompts
 from ..base import DECODER_BENCH, ENCODER_BENCH, EncoderForExport
 from .video import tube_lengths as video_tube_lengths
 
@@ -35,7 +35,6 @@ PROMPT_OUTPUTS = ("maskLogits", "iouScores")
 PANOPTIC_OUTPUTS = ("classLogits", "maskLogits")
 TUBE_OUTPUTS = ("classLogits", "maskLogits", "queryEmbeddings")
 PROMPT_SEED = 3
-VALIDATION_SHIFT = (6, 10)  # (dy, dx) pixels per frame: the validation clip is the validation image rolled
 
 
 class RapSamEncoder(nn.Module):
@@ -105,14 +104,12 @@ class RapSamReference:
     _clip_features: Optional[torch.Tensor] = None
 
     def clip_features(self, frames: int) -> torch.Tensor:
-        """(frames, 256, h/4, w/4): the mask features of the validation clip (the validation image rolled by
-        `VALIDATION_SHIFT` per frame) at the export's input size."""
+        """(frames, 256, h/4, w/4): the mask features of `samples.validation_clip` at the export's input
+        size."""
         have = 0 if self._clip_features is None else len(self._clip_features)
         if have < frames:
-            dy, dx = VALIDATION_SHIFT
             more = []
-            for t in range(have, frames):
-                image = np.roll(self.image, (dy * t, dx * t), axis=(0, 1))
+            for image in validation_clip(frames)[have:]:
                 with torch.no_grad():
                     more.append(
                         self.model.image_encoder(fixed_input(image, tuple(self.tensor.shape[-2:]))[0])
