@@ -129,8 +129,11 @@ def representative_models():
 def convert_with_the_toy_target(model, out):
     from samexport.export.convert import convert
     from samexport.export.options import ConvertOptions
+    from samexport.families import PromptFamily
 
-    extra = {"input_size": (256, 352)} if get_spec(model).family.prompts_are_queries else {}
+    family = get_spec(model).family
+    queries = isinstance(family, PromptFamily) and family.prompts_are_queries  # RAP-SAM: any input size
+    extra = {"input_size": (256, 352)} if queries else {}
     options = ConvertOptions(encoder=model, target="torchscript", output_dir=out, points=(1,), **extra)
     return convert(options, quiet=True)
 
