@@ -278,7 +278,17 @@ def convert_command(
 @click.option(
     "--video",
     is_flag=True,
-    help="RAP-SAM: IMAGE is a video: video instance segmentation (ids kept across frames), --output an .mp4.",
+    help="IMAGE is a clip (a video file or a folder of <number>.jpg frames), --output an .mp4: RAP-SAM "
+    "segments every instance (ids kept across frames); EdgeTAM tracks the objects --point/--box (frame 0) "
+    "or --prompts name.",
+)
+@click.option(
+    "--prompts",
+    "prompts_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help='--video, EdgeTAM: a JSON list of prompts on any frames, [{"frame": 0, "object": 1, "points": '
+    '[[x, y, 1], ...]}, {"frame": 5, "object": 2, "box": [x0, y0, x1, y1]}, ...].',
 )
 @click.option(
     "--score-threshold",
@@ -364,6 +374,7 @@ def segment_command(
     crop_n_layers,
     classifier,
     video,
+    prompts_file,
     score_threshold,
     memory_budget,
     force,
@@ -372,7 +383,8 @@ def segment_command(
     """Masks for a photo from clicks/boxes or everything mode, drawn over it (and written as JSON).
 
     RAP-SAM: one mask per click or box, --everything is its panoptic segmentation with class names, and
-    --video segments a video's instances with ids kept across frames."""
+    --video segments a video's instances with ids kept across frames. EdgeTAM: --video tracks the prompted
+    objects through the clip."""
     from .errors import UsageError
     from .segment import (
         DEFAULT_SCORE_THRESHOLD,
@@ -385,10 +397,26 @@ def segment_command(
     )
 
     if video:
-        if points or boxes or everything:
+        from .families.registry import get_spec
+        from .track_prompts import prompts_from_flags, read_prompts_file
+
+        tracker = get_spec(encoder).family.tracks_prompted_objects
+        if everything:
+            raise UsageError("--everything is for photos; drop it with --video")
+        if prompts_file is not None and (points or boxes):
             raise UsageError(
-                "--video segments every instance of the clip; drop --point, --box and --everything"
+                "give the prompts as --point/--box (frame 0) or as --prompts FILE.json, not both"
             )
+        if tracker and score_threshold is not None:
+            raise UsageError(
+                f"--score-threshold is for instance segmentation; {encoder} tracks the objects you prompt "
+                "(each frame's object score says whether the object is there): drop --score-threshold"
+            )
+        prompts = (
+            read_prompts_file(prompts_file)
+            if prompts_file is not None
+            else prompts_from_flags([parse_point(p) for p in points], [parse_box(b) for b in boxes])
+        )
         document = segment_video(
             VideoSegmentOptions(
                 video=image,
@@ -402,18 +430,25 @@ def segment_command(
                 score_threshold=DEFAULT_SCORE_THRESHOLD if score_threshold is None else score_threshold,
                 force=force,
                 memory_budget_gb=memory_budget,
+                prompts=tuple(prompts),
             ),
             quiet=quiet,
         )
-        drawn = sum(len(frame) for frame in document["instances"])
+        if tracker:
+            what = f"{len(document['objects'])} objects tracked"
+        else:
+            what = f"{sum(len(frame) for frame in document['instances'])} instances drawn"
         timings = ", ".join(f"{k} {v:.2f} s" for k, v in document["timings_s"].items())
         click.echo(
-            f"done: {document['frames']} frames, {drawn} instances drawn -> {output}"
-            + (f", {json_path}" if json_path else "")
+            f"done: {document['frames']} frames, {what} -> {output}" + (f", {json_path}" if json_path else "")
         )
         click.echo(f"  {timings}")
         return
-    for flag, value in (("--score-threshold", score_threshold), ("--memory-budget", memory_budget)):
+    for flag, value in (
+        ("--score-threshold", score_threshold),
+        ("--memory-budget", memory_budget),
+        ("--prompts", prompts_file),
+    ):
         if value is not None:
             raise UsageError(f"{flag} is a --video option; add --video or drop it")
 

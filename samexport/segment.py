@@ -21,6 +21,7 @@ from .console import Progress
 from .errors import InputError, UsageError
 from .everything import EVERYTHING_DEFAULTS, EVERYTHING_FRACTIONS, EVERYTHING_RANGES
 from .fsutil import OutputFiles
+from .track_prompts import ObjectPrompt
 
 # Every mask record of the JSON has these keys (None where the family or mode has no value): one schema.
 RECORD_KEYS = (
@@ -140,7 +141,8 @@ class SegmentOptions:
 
 @dataclass
 class VideoSegmentOptions:
-    """What to segment and where the results go; checked before any work."""
+    """What to segment and where the results go; checked before any work. A tracker follows `prompts`'
+    objects; other video families segment every instance."""
 
     video: Path
     encoder: str
@@ -153,6 +155,7 @@ class VideoSegmentOptions:
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
     force: bool = False
     memory_budget_gb: Optional[float] = None  # None: the memory this machine has free when the run starts
+    prompts: Tuple[ObjectPrompt, ...] = ()
 
     def __post_init__(self) -> None:
         from .families.registry import get_spec, list_models
@@ -162,6 +165,16 @@ class VideoSegmentOptions:
             videos = [s.name for s in map(get_spec, list_models()) if s.family.segmenter("video") is not None]
             raise UsageError(
                 f"--video segments videos with {', '.join(videos)}; {spec.name} segments images only"
+            )
+        if spec.family.tracks_prompted_objects and not self.prompts:
+            raise UsageError(
+                f"--video with {spec.name} tracks the objects you prompt: give --point/--box (on frame 0) "
+                "or --prompts FILE.json"
+            )
+        if not spec.family.tracks_prompted_objects and self.prompts:
+            raise UsageError(
+                f"--video with {spec.name} segments every instance of the clip; drop --point, --box and "
+                "--prompts"
             )
         backends = backend_names()
         if self.backend not in backends:

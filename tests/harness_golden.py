@@ -474,6 +474,233 @@ def video_tracks() -> Dict:
     }
 
 
+TRACK_VIDEO = (12, 10)  # width, height of the memory tracker's toy clip
+DIGITS = 5  # decimals of the toy parts' outputs
+TRACK_FRAMES = 8
+
+
+class ToyTrackerPart:
+    """One of the tracker's parts at toy sizes: outputs by formula from the inputs (so that every input the
+    tracker builds changes them), each call recorded."""
+
+    description, runtime = "toy part (harness golden file)", "numpy"
+
+    def __init__(self, part: str, calls: list) -> None:
+        self.part, self.calls = part, calls
+
+    def run(self, feeds):
+        import numpy as np
+
+        f = {k: np.asarray(v, np.float32) for k, v in feeds.items()}
+        mix = np.float32(sum(float((v.reshape(-1) * np.cos(np.arange(v.size))).sum()) for v in f.values()))
+        if self.part == "encoder":
+            pooled = f["image"].reshape(3, 4, 2, 4, 2).mean(axis=(2, 4))  # (3, 4, 4)
+            out = {
+                "visionFeatures": np.tanh(pooled[:2, ::2, ::2] + pooled[2:, 1::2, 1::2])[None],
+                "highResFeatures0": np.sin(pooled.sum(0))[None, None],
+                "highResFeatures1": np.cos(pooled[1, ::2, ::2])[None, None],
+            }
+        elif self.part in ("prompt_decoder", "track_decoder"):
+            rows, cols = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+            tokens = np.arange(4).reshape(4, 1, 1)
+            masks = (
+                3 * np.sin(0.9 * rows + 0.5 * tokens + mix) * np.cos(0.7 * cols - 0.3 * tokens + 0.5 * mix)
+            )
+            masks = masks + 0.8 * np.cos(2.1 * rows * cols + mix) - 0.2 * tokens
+            out = {
+                "lowResMasks": masks[None],
+                "iouScores": (0.5 + 0.4 * np.sin(mix * np.arange(1, 5)))[None],
+                "objectPointers": np.sin(mix + np.arange(16).reshape(1, 4, 4)),
+                "objectScore": np.array([[4 * np.sin(1.7 * mix)]]),
+            }
+        elif self.part == "memory_attention":
+            out = {"pixFeatures": f["visionFeatures"] + 0.1 * np.sin(mix + np.arange(8).reshape(1, 2, 2, 2))}
+        else:
+            area = float((f["maskLogits"] > 0).sum())
+            out = {
+                "memory": (
+                    1.2345 * np.sin(np.arange(8) * 1.3 + 0.01 * area + f["binarize"][0] + mix)
+                ).reshape(1, 4, 2)
+            }
+        # rounded to the digits the golden file keeps, so that Python's tracker uses exactly what Swift reads
+        out = {k: np.round(np.asarray(v, np.float64), DIGITS).astype(np.float32) for k, v in out.items()}
+        self.calls.append((self.part, f, out))
+        return out, {}
+
+
+def numbers(values) -> str:
+    """float32 values as shortest decimals, space-separated (each reads back as the same float32)."""
+    import numpy as np
+
+    return " ".join(str(np.float32(x)) for x in np.asarray(values, np.float32).reshape(-1))
+
+
+def tracker_image(tracker, frame):
+    """The encoder input the tracker makes of a frame."""
+    from samexport.modeling import transforms
+
+    return transforms.sam2_video_preprocess(frame, tracker.config.image_size)
+
+
+def memory_tracker() -> Dict:
+    """samexport's EdgeTAM tracker (`VideoTracker`) on toy parts: every part call's inputs and outputs and
+    every result of a scripted session (prompts on frame 0, propagation, corrections with and without the old
+    points, a third conditioning frame, reverse propagation). The Swift tracker replays the outputs and must
+    build exactly the same inputs and results."""
+    import numpy as np
+
+    from samexport.families.edgetam.tracker import TrackerConfig, VideoTracker
+    from samexport.parts import Function, Interface, Tensor
+    from samexport.runtime import Session
+
+    config = TrackerConfig(num_maskmem=3, cond_slots=2, max_obj_ptrs=4, fill_hole_area=2, image_size=8)
+    s, p = config.memory_slots, config.pointer_slots
+
+    def interface(part, inputs, outputs):
+        tensors = tuple(Tensor(n, shape, n) for n, shape in inputs)
+        return Interface(
+            part, part, tensors, tuple(Tensor(n, (1,), n) for n in outputs), (Function("main", dict(inputs)),)
+        )
+
+    decoder_outputs = ("lowResMasks", "iouScores", "objectPointers", "objectScore")
+    features = [
+        ("pixFeatures", (1, 2, 2, 2)),
+        ("highResFeatures0", (1, 1, 4, 4)),
+        ("highResFeatures1", (1, 1, 2, 2)),
+    ]
+    interfaces = {
+        "encoder": interface(
+            "encoder", [("image", (1, 3, 8, 8))], ("visionFeatures", "highResFeatures0", "highResFeatures1")
+        ),
+        "prompt_decoder": interface(
+            "prompt_decoder",
+            features
+            + [
+                ("points", (1, "N", 3)),
+                ("maskInput", (1, 1, 8, 8)),
+                ("hasMaskInput", (1,)),
+                ("noMemory", (1,)),
+            ],
+            decoder_outputs,
+        ),
+        "track_decoder": interface("track_decoder", features, decoder_outputs),
+        "memory_attention": interface(
+            "memory_attention",
+            [
+                ("visionFeatures", (1, 2, 2, 2)),
+                ("memory", (s, 4, 2)),
+                ("memoryTemporal", (s, config.num_maskmem)),
+                ("memoryValid", (s,)),
+                ("objectPointers", (p, 4)),
+                ("pointerValid", (p,)),
+            ],
+            ("pixFeatures",),
+        ),
+        "memory_encoder": interface(
+            "memory_encoder",
+            [("visionFeatures", (1, 2, 2, 2)), ("maskLogits", (1, 1, 8, 8)), ("binarize", (1,))],
+            ("memory",),
+        ),
+    }
+    calls: list = []
+    session = Session(
+        "toy", "edgetam", interfaces, {part: ToyTrackerPart(part, calls) for part in interfaces}
+    )
+    tracker = VideoTracker(session, config)
+    width, height = TRACK_VIDEO
+    rng = np.random.default_rng(11)
+    frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(TRACK_FRAMES)]
+    state = tracker.init_state(frames=frames)
+    steps = []
+
+    def result(frame_idx, obj_ids, masks):
+        return {
+            "frame": int(frame_idx),
+            "objects": list(obj_ids),
+            "video_logits": numbers(np.round(masks, 4)),
+        }
+
+    def prompt(frame, obj, points=None, labels=None, box=None, clear=True):
+        first = len(calls)
+        out = tracker.add_new_points_or_box(
+            state, frame, obj, points, labels, clear_old_points=clear, box=box
+        )
+        steps.append(
+            {
+                "action": "prompt",
+                "frame": frame,
+                "object": obj,
+                "points": points or [],
+                "labels": labels or [],
+                "box": box,
+                "clear_old_points": clear,
+                "calls": [first, len(calls)],
+                "results": [result(*out)],
+            }
+        )
+
+    def propagate(start=None, reverse=False):
+        first = len(calls)
+        results = [result(*out) for out in tracker.propagate_in_video(state, start, reverse=reverse)]
+        steps.append(
+            {
+                "action": "propagate",
+                "start": start,
+                "reverse": reverse,
+                "calls": [first, len(calls)],
+                "results": results,
+            }
+        )
+
+    prompt(0, 1, points=[[3.0, 4.0]], labels=[1])
+    prompt(0, 2, points=[[8.0, 5.0]], labels=[0], box=[5.0, 1.0, 11.0, 7.0])
+    propagate()
+    prompt(3, 1, points=[[6.0, 6.0]], labels=[1])
+    prompt(3, 1, points=[[2.0, 8.0]], labels=[0], clear=False)
+    propagate()
+    prompt(6, 1, points=[[9.0, 2.0]], labels=[1])
+    prompt(6, 2, points=[[1.0, 1.0], [10.0, 9.0]], labels=[1, 1])
+    propagate(7, reverse=True)
+
+    def tensors(values):
+        return {k: {"shape": list(v.shape), "values": numbers(v)} for k, v in values.items() if k != "image"}
+
+    images = [np.asarray(tracker_image(tracker, frame)) for frame in frames]
+
+    def frame_of(image) -> int:
+        return next(i for i, candidate in enumerate(images) if np.array_equal(candidate, image))
+
+    outputs = {
+        str(obj_id): [
+            {"frame": f, "object_score": round(o.object_score, 6), "mask_token": o.mask_token}
+            for f in range(TRACK_FRAMES)
+            if (o := obj.output_at(f)) is not None
+        ]
+        for obj_id, obj in state.objects.items()
+    }
+    return {
+        "config": {
+            "num_maskmem": config.num_maskmem,
+            "cond_slots": config.cond_slots,
+            "max_obj_ptrs": config.max_obj_ptrs,
+            "fill_hole_area": config.fill_hole_area,
+            "image_size": config.image_size,
+            "memory_slots": s,
+            "pointer_slots": p,
+        },
+        "width": width,
+        "height": height,
+        "frames": TRACK_FRAMES,
+        "calls": [
+            {"part": part, "inputs": tensors(f), "outputs": tensors(o)}
+            | ({"frame": frame_of(f["image"])} if part == "encoder" else {})
+            for part, f, o in calls
+        ],
+        "steps": steps,
+        "final_outputs": outputs,
+    }
+
+
 def fixtures() -> Dict[str, str]:
     """file name -> exact contents."""
     out = {
@@ -486,6 +713,7 @@ def fixtures() -> Dict[str, str]:
         "everything.json": dumps(everything()),
         "panoptic_fusion.json": dumps(panoptic_fusion()),
         "video_tracks.json": dumps(video_tracks()),
+        "memory_tracker.json": dumps(memory_tracker()),
     }
     out.update(devicectl_and_jetsam())
     return out

@@ -37,6 +37,8 @@ LAYERS = [
         "samexport.amg",
         "samexport.everything",
         "samexport.overlay",
+        "samexport.clips",
+        "samexport.track_prompts",
     },
     {"samexport.families"},
     {

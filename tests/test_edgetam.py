@@ -176,39 +176,194 @@ def test_tracker_refuses_bad_prompts_in_one_line(video):
 
 
 @pytest.mark.slow
-def test_tracker_on_the_onnx_export_equals_the_official_tracker(tmp_path, checkpoint, video):
-    """convert --encoder edgetam --target onnx validates every part (teacher-forced on the validation clip);
-    the tracker over the export follows the official predictor frame by frame on the fixture clip."""
+def test_tracker_on_the_onnx_and_litert_exports_equals_the_official_tracker(tmp_path, checkpoint, video):
+    """convert --encoder edgetam --target onnx,litert (float32) validates every part (teacher-forced on the
+    validation clip); the tracker over each export follows the official predictor frame by frame on the
+    fixture clip (mask IoU >= 0.99, the same object-score signs). Prompts of 1 and 2 points (2 and 3 tokens)
+    are all the clip's prompts need."""
     import samexport
     from samexport.export.convert import convert
     from samexport.export.options import ConvertOptions
 
     manifest = convert(
         ConvertOptions(
-            encoder="edgetam", target="onnx", output_dir=tmp_path, checkpoint=checkpoint, precision="fp32"
+            encoder="edgetam",
+            target="onnx,litert",
+            output_dir=tmp_path,
+            checkpoint=checkpoint,
+            precision="fp32",
+            points=(1, 2),
         ),
         quiet=True,
     )
-    assert set(manifest["validation"]["onnx"]) >= {
-        "encoder",
-        "prompt_decoder",
-        "track_decoder",
-        "memory_attention",
-        "memory_encoder",
-    }
+    for target in ("onnx", "litert"):
+        assert set(manifest["validation"][target]) >= {
+            "encoder",
+            "prompt_decoder",
+            "track_decoder",
+            "memory_attention",
+            "memory_encoder",
+        }
+        assert manifest["validation"][target]["passed"]
+    # LiteRT's GPU delegate takes tensors of rank <= 4 only
+    for part in ("encoder", "prompt_decoder", "track_decoder", "memory_attention", "memory_encoder"):
+        assert manifest["litert"][part]["structure"]["max_rank"] <= 4, part
     path = next(tmp_path.glob("*.export.json"))
-    predictor = samexport.build_video_predictor("edgetam", backend="onnx", manifest=path)
     prompts = json.loads(str(video["prompts_json"]))
-    state = predictor.init_state(frames=list(video["frames"]))
     click, box = prompts["obj1_click_f0"], prompts["obj2_box_f0"]
-    predictor.add_new_points_or_box(state, 0, 1, points=click["points"], labels=click["labels"])
-    predictor.add_new_points_or_box(state, 0, 2, box=box["box"])
-    fwd = np.stack([m[:, 0] for _, _, m in predictor.propagate_in_video(state)])
     official = video["fwd_video_logits"]
-    iou = ((fwd > 0) & (official > 0)).sum((2, 3)) / ((fwd > 0) | (official > 0)).sum((2, 3))
-    assert iou.min() >= 0.99
-    for obj in (1, 2):
-        outputs = state.objects[obj]
-        scores = np.array([outputs.output_at(f).object_score for f in range(8)])
-        assert np.array_equal(scores > 0, video["fwd_object_score_logits"][:, obj - 1] > 0)
-    assert_video_logits(fwd, official, "onnx fwd")
+    for backend in ("onnx", "litert"):
+        predictor = samexport.build_video_predictor("edgetam", backend=backend, manifest=path)
+        state = predictor.init_state(frames=list(video["frames"]))
+        predictor.add_new_points_or_box(state, 0, 1, points=click["points"], labels=click["labels"])
+        predictor.add_new_points_or_box(state, 0, 2, box=box["box"])
+        fwd = np.stack([m[:, 0] for _, _, m in predictor.propagate_in_video(state)])
+        iou = ((fwd > 0) & (official > 0)).sum((2, 3)) / ((fwd > 0) | (official > 0)).sum((2, 3))
+        assert iou.min() >= 0.99, backend
+        for obj in (1, 2):
+            outputs = state.objects[obj]
+            scores = np.array([outputs.output_at(f).object_score for f in range(8)])
+            assert np.array_equal(scores > 0, video["fwd_object_score_logits"][:, obj - 1] > 0), backend
+        assert_video_logits(fwd, official, f"{backend} fwd")
+
+
+def write_frames(folder, frames) -> None:
+    from PIL import Image
+
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i}.png")
+
+
+@pytest.mark.slow
+def test_segment_video_tracks_prompted_objects_to_a_clip_and_json(tmp_path, checkpoint, video):
+    """segment --video --encoder edgetam on a folder of the fixture clip's first 4 frames, prompts from a
+    file on two frames: the two objects prompted on frame 0 follow the official predictor (the first frames'
+    results do not depend on the clip's length), the one prompted on frame 2 is there on frame 2; the
+    annotated clip has every frame."""
+    import cv2
+
+    from helpers import run_cli
+    from samexport.amg import decode_rle
+
+    frames = video["frames"][:4]
+    write_frames(tmp_path / "clip", frames)
+    given = json.loads(str(video["prompts_json"]))
+    click, box = given["obj1_click_f0"], given["obj2_box_f0"]
+    prompts = [
+        {
+            "frame": 0,
+            "object": 1,
+            "points": [[*p, label] for p, label in zip(click["points"], click["labels"])],
+        },
+        {"frame": 0, "object": 2, "box": box["box"]},
+        {"frame": 2, "object": 3, "points": [[160.0, 200.0, 1]]},
+    ]
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    out, doc = tmp_path / "tracked.mp4", tmp_path / "tracked.json"
+    result = run_cli(
+        "segment", str(tmp_path / "clip"), "--video", "--encoder", "edgetam", "--checkpoint", str(checkpoint),
+        "--prompts", str(tmp_path / "prompts.json"), "--output", str(out), "--json", str(doc),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(doc.read_text())
+    assert document["format"] == "samexport.track/1" and document["objects"] == [1, 2, 3]
+    assert document["frames"] == 4 and document["size_hw"] == [240, 320]
+    official = video["fwd_video_logits"][:4] > 0
+    scores = video["fwd_object_score_logits"][:4]
+    for f, objects in enumerate(document["frames_objects"]):
+        assert [o["id"] for o in objects] == [1, 2, 3]
+        for obj in (1, 2):
+            record = objects[obj - 1]
+            mask = decode_rle(record["segmentation"])
+            assert mask.sum() == record["area"]
+            union = (mask | official[f, obj - 1]).sum()
+            assert union == 0 or (mask & official[f, obj - 1]).sum() / union >= 0.99, (f, obj)
+            assert record["present"] == bool(scores[f, obj - 1] > 0), (f, obj)
+    assert document["frames_objects"][2][2]["present"]
+    capture = cv2.VideoCapture(str(out))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 4
+
+
+@pytest.mark.parametrize(
+    "prompts, flags, message",
+    [
+        (
+            [{"frame": 9, "object": 1, "points": [[5, 5, 1]]}],
+            (),
+            r"frame 9 is past the clip's end: clip has frames 0\.\.1",
+        ),
+        (
+            [{"frame": 0, "object": 0, "points": [[5, 5, 1]]}],
+            (),
+            r'"object" must be an object id \(1, 2, \.\.\.\), got 0',
+        ),
+        ([{"frame": 0, "object": "a", "box": [1, 1, 9, 9]}], (), r"must be an object id"),
+        (
+            [
+                {"frame": 0, "object": 1, "points": [[5, 5, 1]]},
+                {"frame": 0, "object": 1, "box": [1, 1, 9, 9]},
+            ],
+            (),
+            r"entry 1 prompts object 1 on frame 0 again \(entry 0 did\)",
+        ),
+        ([{"frame": 0, "object": 1, "points": []}], (), r"entry 0 \(object 1 on frame 0\) is empty"),
+        (
+            [{"frame": 0, "object": 1, "points": [[500, 5, 1]]}],
+            (),
+            r"point 500,5 lies outside the 32x24 frames",
+        ),
+        ([{"frame": 0, "object": 1, "points": [[5, 5, 2]]}], (), r"label 1 or 0"),
+        ([], (), r"must hold a non-empty list"),
+        (None, (), r"tracks the objects you prompt: give --point/--box"),
+        (None, ("--point", "5,5", "--score-threshold", "0.3"), r"drop --score-threshold"),
+        ([{"frame": 0, "object": 1, "points": [[5, 5, 1]]}], ("--point", "5,5"), r"not both"),
+    ],
+)
+def test_segment_video_with_edgetam_refuses_bad_prompts_in_one_line(
+    tmp_path, capsys, prompts, flags, message
+):
+    """Prompts are checked against the clip before the model is built: one line, exit 2, nothing written."""
+    import re
+
+    from helpers import invoke
+
+    write_frames(tmp_path / "clip", [np.zeros((24, 32, 3), np.uint8)] * 2)
+    args = [
+        "segment",
+        str(tmp_path / "clip"),
+        "--video",
+        "--encoder",
+        "edgetam",
+        "--output",
+        str(tmp_path / "o.mp4"),
+    ]
+    if prompts is not None:
+        (tmp_path / "p.json").write_text(json.dumps(prompts))
+        args += ["--prompts", str(tmp_path / "p.json")]
+    result = invoke(capsys, *args, *flags)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), lines
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_folder_of_frames_of_mixed_sizes_is_refused_before_any_work(tmp_path, capsys):
+    from PIL import Image
+
+    from helpers import invoke
+
+    (tmp_path / "clip").mkdir()
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / "clip" / "0.jpg")
+    Image.fromarray(np.zeros((20, 32, 3), np.uint8)).save(tmp_path / "clip" / "1.jpg")
+    result = invoke(
+        capsys, "segment", str(tmp_path / "clip"), "--video", "--encoder", "edgetam", "--point", "5,5",
+        "--output", str(tmp_path / "o.mp4"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'clip' / '1.jpg'} is 32x20, 0.jpg 32x24; every frame must have one size"
+    ]

@@ -135,6 +135,9 @@ class Family(ABC):
         pipelines for images, no video."""
         return None
 
+    # `segment --video` follows the objects its prompts name (a tracker), instead of finding every instance
+    tracks_prompted_objects: ClassVar[bool] = False
+
     def video_predictor(self, session, config=None):
         """The family's memory-bank tracker over `session` (the official video predictor's methods), or None
         where the family has none."""

@@ -1,4 +1,5 @@
-"""Resampling ops: bilinear `resample` (grid sampling), `upsample_bilinear` and `max_pool`."""
+"""Resampling ops: bilinear `resample` (grid sampling), `upsample_bilinear`, `upsample_nearest_neighbor`
+and `max_pool`."""
 
 from __future__ import annotations
 
@@ -86,6 +87,18 @@ def upsample_bilinear(
         return np.take(a, low, axis=axis) * (1 - frac) + np.take(a, high, axis=axis) * frac
 
     return lerp(lerp(x, ys, 2, h), xs, 3, w).astype(np.float32)
+
+
+@op(moves="x")
+def upsample_nearest_neighbor(x, scale_factor_height=1, scale_factor_width=1):
+    """(N, C, H, W) -> (N, C, floor(H * s_h), floor(W * s_w)): output pixel i copies input floor(i / s)
+    (PyTorch's `nearest`)."""
+    x = np.asarray(x)
+    h, w = x.shape[-2:]
+    sh, sw = float(scale_factor_height), float(scale_factor_width)
+    rows = np.minimum(np.floor(np.arange(int(np.floor(h * sh))) / sh).astype(np.int64), h - 1)
+    cols = np.minimum(np.floor(np.arange(int(np.floor(w * sw))) / sw).astype(np.int64), w - 1)
+    return x[..., rows, :][..., cols]
 
 
 @op()

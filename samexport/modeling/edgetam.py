@@ -71,21 +71,38 @@ class EdgeTam(nn.Module):
         self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, self.hidden_dim))
         self.no_obj_ptr = nn.Parameter(torch.zeros(1, self.hidden_dim))
         self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
+        # the sine encodings are constants of the graph (not state_dict entries)
+        self.register_buffer(
+            "vision_sine", sine_position_encoding(64, 64, self.hidden_dim)[None], persistent=False
+        )
+        self.register_buffer(
+            "memory_sine", sine_position_encoding(64, 64, self.mem_dim)[None], persistent=False
+        )
+        self.register_buffer(
+            "latent_sine",
+            sine_position_encoding(16, 16, self.mem_dim).flatten(1).transpose(0, 1),
+            persistent=False,
+        )
 
     # -- constants ---------------------------------------------------------------------------------------
     def vision_pos(self) -> torch.Tensor:
         """(1, 256, 64, 64) sine encoding of the stride-16 features (memory attention's `curr_pos`)."""
-        return sine_position_encoding(64, 64, self.hidden_dim)[None]
+        return self.vision_sine
 
     def memory_pos(self) -> torch.Tensor:
         """(512, 64) position encoding of one memory: zeros for the 1-D latents, the 16x16 sine encoding
         for the 2-D latents (the temporal encoding is added per slot)."""
-        pos_2d = sine_position_encoding(16, 16, self.mem_dim).flatten(1).transpose(0, 1)
+        pos_2d = self.latent_sine
         return torch.cat([torch.zeros(self.memory_tokens - pos_2d.shape[0], self.mem_dim), pos_2d], dim=0)
 
     # -- the stateless steps -----------------------------------------------------------------------------
     def encode_image(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        s4, s8, s16 = self.image_encoder(image)
+        return self.decoder_features(*self.image_encoder(image))
+
+    def decoder_features(
+        self, s4: torch.Tensor, s8: torch.Tensor, s16: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The neck's stride-4, 8, 16 maps -> (vision features, the decoder's two high-resolution skips)."""
         return s16, self.sam_mask_decoder.conv_s0(s4), self.sam_mask_decoder.conv_s1(s8)
 
     def decode(
@@ -129,7 +146,7 @@ class EdgeTam(nn.Module):
         hard = binarize.reshape(-1, 1, 1, 1)
         mask = hard * (high_res > 0).float() + (1 - hard) * torch.sigmoid(high_res)
         features = self.memory_encoder(vision_features, mask * MEM_SIGMOID_SCALE + MEM_SIGMOID_BIAS)
-        pos = sine_position_encoding(64, 64, self.mem_dim)[None].expand(features.shape[0], -1, -1, -1)
+        pos = self.memory_sine.expand(features.shape[0], -1, -1, -1)
         return self.spatial_perceiver(features, pos)
 
     def attend_memory(

@@ -114,15 +114,32 @@ class MemoryAttention(nn.Module):
         self.key_grid = key_grid
         self.query_grid = query_grid
         self.d_model = d_model
+        # the rotation tables are constants of the graph (not state_dict entries)
+        query_cos, query_sin = rope_table(axial_rope_angles(query_grid, d_model))
+        slot_cos, slot_sin = rope_table(self.slot_angles())
+        for name, table in (
+            ("query_cos", query_cos),
+            ("query_sin", query_sin),
+            ("slot_cos", slot_cos),
+            ("slot_sin", slot_sin),
+        ):
+            self.register_buffer(name, table, persistent=False)
 
-    def key_angles(self, slots: int, pointer_tokens: int) -> torch.Tensor:
-        """(slots * tokens_per_slot + pointer_tokens, d_model // 2) key rotation angles (0: not rotated)."""
-        half = self.d_model // 2
-        slot = torch.zeros(self.tokens_per_slot, half)
+    def slot_angles(self) -> torch.Tensor:
+        """(tokens_per_slot, d_model // 2) one memory slot's key rotation angles (0: not rotated)."""
+        slot = torch.zeros(self.tokens_per_slot, self.d_model // 2)
         slot[self.tokens_per_slot - self.rope_tokens_per_slot :] = axial_rope_angles(
             self.key_grid, self.d_model
         )
-        return torch.cat([slot.repeat(slots, 1), torch.zeros(pointer_tokens, half)], dim=0)
+        return slot
+
+    def key_rope(self, slots: int, pointer_tokens: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) (slots * tokens_per_slot + pointer_tokens, d_model // 2) of the keys: each slot's
+        table, then the pointers' (not rotated)."""
+        half = self.d_model // 2
+        cos = torch.cat([self.slot_cos.repeat(slots, 1), torch.ones(pointer_tokens, half)], dim=0)
+        sin = torch.cat([self.slot_sin.repeat(slots, 1), torch.zeros(pointer_tokens, half)], dim=0)
+        return cos, sin
 
     def forward(
         self,
@@ -134,8 +151,8 @@ class MemoryAttention(nn.Module):
         pointer_tokens: int,
         key_valid: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        q_rope = rope_table(axial_rope_angles(self.query_grid, self.d_model))
-        k_rope = rope_table(self.key_angles(slots, pointer_tokens))
+        q_rope = (self.query_cos, self.query_sin)
+        k_rope = self.key_rope(slots, pointer_tokens)
         key_bias = None if key_valid is None else (1.0 - key_valid) * MASKED_KEY
         output = curr + 0.1 * curr_pos
         for layer in self.layers:

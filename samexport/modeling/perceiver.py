@@ -94,12 +94,14 @@ class SpatialPerceiver(nn.Module):
         in row-major window order."""
         b, c, h, w = x.shape
         tokens = x.flatten(2).transpose(1, 2)
-        latents = self.latents.unsqueeze(0).expand(b, -1, -1)
+        latents = self.latents.unsqueeze(0).repeat(b, 1, 1)  # a copy: a view of a parameter needs grad
         pos_tokens = pos.flatten(2).transpose(1, 2)
         for layer in self.layers:
             latents = layer(latents, tokens, pos_tokens)
         n, s = self.windows, h // self.windows
-        windows = x.reshape(b, c, n, s, n, s).permute(0, 2, 4, 3, 5, 1).reshape(b * n * n, s * s, c)
+        # the s x s windows in row-major order, split with tensors of rank <= 4 (LiteRT's GPU delegate limit)
+        rows = x.reshape(b * c * n, s, n, s).permute(0, 2, 1, 3).reshape(b, c, n * n, s * s)
+        windows = rows.permute(0, 2, 3, 1).reshape(b * n * n, s * s, c)
         latents_2d = self.latents_2d.reshape(-1, 1, c).repeat(b, 1, 1)
         for layer in self.layers:
             latents_2d = layer(latents_2d, windows)

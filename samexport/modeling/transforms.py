@@ -82,10 +82,15 @@ def sam2_image_preprocess(image: np.ndarray, size: int = IMG_SIZE) -> torch.Tens
     return normalize_01(x)
 
 
+def sam2_video_resize(image: np.ndarray, size: int = IMG_SIZE) -> np.ndarray:
+    """HxWx3 uint8 RGB -> size x size x 3 uint8 as SAM 2's video loader resizes it (Pillow's bicubic)."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(check_image(image))).resize((size, size)))
+
+
 def sam2_video_preprocess(image: np.ndarray, size: int = IMG_SIZE) -> torch.Tensor:
-    """HxWx3 uint8 RGB -> (1, 3, size, size) as SAM 2's video loader: Pillow's bicubic resize of the uint8
-    frame, /255 in float64, then float32, Normalize."""
-    resized = np.asarray(Image.fromarray(np.ascontiguousarray(check_image(image))).resize((size, size)))
+    """HxWx3 uint8 RGB -> (1, 3, size, size) as SAM 2's video loader: the resize, /255 in float64, then
+    float32, Normalize."""
+    resized = sam2_video_resize(image, size)
     return normalize_01(torch.from_numpy((resized / 255.0).astype(np.float32)).permute(2, 0, 1)[None])
 
 

@@ -16,13 +16,14 @@ import torch
 from torch import nn
 
 from ...errors import UsageError
+from ...modeling import transforms
 from ...modeling.edgetam import EdgeTam
 from ...parts import BenchFacts, Case, ExportShapes, Function, Interface, Part, PartForm, Tensor
 from ...runtime import Runner, Session, TorchRunner
 from ...samples import validation_clip
 from ..base import ENCODER_BENCH, Family, fp16_megabytes
 from ..registry import register_family
-from .modules import PART_MODULES, part_module
+from .modules import PART_MODULES, pack_points, part_module
 from .tracker import TRACKER_PARTS, TrackerConfig, VideoTracker
 
 DECODER_OUTPUTS = ("lowResMasks", "iouScores", "objectPointers", "objectScore")
@@ -57,6 +58,9 @@ class EdgeTamFamily(Family):
     model_class = EdgeTam
     default_input_size = (1024, 1024)
     bench_parts = TRACKER_PARTS
+    # on the 0..255 scale a Core ML image input delivers
+    pixel_mean_255 = tuple(255 * m for m in transforms.IMAGENET_MEAN_01)
+    pixel_std_255 = tuple(255 * s for s in transforms.IMAGENET_STD_01)
 
     def build(self, image_encoder: nn.Module) -> nn.Module:
         return EdgeTam(image_encoder)
@@ -164,13 +168,43 @@ class EdgeTamFamily(Family):
         counts = list(shapes.token_counts)
         default = 2 if 2 in counts else counts[0]
         token_counts = [default] + [n for n in counts if n != default]
-        image = Tensor("image", (1, 3, 1024, 1024), "float32 (1, 3, 1024, 1024) normalised frame")
+        if form.image_input:
+            image = Tensor(
+                "image",
+                (1, 3, 1024, 1024),
+                "RGB, the frame resized to 1024x1024 (aspect ratio not kept). "
+                "Normalization is inside the model.",
+                image=True,
+                pixel_bias=tuple(-m for m in self.pixel_mean_255),
+                fill="pixels",
+            )
+        else:
+            image = Tensor("image", (1, 3, 1024, 1024), "float32 (1, 3, 1024, 1024) normalised frame")
+        if form.packed_prompts:
+            prompt = (
+                Tensor(
+                    "points",
+                    (1, "N", 3),
+                    "float32 (1, N, 3) (x, y, label) tokens in the 1024 frame, "
+                    "the last one padding (0, 0, -1)",
+                    fill="points",
+                ),
+            )
+        else:
+            prompt = (
+                Tensor("pointCoords", (1, "N", 2), "float32 (1, N, 2) in the 1024 frame", fill="coords"),
+                Tensor("pointLabels", (1, "N"), "float32 (1, N) labels, the last token -1", fill="ones"),
+            )
+        prompt_shapes = (
+            (lambda n: {"points": (1, n, 3)})
+            if form.packed_prompts
+            else (lambda n: {"pointCoords": (1, n, 2), "pointLabels": (1, n)})
+        )
         prompt_inputs = (
             pix,
             hr0,
             hr1,
-            Tensor("pointCoords", (1, "N", 2), "float32 (1, N, 2) in the 1024 frame", fill="coords"),
-            Tensor("pointLabels", (1, "N"), "float32 (1, N) labels, the last token -1", fill="ones"),
+            *prompt,
             Tensor(
                 "maskInput",
                 (1, 1, 256, 256),
@@ -215,8 +249,7 @@ class EdgeTamFamily(Family):
                         f"points_{n}",
                         {
                             **fixed,
-                            "pointCoords": (1, n, 2),
-                            "pointLabels": (1, n),
+                            **prompt_shapes(n),
                             "maskInput": (1, 1, 256, 256),
                             "hasMaskInput": (1,),
                             "noMemory": (1,),
@@ -224,9 +257,7 @@ class EdgeTamFamily(Family):
                     )
                     for n in token_counts
                 ),
-                dynamic_axes={"pointCoords": {1: "numPoints"}, "pointLabels": {1: "numPoints"}}
-                if form.dynamic
-                else {},
+                dynamic_axes={name: {1: "numPoints"} for name in prompt_shapes(1)} if form.dynamic else {},
                 upstream={"highResFeatures0": "encoder", "highResFeatures1": "encoder"},
                 bench=BenchFacts(runs=10, sweep="points", dim="N"),
             ),
@@ -286,7 +317,37 @@ class EdgeTamFamily(Family):
         }
 
     def part_modules(self, model, form: PartForm) -> Dict[str, Callable[[], nn.Module]]:
-        return {part: (lambda part=part: part_module(model, part)) for part in TRACKER_PARTS}
+        forms = {
+            "encoder": {"pixel_std": self.pixel_std_255 if form.image_input else None},
+            "prompt_decoder": {"packed": form.packed_prompts},
+        }
+        return {
+            part: (lambda part=part: part_module(model, part, **forms.get(part, {})))
+            for part in TRACKER_PARTS
+        }
+
+    def form_feeds(self, feeds: Dict[str, np.ndarray], form: PartForm) -> Dict[str, np.ndarray]:
+        """A reference call's feeds (normalised image, coords and labels) as `form`'s parts take them."""
+        feeds = dict(feeds)
+        if form.image_input and "image" in feeds:
+            mean = np.array(transforms.IMAGENET_MEAN_01, np.float32).reshape(1, 3, 1, 1)
+            std = np.array(transforms.IMAGENET_STD_01, np.float32).reshape(1, 3, 1, 1)
+            # the 8-bit frame the normalised tensor came from
+            feeds["image"] = np.round((feeds["image"] * std + mean) * 255).astype(np.float32)
+        if form.packed_prompts and "pointCoords" in feeds:
+            feeds["points"] = pack_points(feeds.pop("pointCoords"), feeds.pop("pointLabels"))
+        return feeds
+
+    def segmenter(self, mode: str) -> Optional[Callable]:
+        """Video: the prompted objects tracked through a clip (`segment.segment_video`); no image mode of its
+        own (the tracker's first frame is SAM 2's image predictor)."""
+        if mode == "video":
+            from .segment import segment_video
+
+            return segment_video
+        return None
+
+    tracks_prompted_objects = True
 
     def video_predictor(self, session: Session, config: Optional[TrackerConfig] = None) -> VideoTracker:
         return VideoTracker(session, config or self.tracker_config(session.shapes))
@@ -300,7 +361,8 @@ class EdgeTamFamily(Family):
                 calls = reference.calls[part]
                 chosen = [c for c in calls if select is None or select(c[0])][:CASES_PER_PART]
                 return [
-                    (f"validation clip call {i}", feeds, outputs) for i, (feeds, outputs) in enumerate(chosen)
+                    (f"validation clip call {i}", self.form_feeds(feeds, form), outputs)
+                    for i, (feeds, outputs) in enumerate(chosen)
                 ]
 
             return cases
@@ -311,10 +373,13 @@ class EdgeTamFamily(Family):
             return lambda: tuple(torch.zeros(shapes_of[n]) for n in interface.input_names)
 
         def decoder_example():
-            default = interfaces["prompt_decoder"].default.shapes
-            values = [torch.zeros(default[n]) for n in interfaces["prompt_decoder"].input_names]
-            values[4] = -torch.ones(default["pointLabels"])
-            return tuple(values)
+            interface = interfaces["prompt_decoder"]
+            values = {n: torch.zeros(interface.default.shapes[n]) for n in interface.input_names}
+            if form.packed_prompts:
+                values["points"][..., 2] = -1.0
+            else:
+                values["pointLabels"] -= 1.0
+            return tuple(values.values())
 
         return {
             "encoder": Part(

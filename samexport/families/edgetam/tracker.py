@@ -13,7 +13,6 @@ tracked frames the rest.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +23,9 @@ import numpy as np
 from ...errors import InputError, UsageError
 from ...modeling import transforms
 from ...runtime import Session
+from .modules import pack_points
 
 NO_OBJ_SCORE = -1024.0
-FRAME_EXTENSIONS = (".jpg", ".jpeg", ".JPG", ".JPEG")
 TRACKER_PARTS = ("encoder", "prompt_decoder", "track_decoder", "memory_attention", "memory_encoder")
 
 
@@ -42,6 +41,14 @@ class TrackerConfig:
     image_size: int = 1024
     stability_delta: float = 0.05
     stability_thresh: float = 0.98
+
+    def __post_init__(self) -> None:
+        # the official selection of conditioning frames keeps the closest one before and after the frame
+        if self.cond_slots < 2 or self.num_maskmem < 1 or self.max_obj_ptrs < 1:
+            raise UsageError(
+                "a tracker needs cond_slots >= 2, num_maskmem >= 1 and max_obj_ptrs >= 1; got "
+                f"{self.cond_slots}, {self.num_maskmem} and {self.max_obj_ptrs}"
+            )
 
     @property
     def memory_slots(self) -> int:
@@ -110,40 +117,11 @@ class InferenceState:
 
 
 def load_frames(video_path) -> List[np.ndarray]:
-    """A folder of `<int>.jpg` frames (the official loader's layout) or a video file -> RGB uint8 frames."""
-    path = Path(video_path)
-    if path.is_dir():
-        names = [p for p in os.listdir(path) if os.path.splitext(p)[-1] in FRAME_EXTENSIONS]
-        try:
-            names.sort(key=lambda p: int(os.path.splitext(p)[0]))
-        except ValueError:
-            raise InputError(
-                f"{path}: frames must be named <number>.jpg (as SAM 2's loader reads them)"
-            ) from None
-        from PIL import Image
+    """A folder of `<number>.jpg` frames (the official loader's layout) or a video file -> RGB uint8
+    frames."""
+    from ...clips import open_clip
 
-        frames = []
-        for name in names:
-            with Image.open(path / name) as image:
-                frames.append(np.asarray(image.convert("RGB")))
-        return frames
-    if not path.is_file():
-        raise InputError(f"{path}: no such folder of frames or video file")
-    import cv2
-
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    finally:
-        capture.release()
-    if not frames:
-        raise InputError(f"{path}: not a video OpenCV can read (or it has no frames)")
-    return frames
+    return list(open_clip(Path(video_path)).frames())
 
 
 def round_bfloat16(x: np.ndarray) -> np.ndarray:
@@ -174,6 +152,25 @@ class VideoTracker:
     def __init__(self, session: Session, config: TrackerConfig = TrackerConfig()) -> None:
         session.require(*TRACKER_PARTS)
         self.session, self.config = session, config
+        # the tensor sizes come from the parts' interfaces; the slot counts from the config, which an
+        # export's fixed shapes must match (PyTorch's modules take any)
+        self.memory_shape = self._shape("memory_attention", "memory")[1:]  # (tokens, channels)
+        self.pointer_dim = self._shape("memory_attention", "objectPointers")[1]
+        self.mask_shape = self._shape("prompt_decoder", "maskInput")
+        if session.backend != "torch":
+            fixed = (
+                self._shape("memory_attention", "memory")[0],
+                self._shape("memory_attention", "objectPointers")[0],
+            )
+            if fixed != (config.memory_slots, config.pointer_slots):
+                raise UsageError(
+                    f"{session.source or 'the export'} takes {fixed[0]} memory and {fixed[1]} pointer "
+                    f"slots; the tracker config asks for {config.memory_slots} and {config.pointer_slots}: "
+                    "use the export's"
+                )
+
+    def _shape(self, part: str, name: str) -> Tuple:
+        return next(t.shape for t in self.session.interfaces[part].inputs if t.name == name)
 
     # -- the official API --------------------------------------------------------------------------------
     def init_state(self, video_path=None, frames: Optional[Sequence[np.ndarray]] = None) -> InferenceState:
@@ -294,8 +291,12 @@ class VideoTracker:
     def _features(self, state: InferenceState, frame_idx: int) -> Dict[str, np.ndarray]:
         cached = state.features.get(frame_idx)
         if cached is None:
-            image = transforms.sam2_video_preprocess(state.frames[frame_idx], self.config.image_size)
-            cached = self.session.run("encoder", {"image": np.asarray(image)})
+            frame, size = state.frames[frame_idx], self.config.image_size
+            if self.session.interfaces["encoder"].inputs[0].image:  # 0..255 pixels, normalised inside
+                image = transforms.sam2_video_resize(frame, size).transpose(2, 0, 1)[None].astype(np.float32)
+            else:
+                image = np.asarray(transforms.sam2_video_preprocess(frame, size))
+            cached = self.session.run("encoder", {"image": image})
             state.features[frame_idx] = cached
             while len(state.features) > 2:
                 state.features.popitem(last=False)
@@ -325,14 +326,18 @@ class VideoTracker:
             pad_coords = np.concatenate([coords, np.zeros((1, 2), np.float32)])[None]
             pad_labels = np.concatenate([labels, -np.ones(1, np.float32)])[None]
             has_mask = prev_mask is not None
+            packed = "points" in self.session.interfaces["prompt_decoder"].input_names
             out = self.session.run(
                 "prompt_decoder",
                 {
                     "pixFeatures": pix,
                     **high_res,
-                    "pointCoords": pad_coords,
-                    "pointLabels": pad_labels,
-                    "maskInput": prev_mask if has_mask else np.zeros((1, 1, 256, 256), np.float32),
+                    **(
+                        {"points": pack_points(pad_coords, pad_labels)}
+                        if packed
+                        else {"pointCoords": pad_coords, "pointLabels": pad_labels}
+                    ),
+                    "maskInput": prev_mask if has_mask else np.zeros(self.mask_shape, np.float32),
                     "hasMaskInput": np.array([1.0 if has_mask else 0.0], np.float32),
                     "noMemory": np.array([1.0 if is_init_cond else 0.0], np.float32),
                 },
@@ -415,12 +420,12 @@ class VideoTracker:
         cfg = self.config
         memories, pointers = self.memory_bank(state, obj, frame_idx, reverse)
         slots, pointer_slots = cfg.memory_slots, cfg.pointer_slots
-        memory = np.zeros((slots, 512, 64), np.float32)
+        memory = np.zeros((slots, *self.memory_shape), np.float32)
         temporal = np.zeros((slots, cfg.num_maskmem), np.float32)
         memory_valid = np.zeros((slots,), np.float32)
         for i, (row, out) in enumerate(memories):
             memory[i], temporal[i, row], memory_valid[i] = out.memory, 1.0, 1.0
-        pointer_array = np.zeros((pointer_slots, 256), np.float32)
+        pointer_array = np.zeros((pointer_slots, self.pointer_dim), np.float32)
         pointer_valid = np.zeros((pointer_slots,), np.float32)
         for i, pointer in enumerate(pointers):
             pointer_array[i], pointer_valid[i] = pointer, 1.0
