@@ -284,13 +284,15 @@ def test_unreadable_package_is_one_line(tmp_path):
 
 
 class Sampling(nn.Module):
-    """RAP-SAM's resampling: grid sampling (deformable convolution), bilinear upsampling, max pooling."""
+    """RAP-SAM's resampling (grid sampling for deformable convolution, bilinear upsampling, max pooling) and
+    the nearest-neighbour upsampling of EdgeTAM's FPN neck."""
 
     def forward(self, x, grid):
         taps = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
         loose = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         up = F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
-        return taps, loose, up, F.max_pool2d(x, 3, 2, 1)
+        nearest = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return taps, loose, up, F.max_pool2d(x, 3, 2, 1), nearest
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -300,7 +302,7 @@ def test_resampling_ops_match_pytorch(tmp_path, precision):
     x = torch.randn(1, 4, 9, 13, generator=g)
     grid = torch.rand(1, 7, 11, 2, generator=g) * 2.6 - 1.3
     program = save_converted(Sampling(), (x, grid), tmp_path / "sampling.mlpackage", precision)
-    assert {"resample", "upsample_bilinear", "max_pool"} <= set(program.op_types())
+    assert {"resample", "upsample_bilinear", "max_pool", "upsample_nearest_neighbor"} <= set(program.op_types())
     pairs, _ = run_both(Sampling(), (x, grid), program)
     for actual, expected in pairs:
         r = compare(actual, expected)

@@ -4,7 +4,8 @@ import PhotosUI
 import SAMHarnessKit
 import SwiftUI
 
-/// Pick a photo, tap to add points (positive or negative), or drag a box, and see the mask.
+/// Pick a photo, tap to add points (positive or negative), or drag a box, and see the mask; or pick a video
+/// and track objects through it (TrackView.swift, EdgeTAM).
 ///
 /// Builds against the classes Xcode generates from `RepViTSAMEncoder.mlpackage` and
 /// `RepViTSAMDecoder.mlpackage` as `samexport convert --encoder repvit --target coreml` writes them
@@ -14,7 +15,10 @@ import SwiftUI
 struct SAMDemoApp: App {
     var body: some Scene {
         WindowGroup {
-            SegmentView()
+            TabView {
+                SegmentView().tabItem { Label("Photo", systemImage: "photo") }
+                TrackView().tabItem { Label("Video", systemImage: "video") }
+            }
         }
     }
 }

@@ -20,9 +20,13 @@ public struct TrackerTensor: Equatable {
     }
 }
 
-/// Runs one of EdgeTAM's exported parts (`encoder`, `prompt_decoder`, `track_decoder`, `memory_attention`,
-/// `memory_encoder`; the manifest names their inputs and outputs): Core ML in the app, a recording in tests.
+/// Runs EdgeTAM's exported parts (the manifest names their inputs and outputs): Core ML in the app
+/// (`CoreMLTrackerParts`), a recording in tests.
 public protocol TrackerPartRunner {
+    /// The `encoder` part's outputs (`visionFeatures`, `highResFeatures0`, `highResFeatures1`) for a frame of
+    /// the clip: the runner reads the frame and makes the encoder's input of it.
+    func encode(frame: Int) throws -> [String: TrackerTensor]
+    /// One call of `prompt_decoder`, `track_decoder`, `memory_attention` or `memory_encoder`.
     func run(part: String, inputs: [String: TrackerTensor]) throws -> [String: TrackerTensor]
 }
 
@@ -164,16 +168,14 @@ public final class MemoryTracker {
     /// `pointCoords` and `pointLabels`.
     public let packedPrompts: Bool
     private let parts: TrackerPartRunner
-    private let frameImage: (Int) throws -> TrackerTensor
     private var features: [(frame: Int, outputs: [String: TrackerTensor])] = []  // the 2 latest frames'
     private var objects: [(id: Int, track: ObjectTrack)] = []
     public private(set) var trackingHasStarted = false
 
-    /// `frameImage(frame)`: the encoder's `image` input for a frame of the clip (the app resizes it to the
-    /// model's input). The first frame is encoded at once, as the official `init_state` does.
+    /// A clip of `frameCount` frames of videoWidth x videoHeight pixels; the first frame is encoded at once,
+    /// as the official `init_state` does.
     public init(parts: TrackerPartRunner, config: MemoryTrackerConfig = MemoryTrackerConfig(), frameCount: Int,
-                videoWidth: Int, videoHeight: Int, packedPrompts: Bool = true,
-                frameImage: @escaping (Int) throws -> TrackerTensor) throws {
+                videoWidth: Int, videoHeight: Int, packedPrompts: Bool = true) throws {
         precondition(frameCount > 0, "a clip has at least one frame")
         // the official selection of conditioning frames keeps the closest one before and after the frame
         precondition(config.condSlots >= 2 && config.numMaskmem >= 1 && config.maxObjectPointers >= 1,
@@ -184,7 +186,6 @@ public final class MemoryTracker {
         self.videoWidth = videoWidth
         self.videoHeight = videoHeight
         self.packedPrompts = packedPrompts
-        self.frameImage = frameImage
         _ = try frameFeatures(0)
     }
 
@@ -289,7 +290,7 @@ public final class MemoryTracker {
             features.append(cached)
             return cached.outputs
         }
-        let outputs = try parts.run(part: "encoder", inputs: ["image": try frameImage(frame)])
+        let outputs = try parts.encode(frame: frame)
         features.append((frame, outputs))
         if features.count > 2 { features.removeFirst() }
         return outputs

@@ -28,6 +28,16 @@ public enum ImageCanvas {
         return buffer
     }
 
+    /// `image` stretched to the whole width x height canvas, aspect ratio not kept (SAM 2's video frames).
+    public static func stretched(_ image: CGImage, width: Int, height: Int) throws -> CVPixelBuffer {
+        let buffer = try makeBuffer(width: width, height: height)
+        try withContext(buffer) { context in
+            context.interpolationQuality = .high
+            context.draw(image, in: CGRect(x: 0, y: 0, width: width, height: height))
+        }
+        return buffer
+    }
+
     /// Seeded noise for benchmarks (latency does not depend on the pixels).
     public static func noise(width: Int, height: Int, seed: UInt64 = 0) throws -> CVPixelBuffer {
         let buffer = try makeBuffer(width: width, height: height)

@@ -146,6 +146,32 @@ public enum ModelInputs {
         return out
     }
 
+    /// Every value in row-major order of the array's shape, whatever its strides (Core ML may pad rows of
+    /// an output): float32 read through its strides, other types element by element.
+    public static func rowMajor(_ array: MLMultiArray) -> [Float] {
+        let shape = array.shape.map(\.intValue)
+        let strides = array.strides.map(\.intValue)
+        var indices = [[Int]]()
+        indices.reserveCapacity(array.count)
+        var index = [Int](repeating: 0, count: shape.count)
+        for _ in 0..<array.count {
+            indices.append(index)
+            var axis = shape.count - 1
+            while axis >= 0 {
+                index[axis] += 1
+                if index[axis] < shape[axis] { break }
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+        guard array.dataType == .float32 else {
+            return indices.map { array[$0.map { NSNumber(value: $0) }].floatValue }
+        }
+        return array.withUnsafeBufferPointer(ofType: Float.self) { values in
+            indices.map { values[zip($0, strides).reduce(0) { $0 + $1.0 * $1.1 }] }
+        }
+    }
+
     public static func floats(_ array: MLMultiArray) -> [Float] {
         (0..<array.count).map { array[$0].floatValue }
     }

@@ -19,7 +19,15 @@ private final class ReplayedParts: TrackerPartRunner {
 
     init(calls: [Call]) { self.calls = calls }
 
+    func encode(frame: Int) throws -> [String: TrackerTensor] {
+        try run(part: "encoder", inputs: [:], frame: frame)
+    }
+
     func run(part: String, inputs: [String: TrackerTensor]) throws -> [String: TrackerTensor] {
+        try run(part: part, inputs: inputs, frame: nil)
+    }
+
+    private func run(part: String, inputs: [String: TrackerTensor], frame: Int?) throws -> [String: TrackerTensor] {
         guard next < calls.count else {
             mismatches.append("call \(next) (\(part)) is one more than Python made")
             return [:]
@@ -28,8 +36,7 @@ private final class ReplayedParts: TrackerPartRunner {
         defer { next += 1 }
         if call.part != part { mismatches.append("call \(next): \(part), Python called \(call.part)") }
         if part == "encoder" {
-            // the image is the app's; the frame it came from is what the tracker chose
-            let frame = inputs["image"]?.values.first.map { Int($0) }
+            // the image is the runner's; which frame is the tracker's choice
             if frame != call.frame { mismatches.append("call \(next): encoder on frame \(frame ?? -1), Python's \(call.frame ?? -1)") }
         } else {
             if Set(inputs.keys) != Set(call.inputs.keys) {
@@ -105,9 +112,7 @@ final class MemoryTrackerTests: XCTestCase {
         let parts = ReplayedParts(calls: calls)
         let width = try XCTUnwrap(root["width"] as? Int), height = try XCTUnwrap(root["height"] as? Int)
         let tracker = try MemoryTracker(parts: parts, config: config, frameCount: try XCTUnwrap(root["frames"] as? Int),
-                                        videoWidth: width, videoHeight: height) { frame in
-            TrackerTensor(shape: [1], values: [Float(frame)])  // the replay checks which frame, not the pixels
-        }
+                                        videoWidth: width, videoHeight: height)
         for (index, step) in try XCTUnwrap(root["steps"] as? [[String: Any]]).enumerated() {
             let expected = try XCTUnwrap(step["results"] as? [[String: Any]])
             let span = try XCTUnwrap(step["calls"] as? [Int])
@@ -160,11 +165,10 @@ final class MemoryTrackerTests: XCTestCase {
 
     func testPromptsOutsideTheClipAreRefused() throws {
         final class NoParts: TrackerPartRunner {
+            func encode(frame: Int) throws -> [String: TrackerTensor] { [:] }
             func run(part: String, inputs: [String: TrackerTensor]) throws -> [String: TrackerTensor] { [:] }
         }
-        let tracker = try MemoryTracker(parts: NoParts(), frameCount: 3, videoWidth: 4, videoHeight: 4) { _ in
-            TrackerTensor(scalar: 0)
-        }
+        let tracker = try MemoryTracker(parts: NoParts(), frameCount: 3, videoWidth: 4, videoHeight: 4)
         XCTAssertThrowsError(try tracker.addPrompt(frame: 3, object: 1, points: [[1, 1]], labels: [1])) {
             XCTAssertEqual($0 as? MemoryTrackerError, .frameOutsideClip(frame: 3, frames: 3))
         }
