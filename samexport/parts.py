@@ -153,6 +153,10 @@ class Interface:
     notes: Dict[str, str] = field(default_factory=dict)  # facts for the manifest
     # float16 exports keep the ops that pool under hard masks in float32 (`export.coreml_precision`)
     keeps_float32_pooling: bool = False
+    # float16 exports keep matrix products that sum this many terms or more in float32 (an attention's
+    # weighted sum over thousands of keys), on Core ML op by op and in the simulated float16 device; LiteRT,
+    # which has no per-op precision, runs such parts in float32 (`export.coreml_precision`)
+    float32_sums_over: Optional[int] = None
     reparameterized: bool = False  # its module was reparameterized: no batch normalization is left
     bench: BenchFacts = BenchFacts()
 

@@ -150,3 +150,36 @@ def test_parts_over_the_budget_say_so_instead_of_a_verdict(mobile_sam_decoder, m
     assert report.passed and not report.cases
     assert "not simulated" in report.runner and "GMACs" in report.runner
     assert report.to_json()["worst"] == {} and report.to_json()["passed"]
+
+
+def test_a_float32_region_sums_long_products_in_float32_and_rounds_once():
+    """A part's `float32_sums_over` (EdgeTAM: 4,096): the 4,096-term product sums in float32 (409.6,
+    rounded once to float16's 409.5); a 100-term product still accumulates in float16."""
+    long_a, long_b = torch.full((1, 4096), 0.1), torch.ones(4096, 1)
+    short_a, short_b = torch.full((1, 100), 0.1), torch.ones(100, 1)
+    with Float16Arithmetic(sums_over=4096):
+        assert float(long_a @ long_b) == 409.5
+        assert float(short_a @ short_b) == float(product_accumulated_in_float16(short_a, short_b))
+
+
+class LongAndShortSums(torch.nn.Module):
+    def forward(self, weights, values):
+        return torch.matmul(weights, values), torch.matmul(weights[:, :, :100], values[:, :100])
+
+
+def test_core_ml_keeps_the_long_sums_of_a_part_in_float32(tmp_path):
+    """Core ML's float16 programs keep a matmul summing `sums_over` terms or more in float32 (and only it)."""
+    from samexport.export import coreml_export
+    from samexport.export.coreml_precision import float32_region
+    from samexport.mileval import load_program
+    from samexport.mileval.program import dtype_name
+
+    example = (torch.rand(1, 3, 4096), torch.randn(1, 4096, 8))
+    traced = coreml_export.trace(LongAndShortSums(), example)
+    types = [coreml_export.tensor_input(f"x{i}", tuple(e.shape)) for i, e in enumerate(example)]
+    selector = float32_region(pooling=False, sums_over=4096)
+    mlmodel = coreml_export.convert(traced, types, ["long", "short"], "fp16", "iOS16", selector)
+    mlmodel.save(str(tmp_path / "sums.mlpackage"))
+    program = load_program(tmp_path / "sums.mlpackage")
+    matmuls = [op for op in program.operations if op.op_type == "matmul"]
+    assert sorted(dtype_name(op.outputs[0]) for op in matmuls) == ["fp16", "fp32"]

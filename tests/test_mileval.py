@@ -302,7 +302,9 @@ def test_resampling_ops_match_pytorch(tmp_path, precision):
     x = torch.randn(1, 4, 9, 13, generator=g)
     grid = torch.rand(1, 7, 11, 2, generator=g) * 2.6 - 1.3
     program = save_converted(Sampling(), (x, grid), tmp_path / "sampling.mlpackage", precision)
-    assert {"resample", "upsample_bilinear", "max_pool", "upsample_nearest_neighbor"} <= set(program.op_types())
+    assert {"resample", "upsample_bilinear", "max_pool", "upsample_nearest_neighbor"} <= set(
+        program.op_types()
+    )
     pairs, _ = run_both(Sampling(), (x, grid), program)
     for actual, expected in pairs:
         r = compare(actual, expected)

@@ -87,6 +87,11 @@ class CoreMLTarget(ExportTarget):
         with progress.step("Core ML package checks"):
             for name, part in parts.items():
                 section[name] = {"interface": part.interface.describe(), **part.interface.notes}
+                if part.interface.float32_sums_over and options.precision == "fp16":
+                    section[name]["fp16_float32_ops"] = (
+                        f"matmuls summing {part.interface.float32_sums_over} terms or more "
+                        "(samexport.export.coreml_precision)"
+                    )
                 section[name].update(self.structure(part.interface, packages[name], options))
         if any(p.interface.keeps_float32_pooling for p in parts.values()) and options.precision == "fp16":
             section["fp16_float32_ops"] = FLOAT32_POOLING_NOTE
@@ -119,7 +124,11 @@ class CoreMLTarget(ExportTarget):
         # int8 activations quantize each partial product: see `values_in_one_product`
         with values_in_one_product() if compression(options.compress).activations else nullcontext():
             traced = coreml_export.trace(part.module(), part.example())
-        selector = float32_region() if interface.keeps_float32_pooling else None
+        selector = (
+            float32_region(interface.keeps_float32_pooling, interface.float32_sums_over)
+            if interface.keeps_float32_pooling or interface.float32_sums_over
+            else None
+        )
         return coreml_export.convert(
             traced, inputs, interface.output_names, options.precision, options.min_target, selector
         )

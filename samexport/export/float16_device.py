@@ -95,7 +95,13 @@ def convolution_accumulated_in_float16(
 
 
 class Float16Arithmetic(TorchDispatchMode):
-    """Within this mode, ATen ops compute as a float16 device does (see the module's docstring)."""
+    """Within this mode, ATen ops compute as a float16 device does (see the module's docstring); matrix
+    products summing `sums_over` terms or more are a part's float32 regions (`Interface.float32_sums_over`):
+    computed in float32, their result rounded."""
+
+    def __init__(self, sums_over: Optional[int] = None) -> None:
+        super().__init__()
+        self.sums_over = sums_over
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -111,9 +117,13 @@ class Float16Arithmetic(TorchDispatchMode):
             return out
         args = tree_map(rounded, args)
         if func in (aten.mm.default, aten.bmm.default):
+            if self.sums_over is not None and args[0].shape[-1] >= self.sums_over:
+                return rounded(func(*args))
             return product_accumulated_in_float16(*args)
         if func is aten.addmm.default:
             bias, a, b = args[:3]
+            if self.sums_over is not None and a.shape[-1] >= self.sums_over:
+                return rounded(func(*args, **kwargs))
             return rounded(product_accumulated_in_float16(a, b) + bias)
         if func is aten.convolution.default:
             return convolution_accumulated_in_float16(*args)
@@ -143,10 +153,13 @@ def too_costly(part) -> Optional[str]:
     )
 
 
-def simulate(module: torch.nn.Module, feeds: Dict[str, np.ndarray], input_names) -> tuple:
-    """The module's outputs (a tuple of NumPy arrays) computed with float16 device arithmetic."""
+def simulate(
+    module: torch.nn.Module, feeds: Dict[str, np.ndarray], input_names, sums_over: Optional[int] = None
+) -> tuple:
+    """The module's outputs (a tuple of NumPy arrays) computed with float16 device arithmetic (matrix
+    products of `sums_over` terms or more in float32)."""
     inputs = [torch.from_numpy(np.asarray(feeds[n], dtype=np.float32)) for n in input_names]
-    with torch.no_grad(), Float16Arithmetic():
+    with torch.no_grad(), Float16Arithmetic(sums_over):
         values = module(*inputs)
     values = values if isinstance(values, (tuple, list)) else (values,)
     return tuple(v.numpy() for v in values)

@@ -79,7 +79,8 @@ class LiteRTTarget(ExportTarget):
             if weights == "float16" and inference == "float32":
                 from .float16_device import too_costly
 
-                why = "float32 regions" if interface.keeps_float32_pooling else too_costly(part)
+                regions = interface.keeps_float32_pooling or interface.float32_sums_over
+                why = "float32 regions" if regions else too_costly(part)
                 progress.say(f"note: LiteRT {name} is meant for float32 inference ({why})")
             section[name] = {
                 "interface": interface.describe(),
@@ -101,10 +102,15 @@ class LiteRTTarget(ExportTarget):
         return section, report
 
     def runs_in_float16(self, options, part) -> bool:
-        """Float16 files whose parts the simulation can judge; the others are meant for float32 inference."""
+        """Float16 files whose parts the simulation can judge and that need no float32 region (LiteRT has no
+        per-op precision); the others are meant for float32 inference."""
         from .float16_device import too_costly
 
-        return super().runs_in_float16(options, part) and too_costly(part) is None
+        return (
+            super().runs_in_float16(options, part)
+            and part.interface.float32_sums_over is None
+            and too_costly(part) is None
+        )
 
     def float16_way_out(self, options) -> str:
         return "--precision fp32 writes LiteRT files for float32 arithmetic, or leave litert out of --target"

@@ -12,7 +12,7 @@ summary and its `fp32_outputs`; `origin(extras)` says where a failure started.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -27,13 +27,15 @@ class Float16DeviceRunner(Runner):
     runtime = "float16_device"
     description = "float16 device arithmetic (simulated: float16 values, products accumulated in float16)"
 
-    def __init__(self, module, output_names, input_names) -> None:
+    def __init__(self, module, output_names, input_names, sums_over: Optional[int] = None) -> None:
         self.module, self.output_names, self.input_names = module, list(output_names), list(input_names)
+        self.sums_over = sums_over  # the part's float32 regions (`Interface.float32_sums_over`)
 
     def run(self, feeds):
         from .float16_device import simulate
 
-        return dict(zip(self.output_names, simulate(self.module, feeds, self.input_names))), {}
+        outputs = simulate(self.module, feeds, self.input_names, self.sums_over)
+        return dict(zip(self.output_names, outputs)), {}
 
 
 def function_for(path: Path, functions: Dict[str, Dict[str, list]], feeds: Dict[str, np.ndarray]) -> str:

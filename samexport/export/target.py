@@ -222,7 +222,9 @@ def check_float16_device(part: Part, compress: str):
     skipped = too_costly(part)
     if skipped:
         return PartReport(part.name, skipped, floors, {}, [])
-    runner = Float16DeviceRunner(part.module().eval(), interface.output_names, interface.input_names)
+    runner = Float16DeviceRunner(
+        part.module().eval(), interface.output_names, interface.input_names, interface.float32_sums_over
+    )
     return check_part(fewest_prompt_sets(part), runner, floors)
 
 
