@@ -25,9 +25,13 @@ def build_video_predictor(
             raise UsageError(
                 "manifest= names an export; give backend= its target (onnx, litert, coreai, coreml)"
             )
-        from .zoo import torch_session
+        import warnings
 
-        session, _ = torch_session(spec.name, checkpoint)
+        from .zoo import RandomWeightsWarning, torch_session
+
+        session, notes = torch_session(spec.name, checkpoint)
+        for note in notes:  # what build_model says: the fixture fill, not the official weights
+            warnings.warn(note, RandomWeightsWarning, stacklevel=2)
     else:
         if manifest is None:
             raise UsageError(f"backend {backend!r} runs an export: give manifest= its export.json")
