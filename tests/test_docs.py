@@ -56,6 +56,21 @@ def test_the_swift_call_site_uses_only_public_harness_api():
     )
 
 
+def test_the_tracking_swift_snippet_uses_only_public_harness_api():
+    """docs/tracking.md's Swift: each tracker name it calls is public in the package."""
+    import re
+
+    (snippet,) = code_blocks((ROOT / "docs/tracking.md").read_text(), "swift")
+    sources = "\n".join(p.read_text() for p in (ROOT / "ios_harness/Sources").rglob("*.swift"))
+    for type_name in ("CoreMLTrackerParts", "MemoryTracker"):
+        assert type_name in snippet and re.search(rf"public (final )?class {type_name}\b", sources), type_name
+    for member in ("bundled", "trackerConfig", "addPrompt", "propagate"):
+        assert re.search(rf"\.{member}\b", snippet) and re.search(
+            rf"public (static )?func {member}\b", sources
+        ), member
+    assert "public var packedPrompts" in sources and "public let videoLogits" in sources
+
+
 def test_models_readme_lists_every_official_checkpoint():
     """Issue 12 item 17: where each registry model's official file comes from."""
     from samexport.families.registry import get_spec, list_models
