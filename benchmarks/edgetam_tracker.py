@@ -133,7 +133,7 @@ def main() -> None:
         }
         from samexport.families.edgetam.tracker import TrackerConfig
 
-        small = TrackerConfig(num_maskmem=2, cond_slots=2, max_obj_ptrs=4)
+        small = TrackerConfig(recent_frames=1, cond_slots=2, max_obj_ptrs=4)
         for backend in ("torch", "torch, small memory bank", "onnx", "litert"):
             if backend.startswith("torch"):
                 predictor = samexport.build_video_predictor(

@@ -553,7 +553,9 @@ def memory_tracker() -> Dict:
     from samexport.parts import Function, Interface, Tensor
     from samexport.runtime import Session
 
-    config = TrackerConfig(num_maskmem=3, cond_slots=2, max_obj_ptrs=4, fill_hole_area=2, image_size=8)
+    config = TrackerConfig(
+        num_maskmem=3, recent_frames=2, cond_slots=2, max_obj_ptrs=4, fill_hole_area=2, image_size=8
+    )
     s, p = config.memory_slots, config.pointer_slots
 
     def interface(part, inputs, outputs):
@@ -681,6 +683,7 @@ def memory_tracker() -> Dict:
     return {
         "config": {
             "num_maskmem": config.num_maskmem,
+            "recent_frames": config.recent_frames,
             "cond_slots": config.cond_slots,
             "max_obj_ptrs": config.max_obj_ptrs,
             "fill_hole_area": config.fill_hole_area,

@@ -33,10 +33,13 @@ public protocol TrackerPartRunner {
 /// The memory bank's sizes and the predictor's options (the manifest's `input_contract.memory_bank` and the
 /// parts' shapes), as `samexport.families.edgetam.tracker.TrackerConfig`.
 public struct MemoryTrackerConfig: Equatable {
-    /// Memories per object: conditioning frames' at temporal row numMaskmem - 1, recent ones below it.
+    /// The model's temporal rows: conditioning frames' memories at row numMaskmem - 1, recent ones below.
     public var numMaskmem = 7
     /// Slots for conditioning frames (the closest ones in time when there are more).
     public var condSlots = 2
+    /// The memories of this many most recent tracked frames, the one t frames back at row t - 1 (the official
+    /// numMaskmem - 1; fewer make a small memory bank).
+    public var recentFrames = 6
     public var maxObjectPointers = 16
     /// Background regions of at most this many pixels inside a low-res mask are filled.
     public var fillHoleArea = 8
@@ -55,7 +58,7 @@ public struct MemoryTrackerConfig: Equatable {
 
     public init() {}
 
-    public var memorySlots: Int { condSlots + numMaskmem - 1 }
+    public var memorySlots: Int { condSlots + recentFrames }
     public var pointerSlots: Int { condSlots + maxObjectPointers - 1 }
 }
 
@@ -178,8 +181,9 @@ public final class MemoryTracker {
                 videoWidth: Int, videoHeight: Int, packedPrompts: Bool = true) throws {
         precondition(frameCount > 0, "a clip has at least one frame")
         // the official selection of conditioning frames keeps the closest one before and after the frame
-        precondition(config.condSlots >= 2 && config.numMaskmem >= 1 && config.maxObjectPointers >= 1,
-                     "a tracker needs condSlots >= 2, numMaskmem >= 1 and maxObjectPointers >= 1")
+        precondition(config.condSlots >= 2 && (0..<config.numMaskmem).contains(config.recentFrames)
+                     && config.maxObjectPointers >= 1,
+                     "a tracker needs condSlots >= 2, recentFrames from 0 to numMaskmem - 1 and maxObjectPointers >= 1")
         self.parts = parts
         self.config = config
         self.frameCount = frameCount
@@ -404,10 +408,10 @@ public final class MemoryTracker {
         let (selected, unselected) = Self.closestCondFrames(frame: frame, cond: track.cond, maxCount: config.condSlots)
         var memories = selected.map { (row: config.numMaskmem - 1, output: $0.output) }
         let sign = reverse ? 1 : -1
-        for position in 1..<config.numMaskmem {
-            let previous = frame + sign * (config.numMaskmem - position)
+        for back in stride(from: config.recentFrames, through: 1, by: -1) {  // the farthest first
+            let previous = frame + sign * back
             if let output = track.nonCond[previous] ?? unselected[previous] {
-                memories.append((config.numMaskmem - position - 1, output))
+                memories.append((back - 1, output))
             }
         }
         var pointers = selected.filter { reverse ? $0.frame >= frame : $0.frame <= frame }.map(\.output.objectPointer)

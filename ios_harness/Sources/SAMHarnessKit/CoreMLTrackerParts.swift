@@ -43,8 +43,9 @@ public final class CoreMLTrackerParts: TrackerPartRunner {
         models["prompt_decoder"]?.modelDescription.inputDescriptionsByName["points"] != nil
     }
 
-    /// The tracker's sizes as the packages fix them: memory slots and tokens, temporal rows, pointer slots,
-    /// the low-res mask side (the predictor's options stay `base`'s).
+    /// The tracker's sizes as the packages fix them: memory slots (`base`'s conditioning slots, the rest
+    /// recent frames) and tokens, temporal rows, pointer slots, the low-res mask side (the predictor's options
+    /// stay `base`'s).
     public func trackerConfig(base: MemoryTrackerConfig = MemoryTrackerConfig()) throws -> MemoryTrackerConfig {
         func shape(_ part: String, _ name: String) throws -> [Int] {
             guard let constraint = models[part]?.modelDescription.inputDescriptionsByName[name]?.multiArrayConstraint else {
@@ -57,7 +58,7 @@ public final class CoreMLTrackerParts: TrackerPartRunner {
         let temporal = try shape("memory_attention", "memoryTemporal")
         let pointers = try shape("memory_attention", "objectPointers")
         config.numMaskmem = temporal[1]
-        config.condSlots = memory[0] - config.numMaskmem + 1
+        config.recentFrames = memory[0] - config.condSlots
         config.maxObjectPointers = pointers[0] - config.condSlots + 1
         config.memoryTokens = memory[1]
         config.memoryChannels = memory[2]

@@ -95,6 +95,7 @@ final class MemoryTrackerTests: XCTestCase {
         let settings = try XCTUnwrap(root["config"] as? [String: Int])
         var config = MemoryTrackerConfig()
         config.numMaskmem = try XCTUnwrap(settings["num_maskmem"])
+        config.recentFrames = try XCTUnwrap(settings["recent_frames"])
         config.condSlots = try XCTUnwrap(settings["cond_slots"])
         config.maxObjectPointers = try XCTUnwrap(settings["max_obj_ptrs"])
         config.fillHoleArea = try XCTUnwrap(settings["fill_hole_area"])

@@ -33,8 +33,11 @@ TRACKER_PARTS = ("encoder", "prompt_decoder", "track_decoder", "memory_attention
 class TrackerConfig:
     """The memory bank's sizes and the predictor's options."""
 
-    num_maskmem: int = 7  # memories per object: conditioning frames' at row 6, recent ones at rows 0..5
+    num_maskmem: int = 7  # the model's temporal rows: conditioning frames' memories at row 6, recent at 0..5
     cond_slots: int = 2  # slots for conditioning frames (the closest ones in time when there are more)
+    # the memories of this many most recent tracked frames, the one t frames back at row t - 1 (the official
+    # num_maskmem - 1; fewer make a small memory bank, which is not the official configuration)
+    recent_frames: int = 6
     max_obj_ptrs: int = 16
     fill_hole_area: int = 8
     add_all_frames_to_correct_as_cond: bool = True
@@ -44,15 +47,16 @@ class TrackerConfig:
 
     def __post_init__(self) -> None:
         # the official selection of conditioning frames keeps the closest one before and after the frame
-        if self.cond_slots < 2 or self.num_maskmem < 1 or self.max_obj_ptrs < 1:
+        if self.cond_slots < 2 or not 0 <= self.recent_frames < self.num_maskmem or self.max_obj_ptrs < 1:
             raise UsageError(
-                "a tracker needs cond_slots >= 2, num_maskmem >= 1 and max_obj_ptrs >= 1; got "
-                f"{self.cond_slots}, {self.num_maskmem} and {self.max_obj_ptrs}"
+                "a tracker needs cond_slots >= 2, recent_frames from 0 to num_maskmem - 1 and max_obj_ptrs "
+                f">= 1; got {self.cond_slots}, {self.recent_frames} (num_maskmem {self.num_maskmem}) and "
+                f"{self.max_obj_ptrs}"
             )
 
     @property
     def memory_slots(self) -> int:
-        return self.cond_slots + self.num_maskmem - 1
+        return self.cond_slots + self.recent_frames
 
     @property
     def pointer_slots(self) -> int:
@@ -399,11 +403,11 @@ class VideoTracker:
         selected, unselected = select_closest_cond_frames(frame_idx, obj.cond, cfg.cond_slots)
         memories = [(cfg.num_maskmem - 1, out) for out in selected.values()]
         sign = 1 if reverse else -1
-        for t_pos in range(1, cfg.num_maskmem):
-            prev = frame_idx + sign * (cfg.num_maskmem - t_pos)
+        for t in range(cfg.recent_frames, 0, -1):  # the farthest first, as the official loop
+            prev = frame_idx + sign * t
             out = obj.non_cond.get(prev) or unselected.get(prev)
             if out is not None:
-                memories.append((cfg.num_maskmem - t_pos - 1, out))
+                memories.append((t - 1, out))
         pointers = [
             out.obj_ptr for t, out in selected.items() if (t >= frame_idx if reverse else t <= frame_idx)
         ]
