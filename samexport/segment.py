@@ -347,8 +347,12 @@ def exports_for(options, progress: Progress, **convert_fields) -> Path:
 
     target = targets()[options.backend]
     spec = get_spec(options.encoder)
-    # a target taking fixed prompt-set counts gets the everything mode's (64 prompt sets a call)
-    batch = (1,) if target.dynamic or spec.family.prompts_are_queries else EVERYTHING_BATCH
+    # a target taking fixed prompt-set counts gets the everything mode's (64 prompt sets a call) for a family
+    # with a click-grid everything mode
+    from .families import PromptFamily
+
+    grid = isinstance(spec.family, PromptFamily) and not spec.family.prompts_are_queries
+    batch = EVERYTHING_BATCH if grid and not target.dynamic else (1,)
     wanted = sha256(options.checkpoint) if options.checkpoint else "random-init"
     candidates = [
         ConvertOptions(

@@ -176,12 +176,15 @@ def test_tracker_refuses_bad_prompts_in_one_line(video):
 
 
 @pytest.mark.slow
-def test_tracker_on_the_onnx_and_litert_exports_equals_the_official_tracker(tmp_path, checkpoint, video):
+def test_tracker_on_the_onnx_and_litert_exports_equals_the_official_tracker(
+    tmp_path, capsys, checkpoint, video
+):
     """convert --encoder edgetam --target onnx,litert (float32) validates every part (teacher-forced on the
     validation clip); the tracker over each export follows the official predictor frame by frame on the
     fixture clip (mask IoU >= 0.99, the same object-score signs). Prompts of 1 and 2 points (2 and 3 tokens)
     are all the clip's prompts need."""
     import samexport
+    from samexport.amg import decode_rle
     from samexport.export.convert import convert
     from samexport.export.options import ConvertOptions
 
@@ -225,6 +228,23 @@ def test_tracker_on_the_onnx_and_litert_exports_equals_the_official_tracker(tmp_
             scores = np.array([outputs.output_at(f).object_score for f in range(8)])
             assert np.array_equal(scores > 0, video["fwd_object_score_logits"][:, obj - 1] > 0), backend
         assert_video_logits(fwd, official, f"{backend} fwd")
+    # segment --video on the LiteRT export in --models-dir (found by its checkpoint and precision)
+    from helpers import invoke
+
+    write_frames(tmp_path / "clip", video["frames"][:3])
+    x, y = click["points"][0]
+    result = invoke(
+        capsys, "segment", str(tmp_path / "clip"), "--video", "--encoder", "edgetam", "--backend", "litert",
+        "--models-dir", str(tmp_path), "--checkpoint", str(checkpoint), "--point", f"{x},{y}",
+        "--output", str(tmp_path / "tracked.mp4"), "--json", str(tmp_path / "tracked.json"), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "tracked.json").read_text())
+    assert document["backend"] == "litert" and len(document["frames_objects"]) == 3
+    for f, (record,) in enumerate(document["frames_objects"]):
+        mask = decode_rle(record["segmentation"])
+        union = (mask | (official[f, 0] > 0)).sum()
+        assert (mask & (official[f, 0] > 0)).sum() / union >= 0.99, f
 
 
 def write_frames(folder, frames) -> None:
